@@ -1,0 +1,68 @@
+"""The engine interface every avatar engine implements (built-in, plug-in or external command)."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..schema import AvatarSchema, AvatarVector
+
+DEFAULT_RENDER_SIZE = 256
+
+
+@dataclass
+class RenderBatch:
+    """Rendered images ``uint8 [n, size, size, 3]`` (RGB) and optional part masks ``uint8 [n, size, size]``.
+
+    Mask value ``k`` means ``schema.parts[k]``.
+    """
+
+    images: np.ndarray
+    masks: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+class Engine(ABC):
+    """An avatar engine: a parameter schema and a renderer.
+
+    Subclasses provide :attr:`schema` and :meth:`render_valid`; :meth:`render` validates first so a bad
+    vector is reported by name instead of crashing deep inside drawing code.
+    """
+
+    name: str = "engine"
+    supports_masks: bool = False
+
+    @property
+    @abstractmethod
+    def schema(self) -> AvatarSchema: ...
+
+    def sample(self, n: int, seed: int) -> list[AvatarVector]:
+        """``n`` vectors drawn from the schema's priors; the same seed always gives the same vectors."""
+        return self.schema.sample(n, seed)
+
+    def render(self, vectors: Sequence[Mapping], size: int = DEFAULT_RENDER_SIZE, masks: bool = False) -> RenderBatch:
+        if not isinstance(size, int) or not 16 <= size <= 4096:
+            raise ValueError(f"render size must be an integer between 16 and 4096 pixels, got {size!r}")
+        canonical = self.schema.validate_many(vectors)
+        batch = self.render_valid(canonical, size, masks and self.supports_masks)
+        if batch.images.shape != (len(canonical), size, size, 3) or batch.images.dtype != np.uint8:
+            raise ValueError(f"engine '{self.name}' returned images of shape {batch.images.shape} / {batch.images.dtype}; "
+                             f"expected ({len(canonical)}, {size}, {size}, 3) uint8")
+        return batch
+
+    @abstractmethod
+    def render_valid(self, vectors: list[AvatarVector], size: int, masks: bool) -> RenderBatch:
+        """Render already-validated vectors."""
+
+    def close(self) -> None:
+        """Release resources (processes, files). Safe to call twice."""
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

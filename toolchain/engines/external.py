@@ -1,0 +1,212 @@
+"""Client for engines that run as an external command and speak the JSON-lines protocol
+described in ``docs/engine-protocol.md`` (Unity, Unreal, Blender, a browser renderer...)."""
+from __future__ import annotations
+
+import json
+import queue
+import shlex
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..errors import EngineError
+from ..schema import AvatarSchema, AvatarVector, SchemaError
+from .base import Engine, RenderBatch
+
+PROTOCOL_VERSION = 1
+DEFAULT_TIMEOUT_S = 60.0
+
+
+class ExternalEngine(Engine):
+    """Runs ``command`` as a child process and talks to it over stdin/stdout.
+
+    The process is started lazily and restarted after a failure, so one bad vector does not end a
+    whole rendering run.
+
+    Args:
+        command: the command line (a string is split like a shell would).
+        timeout_s: how long one reply may take before the engine is declared hung and killed.
+    """
+
+    supports_masks = True
+
+    def __init__(self, command: str | list[str], timeout_s: float = DEFAULT_TIMEOUT_S):
+        self.command = shlex.split(command) if isinstance(command, str) else list(command)
+        if not self.command:
+            raise EngineError("empty external engine command")
+        self.timeout_s = timeout_s
+        self.name = Path(self.command[-1]).stem if len(self.command) > 1 else Path(self.command[0]).name
+        self._proc: subprocess.Popen | None = None
+        self._lines: queue.Queue = queue.Queue()
+        self._stderr_tail: deque[str] = deque(maxlen=20)
+        self._schema: AvatarSchema | None = None
+        self._request_id = 0
+        self._engine_masks = False
+
+    # ----- process management ------------------------------------------------------------------
+    def _start(self) -> None:
+        try:
+            self._proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True, bufsize=1)
+        except OSError as exc:
+            raise EngineError(f"cannot start command {self.command}: {exc}", engine=self.name) from None
+        self._lines = queue.Queue()
+        self._stderr_tail.clear()
+        proc = self._proc
+        threading.Thread(target=self._pump_stdout, args=(proc, self._lines), daemon=True).start()
+        threading.Thread(target=self._pump_stderr, args=(proc,), daemon=True).start()
+        hello = self._request({"type": "hello"}, expect="hello")
+        self.name = str(hello.get("engine") or self.name)
+        self._engine_masks = bool(hello.get("masks", False))
+
+    @staticmethod
+    def _pump_stdout(proc: subprocess.Popen, lines: queue.Queue) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    def _pump_stderr(self, proc: subprocess.Popen) -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            self._stderr_tail.append(line.rstrip())
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.kill()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            self._proc = None
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            try:
+                assert self._proc.stdin is not None
+                self._proc.stdin.write(json.dumps({"protocol": PROTOCOL_VERSION, "type": "shutdown"}) + "\n")
+                self._proc.stdin.flush()
+                self._proc.wait(timeout=2)
+            except (OSError, subprocess.TimeoutExpired, ValueError):
+                pass
+        self._kill()
+
+    # ----- requests ----------------------------------------------------------------------------
+    def _request(self, message: dict[str, Any], expect: str, vectors: list[AvatarVector] | None = None) -> dict[str, Any]:
+        if self._proc is None or self._proc.poll() is not None:
+            if message["type"] != "hello":
+                self._start()
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(json.dumps({"protocol": PROTOCOL_VERSION, **message}) + "\n")
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            self._fail_exited(vectors)
+        try:
+            line = self._lines.get(timeout=self.timeout_s)
+        except queue.Empty:
+            self._kill()
+            raise EngineError(f"no reply to '{message['type']}' within {self.timeout_s:g} s (engine hung?); "
+                              "raise --engine-timeout if it is just slow", engine=self.name,
+                              **self._blame(vectors)) from None
+        if line is None:
+            self._fail_exited(vectors)
+        try:
+            reply = json.loads(line)
+            if not isinstance(reply, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            self._kill()
+            raise EngineError(f"replied with a line that is not a JSON object: {line[:200]!r} "
+                              "(engines must print only protocol lines on stdout; log to stderr)", engine=self.name) from None
+        version = reply.get("protocol")
+        if not isinstance(version, int) or version > PROTOCOL_VERSION:
+            self._kill()
+            raise EngineError(f"speaks protocol version {version!r}, this avatartool speaks {PROTOCOL_VERSION}: "
+                              "upgrade avatartool, or run the engine in protocol-1 mode", engine=self.name)
+        if reply.get("type") == "error":
+            blame = self._blame(vectors, reply.get("index"))
+            raise EngineError(f"reported an error: {reply.get('message', '(no message)')}", engine=self.name, **blame)
+        if reply.get("type") != expect:
+            self._kill()
+            raise EngineError(f"answered '{reply.get('type')}' to a '{message['type']}' request (expected '{expect}')",
+                              engine=self.name)
+        return reply
+
+    @staticmethod
+    def _blame(vectors: list[AvatarVector] | None, offset: Any = None) -> dict[str, Any]:
+        """Name the vector at fault when the request makes it unambiguous (the caller maps it to a
+        dataset index)."""
+        if vectors is None:
+            return {}
+        if isinstance(offset, int) and 0 <= offset < len(vectors):
+            return {"vector": vectors[offset]}
+        if len(vectors) == 1:
+            return {"vector": vectors[0]}
+        return {}
+
+    def _fail_exited(self, vectors: list[AvatarVector] | None):
+        code = self._proc.wait(timeout=5) if self._proc is not None else None
+        self._proc = None
+        tail = " | ".join(list(self._stderr_tail)[-5:]) or "(nothing on stderr)"
+        raise EngineError(f"process exited unexpectedly (exit code {code}); last stderr: {tail}",
+                          engine=self.name, **self._blame(vectors))
+
+    # ----- Engine API --------------------------------------------------------------------------
+    @property
+    def schema(self) -> AvatarSchema:
+        if self._schema is None:
+            reply = self._request({"type": "schema"}, expect="schema")
+            try:
+                self._schema = AvatarSchema.from_json(reply["schema"])
+            except (KeyError, SchemaError) as exc:
+                raise EngineError(f"sent an invalid schema: {exc}", engine=self.name) from None
+        return self._schema
+
+    def render_valid(self, vectors: list[AvatarVector], size: int, masks: bool) -> RenderBatch:
+        self.schema  # noqa: B018 - make sure the process is up and the schema known
+        self._request_id += 1
+        want_masks = masks and self._engine_masks
+        out_dir = Path(tempfile.mkdtemp(prefix="avatartool-ext-"))
+        try:
+            reply = self._request({"type": "render", "id": self._request_id, "size": size, "masks": want_masks,
+                                   "out_dir": str(out_dir), "vectors": vectors}, expect="rendered", vectors=vectors)
+            files = reply.get("files")
+            if not isinstance(files, list) or len(files) != len(vectors):
+                raise EngineError(f"returned {len(files) if isinstance(files, list) else 'no'} files for {len(vectors)} vectors",
+                                  engine=self.name, **self._blame(vectors))
+            images = np.empty((len(vectors), size, size, 3), np.uint8)
+            mask_arr = np.empty((len(vectors), size, size), np.uint8) if want_masks else None
+            for i, entry in enumerate(files):
+                blame = self._blame(vectors, i)
+                images[i] = self._read(out_dir, entry.get("image") if isinstance(entry, dict) else None, size, "RGB", blame)
+                if mask_arr is not None:
+                    mask_arr[i] = self._read(out_dir, entry.get("mask"), size, "L", blame)
+            return RenderBatch(images, mask_arr)
+        finally:
+            shutil.rmtree(out_dir, ignore_errors=True)
+
+    def _read(self, out_dir: Path, name: Any, size: int, mode: str, blame: dict[str, Any]) -> np.ndarray:
+        if not isinstance(name, str) or not name:
+            raise EngineError("reply names no file for this vector", engine=self.name, **blame)
+        path = (out_dir / name).resolve()
+        if not path.is_relative_to(out_dir.resolve()):
+            raise EngineError(f"reply names a file outside the output folder: {name!r}", engine=self.name, **blame)
+        if not path.is_file():
+            raise EngineError(f"reply names {name!r} but no such file was written", engine=self.name, **blame)
+        try:
+            with Image.open(path) as im:
+                if im.size != (size, size):
+                    raise EngineError(f"image {name!r} is {im.size[0]}x{im.size[1]}, expected {size}x{size}",
+                                      engine=self.name, **blame)
+                return np.asarray(im.convert(mode), dtype=np.uint8)
+        except (OSError, SyntaxError) as exc:
+            raise EngineError(f"file {name!r} is not a readable image: {exc}", engine=self.name, **blame) from None
