@@ -336,8 +336,15 @@ class AvatarSchema:
 
     def decode(self, continuous: np.ndarray, discrete: np.ndarray) -> list[AvatarVector]:
         """Inverse of :meth:`encode`; continuous values are clipped into range."""
-        continuous = np.asarray(continuous, dtype=np.float64).reshape(-1, len(self.continuous))
-        discrete = np.asarray(discrete).reshape(-1, len(self.discrete))
+        n_c, n_d = len(self.continuous), len(self.discrete)
+        # A schema without one kind of parameter has zero-width targets; reshape(-1, 0) is ambiguous,
+        # so such a side takes its row count from the other one.
+        continuous = np.asarray(continuous, dtype=np.float64).reshape(-1, n_c) if n_c else None
+        discrete = np.asarray(discrete).reshape(-1, n_d) if n_d else None
+        if continuous is None:
+            continuous = np.zeros((len(discrete), 0))
+        if discrete is None:
+            discrete = np.zeros((len(continuous), 0), dtype=np.int64)
         if len(continuous) != len(discrete):
             raise ValueError(f"continuous ({len(continuous)}) and discrete ({len(discrete)}) row counts differ")
         out: list[AvatarVector] = []

@@ -1,0 +1,42 @@
+"""Shared output for benchmarks: results/<name>.json (machine, versions, raw numbers) + results/<name>.md."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Sequence
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine_info(packages: Sequence[str] = ("numpy", "skia-python", "torch", "onnxruntime")) -> dict[str, Any]:
+    versions = {}
+    for p in packages:
+        try:
+            versions[p] = version(p)
+        except PackageNotFoundError:
+            pass
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "processor": platform.processor(),
+            "cpu_count": os.cpu_count(), "packages": versions, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def write_report(name: str, data: dict[str, Any], headers: Sequence[str], rows: Sequence[Sequence[Any]],
+                 notes: str = "") -> tuple[Path, Path]:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": name, "machine": machine_info(), **data}
+    json_path = RESULTS / f"{name}.json"
+    json_path.write_text(json.dumps(payload, indent=2) + "\n")
+    lines = [f"# {name}", "", f"Machine: {payload['machine']['platform']}, {payload['machine']['cpu_count']} CPUs, "
+             f"Python {payload['machine']['python']}, {payload['machine']['date']}", ""]
+    lines.append("| " + " | ".join(headers) + " |")
+    lines.append("|" + "---|" * len(headers))
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    if notes:
+        lines += ["", notes]
+    md_path = RESULTS / f"{name}.md"
+    md_path.write_text("\n".join(lines) + "\n")
+    return json_path, md_path
