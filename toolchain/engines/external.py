@@ -24,6 +24,15 @@ PROTOCOL_VERSION = 1
 DEFAULT_TIMEOUT_S = 60.0
 
 
+def _name_from_command(command: list[str]) -> str:
+    """A provisional engine name: the first non-option argument (the script of ``python x.py``,
+    ``node x.js``...), else the program itself; never a trailing option value."""
+    for arg in command[1:]:
+        if not arg.startswith("-"):
+            return Path(arg).stem or arg
+    return Path(command[0]).name
+
+
 class ExternalEngine(Engine):
     """Runs ``command`` as a child process and talks to it over stdin/stdout.
 
@@ -35,20 +44,25 @@ class ExternalEngine(Engine):
         timeout_s: how long one reply may take before the engine is declared hung and killed.
     """
 
-    supports_masks = True
-
     def __init__(self, command: str | list[str], timeout_s: float = DEFAULT_TIMEOUT_S):
         self.command = shlex.split(command) if isinstance(command, str) else list(command)
         if not self.command:
             raise EngineError("empty external engine command")
         self.timeout_s = timeout_s
-        self.name = Path(self.command[-1]).stem if len(self.command) > 1 else Path(self.command[0]).name
+        self.name = _name_from_command(self.command)  # until the engine's hello names itself
         self._proc: subprocess.Popen | None = None
         self._lines: queue.Queue = queue.Queue()
         self._stderr_tail: deque[str] = deque(maxlen=20)
         self._schema: AvatarSchema | None = None
         self._request_id = 0
         self._engine_masks = False
+        self._stderr_thread: threading.Thread | None = None
+
+    @property
+    def supports_masks(self) -> bool:  # type: ignore[override]
+        """What the engine's hello announced (starts the engine if needed)."""
+        self.schema  # noqa: B018
+        return self._engine_masks
 
     # ----- process management ------------------------------------------------------------------
     def _start(self) -> None:
@@ -61,7 +75,8 @@ class ExternalEngine(Engine):
         self._stderr_tail.clear()
         proc = self._proc
         threading.Thread(target=self._pump_stdout, args=(proc, self._lines), daemon=True).start()
-        threading.Thread(target=self._pump_stderr, args=(proc,), daemon=True).start()
+        self._stderr_thread = threading.Thread(target=self._pump_stderr, args=(proc,), daemon=True)
+        self._stderr_thread.start()
         hello = self._request({"type": "hello"}, expect="hello")
         self.name = str(hello.get("engine") or self.name)
         self._engine_masks = bool(hello.get("masks", False))
@@ -156,6 +171,8 @@ class ExternalEngine(Engine):
     def _fail_exited(self, vectors: list[AvatarVector] | None):
         code = self._proc.wait(timeout=5) if self._proc is not None else None
         self._proc = None
+        if self._stderr_thread is not None:
+            self._stderr_thread.join(timeout=2)  # let the pump catch the engine's last words
         tail = " | ".join(list(self._stderr_tail)[-5:]) or "(nothing on stderr)"
         raise EngineError(f"process exited unexpectedly (exit code {code}); last stderr: {tail}",
                           engine=self.name, **self._blame(vectors))
