@@ -25,3 +25,7 @@ class EngineError(AvatarToolError):
 
 class EngineNotFound(AvatarToolError):
     pass
+
+
+class LabelLeakError(AvatarToolError):
+    """A labelled evaluation set was about to be used as training data."""

@@ -24,7 +24,7 @@ HAIR_COLORS: dict[str, RGB] = {
 }
 SKIN_TONES: dict[str, RGB] = {
     "porcelain": (255, 228, 214), "fair": (246, 212, 186), "light": (236, 192, 160), "medium": (214, 164, 124),
-    "tan": (190, 136, 96), "olive": (176, 140, 98), "brown": (138, 94, 64), "deep": (92, 60, 44),
+    "tan": (190, 136, 96), "olive": (166, 146, 92), "brown": (138, 94, 64), "deep": (92, 60, 44),
 }
 EYE_STYLES = ("round", "almond", "wide", "sleepy", "smiling", "lashes")
 EYE_COLORS: dict[str, RGB] = {
@@ -65,6 +65,9 @@ class FaceSpec:
     nose_width: float = 1.0
     mouth_width: float = 1.0
     brow_height: float = 0.0
+    # Photo-like drawing (the proxy domain, ``toolchain.proxy``): skip the purely decorative cartoon
+    # touches that carry no attribute (blush, hair outline). Default drawing is unchanged.
+    photo: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,8 +112,9 @@ def paint_face(spec: FaceSpec) -> Scene:
     scene.fill("skin", face, spec.skin,
                gradient=Gradient("radial", (CX - 8, 112, 96), (shade(spec.skin, 1.07), spec.skin, shade(spec.skin, 0.88)),
                                  (0, 0.62, 1)))
-    for side in (-1, 1):
-        scene.fill("skin", oval(CX + side * (g.eye_dx + 9), 148, 10, 6.5), (236, 120, 120), alpha=0.16, in_mask=False)
+    if not spec.photo:
+        for side in (-1, 1):
+            scene.fill("skin", oval(CX + side * (g.eye_dx + 9), 148, 10, 6.5), (236, 120, 120), alpha=0.16, in_mask=False)
     _facial_hair(scene, spec, g, face)
     _nose(scene, spec, g)
     _mouth(scene, spec, g)
@@ -118,7 +122,8 @@ def paint_face(spec: FaceSpec) -> Scene:
     _brows(scene, spec, g)
     if front is not None:
         scene.fill("hair", front, spec.hair_color, gradient=hair_grad)
-        scene.stroke("hair", front, shade(spec.hair_color, 0.72), 1.2, alpha=0.7, in_mask=False)
+        if not spec.photo:
+            scene.stroke("hair", front, shade(spec.hair_color, 0.72), 1.2, alpha=0.7, in_mask=False)
     _glasses(scene, spec, g)
     return scene
 

@@ -53,7 +53,7 @@ class TrainConfig:
 PRESETS: dict[str, TrainConfig] = {
     "paper": TrainConfig(),
     # CPU-sized: a few thousand renders trained in minutes on 2 cores.
-    "small": TrainConfig(epochs=10, batch_size=64, lr=1e-3, lr_step_epochs=4, input_size=128),
+    "small": TrainConfig(epochs=8, batch_size=32, lr=1e-3, lr_step_epochs=3, input_size=112),
     # Tests: seconds.
     "tiny": TrainConfig(epochs=2, batch_size=8, lr=1e-3, lr_step_epochs=1, input_size=64),
 }
