@@ -42,11 +42,11 @@ def renders_to_dataset(render_dir: str | Path, dataset_dir: str | Path, n: int, 
 
 def run_baseline(engine: str, n: int, out_dir: str | Path, cfg: TrainConfig, seed: int = 0, render_size: int = 256,
                  workers: int = 1, backbone_weights: str | Path | None = None,
-                 progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+                 progress: Callable[..., None] | None = None) -> dict[str, Any]:
+    """Render ``n`` vectors, pair them into a dataset, train. ``progress(phase, done, total, info=None)``."""
     out_dir = Path(out_dir)
     stage = (lambda name: (lambda done, total, *_: progress(name, done, total))) if progress else (lambda name: None)
     render_folder(RenderConfig(engine=engine, n=n, seed=seed, size=render_size, workers=workers, masks=False),
                   out_dir / "renders", progress=stage("render"))
     renders_to_dataset(out_dir / "renders", out_dir / "dataset", n, progress=stage("dataset"))
-    return train([out_dir / "dataset"], out_dir / "train", cfg, backbone_weights=backbone_weights,
-                 progress=stage("train"))
+    return train([out_dir / "dataset"], out_dir / "train", cfg, backbone_weights=backbone_weights, progress=progress)

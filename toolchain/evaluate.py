@@ -7,6 +7,7 @@ masked pixel distance, and with LPIPS when backbone weights are supplied. Writes
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,7 +20,9 @@ from .contact_sheet import contact_sheet
 from .engines.registry import create_engine
 from .errors import AvatarToolError, LabelLeakError
 from .estimator.train import load_estimator, parameter_metrics, predict_arrays
-from .proxy.eval_set import load_eval_set
+from .atomic_io import read_jsonl
+from .proxy.eval_set import EvalSet, compute_set_id, load_eval_set
+from .render_job import image_path, mask_path
 
 RENDER_METRIC_SIZE = 128
 
@@ -53,12 +56,28 @@ def _load_images(paths: list[Path], size: int) -> np.ndarray:
     return out
 
 
+def load_labelled_set(set_dir: str | Path) -> EvalSet:
+    """An evaluation set folder, or a render folder (``avatartool render`` output: held-out renders)."""
+    root = Path(set_dir)
+    if (root / "render.json").is_file() and not (root / "set.json").exists():
+        manifest = json.loads((root / "render.json").read_text())
+        rows = read_jsonl(root / "vectors.jsonl")
+        items = [(image_path(root, r["index"]), r["vector"]) for r in rows if image_path(root, r["index"]).is_file()]
+        if not items:
+            raise AvatarToolError(f"{root} holds no rendered images")
+        names = [(p.name, v) for p, v in items]
+        masks = [mask_path(root, r["index"]) for r in rows[: len(items)]]
+        return EvalSet(root=root, engine=manifest["engine"], set_id=compute_set_id(manifest["engine"], names),
+                       kind="engine-renders", items=items, masks=[m if m.is_file() else None for m in masks])
+    return load_eval_set(root)
+
+
 def evaluate(model_path: str | Path, set_dir: str | Path, out_dir: str | Path, lpips_weights: str | Path | None = None,
              engine: str | None = None, grid_rows: int = 16, device: str = "cpu",
              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     out_dir = Path(out_dir)
     model, meta = load_estimator(model_path, device)
-    eval_set = load_eval_set(set_dir)
+    eval_set = load_labelled_set(set_dir)
     set_root = str(Path(set_dir).resolve())
     for src in meta.get("sources", []):
         if str(Path(src).resolve()).startswith(set_root) or set_root.startswith(str(Path(src).resolve())):

@@ -203,8 +203,14 @@ def proxy(
                   f"set_id {summary.set_id}")
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    err_console.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 1."""
+    import warnings
+    warnings.showwarning = _show_warning
     try:
         app()
     except (AvatarToolError, SchemaError, VectorError) as exc:
