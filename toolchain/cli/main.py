@@ -15,11 +15,14 @@ from rich.table import Table
 
 from ..errors import AvatarToolError
 from ..schema import ContinuousParam, SchemaError, VectorError
+from sdk_python.errors import AvatarSDKError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="SwiftAvatar toolchain: engines, data production, estimator training and export.")
 engines_app = typer.Typer(no_args_is_help=True, help="List and inspect avatar engines.")
 app.add_typer(engines_app, name="engines")
+bundle_app = typer.Typer(no_args_is_help=True, help="Inspect and verify .swiftavatar model bundles.")
+app.add_typer(bundle_app, name="bundle")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -203,6 +206,236 @@ def proxy(
                   f"set_id {summary.set_id}")
 
 
+@app.command()
+def export(
+    model: Path = typer.Option(..., "--model", "-m", help="estimator.pt from train/baseline."),
+    formats: str = typer.Option("onnx,tflite,coreml", "--formats", "-f",
+                                help="Comma list of FORMAT or FORMAT:PRECISION. onnx: fp32; tflite: fp32, fp16, "
+                                     "dynamic_int8, int8 (needs --int8-calibration); coreml: fp16, int8."),
+    precisions: Optional[str] = typer.Option(None, "--precisions", help="Keep only these precisions for bare format names."),
+    int8_calibration: Optional[Path] = typer.Option(None, "--int8-calibration",
+                                                    help="Paired dataset / evaluation set / image folder (>= 300 images)."),
+    calibration_images: int = typer.Option(300, "--calibration-images",
+                                           help="How many calibration images to use (fewer than 300 only with a warning)."),
+    eval_set: Optional[Path] = typer.Option(None, "--eval-set", help="Images for the parity table (evaluation set)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: <model dir>/export)."),
+    face_detector: Optional[Path] = typer.Option(None, "--face-detector",
+                                                 help="MediaPipe face_detection_short_range.tflite to bundle."),
+    fetch_detector: bool = typer.Option(True, "--fetch-detector/--no-fetch-detector",
+                                        help="Fetch the detector from the mediapipe 0.10.21 wheel (pip download) if not cached."),
+    bundle: bool = typer.Option(True, "--bundle/--no-bundle", help="Write <engine>.swiftavatar."),
+    min_agreement_fp: float = typer.Option(0.995, "--min-agreement-fp", help="Pass threshold for fp32/fp16."),
+    min_agreement_int8: float = typer.Option(0.98, "--min-agreement-int8", help="Pass threshold for int8 variants."),
+) -> None:
+    """Export an estimator to ONNX / TFLite / CoreML, print the parity table, write the model bundle."""
+    from converters.export import ExportOptions, export_model
+    from converters.formats import parse_targets
+    targets = parse_targets(formats, precisions.split(",") if precisions else None)
+    thresholds = {"fp32": min_agreement_fp, "fp16": min_agreement_fp, "dynamic_int8": min_agreement_int8,
+                  "int8": min_agreement_int8}
+    out = out or model.parent / "export"
+    if calibration_images < 300:
+        import warnings
+        warnings.warn(f"--calibration-images {calibration_images}: fewer than 300 calibration images may hurt int8 accuracy")
+    opts = ExportOptions(targets=targets, int8_calibration=int8_calibration, eval_set=eval_set, thresholds=thresholds,
+                         calibration_count=calibration_images, min_calibration=min(calibration_images, 300),
+                         bundle=bundle, face_detector=face_detector, fetch_face_detector=fetch_detector)
+    with err_console.status("exporting") as status:
+        report = export_model(model, out, opts, progress=lambda msg: status.update(f"exporting: {msg}"))
+    table = Table("format", "precision", "size MB", "status", "agreement", "worst head", "cont. mean/max abs",
+                  title=f"export parity ({report['eval_images'] or 'no evaluation images'})")
+    for r in report["rows"]:
+        size = "" if r["size_bytes"] is None else f"{r['size_bytes'] / 1e6:.2f}"
+        agree = "" if r["agreement"] is None else f"{r['agreement']:.4f}"
+        worst = "" if r["worst_head"] is None else f"{r['worst_head']} {r['worst_head_agreement']:.4f}"
+        cont = "" if r["cont_mean_abs"] is None else f"{r['cont_mean_abs']:.1e} / {r['cont_max_abs']:.1e}"
+        status_text = r["status"] + (f": {r['reason']}" if r["reason"] else "")
+        table.add_row(r["format"], r["precision"], size, escape(status_text), agree, worst, cont)
+    console.print(table)
+    for w in report["warnings"]:
+        err_console.print(f"[yellow]warning:[/] {escape(w)}")
+    console.print(f"files in {out}/: parity.json, parity.md" + (f", {Path(report['bundle']).name}" if report.get("bundle") else ""))
+    if not report["passed"]:
+        err_console.print("[bold red]error:[/] some formats failed or are below their parity threshold (see the table)")
+        raise typer.Exit(2)
+
+
+@bundle_app.command("inspect")
+def bundle_inspect(file: Path = typer.Argument(..., help="A .swiftavatar bundle.")) -> None:
+    """Print a bundle's manifest as tables."""
+    from sdk_python.bundle import BundleError, open_bundle
+    try:
+        with open_bundle(file) as b:
+            m = b.manifest
+    except BundleError as exc:
+        raise AvatarToolError(str(exc)) from None
+    head = Table("field", "value", title=f"{file.name}")
+    inp = m["input"]
+    for k, v in [("format version", m["format_version"]), ("created by", m.get("created_by")), ("created", m.get("created")),
+                 ("engine", m["engine"]), ("input", f"{inp['size']}x{inp['size']} {inp.get('color', 'RGB')}"),
+                 ("normalisation", f"mean {inp['normalization']['mean']} std {inp['normalization']['std']}"),
+                 ("face detector", (m.get("face_detector") or {}).get("file", "NONE (bundle has no detector)"))]:
+        head.add_row(k, escape(str(v)))
+    console.print(head)
+    outs = Table("output", "kind", "parameter(s)")
+    for name, o in m["outputs"].items():
+        outs.add_row(name, o["kind"], ", ".join(o["parameters"]) if o["kind"] == "continuous" else o["parameter"])
+    console.print(outs)
+    models = Table("file", "format", "precision", "size MB", "sha256", "status", "agreement", "quantization")
+    for e in m["models"]:
+        p = e.get("parity", {})
+        agree = "" if p.get("agreement") is None else f"{p['agreement']:.4f}"
+        size = m["members"].get(e["file"], {}).get("size", 0) / 1e6
+        models.add_row(e["file"], e["format"], e["precision"], f"{size:.2f}", m["members"].get(e["file"], {}).get("sha256", "")[:12],
+                       escape(p.get("status", "")), agree, escape(json.dumps(e.get("quantization"))))
+    console.print(models)
+    for w in m.get("warnings", []):
+        err_console.print(f"[yellow]warning:[/] {escape(w)}")
+
+
+@bundle_app.command("verify")
+def bundle_verify(file: Path = typer.Argument(..., help="A .swiftavatar bundle.")) -> None:
+    """Check a bundle: structure, version, member paths, alignment, every sha256."""
+    from sdk_python.bundle import BundleError, open_bundle
+    try:
+        with open_bundle(file) as b:
+            results = b.checks()
+            has_detector = b.has_face_detector
+    except BundleError as exc:
+        raise AvatarToolError(str(exc)) from None
+    table = Table("check", "result", "detail")
+    for r in results:
+        table.add_row(escape(r.name), "[green]ok[/]" if r.ok else "[red]FAILED[/]", escape(r.detail))
+    console.print(table)
+    if not has_detector:
+        err_console.print("[yellow]warning:[/] this bundle has no face detector; the SDK needs one passed separately")
+    bad = [r for r in results if not r.ok]
+    if bad:
+        raise AvatarToolError(f"{file}: " + "; ".join(f"{r.name}: {r.detail}" for r in bad))
+    console.print(f"[green]ok[/]: {file} verified ({len(results)} checks)")
+
+
+@app.command()
+def predict(
+    images: list[Path] = typer.Argument(..., help="Image files (JPEG, PNG, WebP...)."),
+    bundle: Path = typer.Option(..., "--bundle", "-b", help="A .swiftavatar bundle or an exported estimator.onnx."),
+    backend: str = typer.Option("auto", "--backend", help="auto, onnxruntime, litert, coreml or torch."),
+    precision: str = typer.Option("auto", "--precision", help="auto, fp32, fp16 or int8."),
+    detection: str = typer.Option("mediapipe", "--detection", help="mediapipe, or none for pre-framed avatar images."),
+    render: bool = typer.Option(False, "--render", help="Render each avatar with the engine next to its photo."),
+    out: Path = typer.Option(Path("predictions"), "--out", "-o", help="Folder for --render images."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Estimate avatar vectors for face photos with the reference SDK."""
+    from ..predict import predict_files
+    results = predict_files(bundle, images, backend=backend, precision=precision, detection=detection,
+                            render_dir=out if render else None)
+    if as_json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            if "error" in r:
+                err_console.print(f"[bold red]{escape(r['image'])}[/]: {escape(r['error'])}")
+                continue
+            a = r["result"]["avatars"][0]
+            t = r["result"]["timings_ms"]
+            table = Table("parameter", "value", "label", "confidence",
+                          title=f"{r['image']} ({r['backend']}, face score {a['score']:.2f}, {t['total']:.1f} ms)")
+            for name, p in a["parameters"].items():
+                value = f"{p['value']:.3f}" if isinstance(p["value"], float) else str(p["value"])
+                conf = "" if p["confidence"] is None else f"{p['confidence']:.2f}"
+                table.add_row(name, value, p["label"] or "", conf)
+            console.print(table)
+            if r.get("render"):
+                console.print(f"rendered: {r['render']}")
+    if any("error" in r for r in results):
+        raise typer.Exit(1)
+
+
+def _gan_progress(progress: Progress):
+    task: list[int] = []
+
+    def update(phase: str, done: int, total: int, info: dict | None = None) -> None:
+        if not task:
+            task.append(progress.add_task(phase, total=total))
+        desc = f"{phase} D {info['d']:.3f} G {info['g']:.3f}" if info else phase
+        progress.update(task[0], completed=done, total=total, description=desc)
+    return update
+
+
+@app.command("gan-train")
+def gan_train(
+    data: Path = typer.Option(..., "--data", "-d", help="Folder of images/ + masks/ (render folder or unlabelled proxy set)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder (resumed if it holds a checkpoint)."),
+    config: str = typer.Option("tiny", "--config", help="Generator config: tiny, small64, engine256, official256, official512."),
+    train_config: Optional[str] = typer.Option(None, "--train-config", help="Training preset (default: tiny for tiny, else paper)."),
+    iters: Optional[int] = typer.Option(None, "--iters", help="Override the preset's iterations."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the preset's batch size."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (1 is fastest on a busy machine)."),
+) -> None:
+    """Train the realistic generator G_real (SemanticStyleGAN) on (image, mask) pairs."""
+    from ..generators.config import generator_preset
+    from ..generators.train_real import train_preset, train_real
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+    tcfg = train_preset(train_config or ("tiny" if config == "tiny" else "paper"), iters=iters, batch_size=batch_size)
+    with make_progress() as progress:
+        summary = train_real(data, out, generator_preset(config), tcfg, device=device, progress=_gan_progress(progress))
+    console.print(f"[green]done[/]: {summary['steps_done']} steps -> {out}/generator.safetensors, samples/, stats.jsonl")
+
+
+@app.command()
+def finetune(
+    engine: str = typer.Option(..., "--engine", "-e", help="Engine whose renders define the avatar domain."),
+    real_generator: Path = typer.Option(..., "--real-generator", help="G_real: generator.safetensors from gan-train."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder (renders/ is written here unless --renders)."),
+    renders: Optional[Path] = typer.Option(None, "--renders", help="Use this render folder instead of rendering."),
+    n: int = typer.Option(2000, "-n", help="How many renders to draw."),
+    render_size: int = typer.Option(64, "--render-size", help="Render size in pixels (resized to the generator's)."),
+    train_config: str = typer.Option("tiny", "--train-config", help="Training preset: tiny, small64 or paper."),
+    iters: Optional[int] = typer.Option(None, "--iters", help="Override the preset's iterations."),
+    color_weight: float = typer.Option(1.0, "--color-weight", help="Weight of the colour-matching loss (0: off)."),
+    freeze_local: bool = typer.Option(False, "--freeze-local", help="Keep the local generators (part shapes) fixed."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+) -> None:
+    """Finetune G_avatar from G_real on engine renders (StyleGAN2 losses + colour-matching loss)."""
+    from ..generators.finetune import finetune as run_finetune
+    from ..generators.train_real import train_preset
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+    tcfg = train_preset(train_config, iters=iters)
+    with make_progress() as progress:
+        summary = run_finetune(engine, real_generator, out, tcfg, colour_weight=color_weight, freeze_local=freeze_local,
+                               renders=renders, n_renders=n, render_size=render_size, device=device,
+                               progress=_gan_progress(progress))
+    console.print(f"[green]done[/]: {summary['steps_done']} steps -> {out}/generator.safetensors, samples/, stats.jsonl")
+
+
+@app.command("gan-grid")
+def gan_grid(
+    real: Path = typer.Option(..., "--real", help="G_real generator.safetensors."),
+    avatar: Path = typer.Option(..., "--avatar", help="G_avatar generator.safetensors."),
+    out: Path = typer.Option(..., "--out", "-o", help="PNG to write."),
+    n: int = typer.Option(16, "-n", help="How many latents."),
+    seed: int = typer.Option(0, "--seed", help="Latent seed."),
+    truncation: float = typer.Option(0.7, "--truncation", help="Truncation psi (1: none)."),
+) -> None:
+    """Dual-domain grid (paper Fig. 4): the same latents through G_real and G_avatar, with segmentations."""
+    import torch
+    from ..atomic_io import save_png_atomic
+    from ..generators.grids import dual_domain_grid
+    from ..generators.io import load_generator
+    g_real, _ = load_generator(real)
+    g_avatar, _ = load_generator(avatar)
+    z = torch.randn(n, g_real.cfg.style_dim, generator=torch.Generator().manual_seed(seed))
+    save_png_atomic(out, dual_domain_grid(g_real, g_avatar, z, truncation=truncation))
+    console.print(f"[green]done[/]: {out} (rows: real image, real segmentation, avatar image, avatar segmentation)")
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     err_console.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
@@ -213,7 +446,7 @@ def main() -> None:
     warnings.showwarning = _show_warning
     try:
         app()
-    except (AvatarToolError, SchemaError, VectorError) as exc:
+    except (AvatarToolError, SchemaError, VectorError, AvatarSDKError) as exc:
         if _state["debug"]:
             traceback.print_exc()
         # escape: engine messages (e.g. an external engine's stderr) may contain [brackets] that rich

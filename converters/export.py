@@ -1,0 +1,231 @@
+"""Export a trained estimator to every requested format, measure parity, write the model bundle.
+
+``export_model`` is what ``avatartool export`` calls::
+
+    out/estimator.onnx  estimator_{fp32,fp16,dynamic_int8,int8}.tflite  estimator_{fp16,int8}.mlpackage
+    out/parity.json  parity.md  <engine>.swiftavatar
+"""
+from __future__ import annotations
+
+import json
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from toolchain.atomic_io import atomic_write_json, atomic_write_text
+from toolchain.errors import AvatarToolError
+
+from . import parity as P
+from .formats import Target, coreml_predicts_here
+from .images import load_images, normalise
+from .metadata import build_metadata, output_name
+
+MIN_CALIBRATION = 300
+
+
+@dataclass
+class ExportOptions:
+    targets: list[Target]
+    int8_calibration: str | Path | None = None
+    calibration_count: int = MIN_CALIBRATION
+    min_calibration: int = MIN_CALIBRATION
+    eval_set: str | Path | None = None
+    eval_count: int | None = None
+    thresholds: dict[str, float] = field(default_factory=lambda: dict(P.DEFAULT_THRESHOLDS))
+    bundle: bool = True
+    bundle_name: str | None = None
+    face_detector: str | Path | None = None
+    fetch_face_detector: bool = True
+    head_order: list[str] | None = None      # tests: export ONNX outputs in another order
+
+
+Progress = Callable[[str], None]
+
+
+def _size(path: Path) -> int:
+    from .coreml_export import dir_size
+    return dir_size(path)
+
+
+def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOptions,
+                 progress: Progress | None = None) -> dict[str, Any]:
+    """Export, validate and bundle. Returns the report (also ``parity.json``); ``report["passed"]`` is False
+    when any target failed or is below its parity threshold.
+
+    Raises:
+        AvatarToolError: bad options (e.g. int8 without enough calibration images) or an unreadable model.
+    """
+    from toolchain.estimator.train import load_estimator
+    say = progress or (lambda msg: None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model, _ = load_estimator(model_path)
+    meta = build_metadata(model, model_path)
+    size = int(model.config.input_size)
+    heads = list(model.head_names)
+    names = [output_name(h) for h in heads]
+    targets = opts.targets
+    warns: list[str] = []
+
+    calib_u8, calib_desc = None, None
+    if any(t.precision in t.spec.needs_calibration for t in targets):
+        if opts.int8_calibration is None:
+            raise AvatarToolError("TFLite int8 needs calibration images: pass --int8-calibration DATASET (a paired "
+                                  f"dataset or evaluation set with >= {opts.min_calibration} images), or drop tflite:int8")
+        calib_u8, calib_desc = load_images(opts.int8_calibration, size, limit=opts.calibration_count)
+        if len(calib_u8) < opts.min_calibration:
+            raise AvatarToolError(f"--int8-calibration {opts.int8_calibration} has {len(calib_u8)} images; int8 "
+                                  f"calibration needs at least {opts.min_calibration}")
+    eval_u8, eval_desc = None, None
+    if opts.eval_set is not None:
+        eval_u8, eval_desc = load_images(opts.eval_set, size, limit=opts.eval_count)
+    elif calib_u8 is not None:
+        eval_u8, eval_desc = calib_u8, calib_desc + " (the calibration images: pass --eval-set for held-out parity)"
+        warns.append("no --eval-set: parity measured on the calibration images")
+    else:
+        warns.append("no --eval-set: parity not measured (models exported but not validated)")
+
+    rows: dict[str, P.ParityRow] = {t.key: P.ParityRow(t.format, t.precision, t.filename) for t in targets}
+    records: dict[str, dict[str, Any]] = {}
+    ref = None
+    x_eval = None
+    if eval_u8 is not None:
+        x_eval = normalise(eval_u8, model.config.mean, model.config.std)
+        ref = P.torch_reference(model, x_eval)
+
+    def fail(t: Target, exc: BaseException) -> None:
+        rows[t.key].status = P.FAILED
+        rows[t.key].reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        if not isinstance(exc, AvatarToolError):
+            rows[t.key].reason += " (" + traceback.format_exc(limit=1).strip().splitlines()[-1][:200] + ")"
+
+    # ONNX: a target itself, and the input of onnx2tf
+    onnx_path = out / "estimator.onnx"
+    onnx_ok = False
+    tfl = [t for t in targets if t.format == "tflite"]
+    if any(t.format == "onnx" for t in targets) or tfl:
+        say("onnx")
+        from .onnx_export import export_onnx, onnx_session, run_onnx
+        try:
+            rec = export_onnx(model, onnx_path, meta, head_order=opts.head_order)
+            onnx_ok = True
+            records["onnx:fp32"] = {"input_layout": "NCHW", "output_map": {n: n for n in rec["outputs"]},
+                                    "quantization": None, "opset": rec["opset"], "checker": rec["checker"]}
+            if not any(t.format == "onnx" for t in targets):
+                warns.append("estimator.onnx written as the input of TFLite conversion")
+            t = Target("onnx", "fp32")
+            if t.key in rows:
+                rows[t.key].size_bytes = _size(onnx_path)
+                if ref is not None:
+                    sess = onnx_session(onnx_path)
+                    P.compare(rows[t.key], ref, P.run_batched(lambda x: run_onnx(sess, x), x_eval, 64), meta["outputs"],
+                              opts.thresholds)
+        except Exception as exc:  # noqa: BLE001 - reported per target
+            for t in [t for t in targets if t.format in ("onnx", "tflite")]:
+                fail(t, exc)
+
+    if tfl and onnx_ok:
+        from .tflite_export import TFLiteRunner, finish_tflite, nchw_to_nhwc, run_onnx2tf
+        say("tflite (onnx2tf): " + ", ".join(t.precision for t in tfl))
+        calib = None if calib_u8 is None else calib_u8.astype(np.float32) / 255.0
+        try:
+            produced = run_onnx2tf(onnx_path, out, [t.precision for t in tfl], model.config.mean, model.config.std,
+                                   calibration=calib, log_path=out / "onnx2tf.log")
+        except Exception as exc:  # noqa: BLE001
+            produced = {}
+            for t in tfl:
+                fail(t, exc)
+        for t in tfl:
+            if t.precision not in produced:
+                continue
+            try:
+                rec = finish_tflite(produced[t.precision], meta, _onnx_names(onnx_path), t.precision)
+                if t.precision == "int8":
+                    rec["quantization"]["calibration"] = {"images": int(len(calib_u8)), "source": calib_desc,
+                                                          "normalisation": "(x/255 - mean) / std, as at inference"}
+                records[t.key] = rec
+                rows[t.key].size_bytes = _size(produced[t.precision])
+                if ref is not None:
+                    runner = TFLiteRunner(produced[t.precision], rec["output_map"])
+                    got = P.run_batched(lambda x: runner(nchw_to_nhwc(x)), x_eval, 16)
+                    P.compare(rows[t.key], ref, got, meta["outputs"], opts.thresholds)
+            except Exception as exc:  # noqa: BLE001
+                fail(t, exc)
+
+    for t in [t for t in targets if t.format == "coreml"]:
+        say(f"coreml {t.precision}")
+        from .coreml_export import export_coreml, predict_coreml, validate_coreml_spec
+        path = out / t.filename
+        try:
+            rec = export_coreml(model, path, meta, t.precision)
+            rec["spec"] = validate_coreml_spec(path, names, size)
+            records[t.key] = rec
+            rows[t.key].size_bytes = _size(path)
+            if coreml_predicts_here() and eval_u8 is not None:  # pragma: no cover - macOS
+                preds = predict_coreml(path, eval_u8)
+                got = {n: np.concatenate([np.asarray(p[n], np.float32).reshape(1, -1) for p in preds]) for n in names}
+                P.compare(rows[t.key], ref, got, meta["outputs"], opts.thresholds)
+            else:
+                rows[t.key].status = P.EXPORTED
+                rows[t.key].reason = "spec validated; prediction runs on macOS only"
+        except Exception as exc:  # noqa: BLE001
+            fail(t, exc)
+
+    row_list = [rows[t.key] for t in targets]
+    report: dict[str, Any] = {
+        "model": str(model_path), "engine": meta["engine"], "input_size": size, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "eval_images": eval_desc, "calibration": calib_desc, "thresholds": opts.thresholds,
+        "rows": [r.to_json() for r in row_list], "warnings": warns,
+        "passed": all(r.status in (P.VALIDATED, P.EXPORTED) for r in row_list),
+    }
+    notes = (f"Evaluation images: {eval_desc or 'none'}. Agreement = argmax agreement with torch pooled over all "
+             f"discrete heads and images; thresholds {opts.thresholds}. Continuous errors on the [0, 1] normalised "
+             "outputs (clipped as decoded).")
+    atomic_write_json(out / "parity.json", report)
+    atomic_write_text(out / "parity.md", P.markdown(row_list, f"Export parity: {meta['engine']}", notes))
+
+    if opts.bundle:
+        say("bundle")
+        from .bundle_writer import now_iso, write_bundle, zip_directory
+        from .face_detector import DETECTOR_NAME, copy_detector, find_face_detector  # noqa: F401
+        members: dict[str, bytes] = {"schema.json": json.dumps(meta["schema"], indent=2).encode("utf-8")}
+        models = []
+        for t, r in zip(targets, row_list):
+            if r.status == P.FAILED or t.key not in records:
+                continue
+            path = out / t.filename
+            member = t.filename + (".zip" if path.is_dir() else "")
+            members[member] = zip_directory(path) if path.is_dir() else path.read_bytes()
+            models.append({"format": t.format, "precision": t.precision, "file": member, **records[t.key],
+                           "parity": r.to_json()})
+        detector = None
+        try:
+            det = find_face_detector(opts.face_detector, allow_download=opts.fetch_face_detector)
+            members[DETECTOR_NAME] = det.path.read_bytes()
+            members["LICENSES/" + DETECTOR_NAME + ".txt"] = det.license_text.encode("utf-8")
+            detector = {"file": DETECTOR_NAME, "source": det.source, "license": "Apache-2.0",
+                        "license_file": "LICENSES/" + DETECTOR_NAME + ".txt"}
+        except AvatarToolError as exc:
+            msg = f"bundle written WITHOUT a face detector ({exc})"
+            warns.append(msg)
+            warnings.warn(msg, stacklevel=2)
+        manifest = {"created_by": meta["created_by"], "created": now_iso(), "engine": meta["engine"],
+                    "schema": meta["schema"], "input": meta["input"], "outputs": meta["outputs"],
+                    "models": models, "face_detector": detector, "parity": report["rows"],
+                    "thresholds": opts.thresholds, "eval_images": eval_desc, "warnings": warns}
+        bundle_path = out / (opts.bundle_name or f"{meta['engine']}.swiftavatar")
+        write_bundle(bundle_path, manifest, members)
+        report["bundle"] = str(bundle_path)
+        report["face_detector"] = detector is not None
+        atomic_write_json(out / "parity.json", report)
+    return report
+
+
+def _onnx_names(path: Path) -> list[str]:
+    import onnx
+    return [o.name for o in onnx.load(str(path), load_external_data=False).graph.output]
