@@ -1,0 +1,31 @@
+"""SwiftAvatar reference SDK: a face image in, an avatar vector for the engine out.
+
+Mirrors MediaPipe Tasks: :class:`AvatarEstimatorOptions` + :meth:`AvatarEstimator.create_from_options`
+(or :meth:`AvatarEstimator.create_from_bundle`), then :meth:`~AvatarEstimator.estimate` (IMAGE mode) or
+:meth:`~AvatarEstimator.estimate_for_video` (VIDEO mode). Needs only numpy, Pillow, mediapipe and one
+runtime (onnxruntime, ai-edge-litert, coremltools on macOS, or torch for debugging); every heavy
+import is lazy.
+"""
+from __future__ import annotations
+
+SDK_VERSION = "1.0.0"
+
+from .errors import (AvatarSDKError, BackendUnavailableError, BundleError, BundleVersionError,  # noqa: E402
+                     DetectorError, DetectorModelUnavailableError, EstimatorClosedError, FaceError,
+                     FaceTooSmallError, ImageTooLargeError, ImageTooSmallError, InvalidImageError,
+                     MultipleFacesError, NoFaceError, RunningModeError, TimestampError,
+                     UnsupportedImageFormatError)
+from .estimator import AvatarEstimator, InferenceError  # noqa: E402
+from .image_input import load_image  # noqa: E402
+from .options import AvatarEstimatorOptions, Detection, MultipleFacePolicy, RunningMode  # noqa: E402
+from .result import (AvatarEstimatorResult, AvatarFace, FaceBox, FaceDetection, ParameterEstimate,  # noqa: E402
+                     Timings)
+
+__all__ = [
+    "SDK_VERSION", "AvatarEstimator", "AvatarEstimatorOptions", "RunningMode", "MultipleFacePolicy", "Detection",
+    "AvatarEstimatorResult", "AvatarFace", "FaceBox", "FaceDetection", "ParameterEstimate", "Timings", "load_image",
+    "AvatarSDKError", "InvalidImageError", "UnsupportedImageFormatError", "ImageTooSmallError", "ImageTooLargeError",
+    "FaceError", "NoFaceError", "MultipleFacesError", "FaceTooSmallError", "BundleError", "BundleVersionError",
+    "BackendUnavailableError", "DetectorError", "DetectorModelUnavailableError", "RunningModeError",
+    "TimestampError", "EstimatorClosedError", "InferenceError",
+]

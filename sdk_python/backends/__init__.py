@@ -1,0 +1,82 @@
+"""Estimator runtimes behind one interface (:class:`~sdk_python.backends.base.Backend`).
+
+Each backend module imports its runtime lazily, inside ``create``, so the SDK imports with only numpy,
+Pillow, mediapipe and one runtime installed.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ..errors import BackendUnavailableError
+from .base import MODEL_KEYS, Backend, ModelFiles
+
+# backend name -> (module, runtime import name, pip package)
+_REGISTRY = {
+    "onnxruntime": ("onnxruntime_backend", "onnxruntime", "onnxruntime"),
+    "litert": ("litert_backend", "ai_edge_litert", "ai-edge-litert"),
+    "coreml": ("coreml_backend", "coremltools", "coremltools"),
+    "torch": ("torch_backend", "torch", "torch (plus the swiftavatar toolchain)"),
+}
+AUTO_ORDER = ("onnxruntime", "litert", "coreml", "torch")
+
+
+def runtime_available(name: str) -> Optional[str]:
+    """``None`` if backend ``name`` can run here, else the reason it cannot."""
+    if name not in _REGISTRY:
+        return f"unknown backend {name!r} (known: {', '.join(_REGISTRY)})"
+    if name == "coreml" and sys.platform != "darwin":
+        return "CoreML models run only on macOS (coremltools converts but cannot predict on this platform)"
+    _, module, pip_name = _REGISTRY[name]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    return None if found else f"{module} is not installed (`pip install {pip_name}`)"
+
+
+def available_backends(files: Optional[ModelFiles] = None) -> list[str]:
+    """Backends whose runtime is installed (and, given ``files``, that have a model to run)."""
+    return [n for n in AUTO_ORDER if runtime_available(n) is None and (files is None or files.for_backend(n))]
+
+
+def create_backend(name: str, files: ModelFiles, output_names: Sequence[str], num_threads: int = 2,
+                   precision: str = "auto") -> Backend:
+    """Instantiate a backend.
+
+    Args:
+        name: ``"auto"`` or one of ``onnxruntime``, ``litert``, ``coreml``, ``torch``.
+        files: The model files available (from the bundle).
+        output_names: ONNX output order (maps positional outputs to head names).
+        num_threads: CPU threads.
+        precision: ``auto``/``fp32``/``fp16``/``int8``.
+
+    Raises:
+        BackendUnavailableError: the runtime is missing, the platform cannot run it, or the bundle has
+            no model for it; the message lists what would work here.
+    """
+    if name == "auto":
+        usable = available_backends(files)
+        if not usable:
+            raise BackendUnavailableError(
+                f"no backend can run this bundle here (models: {sorted(files.paths)}); install onnxruntime or ai-edge-litert")
+        name = usable[0]
+    reason = runtime_available(name)
+    if reason is not None:
+        others = available_backends(files)
+        raise BackendUnavailableError(f"backend '{name}' is unavailable: {reason}. "
+                                      f"Usable here: {', '.join(others) or 'none'}")
+    path = files.for_backend(name, precision)
+    if path is None:
+        raise BackendUnavailableError(f"the bundle has no {precision} model for backend '{name}' "
+                                      f"(it has: {', '.join(sorted(files.paths)) or 'nothing'})")
+    module = importlib.import_module(f".{_REGISTRY[name][0]}", __name__)
+    backend = module.create(Path(path), list(output_names), num_threads)
+    backend.precision = next((p for k, (b, p) in MODEL_KEYS.items() if files.paths.get(k) == path), "fp32")
+    return backend
+
+
+__all__ = ["Backend", "ModelFiles", "create_backend", "available_backends", "runtime_available", "AUTO_ORDER"]

@@ -1,0 +1,86 @@
+"""Estimator outputs -> avatar vector and per-parameter confidences, from the schema JSON alone.
+
+No toolchain import: a phone team can port these ~60 lines as they are. Continuous heads output
+``[0, 1]`` per parameter (scaled here to ``[low, high]``); each discrete head outputs logits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+import numpy as np
+
+from .errors import BundleError
+from .result import ParameterEstimate
+
+CONTINUOUS_HEAD = "continuous"
+
+
+@dataclass
+class RawEstimate:
+    """Head outputs for one face: continuous values in [0, 1] (schema order) and per-parameter softmax."""
+
+    continuous: np.ndarray                 # [C]
+    probabilities: dict[str, np.ndarray]   # discrete name -> [K]
+
+
+class SchemaDecoder:
+    """Decodes outputs for one schema (the ``schema`` object of the bundle manifest).
+
+    Raises:
+        BundleError: the schema JSON is malformed.
+    """
+
+    def __init__(self, schema: Mapping):
+        try:
+            self.engine = str(schema["engine"])
+            self.params = list(schema["params"])
+            self.continuous = [p for p in self.params if p["kind"] == "continuous"]
+            self.discrete = [p for p in self.params if p["kind"] == "discrete"]
+            for p in self.continuous:
+                float(p["low"]), float(p["high"])
+            for p in self.discrete:
+                if len(p["options"]) < 2:
+                    raise ValueError(f"{p['name']} has fewer than 2 options")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"the bundle's schema is malformed ({exc}); re-export the bundle") from None
+        self.schema = dict(schema)
+
+    @property
+    def head_names(self) -> list[str]:
+        return ([CONTINUOUS_HEAD] if self.continuous else []) + [p["name"] for p in self.discrete]
+
+    def raw(self, outputs: Mapping[str, np.ndarray], row: int = 0) -> RawEstimate:
+        """Pick row ``row`` of each head and turn logits into probabilities (checks shapes and NaNs)."""
+        cont = np.zeros(0, np.float64)
+        if self.continuous:
+            cont = np.asarray(outputs[CONTINUOUS_HEAD], np.float64).reshape(-1, len(self.continuous))[row]
+        probs = {}
+        for p in self.discrete:
+            logits = np.asarray(outputs[p["name"]], np.float64).reshape(-1, len(p["options"]))[row]
+            e = np.exp(logits - logits.max())
+            probs[p["name"]] = e / e.sum()
+        if not np.isfinite(cont).all() or not all(np.isfinite(v).all() for v in probs.values()):
+            raise BundleError("the estimator produced NaN/inf outputs: the model file is damaged or was exported "
+                              "incorrectly; re-export it")
+        return RawEstimate(continuous=np.clip(cont, 0.0, 1.0), probabilities=probs)
+
+    def parameters(self, raw: RawEstimate, choices: Optional[Mapping[str, int]] = None
+                   ) -> tuple[dict[str, ParameterEstimate], dict]:
+        """Turn a raw estimate into ``(parameters, vector)``; ``choices`` overrides the argmax
+        (VIDEO-mode hysteresis)."""
+        params: dict[str, ParameterEstimate] = {}
+        ci = 0
+        for p in self.params:
+            name = p["name"]
+            if p["kind"] == "continuous":
+                x = float(raw.continuous[ci])
+                ci += 1
+                lo, hi = float(p["low"]), float(p["high"])
+                params[name] = ParameterEstimate(name, "continuous", lo + x * (hi - lo), raw=x)
+            else:
+                pr = raw.probabilities[name]
+                k = int(choices[name]) if choices and name in choices else int(np.argmax(pr))
+                params[name] = ParameterEstimate(name, "discrete", k, label=str(p["options"][k]),
+                                                 confidence=float(pr[k]), probabilities=tuple(float(v) for v in pr))
+        return params, {n: e.value for n, e in params.items()}

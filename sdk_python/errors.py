@@ -1,0 +1,83 @@
+"""Typed SDK errors: one base class, one subclass per thing a caller can act on.
+
+Every message says what went wrong *and* what to do about it. Catch :class:`AvatarSDKError` to handle
+them all; nothing the SDK raises on bad input escapes as a runtime's own exception.
+"""
+from __future__ import annotations
+
+
+class AvatarSDKError(Exception):
+    """Base class of every error the SDK raises on purpose."""
+
+
+# ----- input images ---------------------------------------------------------------------------------
+class InvalidImageError(AvatarSDKError, ValueError):
+    """The input is not an image the SDK can use (wrong type, dtype, shape, NaN values, unstated
+    colour order)."""
+
+
+class UnsupportedImageFormatError(InvalidImageError):
+    """A file or buffer that cannot be decoded: unknown format, truncated or corrupt data."""
+
+
+class ImageTooSmallError(InvalidImageError):
+    """The image is smaller than the smallest size the detector can work with."""
+
+
+class ImageTooLargeError(InvalidImageError):
+    """The image is larger than the SDK accepts (it would need gigabytes of memory)."""
+
+
+# ----- faces ----------------------------------------------------------------------------------------
+class FaceError(AvatarSDKError):
+    """Base class for problems with the faces found in a valid image."""
+
+
+class NoFaceError(FaceError):
+    """No face above ``min_face_confidence`` was found."""
+
+
+class MultipleFacesError(FaceError):
+    """More than one face was found and the policy is ``MultipleFacePolicy.ERROR``."""
+
+    def __init__(self, message: str, count: int):
+        super().__init__(message)
+        self.count = count
+
+
+class FaceTooSmallError(FaceError):
+    """The face is too small in the image for a reliable estimate."""
+
+
+# ----- models, backends, detector -------------------------------------------------------------------
+class BundleError(AvatarSDKError):
+    """The model bundle (or model file) is missing, unreadable or inconsistent."""
+
+
+class BundleVersionError(BundleError):
+    """The bundle was written for an SDK version this SDK does not understand."""
+
+
+class BackendUnavailableError(AvatarSDKError):
+    """The requested backend cannot run here (runtime not installed, wrong platform, no model for it)."""
+
+
+class DetectorError(AvatarSDKError):
+    """The face detector could not be created or failed at run time (after one rebuild and retry)."""
+
+
+class DetectorModelUnavailableError(DetectorError):
+    """The face-detector model file is not available and could not be obtained."""
+
+
+# ----- API use --------------------------------------------------------------------------------------
+class RunningModeError(AvatarSDKError):
+    """A method was called that does not match the estimator's running mode."""
+
+
+class TimestampError(AvatarSDKError, ValueError):
+    """VIDEO mode got a timestamp that is not strictly increasing (or not an integer)."""
+
+
+class EstimatorClosedError(AvatarSDKError):
+    """The estimator was used after :meth:`AvatarEstimator.close`."""

@@ -1,0 +1,268 @@
+"""``AvatarEstimator``: image -> face detection -> aligned crop -> estimator backend -> avatar vector.
+
+Usage::
+
+    from sdk_python import AvatarEstimator, AvatarEstimatorOptions, RunningMode
+
+    with AvatarEstimator.create_from_bundle("alter.swiftavatar") as est:
+        result = est.estimate("selfie.jpg")
+        print(result.vector)                    # ready for the engine's render()
+
+    opts = AvatarEstimatorOptions(bundle_path="alter.swiftavatar", running_mode=RunningMode.VIDEO,
+                                  color_order="bgr")
+    with AvatarEstimator.create_from_options(opts) as est:
+        for ts, frame in frames:                # e.g. OpenCV frames
+            result = est.estimate_for_video(frame, ts)
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from .backends import create_backend
+from .decode import SchemaDecoder
+from .detector import FaceDetector, resolve_detector_model
+from .errors import (AvatarSDKError, EstimatorClosedError, FaceTooSmallError, MultipleFacesError, NoFaceError,
+                     RunningModeError, TimestampError)
+from .framing import CANONICAL_KEYPOINTS, align, frame_whole
+from .image_input import load_image
+from .model_source import open_model_source
+from .options import AvatarEstimatorOptions, Detection, MultipleFacePolicy, RunningMode
+from .result import AvatarEstimatorResult, AvatarFace, FaceBox, FaceDetection, Timings
+from .smoothing import VideoSmoother
+
+
+class InferenceError(AvatarSDKError):
+    """The estimator runtime failed on a valid input (a damaged or mismatched model file)."""
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0
+
+
+class AvatarEstimator:
+    """Estimates avatar vectors from face images. Create with :meth:`create_from_options` or
+    :meth:`create_from_bundle`; use as a context manager or call :meth:`close`."""
+
+    def __init__(self, options: AvatarEstimatorOptions):
+        """Use the ``create_from_*`` factories; this runs the same steps."""
+        self.options = options.validate()
+        self._closed = False
+        self.detector: Optional[FaceDetector] = None
+        self.backend = None
+        self.source = open_model_source(options.bundle_path)
+        self.decoder = SchemaDecoder(self.source.metadata["schema"])
+        self.input_size = self.source.input_size
+        self._mean = np.asarray(self.source.mean, np.float32).reshape(1, 3, 1, 1)
+        self._std = np.asarray(self.source.std, np.float32).reshape(1, 3, 1, 1)
+        self.backend = create_backend(options.backend, self.source.files, self.source.output_order,
+                                      options.num_threads, options.precision)
+        missing = [h for h in self.decoder.head_names
+                   if h not in {self.source.head_of(n) for n in self.source.output_order}]
+        if missing:
+            from .errors import BundleError
+            raise BundleError(f"{self.source.origin}: no model output for {missing}; re-export the bundle")
+        if options.detection == Detection.MEDIAPIPE:
+            model = resolve_detector_model(options.detector_model_path, self.source.detector_model)
+            self.detector = FaceDetector(model, options.min_face_confidence)
+        self._smoother = VideoSmoother(options.smoothing_ms, options.hysteresis, options.reset_after_ms)
+        self._last_ts: Optional[int] = None
+
+    # ----- factories ------------------------------------------------------------------------------
+    @classmethod
+    def create_from_options(cls, options: AvatarEstimatorOptions) -> "AvatarEstimator":
+        """Create an estimator.
+
+        Args:
+            options: See :class:`AvatarEstimatorOptions`.
+
+        Returns:
+            A ready estimator (models loaded, detector built).
+
+        Raises:
+            BundleError / BundleVersionError: the bundle cannot be used by this SDK.
+            BackendUnavailableError: the backend cannot run here (message lists what can).
+            DetectorModelUnavailableError: no face-detector model (message says how to get one).
+            AvatarSDKError: invalid options.
+        """
+        est = cls.__new__(cls)
+        try:
+            est.__init__(options)
+        except BaseException:
+            est.close()
+            raise
+        return est
+
+    @classmethod
+    def create_from_bundle(cls, bundle_path: Union[str, Path], **kwargs: Any) -> "AvatarEstimator":
+        """Shortcut: ``create_from_options(AvatarEstimatorOptions(bundle_path, **kwargs))``."""
+        return cls.create_from_options(AvatarEstimatorOptions(bundle_path=bundle_path, **kwargs))
+
+    # ----- public API -----------------------------------------------------------------------------
+    @property
+    def schema(self) -> dict:
+        """The engine schema (JSON dict) the estimates refer to."""
+        return self.decoder.schema
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name if self.backend else ""
+
+    def estimate(self, image: Any, color_order: Optional[str] = None) -> AvatarEstimatorResult:
+        """Estimate the avatar for one image (IMAGE mode).
+
+        Args:
+            image: numpy array (``color_order`` needed for 3/4 channels), PIL image, path or bytes.
+            color_order: ``"rgb"`` or ``"bgr"`` for numpy inputs; defaults to ``options.color_order``.
+
+        Returns:
+            The result for the largest face (or every face with ``MultipleFacePolicy.ALL``).
+
+        Raises:
+            InvalidImageError (and subclasses): the input is not a usable image.
+            NoFaceError / MultipleFacesError / FaceTooSmallError: the faces in it do not qualify.
+            RunningModeError: the estimator is in VIDEO mode.
+            EstimatorClosedError: after :meth:`close`.
+        """
+        self._check_open()
+        if self.options.running_mode != RunningMode.IMAGE:
+            raise RunningModeError("this estimator runs in VIDEO mode: call estimate_for_video(frame, timestamp_ms), "
+                                   "or create one with running_mode=RunningMode.IMAGE")
+        return self._process(image, color_order, None)
+
+    def estimate_for_video(self, frame: Any, timestamp_ms: int, color_order: Optional[str] = None) -> AvatarEstimatorResult:
+        """Estimate the avatar for one video frame, smoothed over time (VIDEO mode).
+
+        Args:
+            frame: As for :meth:`estimate`.
+            timestamp_ms: Integer milliseconds, strictly increasing from call to call.
+            color_order: As for :meth:`estimate`.
+
+        Returns:
+            The smoothed result (continuous values low-pass filtered, discrete choices with hysteresis).
+
+        Raises:
+            TimestampError: the timestamp is not an integer or not larger than the previous one.
+            Everything :meth:`estimate` raises; a lost face also restarts the smoothing.
+        """
+        self._check_open()
+        if self.options.running_mode != RunningMode.VIDEO:
+            raise RunningModeError("this estimator runs in IMAGE mode: call estimate(image), or create one with "
+                                   "running_mode=RunningMode.VIDEO")
+        if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, (int, np.integer)):
+            raise TimestampError(f"timestamp_ms must be an integer number of milliseconds, got {timestamp_ms!r}")
+        ts = int(timestamp_ms)
+        if self._last_ts is not None and ts <= self._last_ts:
+            raise TimestampError(f"timestamp_ms {ts} is not after the previous frame's {self._last_ts}: video "
+                                 "timestamps must increase strictly (use the frame's capture time)")
+        self._last_ts = ts
+        try:
+            return self._process(frame, color_order, ts)
+        except (NoFaceError, FaceTooSmallError, MultipleFacesError):
+            self._smoother.reset()
+            raise
+
+    def close(self) -> None:
+        """Release the detector and the runtime (idempotent)."""
+        self._closed = True
+        detector, self.detector = getattr(self, "detector", None), None
+        backend, self.backend = getattr(self, "backend", None), None
+        if detector is not None:
+            detector.close()
+        if backend is not None:
+            backend.close()
+
+    def __enter__(self) -> "AvatarEstimator":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ----- pipeline -------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EstimatorClosedError("the estimator is closed: create a new one")
+
+    def _faces(self, rgb: np.ndarray) -> list[FaceDetection]:
+        h, w = rgb.shape[:2]
+        if self.detector is None:
+            kps = {k: (x * w, y * h) for k, (x, y) in CANONICAL_KEYPOINTS.items()}
+            return [FaceDetection(FaceBox(0.0, 0.0, float(w), float(h)), kps, 1.0)]
+        faces = [f for f in self.detector.detect(rgb) if f.score >= self.options.min_face_confidence]
+        if not faces:
+            raise NoFaceError(f"no face found in the {w}x{h} image (min_face_confidence "
+                              f"{self.options.min_face_confidence}): use a frontal, well-lit face that fills at least "
+                              "about a fifth of the image (crop closer if it is far away); for already-framed avatar "
+                              "images use detection='none'")
+        faces.sort(key=lambda f: -f.box.area)
+        policy = self.options.multiple_faces
+        if len(faces) > 1 and policy == MultipleFacePolicy.ERROR:
+            raise MultipleFacesError(f"{len(faces)} faces found: crop the image to one person, or use "
+                                     "multiple_faces='largest' or 'all'", count=len(faces))
+        if policy != MultipleFacePolicy.ALL:
+            faces = faces[:1]
+        big = [f for f in faces if min(f.box.width, f.box.height) >= self.options.min_face_size]
+        if not big:
+            f = faces[0]
+            raise FaceTooSmallError(f"the face is {f.box.width:.0f}x{f.box.height:.0f} px, below min_face_size "
+                                    f"{self.options.min_face_size}: use a closer or higher-resolution photo")
+        return big
+
+    def _process(self, image: Any, color_order: Optional[str], ts: Optional[int]) -> AvatarEstimatorResult:
+        t_start = time.perf_counter()
+        rgb = load_image(image, color_order or self.options.color_order)
+        t_load = _ms(t_start)
+        t0 = time.perf_counter()
+        faces = self._faces(rgb)
+        t_det = _ms(t0)
+        t_crop = t_inf = t_dec = 0.0
+        avatars = []
+        S = self.input_size
+        for i, face in enumerate(faces):
+            t0 = time.perf_counter()
+            if self.detector is None:
+                crop = frame_whole(rgb, S)
+            else:
+                if self.options.refine_keypoints:   # second detection pass: counted as detection time
+                    t1 = time.perf_counter()
+                    face = self.detector.refine(rgb, face)
+                    t_det += _ms(t1)
+                    t0 += time.perf_counter() - t1
+                crop = align(rgb, face.keypoints, S)
+            x = (crop.astype(np.float32).transpose(2, 0, 1)[None] / 255.0 - self._mean) / self._std
+            x = np.ascontiguousarray(x, np.float32)
+            t_crop += _ms(t0)
+            t0 = time.perf_counter()
+            try:
+                outputs = self.backend.run(x)
+            except AvatarSDKError:
+                raise
+            except Exception as exc:
+                raise InferenceError(f"the {self.backend.name} runtime failed on a valid input ({exc}); the model "
+                                     "file may be damaged or mismatched: re-export the bundle") from None
+            t_inf += _ms(t0)
+            t0 = time.perf_counter()
+            heads = {self.source.head_of(n): v for n, v in outputs.items()}
+            raw = self.decoder.raw(heads)
+            choices = None
+            if ts is not None and i == 0:
+                raw, choices = self._smoother.update(raw, ts)
+            params, vector = self.decoder.parameters(raw, choices)
+            avatars.append(AvatarFace(face=face, parameters=params, vector=vector))
+            t_dec += _ms(t0)
+        timings = Timings(load_ms=t_load, detection_ms=t_det, crop_ms=t_crop, inference_ms=t_inf, decode_ms=t_dec,
+                          total_ms=_ms(t_start))
+        return AvatarEstimatorResult(avatars=tuple(avatars), timings=timings, timestamp_ms=ts,
+                                     extras={"backend": self.backend.name, "input_size": S})
+
+    def crop(self, image: Any, color_order: Optional[str] = None) -> np.ndarray:
+        """The aligned crop the estimator would see for the largest face (for debugging and data writers)."""
+        self._check_open()
+        rgb = load_image(image, color_order or self.options.color_order)
+        face = self._faces(rgb)[0]
+        if self.detector is not None and self.options.refine_keypoints:
+            face = self.detector.refine(rgb, face)
+        return frame_whole(rgb, self.input_size) if self.detector is None else align(rgb, face.keypoints, self.input_size)

@@ -1,0 +1,120 @@
+"""``AvatarEstimatorOptions``: everything an :class:`~sdk_python.AvatarEstimator` is built from.
+
+Mirrors MediaPipe Tasks' options dataclasses: one flat dataclass, enums for modes and policies,
+validated once in :meth:`AvatarEstimatorOptions.validate`.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+from .errors import AvatarSDKError
+
+
+class RunningMode(str, enum.Enum):
+    """``IMAGE``: independent images, :meth:`estimate`. ``VIDEO``: frames of one stream with
+    increasing timestamps, :meth:`estimate_for_video`, smoothed over time."""
+
+    IMAGE = "image"
+    VIDEO = "video"
+
+
+class MultipleFacePolicy(str, enum.Enum):
+    """What to do when an image holds more than one face."""
+
+    LARGEST = "largest"   # estimate the largest face, ignore the others
+    ERROR = "error"       # raise MultipleFacesError
+    ALL = "all"           # estimate every face, largest first
+
+
+class Detection(str, enum.Enum):
+    """How the face is found. ``MEDIAPIPE``: the Tasks FaceDetector + aligned crop. ``NONE``: the
+    input is already framed like the training images (e.g. an engine render or a pre-aligned crop):
+    the whole image is resized to the estimator's input size, as in training."""
+
+    MEDIAPIPE = "mediapipe"
+    NONE = "none"
+
+
+BACKENDS = ("auto", "onnxruntime", "litert", "coreml", "torch")
+PRECISIONS = ("auto", "fp32", "fp16", "int8")
+
+
+@dataclass
+class AvatarEstimatorOptions:
+    """Options for :meth:`AvatarEstimator.create_from_options`.
+
+    Attributes:
+        bundle_path: A ``.swiftavatar`` bundle, or (until bundles are everywhere) a plain estimator
+            ``.onnx``/``.tflite``/``.pt`` file with its JSON manifest beside it (``<file>.json``).
+        backend: ``"auto"`` (first available of onnxruntime, litert, coreml, torch), or one name.
+        precision: Which model of the bundle to run: ``"auto"``, ``"fp32"``, ``"fp16"`` or ``"int8"``
+            (TFLite only has fp16/int8 files; ``auto`` picks fp32 for onnxruntime/torch, int8 for litert).
+        running_mode: ``RunningMode.IMAGE`` or ``RunningMode.VIDEO``.
+        num_threads: CPU threads for the estimator runtime.
+        min_face_confidence: Detections below this score are ignored.
+        min_face_size: Smallest accepted face, as the detector box's shorter side in pixels.
+        multiple_faces: :class:`MultipleFacePolicy` (or its string value).
+        detection: :class:`Detection`; ``NONE`` skips the detector for pre-framed inputs.
+        detector_model_path: Face detector ``.tflite``; default: the bundle's, else the SDK cache
+            (see :func:`sdk_python.detector.fetch_detector_model`).
+        refine_keypoints: Run the detector a second time on a window around each face before
+            aligning, so keypoints come from the face at a fixed relative scale (more stable crops for
+            small or off-centre faces; costs one more ~2 ms detection per face).
+        color_order: Channel order of 3/4-channel numpy inputs, ``"rgb"`` or ``"bgr"`` (OpenCV).
+            ``None`` makes every numpy input state it in the call; PIL images and files need nothing.
+        smoothing_ms: VIDEO mode: time constant of the exponential smoothing (0 turns it off).
+        hysteresis: VIDEO mode: a discrete choice changes only when the new option's smoothed
+            probability beats the current one's by this margin.
+        reset_after_ms: VIDEO mode: a gap longer than this restarts smoothing from the new frame.
+    """
+
+    bundle_path: Union[str, Path]
+    backend: str = "auto"
+    precision: str = "auto"
+    running_mode: RunningMode = RunningMode.IMAGE
+    num_threads: int = 2
+    min_face_confidence: float = 0.5
+    min_face_size: int = 24
+    multiple_faces: MultipleFacePolicy = MultipleFacePolicy.LARGEST
+    detection: Detection = Detection.MEDIAPIPE
+    detector_model_path: Optional[Union[str, Path]] = None
+    refine_keypoints: bool = True
+    color_order: Optional[str] = None
+    smoothing_ms: float = 150.0
+    hysteresis: float = 0.15
+    reset_after_ms: float = 1000.0
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> "AvatarEstimatorOptions":
+        """Normalise enums and check ranges.
+
+        Returns:
+            ``self``, with string enum values turned into enums.
+
+        Raises:
+            AvatarSDKError: naming the bad option and its allowed values.
+        """
+        try:
+            self.running_mode = RunningMode(self.running_mode)
+            self.multiple_faces = MultipleFacePolicy(self.multiple_faces)
+            self.detection = Detection(self.detection)
+        except ValueError as exc:
+            raise AvatarSDKError(f"bad option: {exc}; running_mode is one of {[m.value for m in RunningMode]}, "
+                                 f"multiple_faces one of {[m.value for m in MultipleFacePolicy]}, "
+                                 f"detection one of {[m.value for m in Detection]}") from None
+        if self.backend not in BACKENDS:
+            raise AvatarSDKError(f"unknown backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
+        if self.precision not in PRECISIONS:
+            raise AvatarSDKError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if not isinstance(self.num_threads, int) or not 1 <= self.num_threads <= 64:
+            raise AvatarSDKError(f"num_threads must be an integer in 1..64, got {self.num_threads!r}")
+        if not 0.0 <= float(self.min_face_confidence) <= 1.0:
+            raise AvatarSDKError(f"min_face_confidence must be in [0, 1], got {self.min_face_confidence!r}")
+        if self.color_order is not None and self.color_order.lower() not in ("rgb", "bgr"):
+            raise AvatarSDKError(f"color_order must be 'rgb', 'bgr' or None, got {self.color_order!r}")
+        if self.smoothing_ms < 0 or not 0 <= self.hysteresis < 1 or self.reset_after_ms <= 0:
+            raise AvatarSDKError("smoothing_ms must be >= 0, hysteresis in [0, 1), reset_after_ms > 0")
+        return self

@@ -1,0 +1,130 @@
+"""Result dataclasses returned by :class:`~sdk_python.AvatarEstimator`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")
+"""BlazeFace keypoint order. "right"/"left" are the subject's: ``right_eye`` is on the image's left."""
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """A face box in pixels of the (EXIF-rotated) input image."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+
+    @property
+    def area(self) -> float:
+        return self.width * self.height
+
+
+@dataclass(frozen=True)
+class FaceDetection:
+    """One detected face.
+
+    Attributes:
+        box: The detector's box in input pixels.
+        keypoints: Named ``(x, y)`` pixel positions (see :data:`KEYPOINT_NAMES`); empty when
+            detection is off.
+        score: Detector confidence in [0, 1] (1.0 when detection is off).
+    """
+
+    box: FaceBox
+    keypoints: dict[str, tuple[float, float]]
+    score: float
+
+
+@dataclass(frozen=True)
+class ParameterEstimate:
+    """The estimate for one avatar parameter.
+
+    Attributes:
+        name: Parameter name from the schema.
+        kind: ``"continuous"`` or ``"discrete"``.
+        value: Engine value: a float in the parameter's range, or an option index.
+        label: The option label (discrete) or ``None``.
+        confidence: Discrete: the softmax probability of the chosen option. Continuous: ``None``
+            (the head regresses a value, it has no probability; see ``raw``).
+        raw: Continuous: the head output in [0, 1] before scaling to the range. Discrete: ``None``.
+        probabilities: Discrete: the probability of every option, in option order.
+    """
+
+    name: str
+    kind: str
+    value: Union[float, int]
+    label: Optional[str] = None
+    confidence: Optional[float] = None
+    raw: Optional[float] = None
+    probabilities: Optional[tuple[float, ...]] = None
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Milliseconds spent per step of one call (detection runs once per image; crop and inference
+    are summed over faces when several are estimated)."""
+
+    load_ms: float = 0.0
+    detection_ms: float = 0.0
+    crop_ms: float = 0.0
+    inference_ms: float = 0.0
+    decode_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class AvatarFace:
+    """The avatar estimated for one face.
+
+    Attributes:
+        face: Where the face is.
+        parameters: Per-parameter estimates, in schema order.
+        vector: ``{name: value}`` ready for the engine's ``render`` (floats and option indices).
+    """
+
+    face: FaceDetection
+    parameters: dict[str, ParameterEstimate]
+    vector: dict[str, Union[float, int]]
+
+
+@dataclass(frozen=True)
+class AvatarEstimatorResult:
+    """What one :meth:`estimate` / :meth:`estimate_for_video` call returns.
+
+    ``avatars`` holds one entry per estimated face, largest first (one unless the policy is
+    ``MultipleFacePolicy.ALL``); ``face``, ``parameters`` and ``vector`` are shortcuts to the first.
+    """
+
+    avatars: tuple[AvatarFace, ...]
+    timings: Timings
+    timestamp_ms: Optional[int] = None
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def face(self) -> FaceDetection:
+        return self.avatars[0].face
+
+    @property
+    def parameters(self) -> dict[str, ParameterEstimate]:
+        return self.avatars[0].parameters
+
+    @property
+    def vector(self) -> dict[str, Union[float, int]]:
+        return self.avatars[0].vector
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict (vectors, labels, confidences, boxes, timings)."""
+        def face_json(a: AvatarFace) -> dict:
+            b = a.face.box
+            return {"box": [b.x, b.y, b.width, b.height], "score": a.face.score,
+                    "keypoints": {k: list(v) for k, v in a.face.keypoints.items()},
+                    "vector": a.vector,
+                    "parameters": {p.name: {"value": p.value, "label": p.label, "confidence": p.confidence,
+                                            "raw": p.raw} for p in a.parameters.values()}}
+        t = self.timings
+        return {"avatars": [face_json(a) for a in self.avatars], "timestamp_ms": self.timestamp_ms,
+                "timings_ms": {"load": t.load_ms, "detection": t.detection_ms, "crop": t.crop_ms,
+                               "inference": t.inference_ms, "decode": t.decode_ms, "total": t.total_ms}}

@@ -1,0 +1,50 @@
+"""Shared fixtures for the SDK tests: a tiny exported estimator, the face-detector model, real photos."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory) -> Path:
+    """An export folder like `avatartool export` writes: estimator.onnx (with metadata) + estimator.pt,
+    for a random-init alter estimator with a 32 px input (fast; agreement between backends still holds)."""
+    import torch
+
+    from converters.metadata import build_metadata
+    from converters.onnx_export import export_onnx
+    from toolchain.engines.alter import ALTER_SCHEMA
+    from toolchain.estimator.model import AvatarEstimator, EstimatorConfig
+
+    out = tmp_path_factory.mktemp("sdk-export")
+    torch.manual_seed(0)
+    model = AvatarEstimator(EstimatorConfig(input_size=32, head_hidden=16, schema=ALTER_SCHEMA.to_json())).eval()
+    export_onnx(model, out / "estimator.onnx", build_metadata(model))
+    torch.save({"config": model.config.to_json(), "state_dict": model.state_dict()}, out / "estimator.pt")
+    return out
+
+
+@pytest.fixture(scope="session")
+def detector_model() -> Path:
+    from sdk_python.detector import fetch_detector_model
+    from sdk_python.errors import DetectorModelUnavailableError
+    try:
+        return fetch_detector_model()
+    except DetectorModelUnavailableError as exc:  # CI reaches the registry; offline laptops may not
+        pytest.skip(f"face-detector model unavailable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    from skimage import data
+    return data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def grace_hopper() -> np.ndarray:
+    import matplotlib.cbook as cbook
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        return np.asarray(Image.open(f).convert("RGB"))
