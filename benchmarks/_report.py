@@ -21,7 +21,7 @@ def machine_info(packages: Sequence[str] = ("numpy", "skia-python", "torch", "on
         except PackageNotFoundError:
             pass
     return {"python": sys.version.split()[0], "platform": platform.platform(), "processor": platform.processor(),
-            "cpu_count": os.cpu_count(), "packages": versions, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "cpu_count": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2), "packages": versions, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
 def write_report(name: str, data: dict[str, Any], headers: Sequence[str], rows: Sequence[Sequence[Any]],
@@ -31,7 +31,8 @@ def write_report(name: str, data: dict[str, Any], headers: Sequence[str], rows: 
     json_path = RESULTS / f"{name}.json"
     json_path.write_text(json.dumps(payload, indent=2) + "\n")
     lines = [f"# {name}", "", f"Machine: {payload['machine']['platform']}, {payload['machine']['cpu_count']} CPUs, "
-             f"Python {payload['machine']['python']}, {payload['machine']['date']}", ""]
+             f"Python {payload['machine']['python']}, load average {payload['machine']['load_average_1m']} at start, "
+             f"{payload['machine']['date']}", ""]
     lines.append("| " + " | ".join(headers) + " |")
     lines.append("|" + "---|" * len(headers))
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]

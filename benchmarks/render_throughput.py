@@ -22,7 +22,7 @@ from toolchain.render_job import RenderConfig, render_folder  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--n", type=int, default=256)
+    ap.add_argument("--n", type=int, default=1024)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--engines", default="alter,morph")
     ap.add_argument("--workers", default="1,2")

@@ -75,9 +75,18 @@ def _init_worker(spec: EngineSpec) -> None:
     _worker_engine = spec.create()
 
 
-def _render_in_worker(indices: list[int], vectors: list[AvatarVector], size: int, masks: bool):
+def _render_and_save(engine: Engine, out_dir: Path, indices: list[int], vectors: list[AvatarVector], size: int,
+                     masks: bool) -> bool:
+    """Render and write one batch; returns whether masks were written. Runs where the engine lives, so
+    PNG encoding is spread over the workers too."""
+    batch = engine.render(vectors, size=size, masks=masks)
+    _save(out_dir, indices, batch)
+    return batch.masks is not None
+
+
+def _render_in_worker(out_dir: Path, indices: list[int], vectors: list[AvatarVector], size: int, masks: bool) -> bool:
     assert _worker_engine is not None
-    return indices, _worker_engine.render(vectors, size=size, masks=masks)
+    return _render_and_save(_worker_engine, out_dir, indices, vectors, size, masks)
 
 
 # ----- main side -------------------------------------------------------------------------------
@@ -156,11 +165,10 @@ def render_folder(cfg: RenderConfig, out_dir: str | Path, progress: ProgressFn |
         failed_batches: list[list[int]] = []
         got_masks = [masks]
 
-        def on_result(indices: list[int], batch: RenderBatch) -> None:
+        def on_result(indices: list[int], wrote_masks: bool) -> None:
             nonlocal done
-            if batch.masks is None:
+            if not wrote_masks:
                 got_masks[0] = False
-            _save(out_dir, indices, batch)
             done += len(indices)
             if progress:
                 progress(done, cfg.n)
@@ -169,16 +177,16 @@ def render_folder(cfg: RenderConfig, out_dir: str | Path, progress: ProgressFn |
         if cfg.workers == 0:
             for b in batches:
                 try:
-                    on_result(b, engine.render([vectors[i] for i in b], size=cfg.size, masks=masks))
+                    on_result(b, _render_and_save(engine, out_dir, b, [vectors[i] for i in b], cfg.size, masks))
                 except Exception:  # retried singly below, which names the culprit
                     failed_batches.append(b)
             for i in (i for b in failed_batches for i in b):
                 try:
-                    on_result([i], engine.render([vectors[i]], size=cfg.size, masks=masks))
+                    on_result([i], _render_and_save(engine, out_dir, [i], [vectors[i]], cfg.size, masks))
                 except Exception as exc:
                     failures.append(_as_indexed_error(exc, engine.name, i, vectors[i]))
         else:
-            failures = _render_in_pool(spec, cfg, vectors, batches, masks, on_result, engine.name)
+            failures = _render_in_pool(spec, cfg, out_dir, vectors, batches, masks, on_result, engine.name)
         if not got_masks[0]:
             masks = False
         _write_sheet(out_dir, cfg)
@@ -194,15 +202,16 @@ def render_folder(cfg: RenderConfig, out_dir: str | Path, progress: ProgressFn |
         engine.close()
 
 
-def _render_in_pool(spec: EngineSpec, cfg: RenderConfig, vectors: list[AvatarVector], batches: list[list[int]],
-                    masks: bool, on_result: Callable[[list[int], RenderBatch], None], engine_name: str) -> list[EngineError]:
+def _render_in_pool(spec: EngineSpec, cfg: RenderConfig, out_dir: Path, vectors: list[AvatarVector],
+                    batches: list[list[int]], masks: bool, on_result: Callable[[list[int], bool], None],
+                    engine_name: str) -> list[EngineError]:
     failures: list[EngineError] = []
     ctx = multiprocessing.get_context("spawn")  # skia and engine subprocesses do not survive fork well
     with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx, initializer=_init_worker, initargs=(spec,)) as pool:
         pending: dict[Future, tuple[list[int], bool]] = {}
 
         def submit(indices: list[int], single: bool) -> None:
-            fut = pool.submit(_render_in_worker, indices, [vectors[i] for i in indices], cfg.size, masks)
+            fut = pool.submit(_render_in_worker, out_dir, indices, [vectors[i] for i in indices], cfg.size, masks)
             pending[fut] = (indices, single)
 
         for b in batches:
@@ -212,7 +221,7 @@ def _render_in_pool(spec: EngineSpec, cfg: RenderConfig, vectors: list[AvatarVec
             for fut in finished:
                 indices, single = pending.pop(fut)
                 try:
-                    _, batch = fut.result()
+                    wrote_masks = fut.result()
                 except BrokenProcessPool:
                     raise EngineError(f"a worker process died while rendering vectors #{indices[0]}..#{indices[-1]} "
                                       "(crash inside the engine?); finished images are saved, rerun to resume",
@@ -224,7 +233,7 @@ def _render_in_pool(spec: EngineSpec, cfg: RenderConfig, vectors: list[AvatarVec
                         for i in indices:
                             submit([i], single=True)
                     continue
-                on_result(indices, batch)
+                on_result(indices, wrote_masks)
     failures.sort(key=lambda e: e.index if e.index is not None else -1)
     return failures
 
