@@ -1,0 +1,285 @@
+"""SemanticStyleGAN: W+ layout, compositing, determinism, losses/regularisers, checkpoints, training resume."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from toolchain.errors import AvatarToolError
+from toolchain.generators import losses
+from toolchain.generators.config import ENGINE_LABELS, GeneratorConfig, generator_preset
+from toolchain.generators.discriminator import DualBranchDiscriminator
+from toolchain.generators.generator import SemanticGenerator
+from toolchain.generators.io import load_generator, save_weights
+from toolchain.generators.official_checkpoint import (args_from_config, key_map, load_official_checkpoint,
+                                                      official_spec, to_official_state_dict)
+from toolchain.generators.train_real import train_preset, train_real
+
+TINY = generator_preset("tiny")
+# smaller still, for the training tests (same parts and label mapping as tiny)
+MICRO = replace(TINY, size=16, coarse_size=8, min_feat_size=4, style_dim=16, local_layers=3, base_layers=1, depth_layers=2,
+                local_channel=8, coarse_channel=8, channel_base=128, channel_max=16)
+
+
+def _gen(seed: int = 0, cfg: GeneratorConfig = TINY) -> SemanticGenerator:
+    torch.manual_seed(seed)
+    return SemanticGenerator(cfg).eval()
+
+
+def test_wplus_layout_and_part_slices():
+    cfg = TINY
+    assert cfg.n_latent == cfg.base_layers + 2 * cfg.n_parts
+    sl = cfg.latent_slices()
+    assert sl["coarse"] == slice(0, 2)
+    h = cfg.part_index("hair")
+    assert sl["hair.shape"] == slice(2 + 2 * h, 3 + 2 * h) and sl["hair.texture"] == slice(3 + 2 * h, 4 + 2 * h)
+    g = _gen()
+    # each W+ row gets a distinct constant, so expand() shows which code drives which layer
+    wplus = torch.arange(cfg.n_latent, dtype=torch.float32)[None, :, None].expand(1, -1, cfg.style_dim)
+    codes = g.expand(wplus)[0, :, :, 0]  # [parts, layers]
+    for k in range(cfg.n_parts):
+        shape, tex = cfg.base_layers + 2 * k, cfg.base_layers + 2 * k + 1
+        expect = [tex if l >= cfg.depth_layers else (l if (k > 0 and l < cfg.base_layers) else shape)
+                  for l in range(cfg.local_layers)]
+        assert codes[k].tolist() == expect
+    # the official 512 model: 28 codes (2 coarse + 13 parts x (shape, texture))
+    assert generator_preset("official512").n_latent == 28
+
+
+def test_perturbing_part_codes_changes_that_part_only_locally():
+    g = _gen()
+    z = torch.randn(2, TINY.style_dim, generator=torch.Generator().manual_seed(1))
+    w = g.z_to_wplus(z)
+    out = g.synthesize(w, noise_mode="const")
+    w2 = w.clone()
+    w2[:, TINY.latent_slices()["hair.texture"]] += 3.0
+    out2 = g.synthesize(w2, noise_mode="const")
+    # a texture code is read after the depth layer: the segmentation is unchanged, the image is not
+    torch.testing.assert_close(out.seg_coarse, out2.seg_coarse)
+    assert not torch.allclose(out.image, out2.image)
+
+
+def test_segmentation_sums_to_one_and_shapes():
+    g = _gen()
+    out = g.sample(torch.randn(3, TINY.style_dim))
+    assert out.image.shape == (3, 3, 32, 32) and out.seg.shape == (3, TINY.n_parts, 32, 32)
+    torch.testing.assert_close(out.seg_coarse.sum(1), torch.ones(3, 16, 16))
+    torch.testing.assert_close(out.part_probs().sum(1), torch.ones(3, 32, 32))
+    assert torch.all(out.depths[0] == 0)  # the background has no pseudo-depth
+
+
+def test_transparent_parts_do_not_hide_what_is_behind():
+    g = _gen()
+    feats = [torch.full((1, 1, 2, 2), float(k)) for k in range(TINY.n_parts)]
+    depths = [torch.zeros(1, 1, 2, 2) for _ in range(TINY.n_parts)]
+    gl = TINY.part_index("glasses")
+    depths[gl] = torch.full((1, 1, 2, 2), 5.0)  # glasses win the softmax
+    feat, seg = g.composite(feats, depths)
+    assert seg[0, gl].min() > 0.95
+    # the opaque parts are renormalised among themselves, so their mean (non-glasses parts) still shows
+    opaque = [k for k in range(TINY.n_parts) if k != gl]
+    assert torch.allclose(feat, torch.full_like(feat, sum(opaque) / len(opaque) + gl * float(seg[0, gl, 0, 0])), atol=1e-3)
+
+
+def test_seeded_determinism():
+    a, b = _gen(3), _gen(3)
+    z = torch.randn(2, TINY.style_dim, generator=torch.Generator().manual_seed(0))
+    oa, ob = a.sample(z, noise_mode="const"), b.sample(z, noise_mode="const")
+    assert torch.equal(oa.image, ob.image) and torch.equal(oa.seg, ob.seg)
+    torch.manual_seed(5)
+    r1 = a.sample(z).image
+    torch.manual_seed(5)
+    assert torch.equal(r1, a.sample(z).image)
+
+
+def test_r1_and_path_length_are_nonzero_and_differentiable():
+    torch.manual_seed(0)
+    g, d = SemanticGenerator(TINY), DualBranchDiscriminator(TINY)
+    img = torch.randn(4, 3, 32, 32, requires_grad=True)
+    seg = torch.randn(4, TINY.n_parts, 32, 32, requires_grad=True)
+    r1_img, r1_seg = losses.r1_penalty(d(img, seg), [img, seg])
+    assert r1_img > 0 and r1_seg > 0
+    (r1_img + r1_seg).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in d.parameters())
+    w = g.z_to_wplus(torch.randn(2, TINY.style_dim)).detach().requires_grad_(True)
+    out = g.synthesize(w)
+    pl, mean, lengths = losses.path_length_penalty(out.image, w, torch.tensor(0.0))
+    assert pl > 0 and lengths.min() > 0 and mean > 0
+    pl.backward()
+    assert g.local[1].layers[0].weight.grad.abs().sum() > 0
+    assert g.render.stages[0].conv_up.weight.grad.abs().sum() > 0
+
+
+def test_colour_loss_zero_for_identical_and_pulls_colours():
+    g = _gen()
+    out = g.sample(torch.randn(2, TINY.style_dim), noise_mode="const")
+    parts = [TINY.part_index("hair"), TINY.part_index("skin")]
+    probs = out.part_probs()
+    assert losses.colour_matching(out.image, probs, out.image, probs, parts) == 0
+    other = (out.image.detach() * 0.5 + 0.3).requires_grad_(True)
+    lc = losses.colour_matching(out.image, probs, other, probs, parts)
+    assert lc > 0
+    lc.backward()
+    assert other.grad.abs().sum() > 0
+    assert losses.mask_consistency(out.seg, out.seg_coarse) >= 0
+
+
+def test_label_to_part_mapping():
+    lut = TINY.label_to_part()
+    assert len(lut) == len(ENGINE_LABELS)
+    assert lut[ENGINE_LABELS.index("nose")] == TINY.part_index("skin")
+    assert lut[ENGINE_LABELS.index("beard")] == TINY.part_index("hair")
+    assert lut[ENGINE_LABELS.index("mouth")] == TINY.part_index("features")
+    with pytest.raises(AvatarToolError):
+        GeneratorConfig(size=32, style_dim=8, n_mlp=1, parts=("background", "skin"), transparent=(),
+                        part_sources={"skin": ("skin",)}, mask_labels=("background", "skin", "hair"), local_layers=3,
+                        depth_layers=2, base_layers=1, coarse_size=16, min_feat_size=8).label_to_part()
+
+
+# --- checkpoints ------------------------------------------------------------------------------------------
+SMALL_OFFICIAL = GeneratorConfig(size=16, style_dim=32, n_mlp=2, parts=("background", "face", "hair", "eyeglass"),
+                                 transparent=("eyeglass",), local_layers=3, base_layers=1, depth_layers=2, local_channel=8,
+                                 coarse_channel=16, coarse_size=8, min_feat_size=4, channel_base=16384, channel_max=512)
+
+
+def _synthetic_official_checkpoint(path, cfg=SMALL_OFFICIAL, extra=None):
+    gen = torch.Generator().manual_seed(0)
+    sd = {}
+    for k, shape in official_spec(cfg).items():
+        sd[k] = (torch.tensor([1., 3, 3, 1])[:, None] * torch.tensor([1., 3, 3, 1])[None] / 16 if k.endswith("kernel")
+                 else torch.randn(shape, generator=gen))
+    torch.save({"g_ema": sd, "args": args_from_config(cfg), **(extra or {})}, path)
+    return sd
+
+
+def test_official_spec_matches_our_model():
+    for name in ("official512", "tiny"):
+        cfg = generator_preset(name)
+        ours = SemanticGenerator(cfg).state_dict() if name == "tiny" else None
+        km = key_map(cfg)
+        mapped = {v for v in km.values() if v}
+        if ours is not None:
+            assert mapped == set(ours)
+    cfg = generator_preset("official512")
+    spec = official_spec(cfg)
+    assert spec["pos_embed.weights"] == (64, 38, 1, 1)
+    assert spec["render_net.convs.4.weight"] == (256, 1024, 3, 3)  # 64 -> 128 stage concatenates the 512 coarse features
+    assert spec["render_net.to_segs.4.conv.weight"] == (13, 64, 1, 1)
+    assert "local_nets.0.to_depth.bias" not in spec and "local_nets.1.to_depth.bias" in spec
+
+
+def test_official_checkpoint_round_trip(tmp_path):
+    path = tmp_path / "official.pt"
+    sd = _synthetic_official_checkpoint(path)
+    g = load_official_checkpoint(path)
+    assert g.cfg.parts == ("background", "part1", "part2", "part3") and g.cfg.transparent == ("part3",)
+    back = to_official_state_dict(g)
+    assert set(back) == set(sd)
+    for k in sd:
+        torch.testing.assert_close(back[k], sd[k], rtol=0, atol=0)
+    out = g.sample(torch.randn(1, 32), noise_mode="const")
+    assert out.image.shape == (1, 3, 16, 16) and torch.isfinite(out.image).all()
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_official_loader_refuses_unlisted_globals_and_bad_layouts(tmp_path):
+    bad = tmp_path / "evil.pt"
+    _synthetic_official_checkpoint(bad, extra={"payload": _Evil()})
+    with pytest.raises(AvatarToolError, match="refused"):
+        load_official_checkpoint(bad)
+    broken = tmp_path / "broken.pt"
+    sd = _synthetic_official_checkpoint(broken)
+    del sd["style.1.weight"]
+    torch.save({"g_ema": sd, "args": args_from_config(SMALL_OFFICIAL)}, broken)
+    with pytest.raises(AvatarToolError, match="missing"):
+        load_official_checkpoint(broken)
+
+
+def test_safetensors_round_trip(tmp_path):
+    g = _gen(7)
+    save_weights(tmp_path / "g.safetensors", g, TINY, {"note": "x"})
+    assert (tmp_path / "g.json").exists()
+    h, meta = load_generator(tmp_path / "g.safetensors")
+    assert meta["note"] == "x" and h.cfg == TINY
+    z = torch.randn(2, TINY.style_dim)
+    assert torch.equal(g.sample(z, noise_mode="const").image, h.sample(z, noise_mode="const").image)
+
+
+# --- training -------------------------------------------------------------------------------------------
+def _mask_folder(root, n=6, size=16):
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        m = np.zeros((size, size), np.uint8)
+        m[4:14, 4:12] = 1
+        m[2:6, 3:13] = 2
+        m[8:9, 5:11] = 3
+        m[13:, :] = 9
+        img = (rng.integers(0, 60, (size, size, 3)) + np.array([[40, 80, 120]])[m % 1]).astype(np.uint8)
+        img[m == 1] = [200, 160, 130]
+        Image.fromarray(img).save(root / "images" / f"{i:06d}.png")
+        Image.fromarray(m).save(root / "masks" / f"{i:06d}.png")
+    return root
+
+
+FAST = dict(iters=4, batch_size=2, d_reg_every=2, g_reg_every=2, snapshot_every=2, sample_every=2, log_every=1, n_samples=4)
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    data = _mask_folder(tmp_path / "data")
+    tcfg = train_preset("tiny", **FAST)
+    train_real(data, tmp_path / "a", MICRO, tcfg, device="cpu")
+    s = train_real(data, tmp_path / "b", MICRO, tcfg, device="cpu", stop_after=2)
+    assert s["status"] == "stopped" and not (tmp_path / "b" / "generator.safetensors").exists()
+    train_real(data, tmp_path / "b", MICRO, tcfg, device="cpu")
+    ga, _ = load_generator(tmp_path / "a" / "generator.safetensors")
+    gb, _ = load_generator(tmp_path / "b" / "generator.safetensors")
+    for (k, va), vb in zip(ga.state_dict().items(), gb.state_dict().values()):
+        assert torch.equal(va, vb), k
+    rows = [r["step"] for r in map(__import__("json").loads, (tmp_path / "b" / "stats.jsonl").read_text().splitlines())]
+    assert rows == [1, 2, 3, 4]
+    stats = (tmp_path / "a" / "stats.jsonl").read_text()
+    assert "r1_seg" in stats and "path" in stats and (tmp_path / "a" / "samples" / "step_000004.png").exists()
+    with pytest.raises(AvatarToolError, match="another configuration"):
+        train_real(data, tmp_path / "b", MICRO, train_preset("tiny", **{**FAST, "lr": 0.001}), device="cpu")
+
+
+def test_finetune_with_colour_loss_and_grid(tmp_path):
+    from toolchain.generators.finetune import colour_distance, finetune
+    from toolchain.generators.grids import dual_domain_grid
+    data = _mask_folder(tmp_path / "data")
+    tcfg = train_preset("tiny", **{**FAST, "iters": 2})
+    train_real(data, tmp_path / "real", MICRO, tcfg, device="cpu")
+    s = finetune("alter", tmp_path / "real" / "generator.safetensors", tmp_path / "av", tcfg, colour_weight=1.0,
+                 freeze_local=True, renders=data, device="cpu")
+    assert s["status"] == "done" and "color" in (tmp_path / "av" / "stats.jsonl").read_text()
+    g_real, _ = load_generator(tmp_path / "real" / "generator.safetensors")
+    g_av, _ = load_generator(tmp_path / "av" / "generator.safetensors")
+    # frozen local generators are unchanged
+    for (k, a), b in zip(g_real.local.state_dict().items(), g_av.local.state_dict().values()):
+        assert torch.equal(a, b), k
+    dist = colour_distance(g_real, g_av, n=8, batch=4)
+    assert set(dist) == {"hair", "skin"} and all(v >= 0 for v in dist.values())
+    grid = dual_domain_grid(g_real, g_av, torch.randn(2, MICRO.style_dim))
+    assert grid.ndim == 3 and grid.shape[2] == 3
+
+
+def test_cli_gan_train_and_grid(tmp_path):
+    from typer.testing import CliRunner
+    from toolchain.cli.main import app
+    data = _mask_folder(tmp_path / "data", n=4, size=32)
+    r = CliRunner().invoke(app, ["gan-train", "--data", str(data), "--out", str(tmp_path / "run"), "--iters", "1",
+                                 "--batch-size", "2", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    g = tmp_path / "run" / "generator.safetensors"
+    r = CliRunner().invoke(app, ["gan-grid", "--real", str(g), "--avatar", str(g), "--out", str(tmp_path / "g.png"), "-n", "2"])
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "g.png").size[0] > 64

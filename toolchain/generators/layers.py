@@ -1,0 +1,199 @@
+"""Building blocks in plain PyTorch: equalized-lr linear/conv, bias + leaky ReLU, modulated convolutions,
+Fourier features, and FIR up/down-sampling (the [1,3,3,1] filter StyleGAN2 uses), all one code path for
+CPU and CUDA, dtype-agnostic (autocast on CUDA works).
+
+Weights are stored unscaled (N(0,1) init) and multiplied by 1/sqrt(fan_in) at run time ("equalized
+learning rate"), as in StyleGAN2, so official checkpoints load without rescaling.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SQRT2 = math.sqrt(2.0)
+
+
+def fir_kernel(k=(1, 3, 3, 1), gain: float = 1.0) -> torch.Tensor:
+    k = torch.tensor(k, dtype=torch.float32)
+    k = k[:, None] * k[None, :]
+    return k / k.sum() * gain
+
+
+def fir_filter(x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
+    """2-D FIR filter with the separable [1,3,3,1] kernel (times its gain) and asymmetric zero padding
+    (pad_before, pad_after) on both axes.
+
+    [1,3,3,1]/8 is three [1,1]/2 box filters in a row, so the 4x4 filter runs as three 2x2 average pools:
+    exact, and far faster than a depthwise convolution on CPU (forward, backward and double backward).
+    """
+    x = F.pad(x, (pad[0], pad[1], pad[0], pad[1]))
+    for _ in range(3):
+        x = F.avg_pool2d(x, 2, stride=1)
+    gain = float(kernel.sum())
+    return x * gain if gain != 1.0 else x
+
+
+def upsample2x(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Zero-insertion 2x upsampling followed by the FIR filter (kernel already scaled by 4)."""
+    b, c, h, w = x.shape
+    up = x.new_zeros(b, c, h * 2, w * 2)
+    up[:, :, ::2, ::2] = x
+    p = kernel.shape[0] - 2
+    return fir_filter(up, kernel, ((p + 1) // 2 + 1, p // 2))
+
+
+class BiasLReLU(nn.Module):
+    """x + bias, leaky ReLU(0.2), times sqrt(2) (StyleGAN2's fused_lrelu, in plain ops)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        return F.leaky_relu(x + self.bias.view(shape).to(x.dtype), 0.2) * SQRT2
+
+
+class EqualLinear(nn.Module):
+    def __init__(self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0, activate: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mul)
+        self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))
+        self.scale, self.lr_mul, self.activate = lr_mul / math.sqrt(in_dim), lr_mul, activate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.linear(x, self.weight * self.scale)
+        out = out + self.bias * self.lr_mul
+        return F.leaky_relu(out, 0.2) * SQRT2 if self.activate else out
+
+
+class ModulatedLinear(nn.Module):
+    """A per-sample modulated, demodulated 1x1 convolution + bias + leaky ReLU (local generator layer).
+
+    Modulating the input by the style and demodulating the output is the same as modulating the weight,
+    but runs as one batched matmul instead of a grouped convolution.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, style_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch))
+        self.affine = EqualLinear(style_dim, in_ch, bias_init=1.0)
+        self.act = BiasLReLU(out_ch)
+        self.scale = 1 / math.sqrt(in_ch)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        s = self.affine(w)                                                  # [B, in]
+        weight = self.weight * self.scale
+        demod = torch.rsqrt((weight[None] * s[:, None]).pow(2).sum(2) + 1e-8)  # [B, out]
+        out = torch.einsum("oi,bihw->bohw", weight.to(x.dtype), x * s[:, :, None, None].to(x.dtype))
+        return self.act(out * demod[:, :, None, None].to(x.dtype))
+
+
+class FixedConv(nn.Module):
+    """A convolution with a learned per-input-channel gain instead of a per-sample style (the official
+    render net's layers), optional 2x upsampling, noise injection and bias + leaky ReLU."""
+
+    def __init__(self, in_ch: int, out_ch: int, k: int, upsample: bool = False, demodulate: bool = True,
+                 noise: bool = True, activate: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, k, k))
+        self.gain = nn.Parameter(torch.ones(in_ch))
+        self.noise_strength = nn.Parameter(torch.zeros(())) if noise else None
+        self.act = BiasLReLU(out_ch) if activate else None
+        self.scale, self.k, self.upsample, self.demodulate = 1 / math.sqrt(in_ch * k * k), k, upsample, demodulate
+        if upsample:
+            self.register_buffer("fir", fir_kernel(gain=4.0), persistent=False)
+
+    def effective_weight(self) -> torch.Tensor:
+        w = self.weight * self.scale * self.gain.view(1, -1, 1, 1)
+        if self.demodulate:
+            w = w * torch.rsqrt(w.pow(2).sum((1, 2, 3), keepdim=True) + 1e-8)
+        return w
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        w = self.effective_weight().to(x.dtype)
+        if self.upsample:  # transposed conv stride 2, then the FIR filter (pads 1/1 for k=3 and a 4-tap filter)
+            out = F.conv_transpose2d(x, w.transpose(0, 1), stride=2)
+            p = 4 - 2 - (self.k - 1)
+            out = fir_filter(out, self.fir, ((p + 1) // 2 + 1, p // 2 + 1))
+        else:
+            out = F.conv2d(x, w, padding=self.k // 2)
+        if self.noise_strength is not None:
+            if noise is None:
+                noise = torch.randn(out.shape[0], 1, *out.shape[2:], device=out.device, dtype=out.dtype)
+            out = out + self.noise_strength.to(out.dtype) * noise.to(out.dtype)
+        return self.act(out) if self.act is not None else out
+
+
+class ToOutput(nn.Module):
+    """1x1 projection without activation (to features, depth, RGB or segmentation), optionally added to
+    an upsampled skip from the previous resolution."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.conv = FixedConv(in_ch, out_ch, 1, demodulate=False, noise=False, activate=False)
+        self.bias = nn.Parameter(torch.zeros(out_ch))
+        self.register_buffer("fir", fir_kernel(gain=4.0), persistent=False)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.conv(x) + self.bias.view(1, -1, 1, 1).to(x.dtype)
+        if skip is not None:
+            out = out + upsample2x(skip, self.fir)
+        return out
+
+
+class FourierFeatures(nn.Module):
+    """Coordinates (x, y) -> [xy, sin(2^k xy), cos(2^k xy) for k < n_freqs] -> learned 1x1 projection."""
+
+    def __init__(self, out_ch: int, n_freqs: int, in_ch: int = 2):
+        super().__init__()
+        n_in = in_ch * (2 * n_freqs + 1)
+        self.proj = nn.Parameter(torch.randn(out_ch, n_in))
+        self.register_buffer("freqs", 2.0 ** torch.arange(n_freqs, dtype=torch.float32), persistent=False)
+        self.scale = 1 / math.sqrt(n_in)
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        feats = [coords]
+        for f in self.freqs.tolist():
+            feats += [torch.sin(f * coords), torch.cos(f * coords)]
+        return torch.einsum("oi,bihw->bohw", self.proj * self.scale, torch.cat(feats, 1))
+
+
+class EqualConv(nn.Module):
+    """Discriminator conv: optional FIR blur + stride 2 downsampling, optional bias + leaky ReLU."""
+
+    def __init__(self, in_ch: int, out_ch: int, k: int, downsample: bool = False, activate: bool = True,
+                 bias: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, k, k))
+        self.act = BiasLReLU(out_ch) if activate and bias else None
+        self.bias = nn.Parameter(torch.zeros(out_ch)) if bias and not activate else None
+        self.scale, self.k, self.downsample = 1 / math.sqrt(in_ch * k * k), k, downsample
+        if downsample:
+            self.register_buffer("fir", fir_kernel(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = (self.weight * self.scale).to(x.dtype)
+        if self.downsample:
+            p = 4 - 2 + (self.k - 1)
+            x = fir_filter(x, self.fir, ((p + 1) // 2, p // 2))
+            out = F.conv2d(x, w, stride=2)
+        else:
+            out = F.conv2d(x, w, padding=self.k // 2)
+        if self.bias is not None:
+            out = out + self.bias.view(1, -1, 1, 1).to(out.dtype)
+        return self.act(out) if self.act is not None else out
+
+
+class ResBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.conv1 = EqualConv(in_ch, in_ch, 3)
+        self.conv2 = EqualConv(in_ch, out_ch, 3, downsample=True)
+        self.skip = EqualConv(in_ch, out_ch, 1, downsample=True, activate=False, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.conv2(self.conv1(x)) + self.skip(x)) / SQRT2

@@ -1,0 +1,283 @@
+"""GAN training for SemanticStyleGAN on (image, mask) folders: the realistic generator G_real, and the
+shared loop that ``finetune.py`` reuses for G_avatar.
+
+Per step (as the official trainer): a D step (logistic loss; lazy R1 on image and mask every
+``d_reg_every`` steps), a G step (non-saturating loss + mask-consistency loss + optional extra loss, e.g.
+colour matching), lazy path-length regularisation every ``g_reg_every`` steps, style mixing with
+probability ``mixing``, EMA generator. Adam with the lazy-regularisation lr/beta correction.
+
+Exact resume: everything random in step ``i`` is drawn after ``torch.manual_seed(seed, i)``, and the
+checkpoint (G, D, G_ema, both optimisers, the path-length mean) is written atomically every
+``snapshot_every`` steps, so a run continued from its checkpoint ends with the same weights as an
+uninterrupted one. Writes ``stats.jsonl``, ``samples/*.png``, ``generator.safetensors`` (+ .json, the EMA
+generator), ``discriminator.safetensors`` and ``run.json``.
+"""
+from __future__ import annotations
+
+import copy
+import io
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..atomic_io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl, read_jsonl, save_png_atomic
+from ..errors import AvatarToolError
+from . import losses
+from .config import GeneratorConfig
+from .discriminator import DualBranchDiscriminator
+from .generator import SemanticGenerator
+from .grids import sample_grid
+from .io import save_weights
+from .mask_folder import load_mask_folder
+
+ProgressFn = Callable[[str, int, int, dict], None]
+
+
+@dataclass
+class GANTrainConfig:
+    """Defaults: the official SemanticStyleGAN / StyleGAN2 settings."""
+
+    iters: int = 200_000
+    batch_size: int = 16
+    lr: float = 0.002
+    r1_img: float = 10.0
+    r1_seg: float = 1000.0
+    d_reg_every: int = 16
+    path_weight: float = 0.5
+    path_batch_shrink: int = 2
+    g_reg_every: int = 4
+    mixing: float = 0.3
+    lambda_mask: float = 100.0
+    ema_half_life_img: float = 10_000.0
+    seg_discriminator: bool = True       # dual-branch D (needs masks); False: image-only D
+    seed: int = 0
+    snapshot_every: int = 1000
+    sample_every: int = 500
+    log_every: int = 50
+    n_samples: int = 16
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+TRAIN_PRESETS: dict[str, GANTrainConfig] = {
+    "paper": GANTrainConfig(),
+    # CPU: a few thousand steps on 32 px in <= 30 min on 2 shared cores
+    "tiny": GANTrainConfig(iters=3000, batch_size=8, r1_seg=100.0, lambda_mask=10.0, ema_half_life_img=2000.0,
+                           snapshot_every=250, sample_every=250, log_every=25, n_samples=32),
+    "small64": GANTrainConfig(iters=20_000, batch_size=16, r1_seg=100.0, lambda_mask=10.0, ema_half_life_img=5000.0),
+}
+
+
+def train_preset(name: str, **overrides: Any) -> GANTrainConfig:
+    if name not in TRAIN_PRESETS:
+        raise AvatarToolError(f"unknown training preset '{name}' (choose from {', '.join(TRAIN_PRESETS)})")
+    return replace(TRAIN_PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+
+
+def step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step * 7919 + 12345) % (2 ** 63)
+
+
+def to_model_image(x_uint8: torch.Tensor) -> torch.Tensor:
+    return x_uint8.permute(0, 3, 1, 2).float().div(127.5).sub(1)
+
+
+def to_model_mask(parts: torch.Tensor, n_parts: int) -> torch.Tensor:
+    return F.one_hot(parts, n_parts).permute(0, 3, 1, 2).float() * 2 - 1
+
+
+def _save_torch(path: Path, state: dict) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> None:
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(pm, 1 - beta)
+    for be, bm in zip(ema.buffers(), model.buffers()):
+        be.copy_(bm)
+
+
+# (G output, z, z2 or None, mixing pick or None) -> (loss, stats to log)
+ExtraLoss = Callable[..., tuple[torch.Tensor, dict[str, float]]]
+
+
+def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tcfg: GANTrainConfig, *,
+            init_generator: dict[str, torch.Tensor] | None = None, init_discriminator: dict[str, torch.Tensor] | None = None,
+            extra_g_loss: ExtraLoss | None = None, freeze_local: bool = False, run_meta: dict | None = None,
+            device: str | None = None, progress: ProgressFn | None = None, stop_after: int | None = None,
+            images: np.ndarray | None = None, masks: np.ndarray | None = None) -> dict[str, Any]:
+    """Train (or resume) a SemanticStyleGAN in ``out_dir``. ``stop_after`` ends early after that many steps
+    (as a crash would; tests). ``images``/``masks`` may be passed pre-loaded instead of read from ``data_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    amp = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
+    if images is None:
+        images, masks = load_mask_folder(data_dir, gcfg, need_masks=tcfg.seg_discriminator)
+    if tcfg.seg_discriminator and masks is None:
+        raise AvatarToolError("the dual-branch discriminator needs masks; use an image-only discriminator")
+    imgs_t = torch.from_numpy(images).to(dev)
+    masks_t = torch.from_numpy(masks).to(dev) if masks is not None else None
+    # what the weights depend on; iters and logging/snapshot cadence may change between resumes (extend a run)
+    train_id = {k: v for k, v in tcfg.to_json().items() if k not in ("iters", "snapshot_every", "sample_every", "log_every")}
+    identity = {"generator": gcfg.to_json(), "train": train_id, "data": str(Path(data_dir).resolve()),
+                "n_images": int(len(images)), **(run_meta or {})}
+
+    torch.manual_seed(tcfg.seed)
+    G = SemanticGenerator(gcfg).to(dev)
+    D = DualBranchDiscriminator(gcfg, use_seg=tcfg.seg_discriminator).to(dev)
+    if init_generator is not None:
+        G.load_state_dict(init_generator)
+    if init_discriminator is not None:
+        D.load_state_dict(init_discriminator, strict=False)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    frozen = set(id(p) for p in (list(G.local.parameters()) + list(G.fourier.parameters()))) if freeze_local else set()
+    g_params = [p for p in G.parameters() if id(p) not in frozen]
+    for p in G.parameters():
+        p.requires_grad_(id(p) not in frozen)
+    g_ratio, d_ratio = tcfg.g_reg_every / (tcfg.g_reg_every + 1), tcfg.d_reg_every / (tcfg.d_reg_every + 1)
+    g_opt = torch.optim.Adam(g_params, lr=tcfg.lr * g_ratio, betas=(0.0, 0.99 ** g_ratio))
+    d_opt = torch.optim.Adam(D.parameters(), lr=tcfg.lr * d_ratio, betas=(0.0, 0.99 ** d_ratio))
+    mean_path = torch.zeros((), device=dev)
+    start = 0
+    ckpt_path = out / "checkpoint.pt"
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=dev, weights_only=True)
+        if ck["identity"] != identity:
+            raise AvatarToolError(f"{out} holds a checkpoint from another configuration or dataset; resume with the "
+                                  "same options or use another --out folder")
+        G.load_state_dict(ck["G"]), D.load_state_dict(ck["D"]), G_ema.load_state_dict(ck["G_ema"])
+        g_opt.load_state_dict(ck["g_opt"]), d_opt.load_state_dict(ck["d_opt"])
+        mean_path, start = ck["mean_path"].to(dev), ck["step"]
+    stats_path = out / "stats.jsonl"
+    stats = [r for r in (read_jsonl(stats_path) if stats_path.exists() else []) if r["step"] <= start]
+    atomic_write_json(out / "run.json", {**identity, "status": "running", "device": str(dev)})
+    sample_z = torch.randn(tcfg.n_samples, gcfg.style_dim, generator=torch.Generator().manual_seed(tcfg.seed + 99)).to(dev)
+    ema_beta = 0.5 ** (tcfg.batch_size / max(tcfg.ema_half_life_img, 1e-8))
+    n, b, sd = len(images), tcfg.batch_size, gcfg.style_dim
+
+    def g_trainable(flag: bool) -> None:
+        for p in g_params:
+            p.requires_grad_(flag)
+
+    def latents(batch: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        z = torch.randn(batch, sd, device=dev)
+        if torch.rand(()) < tcfg.mixing:
+            return z, torch.randn(batch, sd, device=dev), G.mixing_pick(batch)
+        return z, None, None
+
+    def save_snapshot(step: int) -> None:
+        _save_torch(ckpt_path, {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
+                                "g_opt": g_opt.state_dict(), "d_opt": d_opt.state_dict(), "mean_path": mean_path.cpu(),
+                                "step": step, "identity": identity})
+        atomic_write_jsonl(stats_path, stats)
+
+    acc: dict[str, list[float]] = {}
+    t_last, step_last = time.perf_counter(), start
+    step = start
+    for step in range(start, tcfg.iters):
+        torch.manual_seed(step_seed(tcfg.seed, step))
+        idx = torch.randint(0, n, (b,))
+        real = to_model_image(imgs_t[idx.to(dev)])
+        real_seg = to_model_mask(masks_t[idx.to(dev)], gcfg.n_parts) if tcfg.seg_discriminator else None
+        row: dict[str, float] = {}
+
+        # --- discriminator ---
+        g_trainable(False)
+        D.requires_grad_(True)
+        z, z2, pick = latents(b)
+        with torch.no_grad(), torch.autocast(**amp):
+            fake = G.sample(z, z2, pick=pick)
+        with torch.autocast(**amp):
+            real_pred = D(real, real_seg)
+            fake_pred = D(fake.image.detach(), fake.seg.detach() if tcfg.seg_discriminator else None)
+            d_loss = losses.d_logistic(real_pred.float(), fake_pred.float())
+        d_opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_opt.step()
+        row.update(d=d_loss.item(), real_score=real_pred.detach().mean().item(), fake_score=fake_pred.detach().mean().item())
+        if step % tcfg.d_reg_every == 0:
+            inputs = [real.detach().requires_grad_(True)]
+            if real_seg is not None:
+                inputs.append(real_seg.detach().requires_grad_(True))
+            pred = D(*inputs) if real_seg is not None else D(inputs[0])
+            r1 = losses.r1_penalty(pred, inputs)
+            reg = tcfg.r1_img / 2 * r1[0] + (tcfg.r1_seg / 2 * r1[1] if len(r1) > 1 else 0)
+            d_opt.zero_grad(set_to_none=True)
+            (reg * tcfg.d_reg_every + 0 * pred[0, 0]).backward()
+            d_opt.step()
+            row["r1_img"] = r1[0].item()
+            if len(r1) > 1:
+                row["r1_seg"] = r1[1].item()
+
+        # --- generator ---
+        g_trainable(True)
+        D.requires_grad_(False)
+        z, z2, pick = latents(b)
+        with torch.autocast(**amp):
+            fake = G.sample(z, z2, pick=pick)
+            fake_pred = D(fake.image, fake.seg if tcfg.seg_discriminator else None)
+            g_loss = losses.g_nonsaturating(fake_pred.float())
+            mask_loss = losses.mask_consistency(fake.seg, fake.seg_coarse)
+            total = g_loss + tcfg.lambda_mask * mask_loss
+            if extra_g_loss is not None:
+                extra, extra_stats = extra_g_loss(fake, z, z2, pick)
+                total = total + extra
+                row.update(extra_stats)
+        g_opt.zero_grad(set_to_none=True)
+        total.backward()
+        g_opt.step()
+        row.update(g=g_loss.item(), mask=mask_loss.item())
+        if tcfg.path_weight > 0 and step % tcfg.g_reg_every == 0:
+            pb = max(1, b // tcfg.path_batch_shrink)
+            with torch.no_grad():
+                zp, zp2, ppick = latents(pb)
+                wplus = G.z_to_wplus(zp, zp2, pick=ppick)
+            wplus.requires_grad_(True)
+            po = G.synthesize(wplus)
+            pl, mean_path, lengths = losses.path_length_penalty(po.image, wplus, mean_path)
+            g_opt.zero_grad(set_to_none=True)
+            (tcfg.path_weight * tcfg.g_reg_every * pl + 0 * po.image[0, 0, 0, 0] + 0 * po.seg[0, 0, 0, 0]).backward()
+            g_opt.step()
+            row.update(path=pl.item(), path_length=lengths.mean().item())
+        ema_update(G_ema, G, ema_beta)
+
+        for k, v in row.items():
+            acc.setdefault(k, []).append(v)
+        done = step + 1
+        if done % tcfg.log_every == 0 or done == tcfg.iters:
+            now = time.perf_counter()
+            stats.append({"step": done, **{k: float(np.mean(v)) for k, v in acc.items()},
+                          "it_per_s": (done - step_last) / max(now - t_last, 1e-9)})
+            acc, t_last, step_last = {}, now, done
+        if progress:
+            progress("train", done, tcfg.iters, {"d": row["d"], "g": row["g"]})
+        if done % tcfg.sample_every == 0 or done == tcfg.iters:
+            save_png_atomic(out / "samples" / f"step_{done:06d}.png", sample_grid(G_ema, sample_z))
+        if done % tcfg.snapshot_every == 0 or done == tcfg.iters or (stop_after is not None and done >= stop_after):
+            save_snapshot(done)
+        if stop_after is not None and done >= stop_after:
+            return {**identity, "status": "stopped", "steps_done": done}
+
+    meta = {"steps": tcfg.iters, **{k: v for k, v in (run_meta or {}).items() if isinstance(v, (str, int, float))}}
+    save_weights(out / "generator.safetensors", G_ema.cpu(), gcfg, meta)
+    save_weights(out / "discriminator.safetensors", D.cpu(), gcfg, {**meta, "use_seg": tcfg.seg_discriminator})
+    summary = {**identity, "status": "done", "steps_done": tcfg.iters, "device": str(dev),
+               "final": stats[-1] if stats else {}}
+    atomic_write_json(out / "run.json", summary)
+    return summary
+
+
+def train_real(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tcfg: GANTrainConfig,
+               **kw: Any) -> dict[str, Any]:
+    """Train G_real on a folder of (image, mask) pairs (e.g. ``avatartool proxy --unlabelled``)."""
+    return run_gan(data_dir, out_dir, gcfg, tcfg, run_meta={"role": "real"}, **kw)
