@@ -182,6 +182,12 @@ def test_official_checkpoint_round_trip(tmp_path):
         torch.testing.assert_close(back[k], sd[k], rtol=0, atol=0)
     out = g.sample(torch.randn(1, 32), noise_mode="const")
     assert out.image.shape == (1, 3, 16, 16) and torch.isfinite(out.image).all()
+    # finetune and the CLI take the official file wherever they take our generator.safetensors
+    from toolchain.generators.io import load_generator
+    g2, meta = load_generator(path)
+    assert meta["source"].startswith("official checkpoint")
+    for k, v in g.state_dict().items():
+        torch.testing.assert_close(g2.state_dict()[k], v, rtol=0, atol=0)
 
 
 class _Evil:

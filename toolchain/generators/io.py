@@ -42,6 +42,11 @@ def read_meta(path: str | Path) -> dict[str, Any]:
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[SemanticGenerator, dict[str, Any]]:
+    """Our ``generator.safetensors`` (+ JSON config), or an official SemanticStyleGAN ``.pt`` checkpoint."""
+    if Path(path).suffix in (".pt", ".pth"):
+        from .official_checkpoint import load_official_checkpoint
+        g = load_official_checkpoint(path, device)
+        return g.eval(), {"kind": "SemanticGenerator", "config": g.cfg.to_json(), "source": f"official checkpoint {path}"}
     meta = read_meta(path)
     if meta.get("kind") != "SemanticGenerator":
         raise AvatarToolError(f"{path} holds a {meta.get('kind')}, not a generator")
