@@ -436,6 +436,50 @@ def gan_grid(
     console.print(f"[green]done[/]: {out} (rows: real image, real segmentation, avatar image, avatar segmentation)")
 
 
+@app.command()
+def pairs(
+    engine: str = typer.Option(..., "--engine", "-e", help="Engine whose renders are inverted."),
+    generators: Optional[Path] = typer.Option(None, "--generators", help="Folder with real/ + avatar/, or a finetune run folder."),
+    real_generator: Optional[Path] = typer.Option(None, "--real-generator", help="G_real generator.safetensors (overrides)."),
+    avatar_generator: Optional[Path] = typer.Option(None, "--avatar-generator", help="G_avatar generator.safetensors (overrides)."),
+    n: int = typer.Option(..., "-n", help="How many source renders (each gives 1 + k samples)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Dataset folder (resumed if it exists)."),
+    renders: Optional[Path] = typer.Option(None, "--renders", help="Render folder to use (default: <out>/renders)."),
+    render_size: int = typer.Option(64, "--render-size", help="Render size when rendering."),
+    k: int = typer.Option(10, "-k", help="Augmented copies per code."),
+    steps: int = typer.Option(200, "--steps", help="Inversion steps."),
+    batch: int = typer.Option(32, "--batch", help="Sources per inversion batch and per shard."),
+    max_loss: Optional[float] = typer.Option(None, "--max-loss", help="Quality filter threshold (default 0.25; <0: off)."),
+    init: str = typer.Option("modified", "--init", help="modified (w~_mean) or mean (paper's w_mean)."),
+    lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="torchvision AlexNet weights for LPIPS."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+) -> None:
+    """Paired data: invert renders in G_avatar, synthesise with G_real, augment; resumable sharded dataset."""
+    from ..production.augment import AugmentConfig
+    from ..production.init_latent import InitConfig
+    from ..production.inversion import InversionConfig
+    from ..production.pairs import DEFAULT_MAX_LOSS, PairsConfig, produce_pairs, resolve_generators
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+    real, avatar = resolve_generators(generators, real_generator, avatar_generator)
+    limit = DEFAULT_MAX_LOSS if max_loss is None else (None if max_loss < 0 else max_loss)
+    cfg = PairsConfig(engine=engine, n=n, renders=str(renders) if renders else None, render_size=render_size, chunk=batch,
+                      max_loss=limit, lpips_weights=str(lpips_weights) if lpips_weights else None, init=InitConfig(mode=init),
+                      inversion=InversionConfig(steps=steps, batch_size=batch), augment=AugmentConfig(k=k))
+    with make_progress() as progress:
+        task = progress.add_task("pairs", total=n)
+
+        def update(done: int, total: int, info: dict) -> None:
+            progress.update(task, completed=done, total=total,
+                            description=f"pairs kept {info['kept']} dropped {info['dropped']}")
+        summary = produce_pairs(cfg, out, real, avatar, progress=update)
+    lp = summary["lpips"]
+    console.print(f"[green]done[/]: {summary['samples']} samples from {summary['kept_sources']} sources -> {out}; "
+                  f"quality filter (loss > {limit}) dropped {summary['dropped_sources']}; "
+                  f"perceptual loss: {'LPIPS' if lp['used'] else lp['fallback']}; picture: {summary.get('grid')}")
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     err_console.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 

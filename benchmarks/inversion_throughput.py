@@ -1,0 +1,79 @@
+"""Inversion throughput: batched (one batch of N) vs one image at a time, in the same run.
+
+    python benchmarks/inversion_throughput.py [--n 64] [--steps 20] [--threads 2]
+
+Uses the trained tiny G_avatar (runs/gan/ft-color) when present, else a random tiny generator; targets
+are renders from runs/gan/renders-alter-64 (or generator samples). Early stop is off so both modes do
+the same number of steps. Writes results/inversion_throughput.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _report import write_report  # noqa: E402
+
+from toolchain.generators.config import generator_preset  # noqa: E402
+from toolchain.generators.generator import SemanticGenerator  # noqa: E402
+from toolchain.generators.io import load_generator  # noqa: E402
+from toolchain.production.inversion import InversionConfig, invert  # noqa: E402
+from toolchain.production.pairs import load_target, to_tensor  # noqa: E402
+from toolchain.production.perceptual import make_perceptual  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--generator", default=str(ROOT / "runs/gan/ft-color/generator.safetensors"))
+    ap.add_argument("--renders", default=str(ROOT / "runs/gan/renders-alter-64"))
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    if Path(a.generator).is_file():
+        g, _ = load_generator(a.generator)
+        gname = a.generator
+    else:
+        torch.manual_seed(0)
+        g, gname = SemanticGenerator(generator_preset("tiny")).eval(), "random tiny"
+    g.requires_grad_(False)
+    s = g.cfg.size
+    rdir = Path(a.renders)
+    if (rdir / "images").is_dir():
+        y = to_tensor(np.stack([load_target(rdir / "images" / f"{i:06d}.png", s) for i in range(a.n)]))
+    else:
+        with torch.no_grad():
+            y = g.sample(torch.randn(a.n, g.cfg.style_dim), noise_mode="const").image
+    perceptual, info = make_perceptual(None)
+    w0 = g.mean_latent(10_000)[None, None].repeat(a.n, g.cfg.n_latent, 1)
+    cfg = InversionConfig(steps=a.steps, early_stop_tol=0)
+    invert(g, perceptual, y[:2], w0[:2], InversionConfig(steps=2, early_stop_tol=0))  # warm-up
+    t = time.perf_counter()
+    batched = invert(g, perceptual, y, w0, cfg)
+    t_batched = time.perf_counter() - t
+    t = time.perf_counter()
+    single = [invert(g, perceptual, y[i:i + 1], w0[i:i + 1], cfg) for i in range(a.n)]
+    t_single = time.perf_counter() - t
+    max_diff = max(float((o.wplus[0] - batched.wplus[i]).abs().max()) for i, o in enumerate(single))
+    ips_b, ips_s = a.n / t_batched, a.n / t_single
+    data = {"generator": gname, "n": a.n, "steps": a.steps, "threads": a.threads, "perceptual": info,
+            "batched_s": t_batched, "single_s": t_single, "batched_images_per_s": ips_b, "single_images_per_s": ips_s,
+            "speedup": ips_b / ips_s, "max_abs_w_diff_batched_vs_single": max_diff}
+    rows = [["batched (1 batch)", a.n, f"{t_batched:.1f}", f"{ips_b:.2f}", f"{ips_b / ips_s:.1f}x"],
+            ["one at a time", a.n, f"{t_single:.1f}", f"{ips_s:.2f}", "1.0x"]]
+    jp, mp = write_report("inversion_throughput", data, ["mode", "images", "seconds", "images/s", "speed-up"], rows,
+                          notes=f"{a.steps} steps per image, early stop off, {a.threads} threads, generator {gname}; "
+                                f"max |w_batched - w_single| = {max_diff:.2e}.")
+    print(mp.read_text())
+
+
+if __name__ == "__main__":
+    main()

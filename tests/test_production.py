@@ -1,0 +1,231 @@
+"""Paired data production (toolchain/production): batched inversion, modified init, augmentation,
+quality filter, LPIPS / fallback, and resuming after kill -9. Tiny random generators, few steps."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from toolchain.data.paired_dataset import PairedDataset
+from toolchain.engines.alter import ALTER_SCHEMA
+from toolchain.generators.config import generator_preset
+from toolchain.generators.generator import SemanticGenerator
+from toolchain.generators.io import save_weights
+from toolchain.production.augment import augment, resolve_parts
+from toolchain.production.init_latent import InitConfig, build_init
+from toolchain.production.inversion import InversionConfig, invert
+from toolchain.production.pairs import PairsConfig, produce_pairs, resolve_generators
+from toolchain.production.perceptual import FALLBACK_NAME, MultiScaleGradientL1, make_perceptual
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL_INIT = InitConfig(n_mean=256, calib_steps=5)
+
+
+def tiny_generator(seed: int) -> SemanticGenerator:
+    torch.manual_seed(seed)
+    return SemanticGenerator(generator_preset("tiny")).eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="module")
+def gen_pair(tmp_path_factory):
+    d = tmp_path_factory.mktemp("gens")
+    g_real, g_av = tiny_generator(0), tiny_generator(1)
+    for role, g in (("real", g_real), ("avatar", g_av)):
+        (d / role).mkdir()
+        save_weights(d / role / "generator.safetensors", g, g.cfg)
+    return d, g_real, g_av
+
+
+@pytest.fixture(scope="module")
+def renders(tmp_path_factory):
+    from toolchain.render_job import RenderConfig, render_folder
+    d = tmp_path_factory.mktemp("renders")
+    render_folder(RenderConfig(engine="alter", n=12, seed=3, size=32, workers=0), d)
+    return d
+
+
+def test_batch_independence(gen_pair):
+    """The same image gives the same code alone and inside a batch of 8 (with early stops firing)."""
+    _, _, g = gen_pair
+    with torch.no_grad():
+        z = torch.randn(8, g.cfg.style_dim, generator=torch.Generator().manual_seed(5))
+        y = g.sample(z, noise_mode="const").image
+    w0 = g.mean_latent(256)[None, None].repeat(8, g.cfg.n_latent, 1)
+    cfg = InversionConfig(steps=12, early_stop_tol=0.02, patience=2)
+    batch = invert(g, MultiScaleGradientL1(), y, w0, cfg)
+    assert len(set(batch.steps_run.tolist())) > 1, "early stop should freeze samples at different steps"
+    for i in (0, 5):
+        alone = invert(g, MultiScaleGradientL1(), y[i:i + 1], w0[i:i + 1], cfg)
+        assert alone.steps_run.item() == batch.steps_run[i].item()
+        torch.testing.assert_close(alone.wplus[0], batch.wplus[i], atol=1e-5, rtol=0)
+        torch.testing.assert_close(alone.loss[0], batch.loss[i], atol=1e-5, rtol=0)
+
+
+def test_inversion_reduces_loss(gen_pair):
+    _, _, g = gen_pair
+    with torch.no_grad():
+        y = g.sample(torch.randn(4, g.cfg.style_dim, generator=torch.Generator().manual_seed(1)), noise_mode="const").image
+    w0 = g.mean_latent(256)[None, None].repeat(4, g.cfg.n_latent, 1)
+    res = invert(g, MultiScaleGradientL1(), y, w0, InversionConfig(steps=20, early_stop_tol=0), record_history=True)
+    assert res.history["loss"][-1] < res.history["loss"][0]
+    assert res.steps_run.tolist() == [20] * 4
+
+
+def test_augment_touches_only_chosen_parts(gen_pair):
+    _, g_real, _ = gen_pair
+    cfg = g_real.cfg
+    w = torch.randn(cfg.n_latent, cfg.style_dim)
+    strengths = {"background": 1.0, "beard": 0.3, "glasses": 0.06}   # beard -> the generator's hair part
+    assert resolve_parts(g_real, strengths) == {"background": 1.0, "hair": 0.3, "glasses": 0.06}
+    out = augment(g_real, w, strengths, 4, torch.Generator().manual_seed(0))
+    sl = cfg.latent_slices()
+    chosen = torch.zeros(cfg.n_latent, dtype=torch.bool)
+    for p in ("background", "hair", "glasses"):
+        chosen[sl[p]] = True
+    assert torch.equal(out[:, ~chosen], w[None, ~chosen].expand(4, -1, -1))
+    assert (out[:, chosen] != w[None, chosen]).all(-1).all()
+    # λ = 1 replaces the background rows by a mapped noise code, equal on its shape and texture rows
+    bg = out[:, sl["background"]]
+    torch.testing.assert_close(bg[:, 0], bg[:, 1])
+    again = augment(g_real, w, strengths, 4, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+
+
+def test_modified_init_uses_absent_flags_and_part_slices(gen_pair):
+    _, _, g = gen_pair
+    init = build_init(g, ALTER_SCHEMA, SMALL_INIT)
+    assert [p.param for p in init.parts] == ["glasses"]
+    assert "facial_hair" in init.skipped            # beard shares the hair part: no separate code
+    p = init.parts[0]
+    assert p.rows == g.cfg.latent_slices()["glasses"]
+    target = SMALL_INIT.target_coverage
+    assert abs(p.coverage_after - target) < abs(p.coverage_before - target)
+    with_glasses = dict(ALTER_SCHEMA.default_vector(), glasses=2)
+    without = dict(ALTER_SCHEMA.default_vector(), glasses=ALTER_SCHEMA.param("glasses").absent_index)
+    w = init.for_vectors([with_glasses, without])
+    others = torch.ones(g.cfg.n_latent, dtype=torch.bool)
+    others[p.rows] = False
+    assert torch.equal(w[:, others], init.w_mean[None, others].expand(2, -1, -1))
+    assert torch.equal(w[0, p.rows], p.present) and torch.equal(w[1, p.rows], init.w_mean[p.rows])
+    plain = build_init(g, ALTER_SCHEMA, replace(SMALL_INIT, mode="mean"))
+    assert not plain.parts and torch.equal(plain.for_vectors([with_glasses])[0], plain.w_mean)
+
+
+def test_lpips_with_local_weights(tmp_path):
+    pytest.importorskip("lpips")
+    from torchvision.models import alexnet
+    torch.manual_seed(0)
+    torch.save(alexnet(weights=None).state_dict(), tmp_path / "alex.pth")
+    loss, info = make_perceptual(tmp_path / "alex.pth")
+    assert info["used"] is True
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    d = loss(x, x.flip(0))
+    assert d.shape == (3,) and (d[[0, 2]] > 0).all() and d[1].abs() < 1e-6
+
+
+def test_fallback_without_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.warns(UserWarning, match="weight-free"):
+        loss, info = make_perceptual(None)
+    assert info == {"used": False, "fallback": FALLBACK_NAME, "looked_for": str(tmp_path / "hub/checkpoints/alexnet-owt-7be5be79.pth")}
+    x = torch.rand(2, 3, 32, 32)
+    assert loss(x, x).abs().max() == 0
+
+
+def _cfg(renders: Path, **kw) -> PairsConfig:
+    base = dict(engine="alter", n=6, renders=str(renders), chunk=3, max_loss=None, init=SMALL_INIT,
+                inversion=InversionConfig(steps=4), grid_sources=2)
+    from toolchain.production.augment import AugmentConfig
+    base["augment"] = AugmentConfig(k=2)
+    base.update(kw)
+    return PairsConfig(**base)
+
+
+def test_quality_filter_and_metadata(gen_pair, renders, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
+    d, _, _ = gen_pair
+    real, avatar = resolve_generators(d)
+    with pytest.warns(UserWarning):
+        s = produce_pairs(_cfg(renders), tmp_path / "all", real, avatar)
+    ds = PairedDataset.open(tmp_path / "all")
+    assert len(ds) == 6 * 3 and s["dropped_sources"] == 0 and ds.latents.shape[1:] == (avatar_latents := (14, 64))
+    assert ds.meta["lpips"]["used"] is False and ds.meta["lpips"]["fallback"] == FALLBACK_NAME
+    assert ds.meta["sources"] == [str(renders.resolve())]
+    assert (tmp_path / "all" / "pairs_grid.png").is_file()
+    losses = {p["source"]: p["loss"] for p in ds.provenance if p["aug"] == 0}
+    limit = float(np.median(list(losses.values())))
+    with pytest.warns(UserWarning):
+        s2 = produce_pairs(_cfg(renders, max_loss=limit), tmp_path / "filtered", real, avatar)
+    bad = sorted(i for i, l in losses.items() if l > limit)
+    assert bad and [x["source"] for x in s2["dropped"]] == bad and s2["dropped_sources"] == len(bad)
+    ds2 = PairedDataset.open(tmp_path / "filtered")
+    assert sorted({p["source"] for p in ds2.provenance}) == sorted(set(losses) - set(bad))
+    assert len(ds2) == 3 * (6 - len(bad))
+    assert ds2.meta["progress"]["sources_done"] == 6
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys, torch
+    torch.set_num_threads(1)
+    from toolchain.production.pairs import PairsConfig, produce_pairs
+    from toolchain.production.inversion import InversionConfig
+    from toolchain.production.init_latent import InitConfig
+    from toolchain.production.augment import AugmentConfig
+    renders, out, real, avatar = sys.argv[1:5]
+    cfg = PairsConfig(engine="alter", n=12, renders=renders, chunk=3, max_loss=float(sys.argv[5]),
+                      init=InitConfig(n_mean=256, calib_steps=5), inversion=InversionConfig(steps=30, early_stop_tol=0),
+                      augment=AugmentConfig(k=2), grid_sources=0)
+    produce_pairs(cfg, out, real, avatar)
+""")
+
+
+def test_kill9_resume_is_complete_and_duplicate_free(gen_pair, renders, tmp_path):
+    d, _, _ = gen_pair
+    real, avatar = resolve_generators(d)
+    out = tmp_path / "ds"
+    script = tmp_path / "run.py"
+    script.write_text(KILL_SCRIPT)
+    limit = "0.6"  # some sources may be dropped: they must count as done, once
+    env = dict(os.environ, TORCH_HOME=str(tmp_path / "none"), PYTHONPATH=str(ROOT))
+    args = [sys.executable, str(script), str(renders), str(out), str(real), str(avatar), limit]
+    proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            idx = out / "index.json"
+            if idx.exists() and json.loads(idx.read_text())["meta"].get("progress", {}).get("sources_done", 0) >= 3:
+                break
+            assert proc.poll() is None, "producer ended before it could be killed"
+            time.sleep(0.05)
+        else:
+            pytest.fail("no shard sealed in time")
+        time.sleep(0.3)  # into the next chunk's inversion
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    killed_at = json.loads((out / "index.json").read_text())["meta"]["progress"]["sources_done"]
+    assert 3 <= killed_at < 12
+    subprocess.run(args, env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    index = json.loads((out / "index.json").read_text())
+    prog = index["meta"]["progress"]
+    ds = PairedDataset.open(out)  # checksums verified
+    keys = [(p["source"], p["aug"]) for p in ds.provenance]
+    assert len(keys) == len(set(keys)), "duplicated samples"
+    kept = {s for s, _ in keys}
+    dropped = [x["source"] for x in prog["dropped"]]
+    assert len(dropped) == len(set(dropped)) and not kept & set(dropped)
+    assert sorted(kept | set(dropped)) == list(range(12)) and prog["sources_done"] == 12
+    assert all({a for s, a in keys if s == src} == {0, 1, 2} for src in kept)
+    assert len(ds) == 3 * len(kept)

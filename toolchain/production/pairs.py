@@ -1,0 +1,197 @@
+"""Paired data production: renders → inversion in G_avatar → G_real synthesis + semantic augmentation →
+a sharded paired dataset (toolchain/data/paired_dataset.py), resumable after a kill at any point.
+
+Unit of work: one source render ``i`` → ``1 + k`` samples (the inverted code and ``k`` augmented copies,
+provenance ``{"source": i, "aug": j}``). Sources are processed in order, ``chunk`` at a time (one
+inversion batch), and each chunk is sealed as *one* shard together with the progress record
+(``meta.progress``: sources done, dropped sources) in the same atomic index write. So the index
+always says exactly which sources are finished; a rerun starts at ``sources_done`` and recomputes
+only the unsealed chunk. Everything per source is deterministic (inversion does not depend on the
+batch; the augmentation noise is seeded by the source index), so a rerun reproduces what was lost.
+
+Generators (``--generators RUN``): either a folder with ``real/`` and ``avatar/`` (each holding a
+``generator.safetensors``), or a finetune run folder (``avatartool finetune``: its generator is
+G_avatar and its run.json names the G_real it started from). Explicit paths override both.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..atomic_io import atomic_write_json, read_jsonl
+from ..data.paired_dataset import INDEX, PairedDatasetWriter
+from ..errors import AvatarToolError
+from ..generators.io import load_generator
+from .augment import AugmentConfig, augment, resolve_parts
+from .init_latent import InitConfig, build_init
+from .inversion import InversionConfig, invert
+from .perceptual import make_perceptual
+
+ProgressFn = Callable[[int, int, dict], None]
+DEFAULT_MAX_LOSS = 0.25
+
+
+@dataclass
+class PairsConfig:
+    engine: str
+    n: int
+    renders: str | None = None      # render folder (default: <out>/renders, rendered if missing)
+    render_size: int = 64
+    render_seed: int = 0
+    chunk: int = 32                 # sources per shard = per inversion batch
+    max_loss: float | None = DEFAULT_MAX_LOSS  # quality filter on the final inversion loss (None: off)
+    lpips_weights: str | None = None
+    init: InitConfig = field(default_factory=InitConfig)
+    inversion: InversionConfig = field(default_factory=InversionConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    grid_sources: int = 8
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What must not change between a run and its resumption."""
+        return {"engine": self.engine, "render_size": self.render_size, "render_seed": self.render_seed,
+                "chunk": self.chunk, "max_loss": self.max_loss, "init": vars(self.init),
+                "inversion": self.inversion.to_json(), "augment": self.augment.to_json()}
+
+
+def resolve_generators(run: str | Path | None = None, real: str | Path | None = None,
+                       avatar: str | Path | None = None) -> tuple[Path, Path]:
+    def gen_file(p: Path) -> Path:
+        return p / "generator.safetensors" if p.is_dir() else p
+    r = Path(real) if real else None
+    a = Path(avatar) if avatar else None
+    if run is not None:
+        run = Path(run)
+        if (run / "real").exists() and (run / "avatar").exists():
+            r, a = r or run / "real", a or run / "avatar"
+        elif (run / "run.json").is_file():
+            meta = json.loads((run / "run.json").read_text())
+            a = a or run
+            if r is None and meta.get("real_generator"):
+                r = Path(meta["real_generator"])
+        else:
+            raise AvatarToolError(f"--generators {run}: expected real/ and avatar/ folders or a finetune run folder (run.json)")
+    if r is None or a is None:
+        raise AvatarToolError("need both generators: --generators RUN, or --real-generator and --avatar-generator")
+    r, a = gen_file(r), gen_file(a)
+    for role, p in (("G_real", r), ("G_avatar", a)):
+        if not p.is_file():
+            raise AvatarToolError(f"{role}: {p} does not exist")
+    return r, a
+
+
+def load_target(path: Path, size: int) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB").resize((size, size), Image.BOX))
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    return ((x.detach().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def source_generator(seed: int, source: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + source)
+
+
+def _ensure_renders(cfg: PairsConfig, out: Path) -> Path:
+    from ..render_job import RenderConfig, image_path, render_folder
+    rdir = Path(cfg.renders) if cfg.renders else out / "renders"
+    have = (rdir / "vectors.jsonl").is_file() and all(image_path(rdir, i).exists() for i in range(cfg.n))
+    if not have:
+        render_folder(RenderConfig(engine=cfg.engine, n=cfg.n, seed=cfg.render_seed, size=cfg.render_size, workers=0), rdir)
+    manifest = json.loads((rdir / "render.json").read_text())
+    if manifest["engine"] != cfg.engine:
+        raise AvatarToolError(f"{rdir} holds renders of engine '{manifest['engine']}', not '{cfg.engine}'")
+    return rdir
+
+
+def produce_pairs(cfg: PairsConfig, out_dir: str | Path, real_generator: str | Path, avatar_generator: str | Path,
+                  progress: ProgressFn | None = None, stop_after_chunks: int | None = None) -> dict[str, Any]:
+    """Produce (or resume) the paired dataset in ``out_dir``. Returns a summary."""
+    from ..engines.registry import create_engine
+    from ..render_job import image_path
+    out = Path(out_dir)
+    t0 = time.perf_counter()
+    with create_engine(cfg.engine) as engine:
+        schema = engine.schema
+    rdir = _ensure_renders(cfg, out)
+    rows = read_jsonl(rdir / "vectors.jsonl")[: cfg.n]
+    if len(rows) < cfg.n:
+        raise AvatarToolError(f"{rdir} has only {len(rows)} vectors, -n asks for {cfg.n}")
+    g_real, _ = load_generator(real_generator)
+    g_av, _ = load_generator(avatar_generator)
+    for g in (g_real, g_av):
+        g.requires_grad_(False)
+    if (g_real.cfg.parts, g_real.cfg.n_latent, g_real.cfg.style_dim) != (g_av.cfg.parts, g_av.cfg.n_latent, g_av.cfg.style_dim):
+        raise AvatarToolError("G_real and G_avatar have different W+ layouts; they must share one config")
+    resolve_parts(g_real, cfg.augment.strengths)  # fail before any work on a bad part name
+    perceptual, lpips_info = make_perceptual(cfg.lpips_weights)
+    fingerprint = {**cfg.fingerprint(), "lpips": {k: lpips_info.get(k) for k in ("used", "fallback")},
+                   "generators": {"real": str(Path(real_generator).resolve()), "avatar": str(Path(avatar_generator).resolve())}}
+    meta = {"kind": "gan-pairs", "engine": cfg.engine, "sources": [str(rdir.resolve())], "fingerprint": fingerprint,
+            "lpips": lpips_info, "samples_per_source": 1 + cfg.augment.k,
+            "progress": {"sources_done": 0, "dropped": []}}
+    writer = PairedDatasetWriter(out, schema, meta=meta, shard_size=10 ** 12)  # we seal shards ourselves
+    wmeta = writer.index["meta"]
+    if wmeta.get("fingerprint") != fingerprint:
+        raise AvatarToolError(f"{out} holds paired data made with other settings; rerun with the same options to "
+                              "resume it, or choose another --out folder")
+    init = build_init(g_av, schema, cfg.init)
+    wmeta["init"] = init.to_json()
+    prog = wmeta["progress"]
+    start = prog["sources_done"]
+    if progress:
+        progress(start, cfg.n, {"kept": len(writer) // (1 + cfg.augment.k), "dropped": len(prog["dropped"])})
+    chunks = 0
+    size = g_av.cfg.size
+    for c0 in range(start, cfg.n, cfg.chunk):
+        if stop_after_chunks is not None and chunks >= stop_after_chunks:
+            break
+        src = list(range(c0, min(cfg.n, c0 + cfg.chunk)))
+        vectors = [rows[i]["vector"] for i in src]
+        y = to_tensor(np.stack([load_target(image_path(rdir, i), size) for i in src]))
+        res = invert(g_av, perceptual, y, init.for_vectors(vectors), cfg.inversion)
+        dropped, added = [], 0
+        with torch.no_grad():
+            for b, i in enumerate(src):
+                loss = float(res.loss[b])
+                if cfg.max_loss is not None and loss > cfg.max_loss:
+                    dropped.append({"source": i, "loss": round(loss, 5)})
+                    continue
+                w = res.wplus[b]
+                codes = torch.cat((w[None], augment(g_real, w, cfg.augment.strengths, cfg.augment.k,
+                                                    source_generator(cfg.augment.seed, i))))
+                images = to_uint8(g_real.synthesize(codes, "const").image)
+                stats = {"loss": round(loss, 5), "perceptual": round(float(res.perceptual[b]), 5),
+                         "mse": round(float(res.mse[b]), 5), "steps": int(res.steps_run[b])}
+                for j in range(len(codes)):
+                    writer.add(images[j], vectors[b], provenance={"source": i, "aug": j, **(stats if j == 0 else {})},
+                               latent=codes[j].cpu().numpy())
+                    added += 1
+        prog = {"sources_done": src[-1] + 1, "dropped": prog["dropped"] + dropped}
+        wmeta["progress"] = prog
+        if added:
+            writer.flush()  # shard + index (with the progress above) in one atomic index write
+        else:
+            atomic_write_json(out / INDEX, writer.index)
+        chunks += 1
+        if progress:
+            progress(prog["sources_done"], cfg.n, {"kept": len(writer) // (1 + cfg.augment.k), "dropped": len(prog["dropped"])})
+    done = prog["sources_done"] >= cfg.n
+    summary = {"out": str(out), "sources": cfg.n, "sources_done": prog["sources_done"], "samples": len(writer),
+               "kept_sources": len(writer) // (1 + cfg.augment.k), "dropped_sources": len(prog["dropped"]),
+               "dropped": prog["dropped"], "max_loss": cfg.max_loss, "lpips": lpips_info, "init": init.to_json(),
+               "seconds": round(time.perf_counter() - t0, 1), "complete": done}
+    if done and len(writer) and cfg.grid_sources:
+        from .figures import pairs_grid
+        summary["grid"] = str(pairs_grid(out, g_av, rdir, n_sources=cfg.grid_sources))
+    return summary
