@@ -158,6 +158,15 @@ def test_bad_config(tmp_path, kw):
         render_folder(_cfg(**kw), tmp_path / "bad")
 
 
+def test_corrupt_manifest_is_refused_clearly(tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "render.json").write_text("{not json")
+    with pytest.raises(AvatarToolError, match="render.json is unreadable"):
+        render_folder(_cfg(), out)
+    assert (out / "render.json").read_text() == "{not json"
+
+
 # ----- CLI -------------------------------------------------------------------------------------
 def _cli(*args, timeout=60):
     env = dict(os.environ, COLUMNS="200", NO_COLOR="1")

@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -48,3 +48,23 @@ def save_png_atomic(path: str | Path, array: np.ndarray) -> None:
 def read_jsonl(path: str | Path) -> list[Any]:
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def check_or_write_manifest(path: str | Path, manifest: dict[str, Any], keys: Sequence[str], noun: str,
+                            hidden: Sequence[str] = ()) -> None:
+    """Resume guard for output folders: if ``path`` exists, every key in ``keys`` must match ``manifest``
+    (values of ``hidden`` keys are too long to print), else refuse; then write ``manifest`` atomically."""
+    from .errors import AvatarToolError
+    path = Path(path)
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise AvatarToolError(f"{path} is unreadable ({exc}); remove it or choose another --out folder") from None
+        for key in keys:
+            was = old.get(key) if isinstance(old, dict) else None
+            if not isinstance(old, dict) or was != manifest[key]:
+                shown = "" if key in hidden else f" ({was!r}, now {manifest[key]!r})"
+                raise AvatarToolError(f"{path.parent} already holds a {noun} with a different {key}{shown}; rerun with "
+                                      "the same options to resume it, or choose another --out folder")
+    atomic_write_json(path, manifest)

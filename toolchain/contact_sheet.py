@@ -1,6 +1,7 @@
 """Contact sheets: a grid of thumbnails with their indices, for people to look at."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -25,3 +26,16 @@ def contact_sheet(images: Sequence[np.ndarray], labels: Sequence[str] | None = N
         if labels:
             draw.text((x + 2, y + thumb + 1), labels[i][: thumb // 6], fill=(60, 60, 60))
     return sheet
+
+
+def write_contact_sheet(out_path: Path, indexed_paths: Sequence[tuple[int, Path]]) -> None:
+    """Sheet of the image files that exist among ``indexed_paths``, captioned ``#index``; written atomically."""
+    from .atomic_io import save_png_atomic
+    picks = [(i, p) for i, p in indexed_paths if p.exists()]
+    if not picks:
+        return
+    images = []
+    for _, p in picks:
+        with Image.open(p) as im:
+            images.append(np.asarray(im.convert("RGB")))
+    save_png_atomic(out_path, np.asarray(contact_sheet(images, labels=[f"#{i}" for i, _ in picks])))

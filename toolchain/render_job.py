@@ -13,7 +13,6 @@ rerun with the same options renders only what is missing.
 """
 from __future__ import annotations
 
-import json
 import multiprocessing
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -21,11 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-from PIL import Image
 
-from .atomic_io import atomic_write_json, atomic_write_jsonl, read_jsonl, save_png_atomic
-from .contact_sheet import contact_sheet
+from .atomic_io import atomic_write_jsonl, check_or_write_manifest, read_jsonl, save_png_atomic
+from .contact_sheet import write_contact_sheet
 from .engines.base import Engine, RenderBatch
 from .engines.registry import EngineSpec
 from .errors import AvatarToolError, EngineError
@@ -100,15 +97,8 @@ def _check_or_write_manifest(out_dir: Path, cfg: RenderConfig, engine: Engine) -
         "masks": cfg.masks and engine.supports_masks,
         "schema": engine.schema.to_json(),
     }
-    path = out_dir / "render.json"
-    if path.exists():
-        old = json.loads(path.read_text())
-        for key in ("engine", "seed", "size", "masks", "schema"):
-            if old.get(key) != manifest[key]:
-                shown = "" if key == "schema" else f" ({old.get(key)!r}, now {manifest[key]!r})"
-                raise AvatarToolError(f"{out_dir} already holds a render with a different {key}{shown}; rerun with the "
-                                      "same options to resume it, or choose another --out folder")
-    atomic_write_json(path, manifest)
+    check_or_write_manifest(out_dir / "render.json", manifest, ("engine", "seed", "size", "masks", "schema"),
+                            noun="render", hidden=("schema",))
 
 
 def _write_vectors(out_dir: Path, engine: Engine, cfg: RenderConfig) -> list[AvatarVector]:
@@ -189,7 +179,8 @@ def render_folder(cfg: RenderConfig, out_dir: str | Path, progress: ProgressFn |
             failures = _render_in_pool(spec, cfg, out_dir, vectors, batches, masks, on_result, engine.name)
         if not got_masks[0]:
             masks = False
-        _write_sheet(out_dir, cfg)
+        write_contact_sheet(out_dir / "contact_sheet.png",
+                            [(i, image_path(out_dir, i)) for i in range(min(cfg.n, cfg.sheet_count))])
         summary = RenderSummary(out_dir, cfg.n, rendered=done - (cfg.n - len(todo)), skipped=cfg.n - len(todo),
                                 has_masks=masks, failures=failures)
         if failures:
@@ -236,13 +227,3 @@ def _render_in_pool(spec: EngineSpec, cfg: RenderConfig, out_dir: Path, vectors:
                 on_result(indices, wrote_masks)
     failures.sort(key=lambda e: e.index if e.index is not None else -1)
     return failures
-
-
-def _write_sheet(out_dir: Path, cfg: RenderConfig) -> None:
-    picks = [i for i in range(min(cfg.n, cfg.sheet_count)) if image_path(out_dir, i).exists()]
-    if not picks:
-        return
-    images = [np.asarray(Image.open(image_path(out_dir, i)).convert("RGB")) for i in picks]
-    sheet = contact_sheet(images, labels=[f"#{i}" for i in picks])
-    buf_path = out_dir / "contact_sheet.png"
-    save_png_atomic(buf_path, np.asarray(sheet))

@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from PIL import Image
 
-from ..atomic_io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl, save_png_atomic
-from ..contact_sheet import contact_sheet
+from ..atomic_io import atomic_write_bytes, atomic_write_jsonl, check_or_write_manifest, save_png_atomic
+from ..contact_sheet import write_contact_sheet
 from ..engines.painted import PaintedEngine
 from ..engines.registry import create_engine
 from ..errors import AvatarToolError, LabelLeakError
@@ -99,20 +98,9 @@ class ProxySetSummary:
 
 
 def _check_or_write_set_json(out_dir: Path, meta: dict[str, Any]) -> None:
-    path = out_dir / "set.json"
-    if path.exists():
-        try:
-            old = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise AvatarToolError(f"{path} is unreadable ({exc}); remove it or choose another --out folder") from None
-        for key in ("format_version", "engine", "kind", "role", "seed", "size"):
-            if not isinstance(old, dict) or old.get(key) != meta[key]:
-                was = old.get(key) if isinstance(old, dict) else None
-                raise AvatarToolError(f"{out_dir} already holds a set with a different {key} ({was!r}, now {meta[key]!r}); "
-                                      "rerun with the same options to resume it, or choose another --out folder")
-    elif (out_dir / "render.json").exists() or (out_dir / "labels.jsonl").exists():
+    if not (out_dir / "set.json").exists() and ((out_dir / "render.json").exists() or (out_dir / "labels.jsonl").exists()):
         raise AvatarToolError(f"{out_dir} already holds other data (render.json or labels.jsonl); choose another --out folder")
-    atomic_write_json(path, meta)
+    check_or_write_manifest(out_dir / "set.json", meta, ("format_version", "engine", "kind", "role", "seed", "size"), noun="set")
 
 
 def write_proxy_set(engine_spec: str, out_dir: str | Path, n: int, seed: int, size: int = 256, role: str = "eval",
@@ -157,17 +145,10 @@ def write_proxy_set(engine_spec: str, out_dir: str | Path, n: int, seed: int, si
                 progress(done, n)
         if role == "eval":
             atomic_write_jsonl(out_dir / "labels.jsonl", ({"image": img, "vector": v} for img, v in items))
-        _write_sheet(out_dir, [out_dir / image_name(i) for i in range(min(n, sheet_count))])
+        write_contact_sheet(out_dir / "contact_sheet.png", [(i, out_dir / image_name(i)) for i in range(min(n, sheet_count))])
         return ProxySetSummary(out_dir, n, written=len(todo), skipped=n - len(todo), set_id=set_id, role=role)
     finally:
         engine.close()
-
-
-def _write_sheet(out_dir: Path, paths: list[Path]) -> None:
-    picks = [(i, p) for i, p in enumerate(paths) if p.exists()]
-    if picks:
-        images = [np.asarray(Image.open(p).convert("RGB")) for _, p in picks]
-        save_png_atomic(out_dir / "contact_sheet.png", np.asarray(contact_sheet(images, labels=[f"#{i}" for i, _ in picks])))
 
 
 # ----- reading ----------------------------------------------------------------------------------------
