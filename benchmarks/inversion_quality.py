@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--min-frac", type=float, default=0.01)
-    ap.add_argument("--generator", default=str(ROOT / "runs/gan/ft-color/generator.safetensors"))
+    ap.add_argument("--generator", default=str(ROOT / "runs/gan/ft2-color/generator.safetensors"))
     ap.add_argument("--renders", default=str(ROOT / "runs/gan/renders-alter-64"))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -62,7 +62,7 @@ def main() -> None:
     has = np.array([r["vector"]["glasses"] != absent for r in picks])
     y = to_tensor(np.stack([load_target(rdir / "images" / f"{r['index']:06d}.png", g.cfg.size) for r in picks]))
     perceptual, info = make_perceptual(None)
-    cfg = InversionConfig(steps=a.steps, early_stop_tol=0)  # full curve: no early stop
+    cfg = InversionConfig(steps=a.steps, early_stop_tol=0, batch_size=len(picks))  # full curve: no early stop
     out: dict = {"n": len(picks), "with_glasses": int(has.sum()), "steps": a.steps, "perceptual": info,
                  "min_frac": a.min_frac, "runs": {}}
     for mode in ("mean", "modified"):
@@ -83,7 +83,7 @@ def main() -> None:
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for mode, r in out["runs"].items():
-        axes[0].plot(r["history"]["perceptual"], label=f"init {mode}")
+        axes[0].plot(r["history"]["perceptual"], label=f"init {mode}")  # index = Adam steps taken
         axes[1].plot(r["history"]["mse"], label=f"init {mode}")
     axes[0].set_title(f"perceptual ({'LPIPS' if info['used'] else info['fallback']})")
     axes[1].set_title("MSE (images in [-1, 1])")
@@ -92,19 +92,19 @@ def main() -> None:
     fig.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)
     fig.savefig(RESULTS / "inversion_quality.png", dpi=100)
-    marks = [s for s in (0, 10, 25, 50, 100, 150, a.steps - 1) if s < a.steps]
+    marks = [s for s in (0, 1, 10, 25, 50, 100, 150, a.steps) if s <= a.steps]
     table = []
     for mode, r in out["runs"].items():
         h = r["history"]
         for s in marks:
-            table.append([mode, s + 1, f"{h['perceptual'][s]:.4f}", f"{h['mse'][s]:.4f}", f"{h['loss'][s]:.4f}"])
-        table.append([mode, "final", f"{r['final']['perceptual']:.4f}", f"{r['final']['mse']:.4f}", f"{r['final']['loss']:.4f}"])
+            table.append([mode, s, f"{h['perceptual'][s]:.4f}", f"{h['mse'][s]:.4f}", f"{h['loss'][s]:.4f}"])
     notes = "\n".join(f"- init {m}: glasses recovery {r['recovery']:.0%} of {int(has.sum())} renders with glasses, "
                       f"false positives {r['false_positive']:.0%} of {int((~has).sum())} without "
                       f"(shown at init: {r['shown_at_init_with']:.0%} / {r['shown_at_init_without']:.0%})"
                       for m, r in out["runs"].items())
-    _, mp = write_report("inversion_quality", out, ["init", "step", "perceptual", "mse", "loss"], table,
-                         notes="Curve values are batch means at that step (loss before the step's update).\n\n" + notes)
+    _, mp = write_report("inversion_quality", out, ["init", "after step", "perceptual", "mse", "loss"], table,
+                         notes=f"Values are means over the {len(picks)} images after that many Adam steps (0: at the start "
+                               f"code); G_avatar {a.generator}.\n\n" + notes)
     print(mp.read_text())
 
 

@@ -55,20 +55,44 @@ def renders(tmp_path_factory):
 
 
 def test_batch_independence(gen_pair):
-    """The same image gives the same code alone and inside a batch of 8 (with early stops firing)."""
+    """A sample's result is bit-identical alone, inside a batch, in another order and streamed through
+    fewer slots than images (so it enters a slot another sample has left) — with early stops firing."""
     _, _, g = gen_pair
     with torch.no_grad():
-        z = torch.randn(8, g.cfg.style_dim, generator=torch.Generator().manual_seed(5))
+        z = torch.randn(10, g.cfg.style_dim, generator=torch.Generator().manual_seed(5))
         y = g.sample(z, noise_mode="const").image
-    w0 = g.mean_latent(256)[None, None].repeat(8, g.cfg.n_latent, 1)
-    cfg = InversionConfig(steps=12, early_stop_tol=0.02, patience=2)
-    batch = invert(g, MultiScaleGradientL1(), y, w0, cfg)
-    assert len(set(batch.steps_run.tolist())) > 1, "early stop should freeze samples at different steps"
-    for i in (0, 5):
+    w0 = g.mean_latent(256)[None, None].repeat(10, g.cfg.n_latent, 1)
+    cfg = InversionConfig(steps=12, early_stop_tol=0.02, patience=2, batch_size=4)
+    stream = invert(g, MultiScaleGradientL1(), y, w0, cfg)
+    assert len(set(stream.steps_run.tolist())) > 1, "early stop should finish samples at different steps"
+    perm = torch.randperm(10, generator=torch.Generator().manual_seed(0))
+    shuffled = invert(g, MultiScaleGradientL1(), y[perm], w0[perm], cfg)
+    assert torch.equal(shuffled.wplus, stream.wplus[perm]) and torch.equal(shuffled.loss, stream.loss[perm])
+    for i in (0, 7):
         alone = invert(g, MultiScaleGradientL1(), y[i:i + 1], w0[i:i + 1], cfg)
-        assert alone.steps_run.item() == batch.steps_run[i].item()
-        torch.testing.assert_close(alone.wplus[0], batch.wplus[i], atol=1e-5, rtol=0)
-        torch.testing.assert_close(alone.loss[0], batch.loss[i], atol=1e-5, rtol=0)
+        assert alone.steps_run.item() == stream.steps_run[i].item()
+        assert torch.equal(alone.wplus[0], stream.wplus[i]) and alone.loss[0] == stream.loss[i]
+
+
+def test_slots_stream_and_finish_every_sample_once(gen_pair):
+    from toolchain.production.inversion import invert_stream
+    _, _, g = gen_pair
+    y = torch.zeros(3, 32, 32)
+    w = g.mean_latent(64)[None].repeat(g.cfg.n_latent, 1)
+    pulled = []
+
+    def items():
+        for i in range(7):
+            pulled.append(i)
+            yield i, y, w
+    cfg = InversionConfig(steps=3, early_stop_tol=0, batch_size=3)
+    stream = invert_stream(g, MultiScaleGradientL1(), items(), cfg)
+    first_key, first = next(stream)
+    assert pulled == [0, 1, 2], "reads inputs lazily, one per free slot"
+    rest = dict(stream)
+    assert sorted([first_key, *rest]) == list(range(7))
+    assert first.steps == 3 and all(r.steps == 3 for r in rest.values())
+    assert list(invert_stream(g, MultiScaleGradientL1(), iter(()), cfg)) == []
 
 
 def test_inversion_reduces_loss(gen_pair):
@@ -183,7 +207,7 @@ KILL_SCRIPT = textwrap.dedent("""
     from toolchain.production.augment import AugmentConfig
     renders, out, real, avatar = sys.argv[1:5]
     cfg = PairsConfig(engine="alter", n=12, renders=renders, chunk=3, max_loss=float(sys.argv[5]),
-                      init=InitConfig(n_mean=256, calib_steps=5), inversion=InversionConfig(steps=30, early_stop_tol=0),
+                      init=InitConfig(n_mean=256, calib_steps=5), inversion=InversionConfig(steps=60, early_stop_tol=0, batch_size=3),
                       augment=AugmentConfig(k=2), grid_sources=0)
     produce_pairs(cfg, out, real, avatar)
 """)
@@ -209,7 +233,7 @@ def test_kill9_resume_is_complete_and_duplicate_free(gen_pair, renders, tmp_path
             time.sleep(0.05)
         else:
             pytest.fail("no shard sealed in time")
-        time.sleep(0.3)  # into the next chunk's inversion
+        time.sleep(0.1)  # into the next chunk's inversion
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -229,3 +253,10 @@ def test_kill9_resume_is_complete_and_duplicate_free(gen_pair, renders, tmp_path
     assert sorted(kept | set(dropped)) == list(range(12)) and prog["sources_done"] == 12
     assert all({a for s, a in keys if s == src} == {0, 1, 2} for src in kept)
     assert len(ds) == 3 * len(kept)
+    # the resumed dataset is the one an uninterrupted run makes, bit for bit
+    whole = tmp_path / "whole"
+    subprocess.run(args[:3] + [str(whole)] + args[4:], env=env, cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ref = PairedDataset.open(whole)
+    assert [(p["source"], p["aug"]) for p in ref.provenance] == keys
+    assert np.array_equal(ref.latents, ds.latents) and np.array_equal(ref.images, ds.images)

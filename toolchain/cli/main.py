@@ -448,7 +448,8 @@ def pairs(
     render_size: int = typer.Option(64, "--render-size", help="Render size when rendering."),
     k: int = typer.Option(10, "-k", help="Augmented copies per code."),
     steps: int = typer.Option(200, "--steps", help="Inversion steps."),
-    batch: int = typer.Option(32, "--batch", help="Sources per inversion batch and per shard."),
+    batch: int = typer.Option(64, "--batch", help="Inversion slots: images optimised together (fixed batch shape)."),
+    chunk: int = typer.Option(32, "--chunk", help="Sources per shard (a killed run resumes at a shard boundary)."),
     max_loss: Optional[float] = typer.Option(None, "--max-loss", help="Quality filter threshold (default 0.25; <0: off)."),
     init: str = typer.Option("modified", "--init", help="modified (w~_mean) or mean (paper's w_mean)."),
     lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="torchvision AlexNet weights for LPIPS."),
@@ -464,7 +465,7 @@ def pairs(
         torch.set_num_threads(threads)
     real, avatar = resolve_generators(generators, real_generator, avatar_generator)
     limit = DEFAULT_MAX_LOSS if max_loss is None else (None if max_loss < 0 else max_loss)
-    cfg = PairsConfig(engine=engine, n=n, renders=str(renders) if renders else None, render_size=render_size, chunk=batch,
+    cfg = PairsConfig(engine=engine, n=n, renders=str(renders) if renders else None, render_size=render_size, chunk=chunk,
                       max_loss=limit, lpips_weights=str(lpips_weights) if lpips_weights else None, init=InitConfig(mode=init),
                       inversion=InversionConfig(steps=steps, batch_size=batch), augment=AugmentConfig(k=k))
     with make_progress() as progress:
@@ -472,7 +473,7 @@ def pairs(
 
         def update(done: int, total: int, info: dict) -> None:
             progress.update(task, completed=done, total=total,
-                            description=f"pairs kept {info['kept']} dropped {info['dropped']}")
+                            description=f"inverted; sealed {info['sealed']}, kept {info['kept']}, dropped {info['dropped']}")
         summary = produce_pairs(cfg, out, real, avatar, progress=update)
     lp = summary["lpips"]
     console.print(f"[green]done[/]: {summary['samples']} samples from {summary['kept_sources']} sources -> {out}; "

@@ -6,19 +6,27 @@ Adam, lr 0.1 with cosine annealing, 200 steps (the paper's settings; all in ``In
 ``‖·‖²`` are means over a sample's pixels / latent entries. ``w_0`` is where the sample started (the
 paper's w_mean; the modified w̃_mean for assets it has, so the regulariser does not pull them out again).
 
-Many images are optimised at once, and each sample's result is independent of its batch:
-* the loss is a *sum* of per-sample losses, so each W+ row gets exactly its own gradient;
-* Adam is written out here, elementwise, and updates only the rows still active; a sample that stops
-  improving (relative gain < ``early_stop_tol`` over ``patience`` steps) is frozen and leaves the
-  forward pass, so the batch shrinks as samples converge;
-* the generator runs with its fixed ("const") noise buffers, identical for every sample; nothing in it
-  mixes samples (no batch norm), and the perceptual loss is per sample.
+Images stream through a fixed number of *slots* (``batch_size``): every optimisation step runs the
+generator and the loss on all slots at once; a sample that has run its steps, or stopped improving
+(relative gain < ``early_stop_tol`` over ``patience`` steps), hands its slot to the next image at once,
+so early stopping saves work and no slot idles until the input runs out.
+
+Why slots, and not a batch that shrinks as samples converge: on CPU the kernels PyTorch picks (and so
+the rounding) depend on the batch *size*, and Adam amplifies 1e-8 gradient differences into visible
+ones over 200 steps. With a fixed shape, a row's arithmetic does not depend on what the other rows
+hold or on the row's position (checked: bit for bit), and everything else here is per slot:
+* the loss is a sum of per-sample terms, so each W+ row gets exactly its own gradient;
+* Adam is written out elementwise with a step counter per slot; learning rates and bias corrections
+  come from tables computed in Python, so no vectorised transcendental sees a slot-dependent lane;
+* the generator uses its fixed ("const") noise buffers; nothing in it mixes samples (no batch norm).
+So a sample's result is bit-identical whichever images share its batch, in whatever order, and
+whenever it entered. Changing ``batch_size`` (the slot count) may change results in the last digits.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Any, Callable, Hashable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -38,12 +46,29 @@ class InversionConfig:
     eps: float = 1e-8
     early_stop_tol: float = 1e-3    # relative loss gain below which a sample counts as converged; 0: off
     patience: int = 25
-    batch_size: int = 64
+    batch_size: int = 64            # slots: images optimised together (the fixed batch shape)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be at least 1")
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["betas"] = list(self.betas)
         return d
+
+
+@dataclass
+class InvertedSample:
+    """One finished inversion. The terms are evaluated at the returned code."""
+    wplus: torch.Tensor             # [n_latent, D]
+    loss: float
+    perceptual: float
+    mse: float
+    latent: float
+    steps: int                      # Adam steps taken before it finished
 
 
 @dataclass
@@ -53,8 +78,8 @@ class InversionResult:
     perceptual: torch.Tensor        # [B]
     mse: torch.Tensor               # [B]
     latent: torch.Tensor            # [B]
-    steps_run: torch.Tensor         # [B] steps each sample was optimised before it froze
-    history: dict[str, list[float]] = field(default_factory=dict)  # per step, batch means of the terms
+    steps_run: torch.Tensor         # [B] Adam steps each sample took before it finished
+    history: dict[str, list[float]] = field(default_factory=dict)  # per step, means over busy slots
 
 
 def lr_at(cfg: InversionConfig, step: int) -> float:
@@ -72,62 +97,94 @@ def _terms(g: SemanticGenerator, perceptual: nn.Module, cfg: InversionConfig, w:
     return cfg.lambda_p * p + cfg.lambda_i * mse + cfg.lambda_l * lat, p, mse, lat
 
 
-def invert(g: SemanticGenerator, perceptual: nn.Module, targets: torch.Tensor, w_init: torch.Tensor,
-           cfg: InversionConfig = InversionConfig(), record_history: bool = False,
-           on_step: Callable[[int, int], None] | None = None) -> InversionResult:
-    """Invert ``targets`` ([B, 3, S, S] in [-1, 1]) starting from ``w_init`` ([B, n_latent, D]), all at once.
-    The caller splits a large set into batches (see ``invert_batched``)."""
+def invert_stream(g: SemanticGenerator, perceptual: nn.Module,
+                  items: Iterable[tuple[Hashable, torch.Tensor, torch.Tensor]],
+                  cfg: InversionConfig = InversionConfig(), history: dict[str, list[float]] | None = None,
+                  on_step: Callable[[int], None] | None = None) -> Iterator[tuple[Hashable, InvertedSample]]:
+    """Invert ``items`` = (key, target [3, S, S] in [-1, 1], start code [n_latent, D]), read lazily as
+    slots free up; yields (key, result) as samples finish, which is not input order. ``history``, when
+    given, receives per step the mean terms over busy slots; ``on_step`` gets the global step count."""
     g.requires_grad_(False)
     dev = next(g.parameters()).device
-    y, w0 = targets.to(dev), w_init.to(dev).detach()
-    w = w0.clone()
-    m, v = torch.zeros_like(w), torch.zeros_like(w)
-    b = w.shape[0]
-    active = torch.ones(b, dtype=torch.bool, device=dev)
-    best = torch.full((b,), float("inf"), device=dev)
-    since_best = torch.zeros(b, dtype=torch.long, device=dev)
-    steps_run = torch.zeros(b, dtype=torch.long, device=dev)
-    hist: dict[str, list[float]] = {"loss": [], "perceptual": [], "mse": [], "latent": [], "active": []}
-    last = {k: torch.zeros(b, device=dev) for k in ("loss", "perceptual", "mse", "latent")}
+    it = iter(items)
+    first = next(it, None)
+    if first is None:
+        return
+    n_slots = cfg.batch_size
+    _, y1, w1 = first
+    y = y1.to(dev)[None].repeat(n_slots, 1, 1, 1)          # idle slots hold a copy of real data (finite,
+    w = w1.to(dev)[None].repeat(n_slots, 1, 1)             # harmless); their results are never used
+    w0, m, v = w.clone(), torch.zeros_like(w), torch.zeros_like(w)
+    t = torch.zeros(n_slots, dtype=torch.long, device=dev)  # Adam steps taken, per slot
+    best = torch.full((n_slots,), float("inf"), device=dev)
+    since_best = torch.zeros(n_slots, dtype=torch.long, device=dev)
+    keys: list[Hashable | None] = [None] * n_slots
     beta1, beta2 = cfg.betas
-    for step in range(cfg.steps):
-        idx = active.nonzero().flatten()
-        if len(idx) == 0:
-            break
-        wa = w[idx].requires_grad_(True)
-        loss, p, mse, lat = _terms(g, perceptual, cfg, wa, w0[idx], y[idx])
-        grad, = torch.autograd.grad(loss.sum(), wa)   # sum: every row gets its own sample's gradient
+    lr_table = torch.tensor([lr_at(cfg, s) for s in range(cfg.steps)], device=dev)
+    bc1 = torch.tensor([1 - beta1 ** (s + 1) for s in range(cfg.steps)], device=dev)
+    bc2 = torch.tensor([1 - beta2 ** (s + 1) for s in range(cfg.steps)], device=dev)
+    pending: list[Any] = [first]
+
+    def fill() -> None:
+        for s in range(n_slots):
+            if keys[s] is not None:
+                continue
+            item = pending.pop() if pending else next(it, None)
+            if item is None:
+                return
+            key, ys, ws = item
+            keys[s] = key
+            y[s], w[s], w0[s] = ys.to(dev), ws.to(dev), ws.to(dev)
+            m[s], v[s], t[s], best[s], since_best[s] = 0, 0, 0, float("inf"), 0
+
+    fill()
+    step = 0
+    while any(k is not None for k in keys):
+        busy = torch.tensor([k is not None for k in keys], device=dev)
+        wa = w.detach().requires_grad_(True)
+        loss, p, mse, lat = _terms(g, perceptual, cfg, wa, w0, y)
+        grad, = torch.autograd.grad(loss.sum(), wa)        # sum: every row gets its own sample's gradient
         with torch.no_grad():
-            t = step + 1                                 # every sample starts at step 0: same bias correction
-            m[idx] = beta1 * m[idx] + (1 - beta1) * grad
-            v[idx] = beta2 * v[idx] + (1 - beta2) * grad * grad
-            mhat, vhat = m[idx] / (1 - beta1 ** t), v[idx] / (1 - beta2 ** t)
-            w[idx] = wa.detach() - lr_at(cfg, step) * mhat / (vhat.sqrt() + cfg.eps)
-            steps_run[idx] += 1
-            for k, val in zip(("loss", "perceptual", "mse", "latent"), (loss, p, mse, lat)):
-                last[k][idx] = val.detach()
-            if record_history:
-                for k in last:
-                    hist[k].append(float(last[k].mean()))
-                hist["active"].append(len(idx))
+            ld = loss.detach()
+            finish = t >= cfg.steps
             if cfg.early_stop_tol > 0:
-                ld = loss.detach()
-                improved = ld < best[idx] * (1 - cfg.early_stop_tol)
-                best[idx] = torch.where(improved, ld, torch.minimum(best[idx], ld))
-                since_best[idx] = torch.where(improved, torch.zeros_like(since_best[idx]), since_best[idx] + 1)
-                active[idx] = since_best[idx] < cfg.patience
+                improved = ld < best * (1 - cfg.early_stop_tol)
+                best = torch.where(improved, ld, torch.minimum(best, ld))
+                since_best = torch.where(improved, torch.zeros_like(since_best), since_best + 1)
+                finish = finish | (since_best >= cfg.patience)
+            finish = finish & busy
+            if history is not None:
+                for k_, val in zip(("loss", "perceptual", "mse", "latent"), (ld, p, mse, lat)):
+                    history.setdefault(k_, []).append(float(val[busy].mean()))
+                history.setdefault("active", []).append(int(busy.sum()))
+            done = []
+            for s in finish.nonzero().flatten().tolist():
+                done.append((keys[s], InvertedSample(w[s].clone(), float(ld[s]), float(p[s]), float(mse[s]),
+                                                     float(lat[s]), int(t[s]))))
+                keys[s] = None
+            upd = (busy & ~finish)[:, None, None]
+            tc = t.clamp(max=cfg.steps - 1)
+            m = torch.where(upd, beta1 * m + (1 - beta1) * grad, m)
+            v = torch.where(upd, beta2 * v + (1 - beta2) * grad * grad, v)
+            mhat = m / bc1[tc][:, None, None]
+            vhat = v / bc2[tc][:, None, None]
+            w = torch.where(upd, w - lr_table[tc][:, None, None] * mhat / (vhat.sqrt() + cfg.eps), w)
+            t = t + upd.flatten().long()
+        step += 1
         if on_step:
-            on_step(step + 1, cfg.steps)
-    with torch.no_grad():
-        loss, p, mse, lat = _terms(g, perceptual, cfg, w, w0, y)
-    return InversionResult(w, loss, p, mse, lat, steps_run, hist if record_history else {})
+            on_step(step)
+        yield from done
+        fill()
 
 
-def invert_batched(g: SemanticGenerator, perceptual: nn.Module, targets: torch.Tensor, w_init: torch.Tensor,
-                   cfg: InversionConfig = InversionConfig(), record_history: bool = False) -> InversionResult:
-    """``invert`` over ``cfg.batch_size`` chunks, results concatenated (history: of the first chunk)."""
-    outs = [invert(g, perceptual, targets[i:i + cfg.batch_size], w_init[i:i + cfg.batch_size], cfg, record_history)
-            for i in range(0, len(targets), cfg.batch_size)]
-    return InversionResult(*(torch.cat([getattr(o, k) for o in outs]) for k in
-                             ("wplus", "loss", "perceptual", "mse", "latent", "steps_run")),
-                           history=outs[0].history)
+def invert(g: SemanticGenerator, perceptual: nn.Module, targets: torch.Tensor, w_init: torch.Tensor,
+           cfg: InversionConfig = InversionConfig(), record_history: bool = False) -> InversionResult:
+    """Invert ``targets`` ([B, 3, S, S] in [-1, 1]) from ``w_init`` ([B, n_latent, D]) through
+    ``cfg.batch_size`` slots; results in input order."""
+    hist: dict[str, list[float]] | None = {} if record_history else None
+    items = ((i, targets[i], w_init[i]) for i in range(len(targets)))
+    got = dict(invert_stream(g, perceptual, items, cfg, hist))
+    out = [got[i] for i in range(len(targets))]
+    return InversionResult(torch.stack([o.wplus for o in out]),
+                           *(torch.tensor([getattr(o, k) for o in out]) for k in ("loss", "perceptual", "mse", "latent")),
+                           torch.tensor([o.steps for o in out]), hist or {})

@@ -2,12 +2,13 @@
 a sharded paired dataset (toolchain/data/paired_dataset.py), resumable after a kill at any point.
 
 Unit of work: one source render ``i`` → ``1 + k`` samples (the inverted code and ``k`` augmented copies,
-provenance ``{"source": i, "aug": j}``). Sources are processed in order, ``chunk`` at a time (one
-inversion batch), and each chunk is sealed as *one* shard together with the progress record
-(``meta.progress``: sources done, dropped sources) in the same atomic index write. So the index
-always says exactly which sources are finished; a rerun starts at ``sources_done`` and recomputes
-only the unsealed chunk. Everything per source is deterministic (inversion does not depend on the
-batch; the augmentation noise is seeded by the source index), so a rerun reproduces what was lost.
+provenance ``{"source": i, "aug": j}``). Sources stream through the inversion slots in order and finish
+out of order (early stop); as soon as all sources of the next ``chunk`` are finished, that chunk is
+sealed as *one* shard together with the progress record (``meta.progress``: sources done, dropped
+sources) in the same atomic index write. So the index always says exactly which sources are
+finished; a rerun starts at ``sources_done`` and recomputes only what was in flight. Everything per
+source is deterministic (an inversion is bit-identical whatever shares its batch; the augmentation
+noise is seeded by the source index), so a rerun reproduces what was lost.
 
 Generators (``--generators RUN``): either a folder with ``real/`` and ``avatar/`` (each holding a
 ``generator.safetensors``), or a finetune run folder (``avatartool finetune``: its generator is
@@ -31,10 +32,10 @@ from ..errors import AvatarToolError
 from ..generators.io import load_generator
 from .augment import AugmentConfig, augment, resolve_parts
 from .init_latent import InitConfig, build_init
-from .inversion import InversionConfig, invert
+from .inversion import InversionConfig, InvertedSample, invert_stream
 from .perceptual import make_perceptual
 
-ProgressFn = Callable[[int, int, dict], None]
+ProgressFn = Callable[[int, int, dict], None]   # (sources inverted, total, {kept, dropped, sealed})
 DEFAULT_MAX_LOSS = 0.25
 
 
@@ -45,7 +46,7 @@ class PairsConfig:
     renders: str | None = None      # render folder (default: <out>/renders, rendered if missing)
     render_size: int = 64
     render_seed: int = 0
-    chunk: int = 32                 # sources per shard = per inversion batch
+    chunk: int = 32                 # sources per shard (the unit of resumption)
     max_loss: float | None = DEFAULT_MAX_LOSS  # quality filter on the final inversion loss (None: off)
     lpips_weights: str | None = None
     init: InitConfig = field(default_factory=InitConfig)
@@ -114,6 +115,35 @@ def _ensure_renders(cfg: PairsConfig, out: Path) -> Path:
     return rdir
 
 
+def _seal_chunk(cfg: PairsConfig, writer: PairedDatasetWriter, g_real, src: list[int], results: list[InvertedSample],
+                vectors: list[dict], out: Path) -> dict[str, Any]:
+    """Filter, synthesise and augment one chunk of finished sources; write it as one shard together with
+    the progress record (one atomic index write). Returns the new progress record."""
+    wmeta = writer.index["meta"]
+    dropped, added = [], 0
+    with torch.no_grad():
+        for i, res, vector in zip(src, results, vectors):
+            if cfg.max_loss is not None and res.loss > cfg.max_loss:
+                dropped.append({"source": i, "loss": round(res.loss, 5)})
+                continue
+            codes = torch.cat((res.wplus[None], augment(g_real, res.wplus, cfg.augment.strengths, cfg.augment.k,
+                                                        source_generator(cfg.augment.seed, i))))
+            images = to_uint8(g_real.synthesize(codes, "const").image)
+            stats = {"loss": round(res.loss, 5), "perceptual": round(res.perceptual, 5), "mse": round(res.mse, 5),
+                     "steps": res.steps}
+            for j in range(len(codes)):
+                writer.add(images[j], vector, provenance={"source": i, "aug": j, **(stats if j == 0 else {})},
+                           latent=codes[j].cpu().numpy())
+                added += 1
+    prog = {"sources_done": src[-1] + 1, "dropped": wmeta["progress"]["dropped"] + dropped}
+    wmeta["progress"] = prog
+    if added:
+        writer.flush()  # shard + index (with the progress above) in one atomic index write
+    else:
+        atomic_write_json(out / INDEX, writer.index)
+    return prog
+
+
 def produce_pairs(cfg: PairsConfig, out_dir: str | Path, real_generator: str | Path, avatar_generator: str | Path,
                   progress: ProgressFn | None = None, stop_after_chunks: int | None = None) -> dict[str, Any]:
     """Produce (or resume) the paired dataset in ``out_dir``. Returns a summary."""
@@ -150,42 +180,31 @@ def produce_pairs(cfg: PairsConfig, out_dir: str | Path, real_generator: str | P
     prog = wmeta["progress"]
     start = prog["sources_done"]
     if progress:
-        progress(start, cfg.n, {"kept": len(writer) // (1 + cfg.augment.k), "dropped": len(prog["dropped"])})
-    chunks = 0
+        progress(start, cfg.n, {"kept": len(writer) // (1 + cfg.augment.k), "dropped": len(prog["dropped"]),
+                                "sealed": start})
     size = g_av.cfg.size
-    for c0 in range(start, cfg.n, cfg.chunk):
-        if stop_after_chunks is not None and chunks >= stop_after_chunks:
-            break
-        src = list(range(c0, min(cfg.n, c0 + cfg.chunk)))
-        vectors = [rows[i]["vector"] for i in src]
-        y = to_tensor(np.stack([load_target(image_path(rdir, i), size) for i in src]))
-        res = invert(g_av, perceptual, y, init.for_vectors(vectors), cfg.inversion)
-        dropped, added = [], 0
-        with torch.no_grad():
-            for b, i in enumerate(src):
-                loss = float(res.loss[b])
-                if cfg.max_loss is not None and loss > cfg.max_loss:
-                    dropped.append({"source": i, "loss": round(loss, 5)})
-                    continue
-                w = res.wplus[b]
-                codes = torch.cat((w[None], augment(g_real, w, cfg.augment.strengths, cfg.augment.k,
-                                                    source_generator(cfg.augment.seed, i))))
-                images = to_uint8(g_real.synthesize(codes, "const").image)
-                stats = {"loss": round(loss, 5), "perceptual": round(float(res.perceptual[b]), 5),
-                         "mse": round(float(res.mse[b]), 5), "steps": int(res.steps_run[b])}
-                for j in range(len(codes)):
-                    writer.add(images[j], vectors[b], provenance={"source": i, "aug": j, **(stats if j == 0 else {})},
-                               latent=codes[j].cpu().numpy())
-                    added += 1
-        prog = {"sources_done": src[-1] + 1, "dropped": prog["dropped"] + dropped}
-        wmeta["progress"] = prog
-        if added:
-            writer.flush()  # shard + index (with the progress above) in one atomic index write
-        else:
-            atomic_write_json(out / INDEX, writer.index)
-        chunks += 1
-        if progress:
-            progress(prog["sources_done"], cfg.n, {"kept": len(writer) // (1 + cfg.augment.k), "dropped": len(prog["dropped"])})
+    items = ((i, to_tensor(load_target(image_path(rdir, i), size)[None])[0], init.for_vectors([rows[i]["vector"]])[0])
+             for i in range(start, cfg.n))
+    finished: dict[int, InvertedSample] = {}
+    chunks, c0 = 0, start
+    stream = invert_stream(g_av, perceptual, items, cfg.inversion)
+    try:
+        for n_inverted, (i, res) in enumerate(stream, 1):
+            finished[i] = res
+            if progress:
+                progress(start + n_inverted, cfg.n, {"kept": len(writer) // (1 + cfg.augment.k),
+                                                     "dropped": len(wmeta["progress"]["dropped"]), "sealed": c0})
+            # seal chunks in source order as soon as all of their sources are finished
+            while c0 < cfg.n and all(j in finished for j in range(c0, min(cfg.n, c0 + cfg.chunk))):
+                src = list(range(c0, min(cfg.n, c0 + cfg.chunk)))
+                prog = _seal_chunk(cfg, writer, g_real, src, [finished.pop(j) for j in src],
+                                   [rows[j]["vector"] for j in src], out)
+                c0, chunks = src[-1] + 1, chunks + 1
+            if stop_after_chunks is not None and chunks >= stop_after_chunks:
+                break
+    finally:
+        stream.close()
+    prog = wmeta["progress"]
     done = prog["sources_done"] >= cfg.n
     summary = {"out": str(out), "sources": cfg.n, "sources_done": prog["sources_done"], "samples": len(writer),
                "kept_sources": len(writer) // (1 + cfg.augment.k), "dropped_sources": len(prog["dropped"]),
