@@ -140,9 +140,17 @@ def test_modified_init_uses_absent_flags_and_part_slices(gen_pair):
     others = torch.ones(g.cfg.n_latent, dtype=torch.bool)
     others[p.rows] = False
     assert torch.equal(w[:, others], init.w_mean[None, others].expand(2, -1, -1))
-    assert torch.equal(w[0, p.rows], p.present) and torch.equal(w[1, p.rows], init.w_mean[p.rows])
+    assert torch.equal(w[0, p.rows], p.present) and torch.equal(w[1, p.rows], p.absent)
+    # the absent code shows less of the part than the mean face; the present code more
+    mean_cov = float(g.synthesize(init.w_mean[None], "const").seg_coarse[0, g.cfg.part_index("glasses")].mean())
+    assert p.absent_coverage < mean_cov < p.coverage_after
+    present_only = build_init(g, ALTER_SCHEMA, replace(SMALL_INIT, mode="present"))
+    w = present_only.for_vectors([with_glasses, without])
+    assert torch.equal(w[1], present_only.w_mean) and not torch.equal(w[0], present_only.w_mean)
     plain = build_init(g, ALTER_SCHEMA, replace(SMALL_INIT, mode="mean"))
     assert not plain.parts and torch.equal(plain.for_vectors([with_glasses])[0], plain.w_mean)
+    with pytest.raises(ValueError, match="init mode"):
+        build_init(g, ALTER_SCHEMA, replace(SMALL_INIT, mode="median"))
 
 
 def test_lpips_with_local_weights(tmp_path):

@@ -451,7 +451,7 @@ def pairs(
     batch: int = typer.Option(64, "--batch", help="Inversion slots: images optimised together (fixed batch shape)."),
     chunk: int = typer.Option(32, "--chunk", help="Sources per shard (a killed run resumes at a shard boundary)."),
     max_loss: Optional[float] = typer.Option(None, "--max-loss", help="Quality filter threshold (default 0.25; <0: off)."),
-    init: str = typer.Option("modified", "--init", help="modified (w~_mean) or mean (paper's w_mean)."),
+    init: str = typer.Option("modified", "--init", help="Start codes: modified (asset present/absent codes), present (w~_mean) or mean (w_mean)."),
     lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="torchvision AlexNet weights for LPIPS."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
 ) -> None:

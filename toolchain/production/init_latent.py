@@ -13,8 +13,15 @@ hair part), we build a "present" code for the part's rows:
    little of it: a few Adam steps on those rows only push the part's soft coverage of the mean face
    to ``target_coverage`` (the fraction of render pixels the asset covers, measured on the render masks).
 
-Per vector, the part rows start at the present code when the asset is there and at w_mean otherwise;
-every other row starts at w_mean. ``mode="mean"`` gives the paper's plain w_mean (the ablation).
+The same problem runs the other way on a G_avatar that draws the asset on its mean face (ours does
+after longer finetuning on renders where 60 % wear glasses): inversions of bare faces then keep faint
+glasses. So an "absent" code is built the same way from the samples that show the asset *least*,
+calibrated towards zero coverage.
+
+Per vector, the part rows start at the present code when the asset is there and at the absent code
+when it is not; every other row starts at w_mean. Modes: ``"modified"`` (both codes), ``"present"``
+(present code only, absent vectors start at w_mean: the paper's w̃_mean) and ``"mean"`` (the plain
+w_mean everywhere: the ablation).
 """
 from __future__ import annotations
 
@@ -29,7 +36,7 @@ from ..schema import AvatarSchema, DiscreteParam
 
 @dataclass
 class InitConfig:
-    mode: str = "modified"          # "modified" (w̃_mean) or "mean" (the paper's w_mean)
+    mode: str = "modified"          # "modified" (present + absent codes), "present" (w̃_mean) or "mean" (w_mean)
     n_mean: int = 10_000            # mapped samples for w_mean (paper: 10^4)
     seed: int = 0
     top_frac: float = 0.01          # fraction of samples, ranked by part coverage, averaged for "present"
@@ -47,6 +54,8 @@ class PartInit:
     present: torch.Tensor           # [rows, D]
     coverage_before: float
     coverage_after: float
+    absent: torch.Tensor | None = None   # [rows, D]; None: absent vectors start at w_mean
+    absent_coverage: float | None = None
 
 
 @dataclass
@@ -63,12 +72,15 @@ class LatentInit:
             for p in self.parts:
                 if int(v[p.param]) != p.absent_index:
                     w[b, p.rows] = p.present
+                elif p.absent is not None:
+                    w[b, p.rows] = p.absent
         return w
 
     def to_json(self) -> dict[str, Any]:
         return {"mode": self.mode, "skipped": self.skipped,
                 "parts": [{"param": p.param, "part": p.part, "rows": [p.rows.start, p.rows.stop],
-                           "coverage_before": round(p.coverage_before, 5), "coverage_after": round(p.coverage_after, 5)}
+                           "coverage_before": round(p.coverage_before, 5), "coverage_after": round(p.coverage_after, 5),
+                           "absent_coverage": None if p.absent_coverage is None else round(p.absent_coverage, 5)}
                           for p in self.parts]}
 
 
@@ -90,6 +102,26 @@ def _score(g: SemanticGenerator, wplus: torch.Tensor, k: int) -> torch.Tensor:
     return torch.cat([g.synthesize(c, "const").seg_coarse[:, k].mean((1, 2)) for c in wplus.split(500)])
 
 
+def _with_rows(w_mean: torch.Tensor, rows: slice, code: torch.Tensor) -> torch.Tensor:
+    return torch.cat((w_mean[None, :rows.start], code[None], w_mean[None, rows.stop:]), 1)
+
+
+def _coverage(g: SemanticGenerator, w_mean: torch.Tensor, rows: slice, code: torch.Tensor, k: int) -> float:
+    return float(_score(g, _with_rows(w_mean, rows, code), k)[0])
+
+
+def _calibrate(g: SemanticGenerator, w_mean: torch.Tensor, rows: slice, code: torch.Tensor, k: int, target: float,
+               cfg: InitConfig) -> torch.Tensor:
+    """A few Adam steps on the part's rows only, pushing the part's soft coverage of the mean face to ``target``."""
+    code = code.clone().requires_grad_(True)
+    opt = torch.optim.Adam([code], lr=cfg.calib_lr)
+    for _ in range(cfg.calib_steps):
+        cov = g.synthesize(_with_rows(w_mean, rows, code), "const").seg_coarse[:, k].mean()
+        code.grad = torch.autograd.grad((cov - target) ** 2, code)[0]  # no grads into the generator's weights
+        opt.step()
+    return code.detach()
+
+
 def build_init(g: SemanticGenerator, schema: AvatarSchema, cfg: InitConfig = InitConfig()) -> LatentInit:
     gc = g.cfg
     dev = next(g.parameters()).device
@@ -100,8 +132,8 @@ def build_init(g: SemanticGenerator, schema: AvatarSchema, cfg: InitConfig = Ini
     init = LatentInit(w_mean=w_mean, mode=cfg.mode)
     if cfg.mode == "mean":
         return init
-    if cfg.mode != "modified":
-        raise ValueError(f"init mode must be 'modified' or 'mean', got {cfg.mode!r}")
+    if cfg.mode not in ("modified", "present"):
+        raise ValueError(f"init mode must be 'modified', 'present' or 'mean', got {cfg.mode!r}")
     slices = gc.latent_slices()
     for p in schema.discrete:
         if not (isinstance(p, DiscreteParam) and p.may_be_absent and p.part):
@@ -113,20 +145,15 @@ def build_init(g: SemanticGenerator, schema: AvatarSchema, cfg: InitConfig = Ini
         k, rows = gc.part_index(part), slices[part]
         n_score = min(len(ws), 2000)
         scores = _score(g, ws[:n_score, None].expand(-1, gc.n_latent, -1), k)
-        top = scores.topk(max(1, int(cfg.top_frac * n_score))).indices
-        present = ws[top].mean(0)[None].repeat(rows.stop - rows.start, 1)
-        base = w_mean[None].clone()
-        base[0, rows] = present
-        before = float(_score(g, base, k)[0])
-        code = present.clone().requires_grad_(True)
-        opt = torch.optim.Adam([code], lr=cfg.calib_lr)
-        for _ in range(cfg.calib_steps):
-            wp = torch.cat((w_mean[None, :rows.start], code[None], w_mean[None, rows.stop:]), 1)
-            cov = g.synthesize(wp, "const").seg_coarse[:, k].mean()
-            loss = (cov - cfg.target_coverage) ** 2
-            code.grad = torch.autograd.grad(loss, code)[0]  # no grads into the generator's weights
-            opt.step()
-        base[0, rows] = code.detach()
-        init.parts.append(PartInit(p.name, part, p.absent_index, rows, code.detach().clone(), before,
-                                   float(_score(g, base, k)[0])))
+        n_top = max(1, int(cfg.top_frac * n_score))
+        present = ws[scores.topk(n_top).indices].mean(0)[None].repeat(rows.stop - rows.start, 1)
+        before = _coverage(g, w_mean, rows, present, k)
+        present = _calibrate(g, w_mean, rows, present, k, cfg.target_coverage, cfg)
+        part_init = PartInit(p.name, part, p.absent_index, rows, present, before,
+                             _coverage(g, w_mean, rows, present, k))
+        if cfg.mode == "modified":
+            absent = ws[scores.topk(n_top, largest=False).indices].mean(0)[None].repeat(rows.stop - rows.start, 1)
+            part_init.absent = _calibrate(g, w_mean, rows, absent, k, 0.0, cfg)
+            part_init.absent_coverage = _coverage(g, w_mean, rows, part_init.absent, k)
+        init.parts.append(part_init)
     return init
