@@ -88,7 +88,8 @@ def resolve_generators(run: str | Path | None = None, real: str | Path | None = 
 
 
 def load_target(path: Path, size: int) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB").resize((size, size), Image.BOX))
+    with Image.open(path) as im:
+        return np.array(im.convert("RGB").resize((size, size), Image.BOX))  # a writable copy for torch
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
