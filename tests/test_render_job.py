@@ -199,3 +199,12 @@ def test_cli_engines_show_json():
     r = _cli("engines", "show", "alter", "--json")
     assert r.returncode == 0, r.stderr
     assert AvatarSchema.loads(r.stdout) == ALTER_SCHEMA
+
+
+def test_atomic_writes_get_ordinary_file_modes(tmp_path):
+    """Temporary files are created 0600; finished outputs must get the mode a plain open() gives them."""
+    from toolchain.atomic_io import atomic_write_text
+    mask = os.umask(0)
+    os.umask(mask)
+    atomic_write_text(tmp_path / "a.json", "{}")
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~mask
