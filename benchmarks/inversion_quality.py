@@ -9,7 +9,8 @@ Ground truth is the engine's own mask of each render. The reconstruction G_avata
 G_avatar itself (argmax of its segmentation). Renders with glasses: recovered when the IoU of the two
 glasses regions is at least ``--min-iou``. Renders without: a false positive when the reconstruction
 has glasses pixels on more than ``--min-frac`` of the image (a pair of glasses covers ~2.6 % at 32 px).
-Writes results/<name>.{json,md,png} (default name: inversion_quality).
+Writes results/<name>.{json,md,png} and <name>_glasses.png (renders and their reconstructions per start
+code; default name: inversion_quality).
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from toolchain.production.pairs import load_target, to_tensor  # noqa: E402
 from toolchain.production.perceptual import make_perceptual  # noqa: E402
 from toolchain.render_job import mask_path  # noqa: E402
 from toolchain.generators.config import ENGINE_LABELS  # noqa: E402
-from PIL import Image  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
 
 
 @torch.no_grad()
@@ -56,6 +57,25 @@ def glasses_scores(pred: np.ndarray, truth: np.ndarray, has: np.ndarray, min_iou
     area = pred.mean((1, 2))
     return {"recovery": float((iou[has] >= min_iou).mean()), "mean_iou": float(iou[has].mean()),
             "false_positive": float((area[~has] > min_frac).mean()), "area_without": float(area[~has].mean())}
+
+
+@torch.no_grad()
+def glasses_picture(g, y: torch.Tensor, codes: dict[str, torch.Tensor], has: np.ndarray, path: Path, n: int = 6) -> None:
+    """Columns: renders with glasses, then without; rows: the render, then each start code's reconstruction."""
+    with_g, without = list(np.flatnonzero(has)[:n]), list(np.flatnonzero(~has)[:n])
+    cols = with_g + without
+    rows = [y[cols]] + [g.synthesize(w[cols], "const").image for w in codes.values()]
+    tiles = torch.stack(rows).clamp(-1, 1).add(1).mul(127.5).round().byte()   # [R, C, 3, S, S]
+    r, c, _, s, _ = tiles.shape
+    sheet = tiles.permute(0, 3, 1, 4, 2).reshape(r * s, c * s, 3).numpy()
+    img = Image.fromarray(sheet).resize((c * s * 3, r * s * 3), Image.NEAREST)
+    canvas = Image.new("RGB", (img.width + 90, img.height + 16), "white")
+    canvas.paste(img, (90, 16))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((90, 2), f"{len(with_g)} renders with glasses | {len(without)} without", fill="black")
+    for i, name in enumerate(["render"] + [f"init {m}" for m in codes]):
+        draw.text((4, 16 + i * s * 3 + s), name, fill="black")
+    canvas.save(path)
 
 
 def main() -> None:
@@ -86,16 +106,19 @@ def main() -> None:
     cfg = InversionConfig(steps=a.steps, early_stop_tol=0, batch_size=len(picks))  # full curve: no early stop
     out: dict = {"n": len(picks), "with_glasses": int(has.sum()), "steps": a.steps, "perceptual": info,
                  "min_frac": a.min_frac, "min_iou": a.min_iou, "generator": a.generator, "runs": {}}
+    codes: dict[str, torch.Tensor] = {}
     for mode in ("mean", "present", "modified"):
         init = build_init(g, ALTER_SCHEMA, InitConfig(mode=mode))
         w0 = init.for_vectors([r["vector"] for r in picks])
         res = invert(g, perceptual, y, w0, cfg, record_history=True)
+        codes[mode] = res.wplus
         out["runs"][mode] = {
             "init": init.to_json(), "history": res.history,
             "final": {"loss": float(res.loss.mean()), "perceptual": float(res.perceptual.mean()), "mse": float(res.mse.mean())},
             "at_start": glasses_scores(glasses_masks(g, w0), truth, has, a.min_iou, a.min_frac),
             "inverted": glasses_scores(glasses_masks(g, res.wplus), truth, has, a.min_iou, a.min_frac)}
         print(mode, out["runs"][mode]["final"], out["runs"][mode]["inverted"], flush=True)
+    glasses_picture(g, y, codes, has, RESULTS / f"{a.name}_glasses.png")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
