@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from toolchain.data.paired_dataset import PairedDataset
+from toolchain.errors import AvatarToolError
 from toolchain.engines.alter import ALTER_SCHEMA
 from toolchain.generators.config import generator_preset
 from toolchain.generators.generator import SemanticGenerator
@@ -149,8 +150,8 @@ def test_modified_init_uses_absent_flags_and_part_slices(gen_pair):
     assert torch.equal(w[1], present_only.w_mean) and not torch.equal(w[0], present_only.w_mean)
     plain = build_init(g, ALTER_SCHEMA, replace(SMALL_INIT, mode="mean"))
     assert not plain.parts and torch.equal(plain.for_vectors([with_glasses])[0], plain.w_mean)
-    with pytest.raises(ValueError, match="init mode"):
-        build_init(g, ALTER_SCHEMA, replace(SMALL_INIT, mode="median"))
+    with pytest.raises(AvatarToolError, match="--init must be one of"):
+        replace(SMALL_INIT, mode="median")
 
 
 def test_lpips_with_local_weights(tmp_path):
@@ -268,3 +269,15 @@ def test_kill9_resume_is_complete_and_duplicate_free(gen_pair, renders, tmp_path
     ref = PairedDataset.open(whole)
     assert [(p["source"], p["aug"]) for p in ref.provenance] == keys
     assert np.array_equal(ref.latents, ds.latents) and np.array_equal(ref.images, ds.images)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda r: _cfg(r, chunk=0), "--chunk must be at least 1"),
+    (lambda r: _cfg(r, n=0), "-n must be at least 1"),
+    (lambda r: _cfg(r, max_loss=0.0), "--max-loss must be positive"),
+    (lambda r: InversionConfig(batch_size=0), r"--batch \(inversion slots\) must be at least 1"),
+    (lambda r: InversionConfig(schedule="step"), "schedule must be"),
+])
+def test_bad_options_fail_before_any_work(make, message, tmp_path):
+    with pytest.raises(AvatarToolError, match=message):
+        make(tmp_path)

@@ -30,8 +30,12 @@ from typing import Any, Sequence
 
 import torch
 
+from ..errors import AvatarToolError
 from ..generators.generator import SemanticGenerator
 from ..schema import AvatarSchema, DiscreteParam
+
+
+INIT_MODES = ("modified", "present", "mean")
 
 
 @dataclass
@@ -43,6 +47,10 @@ class InitConfig:
     target_coverage: float = 0.03   # soft part coverage the present code is pushed to (renders: ~0.027 glasses)
     calib_steps: int = 60
     calib_lr: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.mode not in INIT_MODES:
+            raise AvatarToolError(f"--init must be one of {', '.join(INIT_MODES)}, got {self.mode!r}")
 
 
 @dataclass
@@ -132,8 +140,6 @@ def build_init(g: SemanticGenerator, schema: AvatarSchema, cfg: InitConfig = Ini
     init = LatentInit(w_mean=w_mean, mode=cfg.mode)
     if cfg.mode == "mean":
         return init
-    if cfg.mode not in ("modified", "present"):
-        raise ValueError(f"init mode must be 'modified', 'present' or 'mean', got {cfg.mode!r}")
     slices = gc.latent_slices()
     for p in schema.discrete:
         if not (isinstance(p, DiscreteParam) and p.may_be_absent and p.part):

@@ -31,6 +31,7 @@ from typing import Any, Callable, Hashable, Iterable, Iterator
 import torch
 from torch import nn
 
+from ..errors import AvatarToolError
 from ..generators.generator import SemanticGenerator
 
 
@@ -50,9 +51,11 @@ class InversionConfig:
 
     def __post_init__(self) -> None:
         if self.schedule not in ("cosine", "constant"):
-            raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be at least 1")
+            raise AvatarToolError(f"inversion schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if self.steps < 1:
+            raise AvatarToolError(f"--steps must be at least 1, got {self.steps}")
+        if self.batch_size < 1:
+            raise AvatarToolError(f"--batch (inversion slots) must be at least 1, got {self.batch_size}")
 
     def to_json(self) -> dict:
         d = asdict(self)

@@ -54,6 +54,16 @@ class PairsConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     grid_sources: int = 8
 
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise AvatarToolError(f"-n must be at least 1, got {self.n}")
+        if self.chunk < 1:
+            raise AvatarToolError(f"--chunk must be at least 1, got {self.chunk}")
+        if self.augment.k < 0:
+            raise AvatarToolError(f"-k must be 0 or more, got {self.augment.k}")
+        if self.max_loss is not None and self.max_loss <= 0:
+            raise AvatarToolError(f"--max-loss must be positive (or negative to turn the filter off), got {self.max_loss}")
+
     def fingerprint(self) -> dict[str, Any]:
         """What must not change between a run and its resumption."""
         return {"engine": self.engine, "render_size": self.render_size, "render_seed": self.render_seed,
