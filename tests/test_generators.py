@@ -325,3 +325,20 @@ def test_fused_layers_match_their_definitions():
     torch.testing.assert_close(ml(x, w), F.leaky_relu(ref, 0.2) * math.sqrt(2), atol=1e-5, rtol=1e-5)
     one = FixedConv(8, 4, 1, demodulate=False, noise=False, activate=False)
     torch.testing.assert_close(one(x), F.conv2d(x, one.effective_weight()), atol=1e-5, rtol=1e-5)
+
+
+def test_fir_filter_large_maps_take_the_conv_path_and_agree():
+    """Maps with many channels and elements run as a depthwise conv inside the filter; value and
+    gradient must equal the reference there too."""
+    import torch.nn.functional as F
+    from toolchain.generators.layers import fir_filter, fir_kernel
+    k = fir_kernel(gain=4.0)
+    x = torch.randn(8, 32, 66, 66, requires_grad=True)          # padded: 8*32*67*67 > 2^20 elements
+    g = torch.randn(8, 32, 64, 64)
+    out = fir_filter(x, k, (1, 0))
+    (gx,) = torch.autograd.grad(out, x, g)
+    xr = x.detach().clone().requires_grad_(True)
+    ref = F.conv2d(F.pad(xr, (1, 0, 1, 0)), k[None, None].expand(32, 1, 4, 4), groups=32)
+    (gr,) = torch.autograd.grad(ref, xr, g)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gx, gr, atol=1e-4, rtol=1e-5)
