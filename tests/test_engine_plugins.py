@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from toolchain.errors import EngineError, EngineNotFound
 from toolchain.render_job import RenderConfig, image_path, mask_path, render_folder
 from toolchain.schema import AvatarSchema
 
+from ._cli import run_cli
 from .plugin_engines import TinyEngine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -230,11 +230,6 @@ def test_broken_entry_points(tmp_path, monkeypatch):
 
 
 # ----- command line ----------------------------------------------------------------------------
-def _avatartool(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "toolchain.cli.main", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=60)
-
-
 def test_cli_render_fault_is_one_line_then_resumes(tmp_path):
     n, bad = 4, 1
     switch = tmp_path / "fault-on"
@@ -243,7 +238,7 @@ def test_cli_render_fault_is_one_line_then_resumes(tmp_path):
     args = ["render", "--engine", spec, "-n", str(n), "--size", str(SIZE), "--out", str(tmp_path / "out"),
             "--workers", "0", "--batch-size", "2"]
 
-    proc = _avatartool(*args)
+    proc = run_cli(*args)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
@@ -254,13 +249,13 @@ def test_cli_render_fault_is_one_line_then_resumes(tmp_path):
     assert "rerun the same command" in line and line.rstrip().endswith("})")
 
     switch.unlink()
-    proc = _avatartool(*args)
+    proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr
     assert "1 rendered, 3 already there" in proc.stdout
 
 
 def test_cli_unknown_engine_is_one_line():
-    proc = _avatartool("render", "--engine", "no_such_engine", "-n", "1")
+    proc = run_cli("render", "--engine", "no_such_engine", "-n", "1")
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

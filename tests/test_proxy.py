@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +15,8 @@ from toolchain.errors import AvatarToolError, LabelLeakError
 from toolchain.proxy import assert_not_eval_set, load_eval_set, proxy_vector, render_photo, write_proxy_set
 from toolchain.proxy.eval_set import image_name, mask_name
 
-REPO = Path(__file__).resolve().parents[1]
+from ._cli import run_cli
+
 SIZE = 96
 HEAD = [PARTS.index(p) for p in ("skin", "hair", "eyes", "brows", "nose", "mouth", "beard", "glasses")]
 
@@ -252,22 +250,16 @@ def test_assert_not_eval_set(eval_dir, tmp_path):
 
 
 # ----- CLI -------------------------------------------------------------------------------------------
-def _cli(*args, timeout=60):
-    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
-    return subprocess.run([sys.executable, "-m", "toolchain.cli.main", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
 def test_cli_proxy(tmp_path):
     out = tmp_path / "cli"
-    r = _cli("proxy", "--engine", "alter", "-n", "3", "--seed", "2", "--size", "64", "--out", str(out))
+    r = run_cli("proxy", "--engine", "alter", "-n", "3", "--seed", "2", "--size", "64", "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert "3 drawn" in r.stdout
     assert (out / "contact_sheet.png").exists() and (out / "labels.jsonl").exists()
     assert len(load_eval_set(out)) == 3
-    r = _cli("proxy", "--engine", "alter", "-n", "3", "--seed", "2", "--size", "64", "--out", str(out), "--unlabelled")
+    r = run_cli("proxy", "--engine", "alter", "-n", "3", "--seed", "2", "--size", "64", "--out", str(out), "--unlabelled")
     assert r.returncode == 1 and "role" in r.stderr and "Traceback" not in r.stderr
     unl = tmp_path / "unl"
-    r = _cli("proxy", "--engine", "morph", "-n", "2", "--size", "64", "--out", str(unl), "--unlabelled")
+    r = run_cli("proxy", "--engine", "morph", "-n", "2", "--size", "64", "--out", str(unl), "--unlabelled")
     assert r.returncode == 0, r.stderr
     assert not (unl / "labels.jsonl").exists() and (unl / "contact_sheet.png").exists()

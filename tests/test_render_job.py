@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,8 @@ from toolchain.errors import AvatarToolError
 from toolchain.render_job import RenderConfig, image_path, mask_path, render_folder
 from toolchain.schema import AvatarSchema
 
-REPO = Path(__file__).resolve().parents[1]
+from ._cli import run_cli
+
 SIZE = 64
 N = 10
 
@@ -168,15 +167,9 @@ def test_corrupt_manifest_is_refused_clearly(tmp_path):
 
 
 # ----- CLI -------------------------------------------------------------------------------------
-def _cli(*args, timeout=60):
-    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
-    return subprocess.run([sys.executable, "-m", "toolchain.cli.main", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
 def test_cli_render(tmp_path):
     out = tmp_path / "cli"
-    r = _cli("render", "--engine", "alter", "-n", "4", "--size", "64", "--out", str(out), "--workers", "0")
+    r = run_cli("render", "--engine", "alter", "-n", "4", "--size", "64", "--out", str(out), "--workers", "0")
     assert r.returncode == 0, r.stderr
     assert "4 rendered" in r.stdout
     for i in range(4):
@@ -184,19 +177,19 @@ def test_cli_render(tmp_path):
     assert (out / "render.json").exists() and (out / "contact_sheet.png").exists()
     assert len(_read_vectors(out)) == 4
     # A mismatched rerun is one error line and exit code 1, not a traceback.
-    r = _cli("render", "--engine", "alter", "-n", "4", "--size", "32", "--out", str(out), "--workers", "0")
+    r = run_cli("render", "--engine", "alter", "-n", "4", "--size", "32", "--out", str(out), "--workers", "0")
     assert r.returncode == 1
     assert "error" in r.stderr and "size" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_cli_engines_list():
-    r = _cli("engines", "list")
+    r = run_cli("engines", "list")
     assert r.returncode == 0, r.stderr
     assert "alter" in r.stdout and "morph" in r.stdout
 
 
 def test_cli_engines_show_json():
-    r = _cli("engines", "show", "alter", "--json")
+    r = run_cli("engines", "show", "alter", "--json")
     assert r.returncode == 0, r.stderr
     assert AvatarSchema.loads(r.stdout) == ALTER_SCHEMA
 
