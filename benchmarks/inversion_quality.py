@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,7 @@ from toolchain.production.init_latent import InitConfig, build_init  # noqa: E40
 from toolchain.production.inversion import InversionConfig, invert  # noqa: E402
 from toolchain.production.pairs import load_target, to_tensor  # noqa: E402
 from toolchain.production.perceptual import make_perceptual  # noqa: E402
-from toolchain.render_job import mask_path  # noqa: E402
+from toolchain.render_job import image_path, mask_path  # noqa: E402
 from toolchain.generators.config import ENGINE_LABELS  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
@@ -46,8 +45,8 @@ def glasses_masks(g, w: torch.Tensor) -> np.ndarray:
 
 
 def render_glasses_mask(rdir: Path, index: int, size: int) -> np.ndarray:
-    mask = Image.open(mask_path(rdir, index)).resize((size, size), Image.NEAREST)
-    return np.asarray(mask) == ENGINE_LABELS.index("glasses")
+    with Image.open(mask_path(rdir, index)) as mask:
+        return np.asarray(mask.resize((size, size), Image.NEAREST)) == ENGINE_LABELS.index("glasses")
 
 
 def glasses_scores(pred: np.ndarray, truth: np.ndarray, has: np.ndarray, min_iou: float, min_frac: float) -> dict:
@@ -100,7 +99,7 @@ def main() -> None:
     without = [r for r in rows if r["vector"]["glasses"] == absent][: a.n - len(with_g)]
     picks = with_g + without
     has = np.array([r["vector"]["glasses"] != absent for r in picks])
-    y = to_tensor(np.stack([load_target(rdir / "images" / f"{r['index']:06d}.png", g.cfg.size) for r in picks]))
+    y = to_tensor(np.stack([load_target(image_path(rdir, r["index"]), g.cfg.size) for r in picks]))
     truth = np.stack([render_glasses_mask(rdir, r["index"], g.cfg.size) for r in picks])
     perceptual, info = make_perceptual(None)
     cfg = InversionConfig(steps=a.steps, early_stop_tol=0, batch_size=len(picks))  # full curve: no early stop

@@ -30,6 +30,7 @@ from toolchain.generators.io import load_generator  # noqa: E402
 from toolchain.production.inversion import InversionConfig, invert  # noqa: E402
 from toolchain.production.pairs import load_target, to_tensor  # noqa: E402
 from toolchain.production.perceptual import make_perceptual  # noqa: E402
+from toolchain.render_job import image_path  # noqa: E402
 
 
 def main() -> None:
@@ -52,7 +53,7 @@ def main() -> None:
     s = g.cfg.size
     rdir = Path(a.renders)
     if (rdir / "images").is_dir():
-        y = to_tensor(np.stack([load_target(rdir / "images" / f"{i:06d}.png", s) for i in range(a.n)]))
+        y = to_tensor(np.stack([load_target(image_path(rdir, i), s) for i in range(a.n)]))
     else:
         with torch.no_grad():
             y = g.sample(torch.randn(a.n, g.cfg.style_dim), noise_mode="const").image
