@@ -281,3 +281,16 @@ def test_kill9_resume_is_complete_and_duplicate_free(gen_pair, renders, tmp_path
 def test_bad_options_fail_before_any_work(make, message, tmp_path):
     with pytest.raises(AvatarToolError, match=message):
         make(tmp_path)
+
+
+def test_chunks_with_every_source_dropped_still_record_progress(gen_pair, renders, tmp_path, monkeypatch):
+    """A chunk that keeps nothing writes no shard, but its dropped sources must still be recorded as done,
+    or a rerun would invert them again."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
+    real, avatar = resolve_generators(gen_pair[0])
+    with pytest.warns(UserWarning):
+        s = produce_pairs(_cfg(renders, max_loss=1e-9), tmp_path / "none", real, avatar)
+    index = json.loads((tmp_path / "none" / "index.json").read_text())
+    assert s["samples"] == 0 and index["shards"] == []
+    assert index["meta"]["progress"]["sources_done"] == 6
+    assert [x["source"] for x in index["meta"]["progress"]["dropped"]] == list(range(6))

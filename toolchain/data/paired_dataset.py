@@ -92,8 +92,12 @@ class PairedDatasetWriter:
         atomic_write_bytes(self.root / name, data)
         self.index["shards"].append({"file": name, "count": n, "sha256": _sha256(data),
                                      "provenance": self._buf["provenance"]})
-        atomic_write_json(self.root / INDEX, self.index)
+        self.save_index()
         self._buf = {"images": [], "vectors": [], "latents": [], "provenance": []}
+
+    def save_index(self) -> None:
+        """Write the index atomically: after a shard, or after ``index["meta"]`` changed on its own."""
+        atomic_write_json(self.root / INDEX, self.index)
 
     def close(self) -> None:
         self.flush()

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..atomic_io import atomic_write_json, read_jsonl
-from ..data.paired_dataset import INDEX, PairedDatasetWriter
+from ..atomic_io import read_jsonl
+from ..data.paired_dataset import PairedDatasetWriter
 from ..errors import AvatarToolError
 from ..generators.io import load_generator
 from .augment import AugmentConfig, augment, resolve_parts
@@ -127,7 +127,7 @@ def _ensure_renders(cfg: PairsConfig, out: Path) -> Path:
 
 
 def _seal_chunk(cfg: PairsConfig, writer: PairedDatasetWriter, g_real, src: list[int], results: list[InvertedSample],
-                vectors: list[dict], out: Path) -> dict[str, Any]:
+                vectors: list[dict]) -> dict[str, Any]:
     """Filter, synthesise and augment one chunk of finished sources; write it as one shard together with
     the progress record (one atomic index write). Returns the new progress record."""
     wmeta = writer.index["meta"]
@@ -151,7 +151,7 @@ def _seal_chunk(cfg: PairsConfig, writer: PairedDatasetWriter, g_real, src: list
     if added:
         writer.flush()  # shard + index (with the progress above) in one atomic index write
     else:
-        atomic_write_json(out / INDEX, writer.index)
+        writer.save_index()
     return prog
 
 
@@ -209,7 +209,7 @@ def produce_pairs(cfg: PairsConfig, out_dir: str | Path, real_generator: str | P
             while c0 < cfg.n and all(j in finished for j in range(c0, min(cfg.n, c0 + cfg.chunk))):
                 src = list(range(c0, min(cfg.n, c0 + cfg.chunk)))
                 prog = _seal_chunk(cfg, writer, g_real, src, [finished.pop(j) for j in src],
-                                   [rows[j]["vector"] for j in src], out)
+                                   [rows[j]["vector"] for j in src])
                 c0, chunks = src[-1] + 1, chunks + 1
             if stop_after_chunks is not None and chunks >= stop_after_chunks:
                 break
