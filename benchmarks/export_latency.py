@@ -42,7 +42,7 @@ def main() -> None:
     from converters.onnx_export import onnx_session, run_onnx
     from converters.tflite_export import TFLiteRunner, nchw_to_nhwc
     from sdk_python.bundle import open_bundle
-    from toolchain.estimator.train import load_estimator
+    from toolchain.estimator.io import load_estimator
 
     torch.set_num_threads(args.threads)
     model, _ = load_estimator(args.model)

@@ -26,14 +26,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _report import RESULTS, write_report  # noqa: E402
 
-from toolchain.atomic_io import read_jsonl  # noqa: E402
 from toolchain.engines.alter import ALTER_SCHEMA  # noqa: E402
 from toolchain.generators.io import load_generator  # noqa: E402
 from toolchain.production.init_latent import InitConfig, build_init  # noqa: E402
 from toolchain.production.inversion import InversionConfig, invert  # noqa: E402
-from toolchain.production.pairs import load_target, to_tensor  # noqa: E402
+from toolchain.production.pairs import load_target  # noqa: E402
+from toolchain.torch_utils import uint8_to_signed as to_tensor  # noqa: E402
 from toolchain.production.perceptual import make_perceptual  # noqa: E402
-from toolchain.render_job import image_path, mask_path  # noqa: E402
+from toolchain.render import RenderFolder, image_path, mask_path  # noqa: E402
 from toolchain.generators.config import ENGINE_LABELS  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
@@ -92,7 +92,7 @@ def main() -> None:
     g, _ = load_generator(a.generator)
     g.requires_grad_(False)
     rdir = Path(a.renders)
-    rows = read_jsonl(rdir / "vectors.jsonl")
+    rows = [{"index": i, "vector": v} for i, v in enumerate(RenderFolder.open(rdir).vectors)]
     absent = ALTER_SCHEMA.param("glasses").absent_index
     # balanced: half with glasses, half without, in render order
     with_g = [r for r in rows if r["vector"]["glasses"] != absent][: a.n // 2]

@@ -28,9 +28,10 @@ from toolchain.generators.config import generator_preset  # noqa: E402
 from toolchain.generators.generator import SemanticGenerator  # noqa: E402
 from toolchain.generators.io import load_generator  # noqa: E402
 from toolchain.production.inversion import InversionConfig, invert  # noqa: E402
-from toolchain.production.pairs import load_target, to_tensor  # noqa: E402
+from toolchain.production.pairs import load_target  # noqa: E402
+from toolchain.torch_utils import uint8_to_signed as to_tensor  # noqa: E402
 from toolchain.production.perceptual import make_perceptual  # noqa: E402
-from toolchain.render_job import image_path  # noqa: E402
+from toolchain.render import image_path  # noqa: E402
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import write_report  # noqa: E402
 
-from toolchain.render_job import RenderConfig, render_folder  # noqa: E402
+from toolchain.render import RenderConfig, render_folder  # noqa: E402
 
 
 def main() -> None:

@@ -52,7 +52,7 @@ def bench(model: str, backend: str, precision: str, image: np.ndarray, runs: int
 _TORCH_ALONE = """
 import sys, time, json, numpy as np, torch
 torch.set_num_threads(int(sys.argv[2]))
-from toolchain.estimator.train import load_estimator
+from toolchain.estimator.io import load_estimator
 m, _ = load_estimator(sys.argv[1])
 S = m.config.input_size
 x = torch.randn(1, 3, S, S)

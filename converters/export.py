@@ -60,7 +60,7 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
     Raises:
         AvatarToolError: bad options (e.g. int8 without enough calibration images) or an unreadable model.
     """
-    from toolchain.estimator.train import load_estimator
+    from toolchain.estimator.io import load_estimator
     say = progress or (lambda msg: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

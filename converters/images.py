@@ -45,7 +45,7 @@ def load_images(source: str | Path, size: int, limit: int | None = None, seed: i
             f"paired dataset {root} ({len(idx)} of {len(imgs)})"
     if (root / "set.json").is_file() or (root / "render.json").is_file():
         try:
-            from toolchain.evaluate import load_labelled_set
+            from toolchain.evaluation.evaluate import load_labelled_set
             paths = [p for p, _ in load_labelled_set(root).items]
         except AvatarToolError:
             paths = sorted(p for p in (root / "images").iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)

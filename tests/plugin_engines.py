@@ -1,7 +1,7 @@
 """Tiny engines that tests load through ``module:Class`` specs and fake entry points.
 
 Importable as ``tests.plugin_engines`` from the repository root (``tests`` is a package), also in
-the spawn worker processes that ``render_job`` starts.
+the spawn worker processes that ``render.job`` starts.
 """
 from __future__ import annotations
 

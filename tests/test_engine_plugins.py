@@ -13,7 +13,7 @@ import pytest
 from toolchain.engines.external import ExternalEngine
 from toolchain.engines.registry import create_engine, list_engines
 from toolchain.errors import EngineError, EngineNotFound
-from toolchain.render_job import RenderConfig, image_path, mask_path, render_folder
+from toolchain.render import RenderConfig, image_path, mask_path, render_folder
 from toolchain.schema import AvatarSchema
 
 from ._cli import run_cli

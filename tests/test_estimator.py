@@ -12,7 +12,8 @@ from toolchain.engines.registry import create_engine
 from toolchain.errors import AvatarToolError
 from toolchain.estimator.losses import LossWeights, estimator_loss, symmetric_cross_entropy
 from toolchain.estimator.model import CONTINUOUS_HEAD, AvatarEstimator, EstimatorConfig, load_backbone_weights
-from toolchain.estimator.train import load_estimator, preset, train
+from toolchain.estimator.io import load_estimator
+from toolchain.estimator.train import preset, train
 
 
 def test_sce_matches_hand_computation():
@@ -172,7 +173,7 @@ def test_training_learns_something(tmp_path):
         train([tmp_path / "ds"], tmp_path / "run", cfg, device="cpu")
     model, _ = load_estimator(tmp_path / "run" / "estimator.pt")
     ds = PairedDataset.open(tmp_path / "ds")
-    from toolchain.estimator.train import evaluate_arrays
+    from toolchain.estimator.metrics import evaluate_arrays
     m = evaluate_arrays(model, ds.images, ds.continuous, ds.discrete, 64, torch.device("cpu"))
     # skin tone (8 options, chance 0.125 under a uniform prior) is a large flat colour region
     assert m["accuracy"]["skin_tone"] > 0.3, m

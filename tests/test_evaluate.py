@@ -13,9 +13,9 @@ from toolchain.data.paired_dataset import PairedDatasetWriter
 from toolchain.engines.registry import create_engine
 from toolchain.errors import AvatarToolError, LabelLeakError
 from toolchain.estimator.train import preset, train
-from toolchain.evaluate import evaluate, masked_l1
+from toolchain.evaluation.evaluate import evaluate, masked_l1
 from toolchain.proxy.eval_set import write_proxy_set
-from toolchain.render_job import RenderConfig, render_folder
+from toolchain.render import RenderConfig, render_folder
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +70,9 @@ def test_eval_accuracy_reflects_labels(tiny_model, tmp_path):
     """Relabelling every image with the model's own prediction must give accuracy 1.0."""
     write_proxy_set("alter", tmp_path / "proxy", n=4, seed=1, size=64)
     first = evaluate(tiny_model, tmp_path / "proxy", tmp_path / "o1")
-    from toolchain.estimator.train import load_estimator, predict_arrays
-    from toolchain.evaluate import _load_images, load_labelled_set
+    from toolchain.estimator.io import load_estimator
+    from toolchain.estimator.predict import predict_arrays
+    from toolchain.evaluation.evaluate import _load_images, load_labelled_set
     model, _ = load_estimator(tiny_model)
     es = load_labelled_set(tmp_path / "proxy")
     imgs = _load_images([p for p, _ in es.items], 128)

@@ -49,7 +49,7 @@ def gen_pair(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def renders(tmp_path_factory):
-    from toolchain.render_job import RenderConfig, render_folder
+    from toolchain.render import RenderConfig, render_folder
     d = tmp_path_factory.mktemp("renders")
     render_folder(RenderConfig(engine="alter", n=12, seed=3, size=32, workers=0), d)
     return d

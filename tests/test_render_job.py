@@ -11,7 +11,7 @@ from PIL import Image
 
 from toolchain.engines.alter import ALTER_SCHEMA
 from toolchain.errors import AvatarToolError
-from toolchain.render_job import RenderConfig, image_path, mask_path, render_folder
+from toolchain.render import RenderConfig, image_path, mask_path, render_folder
 from toolchain.schema import AvatarSchema
 
 from ._cli import run_cli

@@ -23,7 +23,7 @@ class TorchBackend(Backend):
             sys.modules["triton"] = None  # type: ignore[assignment]
         import torch
         try:
-            from toolchain.estimator.train import load_estimator
+            from toolchain.estimator.io import load_estimator
         except ImportError as exc:
             raise BackendUnavailableError(f"the torch backend needs the swiftavatar toolchain ({exc}): "
                                           "`pip install swiftavatar[train]`") from None

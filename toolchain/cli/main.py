@@ -84,7 +84,7 @@ def render(
     engine_timeout: float = typer.Option(60.0, "--engine-timeout", help="Seconds an external engine may take per request."),
 ) -> None:
     """Sample avatar vectors and render them: PNGs, masks, vectors.jsonl and a contact sheet."""
-    from ..render_job import RenderConfig, render_folder
+    from ..render.job import RenderConfig, render_folder
     cfg = RenderConfig(engine=engine, n=n, seed=seed, size=size, workers=workers, batch_size=batch_size,
                        masks=masks, timeout_s=engine_timeout)
     with make_progress() as progress:
@@ -149,7 +149,7 @@ def baseline(
     backbone_weights: Optional[Path] = typer.Option(None, "--backbone-weights", help="ImageNet ResNet-18 weights."),
 ) -> None:
     """The paper's Baseline: render, build a paired dataset of renders, train the estimator on it."""
-    from ..baseline import run_baseline
+    from ..pipeline.baseline import run_baseline
     from ..estimator.train import preset
     cfg = preset(config, epochs=epochs)
     with make_progress() as progress:
@@ -167,7 +167,7 @@ def eval_cmd(
     engine: Optional[str] = typer.Option(None, "--engine", help="Engine spec to render with (default: the set's)."),
 ) -> None:
     """Evaluate an estimator: per-parameter accuracy/MAE, render-space distance, picture grid."""
-    from ..evaluate import evaluate
+    from ..evaluation.evaluate import evaluate
     out = out or model.parent / f"eval-{set_dir.resolve().name}"
     with make_progress() as progress:
         task = progress.add_task("evaluate", total=None)
@@ -327,7 +327,7 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Estimate avatar vectors for face photos with the reference SDK."""
-    from ..predict import predict_files
+    from .predict import predict_files
     results = predict_files(bundle, images, backend=backend, precision=precision, detection=detection,
                             render_dir=out if render else None)
     if as_json:
@@ -479,6 +479,75 @@ def pairs(
     console.print(f"[green]done[/]: {summary['samples']} samples from {summary['kept_sources']} sources -> {out}; "
                   f"quality filter (loss > {limit}) dropped {summary['dropped_sources']}; "
                   f"perceptual loss: {'LPIPS' if lp['used'] else lp['fallback']}; picture: {summary.get('grid')}")
+
+
+def _default_run_dir(engine: str, preset: str) -> Path:
+    import re
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", engine.split("/")[-1]).strip("-")[:40] or "engine"
+    return Path("runs") / f"build-{slug}-{preset}"
+
+
+@app.command()
+def build(
+    engine: str = typer.Option(..., "--engine", "-e", help="Engine name, 'module:Class' or 'cmd:<command>'."),
+    preset: str = typer.Option("smoke", "--preset", "-p", help="smoke (~15 min, 2 CPU cores), cpu (~2 h) or paper (GPU)."),
+    run_dir: Optional[Path] = typer.Option(None, "--run", "-o", help="Run directory (default: runs/build-<engine>-<preset>)."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="YAML file of settings (sections: render, real, "
+                                               "avatar, pairs, train, export, eval, baseline)."),
+    settings: Optional[list[str]] = typer.Option(None, "--set", help="Override one setting, e.g. --set pairs.k=3 (repeatable)."),
+    force: Optional[list[str]] = typer.Option(None, "--force", help="Rerun this stage and every stage after it (repeatable)."),
+    real_generator: Optional[Path] = typer.Option(None, "--real-generator",
+                                                  help="G_real: our generator.safetensors or the released SemanticStyleGAN .pt."),
+    real_images: Optional[Path] = typer.Option(None, "--real-images",
+                                               help="Face photos with part masks (image+mask folder or CelebAMask-HQ layout)."),
+    eval_set: Optional[Path] = typer.Option(None, "--eval-set", help="Your labelled evaluation set (default: drawn here)."),
+    lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="torchvision AlexNet weights (LPIPS)."),
+    backbone_weights: Optional[Path] = typer.Option(None, "--backbone-weights", help="ImageNet ResNet-18 weights."),
+    early_stop: Optional[bool] = typer.Option(None, "--early-stop/--no-early-stop", help="Stop a sample's inversion when it stops improving."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Render worker processes."),
+    engine_timeout: Optional[float] = typer.Option(None, "--engine-timeout", help="Seconds an external engine may take per request."),
+    calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Time a few units of each stage first and print estimates."),
+) -> None:
+    """Build an estimator for ENGINE end to end: renders, generators, pairs, training, export, a verified
+    bundle and a report. Rerun the same command to resume; finished stages are skipped."""
+    from ..pipeline.build import build as run_build
+    from ..pipeline.config import resolve_config
+    from .build_ui import RichBuildUI
+    lp = str(lpips_weights) if lpips_weights else None
+    explicit = {"real.generator": str(real_generator) if real_generator else None,
+                "real.images": str(real_images) if real_images else None,
+                "eval.set": str(eval_set) if eval_set else None, "eval.lpips_weights": lp, "pairs.lpips_weights": lp,
+                "train.backbone_weights": str(backbone_weights) if backbone_weights else None,
+                "pairs.early_stop": early_stop, "device": device, "threads": threads, "render.workers": workers,
+                "render.engine_timeout": engine_timeout}
+    cfg = resolve_config(engine, preset, config_file, settings or [], **explicit)
+    run_dir = run_dir or _default_run_dir(engine, preset)
+    estimates = None
+    if calibrate:
+        from ..pipeline.calibrate import calibrate_build, describe
+        estimates = calibrate_build(cfg)
+        err_console.print(describe(cfg, estimates), highlight=False, soft_wrap=True)
+    try:
+        with RichBuildUI(err_console) as ui:
+            results = run_build(cfg, run_dir, ui=ui, force=force or [], estimates=estimates)
+    except (AvatarToolError, SchemaError, VectorError, AvatarSDKError) as exc:
+        raise AvatarToolError(f"{exc} — finished work is kept; resume with: {_resume_command()}") from exc
+    ran = [r for r in results if r.status != "skipped"]
+    total = sum(r.seconds for r in ran)
+    out = {r.name: r.record.get("outputs", {}) for r in results}
+    console.print(f"[green]done[/]: {len(ran)} stage(s) ran in {total:.0f} s, {len(results) - len(ran)} up to date")
+    console.print(f"bundle: {out.get('export', {}).get('bundle')}")
+    console.print(f"report: {out.get('report', {}).get('report_html')}")
+
+
+def _resume_command() -> str:
+    import shlex
+    argv = list(sys.argv)
+    argv[0] = "avatartool"
+    argv = [a for i, a in enumerate(argv) if a != "--force" and (i == 0 or argv[i - 1] != "--force")]
+    return " ".join(shlex.quote(a) for a in argv)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -9,20 +9,23 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..atomic_io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl, read_jsonl
+from ..atomic_io import atomic_write_json, atomic_write_jsonl, read_jsonl
 from ..data.paired_dataset import PairedDataset
 from ..errors import AvatarToolError
+from ..presets import lookup_preset
+from ..torch_utils import save_checkpoint_atomic, select_device
 from ..schema import AvatarSchema
 from .losses import LossWeights, estimator_loss
-from .model import CONTINUOUS_HEAD, AvatarEstimator, EstimatorConfig, load_backbone_weights
+from .metrics import evaluate_arrays
+from .model import AvatarEstimator, EstimatorConfig, load_backbone_weights
+from .predict import prepare_batch
 
 
 @dataclass
@@ -60,9 +63,7 @@ PRESETS: dict[str, TrainConfig] = {
 
 
 def preset(name: str, **overrides: Any) -> TrainConfig:
-    if name not in PRESETS:
-        raise AvatarToolError(f"unknown training config '{name}' (choose from {', '.join(PRESETS)})")
-    return replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+    return lookup_preset(PRESETS, name, "training config", **overrides)
 
 
 ProgressFn = Callable[[str, int, int, dict], None]  # (phase, step, total, info)
@@ -70,32 +71,6 @@ ProgressFn = Callable[[str, int, int, dict], None]  # (phase, step, total, info)
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
-
-
-def prepare_batch(images: np.ndarray, model: AvatarEstimator, size: int, device: torch.device,
-                  generator: torch.Generator | None) -> torch.Tensor:
-    """uint8 [B,H,W,3] → normalised float [B,3,size,size]; with a generator, a random zoom/shift and a
-    mild brightness/contrast jitter (no flips: many assets are asymmetric)."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
-    b = x.shape[0]
-    if generator is not None:
-        scale = 0.85 + 0.15 * torch.rand(b, generator=generator)
-        shift = (torch.rand(b, 2, generator=generator) * 2 - 1) * (1 - scale).unsqueeze(1)
-        theta = torch.zeros(b, 2, 3)
-        theta[:, 0, 0] = scale
-        theta[:, 1, 1] = scale
-        theta[:, :, 2] = shift
-        grid = F.affine_grid(theta, (b, 3, size, size), align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        bright = 1 + (torch.rand(b, 1, 1, 1, generator=generator) - 0.5) * 0.2
-        contrast = 1 + (torch.rand(b, 1, 1, 1, generator=generator) - 0.5) * 0.2
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = ((x - mean) * contrast + mean) * bright
-        x = x.clamp_(0, 1)
-    elif x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    x = x.to(device)
-    return (x - model.mean) / model.std
 
 
 def _load_datasets(dirs: Sequence[str | Path]) -> tuple[AvatarSchema, np.ndarray, np.ndarray, np.ndarray, list[dict]]:
@@ -126,53 +101,6 @@ def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-@torch.no_grad()
-def predict_arrays(model: AvatarEstimator, images: np.ndarray, size: int, device: torch.device,
-                   batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Run the model on uint8 images: (continuous in [0,1] [N,C], class indices [N,D], per-head softmax)."""
-    model.eval()
-    schema = model.schema
-    pc, pd, probs = [], [], [[] for _ in schema.discrete]
-    for k in range(0, len(images), batch_size):
-        chunk = images[k:k + batch_size]
-        out = model(prepare_batch(chunk, model, size, device, None))
-        pc.append(out[CONTINUOUS_HEAD].float().clamp(0, 1).cpu().numpy() if CONTINUOUS_HEAD in out
-                  else np.zeros((len(chunk), 0), np.float32))
-        for i, p in enumerate(schema.discrete):
-            probs[i].append(torch.softmax(out[p.name].float(), 1).cpu().numpy())
-        pd.append(np.stack([out[p.name].argmax(1).cpu().numpy() for p in schema.discrete], 1)
-                  if schema.discrete else np.zeros((len(chunk), 0), np.int64))
-    return np.concatenate(pc), np.concatenate(pd), [np.concatenate(p) for p in probs]
-
-
-def parameter_metrics(schema: AvatarSchema, pred_c: np.ndarray, pred_d: np.ndarray, continuous: np.ndarray,
-                      discrete: np.ndarray) -> dict[str, Any]:
-    """Per-parameter accuracy (discrete) and MAE in parameter units (continuous), plus their means."""
-    metrics: dict[str, Any] = {"accuracy": {}, "mae": {}}
-    for i, p in enumerate(schema.discrete):
-        metrics["accuracy"][p.name] = float((pred_d[:, i] == discrete[:, i]).mean())
-    for i, p in enumerate(schema.continuous):
-        metrics["mae"][p.name] = float(np.abs(pred_c[:, i] - continuous[:, i]).mean() * (p.high - p.low))
-    if metrics["accuracy"]:
-        metrics["mean_accuracy"] = float(np.mean(list(metrics["accuracy"].values())))
-    if metrics["mae"]:
-        metrics["mean_mae"] = float(np.mean(list(metrics["mae"].values())))
-    return metrics
-
-
-def evaluate_arrays(model: AvatarEstimator, images: np.ndarray, continuous: np.ndarray, discrete: np.ndarray,
-                    size: int, device: torch.device) -> dict[str, Any]:
-    pc, pd, _ = predict_arrays(model, images, size, device)
-    return parameter_metrics(model.schema, pc, pd, continuous, discrete)
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    import io
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def train(datasets: Sequence[str | Path], out_dir: str | Path, cfg: TrainConfig, backbone_weights: str | Path | None = None,
           device: str | None = None, progress: ProgressFn | None = None, stop_after_epoch: int | None = None) -> dict[str, Any]:
     """Train (or resume) an estimator. Returns the run summary also written to ``out_dir/run.json``.
@@ -181,7 +109,7 @@ def train(datasets: Sequence[str | Path], out_dir: str | Path, cfg: TrainConfig,
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = select_device(device)
     schema, images, cont, disc, sources = _load_datasets(datasets)
     train_idx, val_idx = _split(len(images), cfg.val_fraction, cfg.seed)
     if len(train_idx) == 0:
@@ -255,28 +183,14 @@ def train(datasets: Sequence[str | Path], out_dir: str | Path, cfg: TrainConfig,
                  "epoch": epoch, "train_config": cfg.to_json(), "sources": [s["path"] for s in sources]}
         if use_amp:
             state["scaler"] = scaler.state_dict()
-        _save_checkpoint(ckpt_path, state)
+        save_checkpoint_atomic(ckpt_path, state)
         stats.append(row)
         atomic_write_jsonl(stats_path, stats)
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             return {**summary, "status": "stopped", "epochs_done": epoch + 1}
     final = {"config": model.config.to_json(), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
              "backbone": backbone_report, "sources": [s["path"] for s in sources]}
-    _save_checkpoint(out_dir / "estimator.pt", final)
+    save_checkpoint_atomic(out_dir / "estimator.pt", final)
     summary.update(status="done", epochs_done=cfg.epochs, final=stats[-1] if stats else {})
     atomic_write_json(run_path, summary)
     return summary
-
-
-def load_estimator(path: str | Path, device: str | torch.device = "cpu") -> tuple[AvatarEstimator, dict[str, Any]]:
-    """Load ``estimator.pt`` safely (``weights_only=True``); returns the model and the file's metadata."""
-    path = Path(path)
-    if not path.is_file():
-        raise AvatarToolError(f"--model {path}: no such file (train one with `avatartool train` or `avatartool baseline`)")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        model = AvatarEstimator(EstimatorConfig.from_json(blob["config"]))
-        model.load_state_dict(blob["state_dict"])
-    except (KeyError, RuntimeError, TypeError) as exc:
-        raise AvatarToolError(f"{path} is not an avatartool estimator file: {exc}") from None
-    return model.to(device).eval(), {k: v for k, v in blob.items() if k != "state_dict"}

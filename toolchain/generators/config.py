@@ -165,6 +165,5 @@ PRESETS: dict[str, GeneratorConfig] = {
 
 
 def generator_preset(name: str, **overrides: Any) -> GeneratorConfig:
-    if name not in PRESETS:
-        raise AvatarToolError(f"unknown generator config '{name}' (choose from {', '.join(PRESETS)})")
-    return replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+    from ..presets import lookup_preset
+    return lookup_preset(PRESETS, name, "generator config", **overrides)

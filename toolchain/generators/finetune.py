@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ..errors import AvatarToolError
+from ..torch_utils import select_device
 from . import losses
 from .generator import SemanticGenerator
 from .io import load_discriminator, load_generator
@@ -43,7 +44,7 @@ def finetune(engine: str, real_generator: str | Path, out_dir: str | Path, tcfg:
 
     ``tcfg.seg_discriminator`` is switched off when the engine draws no masks (image-only D).
     """
-    from ..render_job import RenderConfig, render_folder
+    from ..render.job import RenderConfig, render_folder
     out = Path(out_dir)
     g_real, meta = load_generator(real_generator, device="cpu")
     gcfg = g_real.cfg
@@ -64,7 +65,7 @@ def finetune(engine: str, real_generator: str | Path, out_dir: str | Path, tcfg:
     if d_path.exists():
         d, _ = load_discriminator(d_path)  # a branch it lacks stays freshly initialised
         init_d = {k: v for k, v in d.state_dict().items() if tcfg.seg_discriminator or not k.startswith("seg.")}
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = select_device(device)
     g_ref = g_real.to(dev).eval().requires_grad_(False)
     extra = colour_loss_fn(g_ref, parts, colour_weight) if colour_weight > 0 else None
     run_meta = {"role": "avatar", "engine": engine, "real_generator": str(Path(real_generator).resolve()),

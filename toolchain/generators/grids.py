@@ -6,6 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..torch_utils import signed_to_uint8
 from .generator import SemanticGenerator
 
 PALETTE = np.array([[0, 0, 0], [230, 180, 150], [120, 70, 30], [220, 40, 60], [60, 160, 220], [250, 220, 60],
@@ -14,7 +15,7 @@ PALETTE = np.array([[0, 0, 0], [230, 180, 150], [120, 70, 30], [220, 40, 60], [6
 
 
 def _img(x: torch.Tensor) -> np.ndarray:
-    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return signed_to_uint8(x)
 
 
 def _seg(probs: torch.Tensor) -> np.ndarray:

@@ -27,6 +27,8 @@ import torch.nn.functional as F
 
 from ..atomic_io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl, read_jsonl, save_png_atomic
 from ..errors import AvatarToolError
+from ..presets import lookup_preset
+from ..torch_utils import save_checkpoint_atomic, select_device, uint8_to_signed
 from . import losses
 from .config import GeneratorConfig
 from .discriminator import DualBranchDiscriminator
@@ -75,27 +77,15 @@ TRAIN_PRESETS: dict[str, GANTrainConfig] = {
 
 
 def train_preset(name: str, **overrides: Any) -> GANTrainConfig:
-    if name not in TRAIN_PRESETS:
-        raise AvatarToolError(f"unknown training preset '{name}' (choose from {', '.join(TRAIN_PRESETS)})")
-    return replace(TRAIN_PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+    return lookup_preset(TRAIN_PRESETS, name, "training preset", **overrides)
 
 
 def step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step * 7919 + 12345) % (2 ** 63)
 
 
-def to_model_image(x_uint8: torch.Tensor) -> torch.Tensor:
-    return x_uint8.permute(0, 3, 1, 2).float().div(127.5).sub(1)
-
-
 def to_model_mask(parts: torch.Tensor, n_parts: int) -> torch.Tensor:
     return F.one_hot(parts, n_parts).permute(0, 3, 1, 2).float() * 2 - 1
-
-
-def _save_torch(path: Path, state: dict) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 @torch.no_grad()
@@ -119,7 +109,7 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
     (as a crash would; tests). ``images``/``masks`` may be passed pre-loaded instead of read from ``data_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = select_device(device)
     amp = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
     if images is None:
         images, masks = load_mask_folder(data_dir, gcfg, need_masks=tcfg.seg_discriminator)
@@ -176,7 +166,7 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
         return z, None, None
 
     def save_snapshot(step: int) -> None:
-        _save_torch(ckpt_path, {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
+        save_checkpoint_atomic(ckpt_path, {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
                                 "g_opt": g_opt.state_dict(), "d_opt": d_opt.state_dict(), "mean_path": mean_path.cpu(),
                                 "step": step, "identity": identity})
         atomic_write_jsonl(stats_path, stats)
@@ -187,7 +177,7 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
     for step in range(start, tcfg.iters):
         torch.manual_seed(step_seed(tcfg.seed, step))
         idx = torch.randint(0, n, (b,))
-        real = to_model_image(imgs_t[idx.to(dev)])
+        real = uint8_to_signed(imgs_t[idx.to(dev)])
         real_seg = to_model_mask(masks_t[idx.to(dev)], gcfg.n_parts) if tcfg.seg_discriminator else None
         row: dict[str, float] = {}
 

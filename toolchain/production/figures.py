@@ -11,7 +11,8 @@ from PIL import Image, ImageDraw
 from ..atomic_io import save_png_atomic
 from ..data.paired_dataset import PairedDataset
 from ..generators.generator import SemanticGenerator
-from ..render_job import image_path
+from ..render.folder import image_path
+from ..torch_utils import signed_to_uint8
 
 
 def pairs_grid(dataset_dir: str | Path, g_avatar: SemanticGenerator, render_dir: str | Path, n_sources: int = 8,
@@ -26,7 +27,7 @@ def pairs_grid(dataset_dir: str | Path, g_avatar: SemanticGenerator, render_dir:
     s = g_avatar.cfg.size
     with torch.no_grad():
         codes = torch.from_numpy(ds.latents[[by_source[i][0] for i in sources]])
-        recon = ((g_avatar.synthesize(codes, "const").image.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+        recon = signed_to_uint8(g_avatar.synthesize(codes, "const").image)
     cols = 3 + n_aug
     cell, pad, head = s * scale, 4, 14
     sheet = Image.new("RGB", (cols * (cell + pad) + pad, len(sources) * (cell + pad) + pad + head), "white")

@@ -3,8 +3,10 @@
     w* = argmin_w  λp·LPIPS(y, G(w)) + λi·‖y − G(w)‖² + λl·‖w − w_0‖²
 
 Adam, lr 0.1 with cosine annealing, 200 steps (the paper's settings; all in ``InversionConfig``).
-``‖·‖²`` are means over a sample's pixels / latent entries. ``w_0`` is where the sample started (the
-paper's w_mean; the modified w̃_mean for assets it has, so the regulariser does not pull them out again).
+``‖·‖²`` are means over a sample's pixels / latent entries. ``w_0`` is the sample's *anchor*: by default
+where it started (the paper's w_mean; the modified w̃_mean for assets it has, so the regulariser does
+not pull them out again); an item may name another anchor (e.g. w_mean for every sample, the paper's
+literal regulariser). Every sample runs its ``steps`` (the paper); early stopping is an option.
 
 Images stream through a fixed number of *slots* (``batch_size``): every optimisation step runs the
 generator and the loss on all slots at once; a sample that has run its steps, or stopped improving
@@ -45,7 +47,7 @@ class InversionConfig:
     lambda_l: float = 1.0           # latent regulariser towards the start code
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
-    early_stop_tol: float = 1e-3    # relative loss gain below which a sample counts as converged; 0: off
+    early_stop_tol: float = 0.0     # relative loss gain below which a sample counts as converged; 0: off (paper)
     patience: int = 25
     batch_size: int = 64            # slots: images optimised together (the fixed batch shape)
 
@@ -101,10 +103,11 @@ def _terms(g: SemanticGenerator, perceptual: nn.Module, cfg: InversionConfig, w:
 
 
 def invert_stream(g: SemanticGenerator, perceptual: nn.Module,
-                  items: Iterable[tuple[Hashable, torch.Tensor, torch.Tensor]],
+                  items: Iterable[tuple[Hashable, torch.Tensor, torch.Tensor] | tuple[Hashable, torch.Tensor, torch.Tensor, torch.Tensor]],
                   cfg: InversionConfig = InversionConfig(), history: dict[str, list[float]] | None = None,
                   on_step: Callable[[int], None] | None = None) -> Iterator[tuple[Hashable, InvertedSample]]:
-    """Invert ``items`` = (key, target [3, S, S] in [-1, 1], start code [n_latent, D]), read lazily as
+    """Invert ``items`` = (key, target [3, S, S] in [-1, 1], start code [n_latent, D][, anchor code of the
+    latent regulariser, default the start code]), read lazily as
     slots free up; yields (key, result) as samples finish, which is not input order. ``history``, when
     given, receives per step the mean terms over busy slots; ``on_step`` gets the global step count."""
     g.requires_grad_(False)
@@ -114,7 +117,7 @@ def invert_stream(g: SemanticGenerator, perceptual: nn.Module,
     if first is None:
         return
     n_slots = cfg.batch_size
-    _, y1, w1 = first
+    y1, w1 = first[1], first[2]
     y = y1.to(dev)[None].repeat(n_slots, 1, 1, 1)          # idle slots hold a copy of real data (finite,
     w = w1.to(dev)[None].repeat(n_slots, 1, 1)             # harmless); their results are never used
     w0, m, v = w.clone(), torch.zeros_like(w), torch.zeros_like(w)
@@ -135,9 +138,10 @@ def invert_stream(g: SemanticGenerator, perceptual: nn.Module,
             item = pending.pop() if pending else next(it, None)
             if item is None:
                 return
-            key, ys, ws = item
+            key, ys, ws = item[:3]
+            anchor = item[3] if len(item) > 3 else ws
             keys[s] = key
-            y[s], w[s], w0[s] = ys.to(dev), ws.to(dev), ws.to(dev)
+            y[s], w[s], w0[s] = ys.to(dev), ws.to(dev), anchor.to(dev)
             m[s], v[s], t[s], best[s], since_best[s] = 0, 0, 0, float("inf"), 0
 
     fill()

@@ -26,17 +26,26 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..atomic_io import read_jsonl
 from ..data.paired_dataset import PairedDatasetWriter
 from ..errors import AvatarToolError
 from ..generators.io import load_generator
+from ..render.folder import RenderFolder, is_render_folder
+from ..torch_utils import signed_to_uint8, uint8_to_signed
 from .augment import AugmentConfig, augment, resolve_parts
 from .init_latent import InitConfig, build_init
 from .inversion import InversionConfig, InvertedSample, invert_stream
 from .perceptual import make_perceptual
 
 ProgressFn = Callable[[int, int, dict], None]   # (sources inverted, total, {kept, dropped, sealed})
-DEFAULT_MAX_LOSS = 0.25
+# The quality filter's default threshold on the final inversion loss, per perceptual term: LPIPS and the
+# weight-free fallback are not on one scale. The fallback's was chosen on the tiny generators (it drops the
+# worst ~5 % of 2,000 alter sources); LPIPS's could not be measured here (no AlexNet weights offline): it is
+# the loss of a visibly wrong reconstruction in published inversion work, so check the dropped list.
+DEFAULT_MAX_LOSS = {"lpips": 0.6, "fallback": 0.25}
+
+
+def default_max_loss(lpips_used: bool) -> float:
+    return DEFAULT_MAX_LOSS["lpips" if lpips_used else "fallback"]
 
 
 @dataclass
@@ -47,7 +56,8 @@ class PairsConfig:
     render_size: int = 64
     render_seed: int = 0
     chunk: int = 32                 # sources per shard (the unit of resumption)
-    max_loss: float | None = DEFAULT_MAX_LOSS  # quality filter on the final inversion loss (None: off)
+    max_loss: float | None | str = "auto"  # quality filter on the final loss (None: off; "auto": per perceptual term)
+    latent_anchor: str = "start"    # the latent regulariser pulls to the start code, or to w_mean ("mean")
     lpips_weights: str | None = None
     init: InitConfig = field(default_factory=InitConfig)
     inversion: InversionConfig = field(default_factory=InversionConfig)
@@ -61,13 +71,19 @@ class PairsConfig:
             raise AvatarToolError(f"--chunk must be at least 1, got {self.chunk}")
         if self.augment.k < 0:
             raise AvatarToolError(f"-k must be 0 or more, got {self.augment.k}")
-        if self.max_loss is not None and self.max_loss <= 0:
+        if self.latent_anchor not in ("start", "mean"):
+            raise AvatarToolError(f"latent anchor must be 'start' or 'mean', got {self.latent_anchor!r}")
+        if self.max_loss == "auto":
+            pass
+        elif isinstance(self.max_loss, str):
+            raise AvatarToolError(f"--max-loss must be a number or 'auto', got {self.max_loss!r}")
+        elif self.max_loss is not None and self.max_loss <= 0:
             raise AvatarToolError(f"--max-loss must be positive (or negative to turn the filter off), got {self.max_loss}")
 
     def fingerprint(self) -> dict[str, Any]:
         """What must not change between a run and its resumption."""
         return {"engine": self.engine, "render_size": self.render_size, "render_seed": self.render_seed,
-                "chunk": self.chunk, "max_loss": self.max_loss, "init": vars(self.init),
+                "chunk": self.chunk, "max_loss": self.max_loss, "latent_anchor": self.latent_anchor, "init": vars(self.init),
                 "inversion": self.inversion.to_json(), "augment": self.augment.to_json()}
 
 
@@ -102,44 +118,35 @@ def load_target(path: Path, size: int) -> np.ndarray:
         return np.array(im.convert("RGB").resize((size, size), Image.BOX))  # a writable copy for torch
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    return ((x.detach().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
 def source_generator(seed: int, source: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + source)
 
 
-def _ensure_renders(cfg: PairsConfig, out: Path) -> Path:
-    from ..render_job import RenderConfig, image_path, render_folder
+def _ensure_renders(cfg: PairsConfig, out: Path) -> RenderFolder:
+    from ..render.job import RenderConfig, render_folder
     rdir = Path(cfg.renders) if cfg.renders else out / "renders"
-    have = (rdir / "vectors.jsonl").is_file() and all(image_path(rdir, i).exists() for i in range(cfg.n))
-    if not have:
+    if not (is_render_folder(rdir) and RenderFolder.open(rdir).rendered(cfg.n)):
         render_folder(RenderConfig(engine=cfg.engine, n=cfg.n, seed=cfg.render_seed, size=cfg.render_size, workers=0), rdir)
-    manifest = json.loads((rdir / "render.json").read_text())
-    if manifest["engine"] != cfg.engine:
-        raise AvatarToolError(f"{rdir} holds renders of engine '{manifest['engine']}', not '{cfg.engine}'")
-    return rdir
+    folder = RenderFolder.open(rdir)
+    if folder.engine != cfg.engine:
+        raise AvatarToolError(f"{rdir} holds renders of engine '{folder.engine}', not '{cfg.engine}'")
+    return folder
 
 
 def _seal_chunk(cfg: PairsConfig, writer: PairedDatasetWriter, g_real, src: list[int], results: list[InvertedSample],
-                vectors: list[dict]) -> dict[str, Any]:
+                vectors: list[dict], max_loss: float | None) -> dict[str, Any]:
     """Filter, synthesise and augment one chunk of finished sources; write it as one shard together with
     the progress record (one atomic index write). Returns the new progress record."""
     wmeta = writer.index["meta"]
     dropped, added = [], 0
     with torch.no_grad():
         for i, res, vector in zip(src, results, vectors):
-            if cfg.max_loss is not None and res.loss > cfg.max_loss:
+            if max_loss is not None and res.loss > max_loss:
                 dropped.append({"source": i, "loss": round(res.loss, 5)})
                 continue
             codes = torch.cat((res.wplus[None], augment(g_real, res.wplus, cfg.augment.strengths, cfg.augment.k,
                                                         source_generator(cfg.augment.seed, i))))
-            images = to_uint8(g_real.synthesize(codes, "const").image)
+            images = signed_to_uint8(g_real.synthesize(codes, "const").image)
             stats = {"loss": round(res.loss, 5), "perceptual": round(res.perceptual, 5), "mse": round(res.mse, 5),
                      "steps": res.steps}
             for j in range(len(codes)):
@@ -158,16 +165,11 @@ def _seal_chunk(cfg: PairsConfig, writer: PairedDatasetWriter, g_real, src: list
 def produce_pairs(cfg: PairsConfig, out_dir: str | Path, real_generator: str | Path, avatar_generator: str | Path,
                   progress: ProgressFn | None = None, stop_after_chunks: int | None = None) -> dict[str, Any]:
     """Produce (or resume) the paired dataset in ``out_dir``. Returns a summary."""
-    from ..engines.registry import create_engine
-    from ..render_job import image_path
     out = Path(out_dir)
     t0 = time.perf_counter()
-    with create_engine(cfg.engine) as engine:
-        schema = engine.schema
-    rdir = _ensure_renders(cfg, out)
-    rows = read_jsonl(rdir / "vectors.jsonl")[: cfg.n]
-    if len(rows) < cfg.n:
-        raise AvatarToolError(f"{rdir} has only {len(rows)} vectors, -n asks for {cfg.n}")
+    folder = _ensure_renders(cfg, out)
+    folder.require(cfg.n)
+    schema, rdir, vectors = folder.schema, folder.root, folder.vectors[: cfg.n]
     g_real, _ = load_generator(real_generator)
     g_av, _ = load_generator(avatar_generator)
     for g in (g_real, g_av):
@@ -176,6 +178,7 @@ def produce_pairs(cfg: PairsConfig, out_dir: str | Path, real_generator: str | P
         raise AvatarToolError("G_real and G_avatar have different W+ layouts; they must share one config")
     resolve_parts(g_real, cfg.augment.strengths)  # fail before any work on a bad part name
     perceptual, lpips_info = make_perceptual(cfg.lpips_weights)
+    max_loss = default_max_loss(lpips_info["used"]) if cfg.max_loss == "auto" else cfg.max_loss
     fingerprint = {**cfg.fingerprint(), "lpips": {k: lpips_info.get(k) for k in ("used", "fallback")},
                    "generators": {"real": str(Path(real_generator).resolve()), "avatar": str(Path(avatar_generator).resolve())}}
     meta = {"kind": "gan-pairs", "engine": cfg.engine, "sources": [str(rdir.resolve())], "fingerprint": fingerprint,
@@ -194,7 +197,9 @@ def produce_pairs(cfg: PairsConfig, out_dir: str | Path, real_generator: str | P
         progress(start, cfg.n, {"kept": len(writer) // (1 + cfg.augment.k), "dropped": len(prog["dropped"]),
                                 "sealed": start})
     size = g_av.cfg.size
-    items = ((i, to_tensor(load_target(image_path(rdir, i), size)[None])[0], init.for_vectors([rows[i]["vector"]])[0])
+    anchor = init.w_mean if cfg.latent_anchor == "mean" else None
+    items = ((i, uint8_to_signed(load_target(folder.image_path(i), size)[None])[0], init.for_vectors([vectors[i]])[0],
+              *(() if anchor is None else (anchor,)))
              for i in range(start, cfg.n))
     finished: dict[int, InvertedSample] = {}
     chunks, c0 = 0, start
@@ -209,7 +214,7 @@ def produce_pairs(cfg: PairsConfig, out_dir: str | Path, real_generator: str | P
             while c0 < cfg.n and all(j in finished for j in range(c0, min(cfg.n, c0 + cfg.chunk))):
                 src = list(range(c0, min(cfg.n, c0 + cfg.chunk)))
                 prog = _seal_chunk(cfg, writer, g_real, src, [finished.pop(j) for j in src],
-                                   [rows[j]["vector"] for j in src])
+                                   [vectors[j] for j in src], max_loss)
                 c0, chunks = src[-1] + 1, chunks + 1
             if stop_after_chunks is not None and chunks >= stop_after_chunks:
                 break
@@ -219,7 +224,7 @@ def produce_pairs(cfg: PairsConfig, out_dir: str | Path, real_generator: str | P
     done = prog["sources_done"] >= cfg.n
     summary = {"out": str(out), "sources": cfg.n, "sources_done": prog["sources_done"], "samples": len(writer),
                "kept_sources": len(writer) // (1 + cfg.augment.k), "dropped_sources": len(prog["dropped"]),
-               "dropped": prog["dropped"], "max_loss": cfg.max_loss, "lpips": lpips_info, "init": init.to_json(),
+               "dropped": prog["dropped"], "max_loss": max_loss, "lpips": lpips_info, "init": init.to_json(),
                "seconds": round(time.perf_counter() - t0, 1), "complete": done}
     if done and len(writer) and cfg.grid_sources:
         from .figures import pairs_grid

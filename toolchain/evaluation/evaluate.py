@@ -15,14 +15,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .atomic_io import atomic_write_json, atomic_write_text, save_png_atomic
-from .contact_sheet import contact_sheet
-from .engines.registry import create_engine
-from .errors import AvatarToolError, LabelLeakError
-from .estimator.train import load_estimator, parameter_metrics, predict_arrays
-from .atomic_io import read_jsonl
-from .proxy.eval_set import EvalSet, compute_set_id, load_eval_set
-from .render_job import image_path, mask_path
+from ..atomic_io import atomic_write_json, atomic_write_text, save_png_atomic
+from ..contact_sheet import contact_sheet
+from ..engines.registry import create_engine
+from ..errors import AvatarToolError, LabelLeakError
+from ..estimator.io import load_estimator
+from ..estimator.metrics import parameter_metrics
+from ..estimator.predict import predict_arrays
+from ..proxy.eval_set import EvalSet, compute_set_id, load_eval_set
+from ..render.folder import RenderFolder, is_render_folder
 
 RENDER_METRIC_SIZE = 128
 
@@ -41,7 +42,7 @@ def _lpips_metric(weights: str | Path | None) -> tuple[Callable[[np.ndarray, np.
     if weights is None:
         return None, {"available": False, "reason": "no --lpips-weights given (LPIPS backbones cannot be downloaded "
                                                     "here); the masked pixel distance is reported instead"}
-    from .metrics.lpips_metric import load_lpips
+    from ..metrics.lpips_metric import load_lpips
     fn = load_lpips(weights)
     return fn, {"available": True, "weights": str(weights)}
 
@@ -59,16 +60,15 @@ def _load_images(paths: list[Path], size: int) -> np.ndarray:
 def load_labelled_set(set_dir: str | Path) -> EvalSet:
     """An evaluation set folder, or a render folder (``avatartool render`` output: held-out renders)."""
     root = Path(set_dir)
-    if (root / "render.json").is_file() and not (root / "set.json").exists():
-        manifest = json.loads((root / "render.json").read_text())
-        rows = read_jsonl(root / "vectors.jsonl")
-        items = [(image_path(root, r["index"]), r["vector"]) for r in rows if image_path(root, r["index"]).is_file()]
-        if not items:
+    if is_render_folder(root) and not (root / "set.json").exists():
+        folder = RenderFolder.open(root)
+        rendered = folder.items()
+        if not rendered:
             raise AvatarToolError(f"{root} holds no rendered images")
-        names = [(p.name, v) for p, v in items]
-        masks = [mask_path(root, r["index"]) for r in rows[: len(items)]]
-        return EvalSet(root=root, engine=manifest["engine"], set_id=compute_set_id(manifest["engine"], names),
-                       kind="engine-renders", items=items, masks=[m if m.is_file() else None for m in masks])
+        items = [(path, vector) for _, path, vector in rendered]
+        names = [(path.name, vector) for path, vector in items]
+        return EvalSet(root=root, engine=folder.engine, set_id=compute_set_id(folder.engine, names),
+                       kind="engine-renders", items=items, masks=[folder.mask_path(i) for i, _, _ in rendered])
     return load_eval_set(root)
 
 

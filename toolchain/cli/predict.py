@@ -31,7 +31,7 @@ def predict_files(bundle: str | Path, images: Sequence[str | Path], backend: str
                 entry["backend"] = est.backend_name
                 if render_dir is not None:
                     if engine is None:
-                        from .engines.registry import create_engine
+                        from ..engines.registry import create_engine
                         engine = create_engine(est.schema["engine"])
                     entry["render"] = str(_render_side_by_side(engine, img, res.vector, Path(render_dir)))
             except AvatarSDKError as exc:

@@ -1,12 +1,5 @@
 """Render a set of sampled avatar vectors into a folder, in worker processes and batches, resumably.
-
-Folder layout::
-
-    render.json          engine, seed, size, schema: a rerun must match it
-    vectors.jsonl        {"index": i, "vector": {...}} per line, option indices for discrete values
-    images/000000.png    RGB renders
-    masks/000000.png     part label maps (value k = schema.parts[k]), when the engine draws masks
-    contact_sheet.png    the first 64 renders
+The folder layout and its reader are in ``folder.py``.
 
 Every file is written atomically, so an interrupted or failed run leaves only whole files, and a
 rerun with the same options renders only what is missing.
@@ -21,12 +14,13 @@ from pathlib import Path
 from typing import Callable
 
 
-from .atomic_io import atomic_write_jsonl, check_or_write_manifest, read_jsonl, save_png_atomic
-from .contact_sheet import write_contact_sheet
-from .engines.base import Engine, RenderBatch
-from .engines.registry import EngineSpec
-from .errors import AvatarToolError, EngineError
-from .schema import AvatarVector
+from ..atomic_io import atomic_write_jsonl, check_or_write_manifest, read_jsonl, save_png_atomic
+from ..contact_sheet import write_contact_sheet
+from ..engines.base import Engine, RenderBatch
+from ..engines.registry import EngineSpec
+from ..errors import AvatarToolError, EngineError
+from ..schema import AvatarVector
+from .folder import MANIFEST, VECTORS, image_path, mask_path
 
 RENDER_FORMAT_VERSION = 1
 ProgressFn = Callable[[int, int], None]
@@ -53,14 +47,6 @@ class RenderSummary:
     skipped: int
     has_masks: bool
     failures: list[EngineError] = field(default_factory=list)
-
-
-def image_path(out_dir: Path, i: int) -> Path:
-    return out_dir / "images" / f"{i:06d}.png"
-
-
-def mask_path(out_dir: Path, i: int) -> Path:
-    return out_dir / "masks" / f"{i:06d}.png"
 
 
 # ----- worker side -----------------------------------------------------------------------------
@@ -97,12 +83,12 @@ def _check_or_write_manifest(out_dir: Path, cfg: RenderConfig, engine: Engine) -
         "masks": cfg.masks and engine.supports_masks,
         "schema": engine.schema.to_json(),
     }
-    check_or_write_manifest(out_dir / "render.json", manifest, ("engine", "seed", "size", "masks", "schema"),
+    check_or_write_manifest(out_dir / MANIFEST, manifest, ("engine", "seed", "size", "masks", "schema"),
                             noun="render", hidden=("schema",))
 
 
 def _write_vectors(out_dir: Path, engine: Engine, cfg: RenderConfig) -> list[AvatarVector]:
-    path = out_dir / "vectors.jsonl"
+    path = out_dir / VECTORS
     existing = len(read_jsonl(path)) if path.exists() else 0
     # Prefix-stable sampling: the first n of a longer stream are the same vectors, so keeping the
     # longer list never contradicts images already on disk.

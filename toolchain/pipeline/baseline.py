@@ -1,6 +1,6 @@
 """The paper's Baseline: train the estimator on engine renders directly (no domain bridging).
 
-Stages, each resumable: ``renders/`` (render_job) → ``dataset/`` (paired dataset of render + vector)
+Stages, each resumable: ``renders/`` (render.job) → ``dataset/`` (paired dataset of render + vector)
 → ``train/`` (estimator). The estimator it produces shows the domain gap when evaluated on photos.
 """
 from __future__ import annotations
@@ -11,31 +11,28 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from .data.paired_dataset import PairedDatasetWriter
-from .engines.registry import create_engine
-from .estimator.train import TrainConfig, train
-from .render_job import RenderConfig, image_path, render_folder
-from .atomic_io import read_jsonl
+from ..data.paired_dataset import PairedDatasetWriter
+from ..estimator.train import TrainConfig, train
+from ..render.folder import RenderFolder
+from ..render.job import RenderConfig, render_folder
 
 
 def renders_to_dataset(render_dir: str | Path, dataset_dir: str | Path, n: int, shard_size: int = 256,
                        progress: Callable[[int, int], None] | None = None) -> int:
     """Copy the first ``n`` renders of a render folder into a paired dataset (resuming). Returns its size."""
-    import json
-    render_dir, dataset_dir = Path(render_dir), Path(dataset_dir)
-    manifest = json.loads((render_dir / "render.json").read_text())
-    with create_engine(manifest["engine"]) as engine:
-        schema = engine.schema
-    rows = read_jsonl(render_dir / "vectors.jsonl")[:n]
-    meta = {"kind": "engine-renders", "engine": manifest["engine_name"], "sources": [str(render_dir.resolve())],
-            "render_seed": manifest["seed"], "size": manifest["size"]}
-    writer = PairedDatasetWriter(dataset_dir, schema, meta=meta, shard_size=shard_size)
+    folder = RenderFolder.open(render_dir)
+    folder.require(n)
+    vectors = folder.vectors[:n]
+    meta = {"kind": "engine-renders", "engine": folder.engine_name, "sources": [str(folder.root.resolve())],
+            "render_seed": folder.seed, "size": folder.size}
+    writer = PairedDatasetWriter(dataset_dir, folder.schema, meta=meta, shard_size=shard_size)
     start = len(writer)
-    for i in range(start, len(rows)):
-        img = np.asarray(Image.open(image_path(render_dir, i)).convert("RGB"))
-        writer.add(img, rows[i]["vector"], provenance={"render_index": i})
+    for i in range(start, len(vectors)):
+        with Image.open(folder.image_path(i)) as im:
+            img = np.asarray(im.convert("RGB"))
+        writer.add(img, vectors[i], provenance={"render_index": i})
         if progress:
-            progress(i + 1, len(rows))
+            progress(i + 1, len(vectors))
     writer.close()
     return len(writer)
 

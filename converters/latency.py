@@ -1,0 +1,71 @@
+"""Per-format latency of exported estimators beside torch eager, measured in one process (batch 1,
+warm-up first), so the ratios hold on a noisy machine even when the absolute numbers move."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+def time_calls(fn: Callable[[], Any], warmup: int, runs: int) -> list[float]:
+    """Milliseconds per call of ``fn`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def summarise(samples_ms: list[float]) -> dict[str, float]:
+    a = np.asarray(samples_ms)
+    p50 = float(np.percentile(a, 50))
+    return {"p50_ms": round(p50, 3), "p90_ms": round(float(np.percentile(a, 90)), 3),
+            "p99_ms": round(float(np.percentile(a, 99)), 3), "hz_p50": round(1e3 / p50, 1) if p50 > 0 else None,
+            "runs": len(samples_ms)}
+
+
+def export_latency(model, export_report: dict[str, Any], export_dir: str | Path, runs: int = 50, warmup: int = 5,
+                   threads: int = 2) -> list[dict[str, Any]]:
+    """Time torch eager and every exported ONNX / TFLite file of ``export_report`` on one random input.
+    CoreML rows say they run on macOS only. Each row carries its parity status."""
+    import torch
+    from .onnx_export import onnx_session, run_onnx
+    from .tflite_export import TFLiteRunner, nchw_to_nhwc
+    export_dir = Path(export_dir)
+    size = int(model.config.input_size)
+    x = np.random.default_rng(0).normal(size=(1, 3, size, size)).astype(np.float32)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    rows: list[dict[str, Any]] = []
+    try:
+        xt = torch.from_numpy(x)
+        with torch.no_grad():
+            rows.append({"format": "torch", "precision": "fp32 (eager)", "status": "reference",
+                         **summarise(time_calls(lambda: model(xt), warmup, runs))})
+        for r in export_report.get("rows", []):
+            row = {"format": r["format"], "precision": r["precision"], "status": r["status"]}
+            path = export_dir / r["file"]
+            if r["status"] == "failed" or not path.exists():
+                rows.append({**row, "note": "not exported"})
+                continue
+            if r["format"] == "onnx":
+                sess = onnx_session(path, threads)
+                rows.append({**row, **summarise(time_calls(lambda: run_onnx(sess, x), warmup, runs))})
+            elif r["format"] == "tflite":
+                rec = export_report.get("records", {}).get(f"tflite:{r['precision']}")
+                if rec is None:
+                    rows.append({**row, "note": "no output map recorded"})
+                    continue
+                runner = TFLiteRunner(path, rec["output_map"], threads=threads)
+                xn = nchw_to_nhwc(x)
+                rows.append({**row, **summarise(time_calls(lambda: runner(xn), warmup, runs))})
+            else:
+                rows.append({**row, "note": "CoreML predicts on macOS only"})
+    finally:
+        torch.set_num_threads(prev)
+    return rows

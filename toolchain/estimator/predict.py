@@ -1,0 +1,54 @@
+"""Running a trained estimator on uint8 images: the shared preprocessing and batched prediction."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .model import CONTINUOUS_HEAD, AvatarEstimator
+
+
+def prepare_batch(images: np.ndarray, model: AvatarEstimator, size: int, device: torch.device,
+                  generator: torch.Generator | None) -> torch.Tensor:
+    """uint8 [B,H,W,3] → normalised float [B,3,size,size]; with a generator, a random zoom/shift and a
+    mild brightness/contrast jitter (no flips: many assets are asymmetric)."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    b = x.shape[0]
+    if generator is not None:
+        scale = 0.85 + 0.15 * torch.rand(b, generator=generator)
+        shift = (torch.rand(b, 2, generator=generator) * 2 - 1) * (1 - scale).unsqueeze(1)
+        theta = torch.zeros(b, 2, 3)
+        theta[:, 0, 0] = scale
+        theta[:, 1, 1] = scale
+        theta[:, :, 2] = shift
+        grid = F.affine_grid(theta, (b, 3, size, size), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        bright = 1 + (torch.rand(b, 1, 1, 1, generator=generator) - 0.5) * 0.2
+        contrast = 1 + (torch.rand(b, 1, 1, 1, generator=generator) - 0.5) * 0.2
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = ((x - mean) * contrast + mean) * bright
+        x = x.clamp_(0, 1)
+    elif x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    x = x.to(device)
+    return (x - model.mean) / model.std
+
+
+
+@torch.no_grad()
+def predict_arrays(model: AvatarEstimator, images: np.ndarray, size: int, device: torch.device,
+                   batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Run the model on uint8 images: (continuous in [0,1] [N,C], class indices [N,D], per-head softmax)."""
+    model.eval()
+    schema = model.schema
+    pc, pd, probs = [], [], [[] for _ in schema.discrete]
+    for k in range(0, len(images), batch_size):
+        chunk = images[k:k + batch_size]
+        out = model(prepare_batch(chunk, model, size, device, None))
+        pc.append(out[CONTINUOUS_HEAD].float().clamp(0, 1).cpu().numpy() if CONTINUOUS_HEAD in out
+                  else np.zeros((len(chunk), 0), np.float32))
+        for i, p in enumerate(schema.discrete):
+            probs[i].append(torch.softmax(out[p.name].float(), 1).cpu().numpy())
+        pd.append(np.stack([out[p.name].argmax(1).cpu().numpy() for p in schema.discrete], 1)
+                  if schema.discrete else np.zeros((len(chunk), 0), np.int64))
+    return np.concatenate(pc), np.concatenate(pd), [np.concatenate(p) for p in probs]

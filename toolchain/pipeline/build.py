@@ -1,0 +1,69 @@
+"""``avatartool build``: every step of the method, from an engine to a verified bundle and a report, as
+named stages in one run directory (see ``runner.py`` for skipping and resuming).
+
+    render → real_generator → avatar_generator → pairs → train → heldout → export → baseline → evaluate → report
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Iterable
+
+from ..atomic_io import atomic_write_text
+from .config import BuildConfig, config_json
+from .runner import BuildUI, RunLock, Stage, StageResult, run_stages
+from .stages import (avatar_generator, baseline, evaluate, export, heldout, pairs, real_generator, render, report,
+                     train)
+
+_ENGINE_CODE = ("toolchain/engines", "toolchain/schema.py", "toolchain/render")
+_GAN_CODE = ("toolchain/generators",)
+_TRAIN_CODE = ("toolchain/estimator", "toolchain/data")
+
+STAGES: tuple[Stage, ...] = (
+    Stage("render", "sample avatar vectors and render them", render.run, reads=("render",), code=_ENGINE_CODE),
+    Stage("real_generator", "G_real: the realistic-face generator", real_generator.run, reads=("real",),
+          code=_GAN_CODE + ("toolchain/proxy",)),
+    Stage("avatar_generator", "G_avatar: G_real finetuned on the renders", avatar_generator.run, reads=("avatar",),
+          after=("render", "real_generator"), code=_GAN_CODE),
+    Stage("pairs", "invert renders, synthesise faces, augment", pairs.run, reads=("pairs", "render"),
+          after=("render", "real_generator", "avatar_generator"), code=_GAN_CODE + ("toolchain/production",)),
+    Stage("train", "train the estimator on the pairs", train.run, reads=("train",), after=("pairs",), code=_TRAIN_CODE),
+    Stage("heldout", "the held-out evaluation set", heldout.run, reads=("eval", "render"),
+          code=_ENGINE_CODE + ("toolchain/proxy",)),
+    Stage("export", "ONNX / TFLite / CoreML, parity, bundle, latency", export.run, reads=("export",),
+          after=("train", "pairs", "heldout"), code=("converters", "sdk_python/bundle.py")),
+    Stage("baseline", "the paper's Baseline: the estimator trained on renders", baseline.run,
+          reads=("train", "baseline"), after=("render",), code=_TRAIN_CODE, enabled=lambda c: c.baseline.enabled),
+    Stage("evaluate", "accuracy and render distance on the held-out set", evaluate.run, reads=("eval",),
+          after=("train", "heldout", "baseline"), code=("toolchain/evaluation", "toolchain/estimator")),
+    Stage("report", "report.md and report.html", report.run, reads=(),
+          after=("render", "real_generator", "avatar_generator", "pairs", "train", "heldout", "export", "baseline",
+                 "evaluate"), code=("toolchain/pipeline/report.py",)),
+)
+
+STAGE_NAMES = tuple(s.name for s in STAGES)
+
+
+def build(cfg: BuildConfig, run_dir: str | Path, ui: BuildUI | None = None, force: Iterable[str] = (),
+          stop_before: str | None = None, estimates: dict[str, float] | None = None) -> list[StageResult]:
+    """Run the whole build into ``run_dir`` (resuming, skipping what is done). Writes ``config.json`` and
+    ``command.txt`` there; returns one result per stage."""
+    run_dir = Path(run_dir)
+    with RunLock(run_dir):
+        if cfg.threads:
+            import torch
+            torch.set_num_threads(cfg.threads)
+        atomic_write_text(run_dir / "config.json", config_json(cfg) + "\n")
+        atomic_write_text(run_dir / "command.txt", " ".join(_quote(a) for a in sys.argv) + "\n")
+        return run_stages(STAGES, cfg, run_dir, ui=ui, force=force, stop_before=stop_before, estimates=estimates)
+
+
+def _quote(arg: str) -> str:
+    import shlex
+    return shlex.quote(arg)
+
+
+def load_run_config(run_dir: str | Path) -> BuildConfig:
+    """The resolved configuration a build saved (``RUN/config.json``)."""
+    return BuildConfig.from_json(json.loads((Path(run_dir) / "config.json").read_text()))

@@ -1,0 +1,154 @@
+"""A short calibration before a build: time a few units of each stage on this machine (a handful of
+renders, two GAN steps, two inversion steps, two estimator steps) and scale them to the configured
+budget. Estimates, not promises: first steps carry warm-up cost, and later stages depend on data sizes
+known only once earlier stages ran (e.g. how many sources the quality filter drops)."""
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .config import BuildConfig
+
+# Measured on the 2-core development machine (see DEPENDENCY-FACTS and benchmarks/results/export_latency_*):
+# onnx2tf needs tens of seconds per TFLite precision; CoreML conversion about half a minute per precision.
+EXPORT_SECONDS = {"onnx": 5.0, "tflite": 35.0, "coreml": 30.0}
+
+
+def _timed(fn: Callable[[], Any], repeat: int = 2) -> float:
+    fn()  # warm-up: first calls pay allocation and kernel selection
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - t0) / repeat
+
+
+def _render_seconds(cfg: BuildConfig) -> float:
+    from ..engines.registry import create_engine
+    with create_engine(cfg.engine, timeout_s=cfg.render.engine_timeout) as engine:
+        vectors = engine.sample(4, 12345)
+        per = _timed(lambda: engine.render(vectors, size=cfg.render.size, masks=True), 1) / 4
+    return per * cfg.render.n / max(1, cfg.render.workers)
+
+
+def _proxy_seconds(n: int, size: int) -> float:
+    from ..proxy.eval_set import write_proxy_set
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        write_proxy_set("alter", Path(tmp) / "p", n=3, seed=0, size=size, role="unlabelled", sheet_count=0)
+        return (time.perf_counter() - t0) / 3 * n
+
+
+def _gan_step_seconds(cfg: BuildConfig) -> tuple[float, int, int]:
+    import torch
+    from ..generators.config import generator_preset
+    from ..generators.train_real import run_gan, train_preset
+    gcfg = generator_preset(cfg.real.generator_config)
+    tcfg = train_preset(cfg.real.train_preset, iters=3, batch_size=cfg.real.batch_size)
+    real_iters = train_preset(cfg.real.train_preset, iters=cfg.real.iters).iters
+    avatar_iters = train_preset(cfg.avatar.train_preset, iters=cfg.avatar.iters).iters
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (max(tcfg.batch_size, 4), gcfg.size, gcfg.size, 3), dtype=np.uint8)
+    masks = torch.from_numpy(rng.integers(0, gcfg.n_parts, (len(images), gcfg.size, gcfg.size))).long().numpy()
+    with tempfile.TemporaryDirectory() as tmp:
+        run_gan(tmp, Path(tmp) / "g1", gcfg, tcfg, device=cfg.device, images=images, masks=masks, stop_after=1)
+        t0 = time.perf_counter()
+        run_gan(tmp, Path(tmp) / "g2", gcfg, tcfg, device=cfg.device, images=images, masks=masks, stop_after=3)
+        three = time.perf_counter() - t0
+    return three / 3, real_iters, avatar_iters
+
+
+def _inversion_seconds(cfg: BuildConfig) -> float:
+    import torch
+    from ..generators.config import generator_preset
+    from ..generators.generator import SemanticGenerator
+    from ..production.inversion import InversionConfig, invert
+    from ..production.perceptual import make_perceptual
+    gcfg = generator_preset(cfg.real.generator_config)
+    g = SemanticGenerator(gcfg).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the missing-LPIPS warning belongs to the pairs stage, not here
+        perceptual, _ = make_perceptual(cfg.pairs.lpips_weights)
+    b = cfg.pairs.batch
+    y = torch.zeros(b, 3, gcfg.size, gcfg.size)
+    w = torch.zeros(b, gcfg.n_latent, gcfg.style_dim)
+    step = _timed(lambda: invert(g, perceptual, y, w, InversionConfig(steps=2, batch_size=b)), 1) / 2
+    n = cfg.pairs.n or cfg.render.n
+    return step * math.ceil(n / b) * cfg.pairs.steps
+
+
+def _train_seconds(cfg: BuildConfig, samples: int, epochs: int | None) -> float:
+    import torch
+    from ..engines.alter import ALTER_SCHEMA
+    from ..estimator.model import AvatarEstimator, EstimatorConfig
+    from ..estimator.train import preset
+    tc = preset(cfg.train.preset, epochs=epochs or cfg.train.epochs, batch_size=cfg.train.batch_size,
+                input_size=cfg.train.input_size)
+    model = AvatarEstimator(EstimatorConfig(input_size=tc.input_size, schema=ALTER_SCHEMA.to_json()))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    x = torch.zeros(tc.batch_size, 3, tc.input_size, tc.input_size)
+
+    def step() -> None:
+        out = model(x)
+        loss = sum(v.float().mean() for v in out.values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    per_step = _timed(step, 2)
+    return per_step * math.ceil(samples * 0.9 / tc.batch_size) * tc.epochs * 1.15  # + validation passes
+
+
+def calibrate_build(cfg: BuildConfig) -> dict[str, float]:
+    """Seconds per stage (a stage whose calibration failed is left out)."""
+    est: dict[str, float] = {}
+    n = cfg.pairs.n or cfg.render.n
+
+    def attempt(name: str, fn: Callable[[], float]) -> None:
+        try:
+            est[name] = float(fn())
+        except Exception:  # noqa: BLE001 - an estimate must never stop a build
+            pass
+    attempt("render", lambda: _render_seconds(cfg))
+    try:
+        step, real_iters, avatar_iters = _gan_step_seconds(cfg)
+        proxy = 0.0 if (cfg.real.generator or cfg.real.images) else _proxy_seconds(cfg.real.proxy_n, cfg.real.proxy_size)
+        est["real_generator"] = (0.0 if cfg.real.generator else step * real_iters) + proxy
+        est["avatar_generator"] = step * avatar_iters * 1.3  # + the frozen G_real's colour-loss forward
+    except Exception:  # noqa: BLE001
+        pass
+    attempt("pairs", lambda: _inversion_seconds(cfg))
+    attempt("train", lambda: _train_seconds(cfg, n * (1 + cfg.pairs.k), None))
+    if cfg.baseline.enabled:
+        attempt("baseline", lambda: _train_seconds(cfg, cfg.render.n, cfg.baseline.epochs))
+    attempt("heldout", lambda: _proxy_seconds(cfg.eval.n, cfg.eval.size))
+    fmts = [f.split(":")[0] for f in cfg.export.formats.split(",") if f.strip()]
+    est["export"] = sum(EXPORT_SECONDS.get(f, 10.0) for f in fmts)
+    if "render" in est:
+        per_render = est["render"] / max(1, cfg.render.n) * max(1, cfg.render.workers)
+        est["evaluate"] = per_render * 2 * cfg.eval.n * (2 if cfg.baseline.enabled else 1) + 10
+    est["report"] = 5.0
+    return est
+
+
+def describe(cfg: BuildConfig, est: dict[str, float]) -> str:
+    import torch
+    from ..torch_utils import select_device
+    dev = select_device(cfg.device)
+    where = f"{dev.type}" + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else
+                             f" ({torch.get_num_threads()} threads)")
+    parts = ", ".join(f"{k} ~{_human(v)}" for k, v in est.items())
+    total = sum(est.values())
+    return f"build '{cfg.engine}' preset {cfg.preset} on {where}; estimated: {parts}; total ~{_human(total)}"
+
+
+def _human(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

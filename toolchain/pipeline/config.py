@@ -1,0 +1,287 @@
+"""The configuration of one ``avatartool build``: a dataclass per stage, three presets, and overrides
+from a YAML file or ``--set section.field=value`` on the command line.
+
+Presets:
+* ``smoke`` — the README's main command: every stage end to end on a 2-core CPU in about 15 minutes
+  (32 px generators, a few hundred renders, short schedules). It proves the pipeline, not the method.
+* ``cpu`` — the largest build one 2-core machine makes in about 2 hours (more renders and steps).
+* ``paper`` — the paper's settings for GPU machines: 512 px, 10k vectors, 10 augmentations, 200
+  inversion steps for every sample (no early stop), 100 estimator epochs.
+
+The resolved configuration is saved in the run directory (``config.json``); every stage's fingerprint
+is taken over its own section plus the sections it reads, so changing ``train.epochs`` reruns
+training and what follows it, not the renders.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import AvatarToolError
+
+
+@dataclass
+class RenderStage:
+    n: int = 10_000                 # avatar vectors sampled and rendered
+    size: int = 256
+    seed: int = 0
+    workers: int = 1
+    batch_size: int = 8
+    engine_timeout: float = 60.0
+
+
+@dataclass
+class RealStage:
+    """Where G_real comes from: a generator file, a folder of face photos with part masks, or (offline
+    default) a generator trained here on the unlabelled photo proxy."""
+    generator: Optional[str] = None          # our generator.safetensors or the released SemanticStyleGAN .pt
+    images: Optional[str] = None             # image+mask folder, or CelebAMask-HQ's own layout
+    proxy_engine: str = "alter"              # which built-in face painter draws the proxy photos
+    proxy_n: int = 2000
+    proxy_seed: int = 0
+    proxy_size: int = 64
+    generator_config: str = "tiny"           # toolchain/generators/config.py presets
+    train_preset: str = "tiny"               # toolchain/generators/train_real.py presets
+    iters: Optional[int] = None
+    batch_size: Optional[int] = None
+
+
+@dataclass
+class AvatarStage:
+    """G_avatar: G_real finetuned on the renders with the StyleGAN2 losses and the colour loss."""
+    train_preset: str = "tiny"
+    iters: Optional[int] = None
+    batch_size: Optional[int] = None
+    colour_weight: float = 1.0
+    freeze_local: bool = False
+
+
+@dataclass
+class PairsStage:
+    n: Optional[int] = None                  # source renders inverted (default: all renders)
+    k: int = 10                              # augmented copies per inverted code
+    steps: int = 200
+    batch: int = 64                          # inversion slots
+    chunk: int = 32                          # sources per shard
+    early_stop: bool = False                 # the paper runs every sample its full steps
+    latent_anchor: str = "start"             # regulariser pulls to the start code ("start") or w_mean ("mean")
+    init: str = "modified"
+    init_samples: int = 10_000               # mapped samples behind w_mean and the start codes (paper: 10^4)
+    init_calib_steps: int = 60
+    max_loss: Optional[float] = None         # quality filter; default depends on the perceptual loss used
+    lpips_weights: Optional[str] = None
+
+
+@dataclass
+class TrainStage:
+    preset: str = "paper"                    # toolchain/estimator/train.py presets
+    epochs: Optional[int] = None
+    batch_size: Optional[int] = None
+    input_size: Optional[int] = None
+    backbone_weights: Optional[str] = None
+
+
+@dataclass
+class ExportStage:
+    formats: str = "onnx,tflite,coreml"
+    calibration_images: int = 300
+    face_detector: Optional[str] = None
+    fetch_detector: bool = True
+
+
+@dataclass
+class EvalStage:
+    """The held-out evaluation set: a labelled photo proxy drawn here (its vectors come from a seed
+    stream no render uses), or a user's set (images + labels.jsonl + set.json)."""
+    set: Optional[str] = None
+    n: int = 300
+    seed: int = 0
+    size: int = 128
+    lpips_weights: Optional[str] = None
+
+
+@dataclass
+class BaselineStage:
+    """The paper's Baseline (the estimator trained on the renders themselves), for the report's comparison."""
+    enabled: bool = True
+    epochs: Optional[int] = None             # default: the estimator's epochs
+
+
+@dataclass
+class BuildConfig:
+    engine: str = "alter"
+    preset: str = "smoke"
+    device: Optional[str] = None             # cpu / cuda (default: cuda when available)
+    threads: Optional[int] = None            # torch CPU threads
+    render: RenderStage = field(default_factory=RenderStage)
+    real: RealStage = field(default_factory=RealStage)
+    avatar: AvatarStage = field(default_factory=AvatarStage)
+    pairs: PairsStage = field(default_factory=PairsStage)
+    train: TrainStage = field(default_factory=TrainStage)
+    export: ExportStage = field(default_factory=ExportStage)
+    eval: EvalStage = field(default_factory=EvalStage)
+    baseline: BaselineStage = field(default_factory=BaselineStage)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "BuildConfig":
+        cfg = cls()
+        return apply_overrides(cfg, _flatten(data))
+
+    def section(self, name: str) -> dict[str, Any]:
+        return asdict(getattr(self, name))
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "render.n": 320, "render.size": 64, "render.workers": 0,
+        "real.proxy_n": 480, "real.proxy_size": 64, "real.generator_config": "tiny", "real.train_preset": "tiny",
+        "real.iters": 300,
+        "avatar.train_preset": "tiny", "avatar.iters": 150,
+        "pairs.k": 2, "pairs.steps": 30, "pairs.batch": 32, "pairs.chunk": 64,
+        "train.preset": "small", "train.epochs": 3, "train.input_size": 64,
+        "export.formats": "onnx,tflite:fp32,tflite:int8", "export.calibration_images": 300,
+        "eval.n": 120, "eval.size": 64,
+    },
+    "cpu": {
+        "render.n": 2000, "render.size": 64, "render.workers": 2,
+        "real.proxy_n": 3000, "real.proxy_size": 64, "real.generator_config": "tiny", "real.train_preset": "tiny",
+        "real.iters": 2400,
+        "avatar.train_preset": "tiny", "avatar.iters": 1200,
+        "pairs.k": 3, "pairs.steps": 100, "pairs.batch": 64, "pairs.chunk": 100,
+        "train.preset": "small", "train.epochs": 4, "train.input_size": 112,
+        "export.formats": "onnx,tflite,coreml",
+        "eval.n": 300, "eval.size": 128,
+    },
+    "paper": {
+        "render.n": 10_000, "render.size": 512, "render.workers": 8,
+        "real.proxy_n": 30_000, "real.proxy_size": 512, "real.generator_config": "official512",
+        "real.train_preset": "paper",
+        "avatar.train_preset": "paper", "avatar.iters": 20_000,
+        "pairs.k": 10, "pairs.steps": 200, "pairs.batch": 64, "pairs.chunk": 64,
+        "train.preset": "paper",
+        "export.formats": "onnx,tflite,coreml",
+        "eval.n": 1000, "eval.size": 256,
+    },
+}
+
+
+def resolve_config(engine: str, preset: str = "smoke", yaml_file: str | Path | None = None,
+                   overrides: list[str] | None = None, **explicit: Any) -> BuildConfig:
+    """The preset, then the YAML file, then ``--set`` overrides, then explicit options (CLI flags)."""
+    if preset not in PRESETS:
+        raise AvatarToolError(f"unknown build preset '{preset}' (choose from {', '.join(PRESETS)})")
+    cfg = apply_overrides(BuildConfig(engine=engine, preset=preset), PRESETS[preset])
+    if yaml_file is not None:
+        cfg = apply_overrides(cfg, _flatten(_read_yaml(Path(yaml_file))))
+    if overrides:
+        pairs = {}
+        for item in overrides:
+            if "=" not in item:
+                raise AvatarToolError(f"--set {item!r}: expected SECTION.FIELD=VALUE, e.g. --set pairs.k=3")
+            key, value = item.split("=", 1)
+            pairs[key.strip()] = _parse_scalar(value.strip())
+        cfg = apply_overrides(cfg, pairs)
+    cfg = apply_overrides(cfg, {k: v for k, v in explicit.items() if v is not None})
+    cfg.engine = engine
+    return cfg
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+    if not path.is_file():
+        raise AvatarToolError(f"--config {path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise AvatarToolError(f"--config {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise AvatarToolError(f"--config {path}: expected a mapping of sections (render:, pairs:, ...)")
+    return data
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            flat.update(_flatten(v, key + "."))
+        else:
+            flat[key] = v
+    return flat
+
+
+def _parse_scalar(text: str) -> Any:
+    import yaml
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _field_type(owner: Any, name: str) -> Any:
+    hints = typing.get_type_hints(type(owner))
+    return hints[name]
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.lower() in ("true", "yes", "1")
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif annotation is str:
+        return str(value)
+    raise AvatarToolError(f"{key}: expected {getattr(annotation, '__name__', annotation)}, got {value!r}")
+
+
+def apply_overrides(cfg: BuildConfig, values: dict[str, Any]) -> BuildConfig:
+    """A copy of ``cfg`` with ``{"section.field": value}`` (or top-level ``"engine"``) applied, type-checked."""
+    cfg = dataclasses.replace(cfg, **{f.name: replace(getattr(cfg, f.name)) for f in fields(cfg)
+                                      if is_dataclass(getattr(cfg, f.name))})
+    for key, value in values.items():
+        parts = key.split(".")
+        if len(parts) == 1:
+            if parts[0] not in {f.name for f in fields(cfg)} or is_dataclass(getattr(cfg, parts[0])):
+                raise AvatarToolError(f"unknown build setting '{key}' ({_known(cfg)})")
+            setattr(cfg, parts[0], _coerce(value, _field_type(cfg, parts[0]), key))
+            continue
+        if len(parts) != 2 or not hasattr(cfg, parts[0]) or not is_dataclass(getattr(cfg, parts[0])):
+            raise AvatarToolError(f"unknown build setting '{key}' ({_known(cfg)})")
+        section = getattr(cfg, parts[0])
+        if parts[1] not in {f.name for f in fields(section)}:
+            names = ", ".join(f.name for f in fields(section))
+            raise AvatarToolError(f"unknown build setting '{key}': section '{parts[0]}' has {names}")
+        setattr(section, parts[1], _coerce(value, _field_type(section, parts[1]), key))
+    return cfg
+
+
+def _known(cfg: BuildConfig) -> str:
+    return "sections: " + ", ".join(f.name for f in fields(cfg) if is_dataclass(getattr(cfg, f.name)))
+
+
+def config_json(cfg: BuildConfig) -> str:
+    return json.dumps(cfg.to_json(), indent=2, sort_keys=True)

@@ -1,0 +1,268 @@
+"""The build report: ``report.md`` (figures as files beside it) and one self-contained ``report.html``
+(figures inlined as data URIs, no network), written from the stage records and the stages' outputs."""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atomic_io import atomic_write_bytes, atomic_write_text, read_jsonl
+
+STYLE = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#1b1f24;line-height:1.45}h1{margin-bottom:.2em}h2{border-bottom:1px solid #d0d7de;
+padding-bottom:.2em;margin-top:1.8em}table{border-collapse:collapse;margin:.6em 0;font-size:14px}
+td,th{border:1px solid #d0d7de;padding:4px 9px;text-align:right}th{background:#f3f5f7}
+td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #d0d7de;margin:.4em 0}
+.warn{background:#fff8c5;border:1px solid #d4a72c;padding:.5em 1em;border-radius:6px}
+.ok{color:#1a7f37;font-weight:600}.bad{color:#cf222e;font-weight:600}.muted{color:#57606a;font-size:13px}
+pre{background:#f6f8fa;padding:.8em;overflow:auto;font-size:12px}figure{margin:0}
+figcaption{color:#57606a;font-size:13px}"""
+
+
+class Doc:
+    """Builds the markdown and the HTML side by side from the same calls."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.md: list[str] = []
+        self.html: list[str] = []
+        self.figures: list[str] = []
+
+    def heading(self, text: str, level: int = 2) -> None:
+        self.md += ["#" * level + " " + text, ""]
+        self.html.append(f"<h{level}>{html.escape(text)}</h{level}>")
+
+    def para(self, text: str, cls: str = "") -> None:
+        self.md += [text, ""]
+        self.html.append(f"<p class='{cls}'>{html.escape(text)}</p>" if cls else f"<p>{html.escape(text)}</p>")
+
+    def warnings(self, items: list[str]) -> None:
+        if not items:
+            self.para("No fallbacks were taken.")
+            return
+        self.md += [f"- ⚠ {w}" for w in items] + [""]
+        self.html.append("<div class='warn'><ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in items) + "</ul></div>")
+
+    def table(self, header: list[str], rows: list[list[Any]]) -> None:
+        self.md.append("| " + " | ".join(header) + " |")
+        self.md.append("|" + "---|" * len(header))
+        self.md += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+        self.md.append("")
+        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+        self.html.append(f"<table><tr>{head}</tr>{body}</table>")
+
+    def figure(self, path: Path | None, caption: str) -> None:
+        if path is None or not Path(path).is_file():
+            self.para(f"({caption}: not available)", "muted")
+            return
+        path = Path(path)
+        rel = os.path.relpath(path, self.run_dir)
+        self.figures.append(rel)
+        self.md += [f"![{caption}]({rel})", "", f"*{caption}*", ""]
+        data = base64.b64encode(path.read_bytes()).decode()
+        self.html.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+    def code(self, text: str, summary: str) -> None:
+        self.md += [f"<details><summary>{summary}</summary>", "", "```json", text, "```", "", "</details>", ""]
+        self.html.append(f"<details><summary>{html.escape(summary)}</summary><pre>{html.escape(text)}</pre></details>")
+
+    def render_html(self, title: str) -> str:
+        return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                f"<style>{STYLE}</style></head><body>{''.join(self.html)}</body></html>\n")
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def _commit() -> str:
+    try:
+        root = Path(__file__).resolve().parents[2]
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             timeout=5)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return (out.stdout.strip() + ("+changes" if dirty else "")) if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def training_curves(run_dir: Path, out: Path) -> Path | None:
+    """One PNG: estimator loss and validation accuracy per epoch (method and Baseline), GAN D/G losses."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    est = {"SwiftAvatar": run_dir / "train" / "stats.jsonl", "Baseline": run_dir / "baseline" / "train" / "stats.jsonl"}
+    gans = {"G_real": run_dir / "real_generator" / "gan" / "stats.jsonl", "G_avatar": run_dir / "avatar_generator" / "stats.jsonl"}
+    if not any(p.is_file() for p in [*est.values(), *gans.values()]):
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for name, p in est.items():
+        if not p.is_file():
+            continue
+        rows = read_jsonl(p)
+        ep = [r["epoch"] + 1 for r in rows]
+        axes[0].plot(ep, [r["train_loss"] for r in rows], marker="o", label=name)
+        acc = [r.get("val", {}).get("mean_accuracy") for r in rows]
+        if any(a is not None for a in acc):
+            axes[1].plot(ep, acc, marker="o", label=name)
+    axes[0].set(title="estimator training loss", xlabel="epoch")
+    axes[1].set(title="validation mean accuracy (own data)", xlabel="epoch")
+    for name, p in gans.items():
+        if not p.is_file():
+            continue
+        rows = read_jsonl(p)
+        steps = [r["step"] for r in rows]
+        axes[2].plot(steps, [r.get("d") for r in rows], label=f"{name} D")
+        axes[2].plot(steps, [r.get("g") for r in rows], label=f"{name} G", linestyle="--")
+    axes[2].set(title="GAN losses", xlabel="step")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write_bytes(out, buf.getvalue())
+    return out
+
+
+def _latest(folder: Path, pattern: str) -> Path | None:
+    files = sorted(folder.glob(pattern))
+    return files[-1] if files else None
+
+
+def _eval_rows(models: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    names = list(models)
+    first = models[names[0]]["metrics"]
+    header = ["parameter", "metric"] + names
+    rows: list[list[Any]] = []
+    for p in first["accuracy"]:
+        rows.append([p, "accuracy"] + [_fmt(models[n]["metrics"]["accuracy"].get(p)) for n in names])
+    for p in first["mae"]:
+        rows.append([p, "MAE"] + [_fmt(models[n]["metrics"]["mae"].get(p), 4) for n in names])
+    if "mean_accuracy" in first:
+        rows.append(["mean", "accuracy"] + [_fmt(models[n]["metrics"].get("mean_accuracy")) for n in names])
+    if "mean_mae" in first:
+        rows.append(["mean", "MAE"] + [_fmt(models[n]["metrics"].get("mean_mae"), 4) for n in names])
+    rows.append(["render distance", "masked L1"] + [_fmt(models[n]["metrics"]["render_distance"]["masked_l1"]["mean"], 4)
+                                                    for n in names])
+    lp = [models[n]["metrics"]["render_distance"]["lpips"].get("mean") for n in names]
+    if any(v is not None for v in lp):
+        rows.append(["render distance", "LPIPS"] + [_fmt(v, 4) for v in lp])
+    return header, rows
+
+
+def headline(models: dict[str, Any]) -> str | None:
+    """One sentence: the method's render distance and accuracy against the Baseline's, with relative change."""
+    if "swiftavatar" not in models or "baseline" not in models:
+        return None
+    s, b = models["swiftavatar"]["metrics"], models["baseline"]["metrics"]
+    ds, db = s["render_distance"]["masked_l1"]["mean"], b["render_distance"]["masked_l1"]["mean"]
+    rel = (ds - db) / db * 100 if db else float("nan")
+    text = f"Render distance (masked L1) {ds:.4f} vs Baseline {db:.4f} ({rel:+.1f} %)"
+    if "mean_accuracy" in s:
+        text += f"; mean accuracy {s['mean_accuracy']:.3f} vs {b['mean_accuracy']:.3f}"
+    if "mean_mae" in s:
+        text += f"; mean MAE {s['mean_mae']:.4f} vs {b['mean_mae']:.4f}"
+    return text + "."
+
+
+def write_report(run_dir: Path, cfg_json: dict[str, Any], records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Write ``report.md`` and ``report.html`` in ``run_dir``; returns what they link."""
+    run_dir = Path(run_dir)
+    out = lambda s: records.get(s, {}).get("outputs", {})  # noqa: E731
+    doc = Doc(run_dir)
+    title = f"SwiftAvatar build: {cfg_json['engine']} ({cfg_json['preset']})"
+    doc.heading(title, 1)
+    doc.para(f"Run {run_dir.resolve()} — {time.strftime('%Y-%m-%d %H:%M')} — code {_commit()} — "
+             f"{platform.node()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}", "muted")
+    exp = out("export")
+    if exp.get("bundle"):
+        doc.para(f"Bundle: {exp['bundle']} — verified ({exp.get('verified')} checks); "
+                 f"parity {'passed' if exp.get('passed') else 'NOT passed for every model (see below)'}.")
+    models = out("evaluate").get("models", {})
+    line = headline(models)
+    if line:
+        doc.para(f"On the held-out set ({out('heldout').get('note', '')}): {line}")
+
+    doc.heading("Fallbacks and warnings")
+    warns = [f"{name}: {w}" for name, r in records.items() for w in r.get("warnings", [])]
+    doc.warnings(warns)
+
+    doc.heading("Stages")
+    total = sum(float(r.get("seconds", 0)) for r in records.values())
+    doc.table(["stage", "what", "seconds", "share"],
+              [[name, r.get("title", ""), f"{float(r.get('seconds', 0)):.1f}",
+                f"{100 * float(r.get('seconds', 0)) / total:.0f} %" if total else "—"] for name, r in records.items()]
+              + [["total", "", f"{total:.1f}", ""]])
+
+    doc.heading("Renders")
+    r = out("render")
+    doc.para(f"{r.get('n')} vectors rendered at {r.get('size')} px (seed {r.get('seed')}), "
+             f"part masks: {'yes' if r.get('masks') else 'no'}.")
+    doc.figure(run_dir / "render" / "contact_sheet.png", "engine renders (first 64)")
+
+    doc.heading("Dual-domain generators")
+    rg, ag = out("real_generator"), out("avatar_generator")
+    doc.para(f"G_real: {rg.get('source', '—')}; G_avatar: {ag.get('iters')} finetuning steps, "
+             f"colour-loss weight {ag.get('colour_weight')}.")
+    doc.figure(run_dir / "avatar_generator" / "dual_domain_grid.png",
+               "the same latents through G_real and G_avatar (rows: real image, its segmentation, avatar image, its segmentation)")
+
+    doc.heading("Paired data")
+    p = out("pairs")
+    if p:
+        doc.para(f"{p.get('samples')} samples from {p.get('kept_sources')} sources; the quality filter (loss > "
+                 f"{_fmt(p.get('max_loss'))}) dropped {p.get('dropped_sources')}; perceptual loss: "
+                 f"{'LPIPS' if p.get('lpips', {}).get('used') else p.get('lpips', {}).get('fallback')}.")
+    doc.figure(run_dir / "pairs" / "pairs_grid.png", "render | reconstruction in G_avatar | realistic face G_real(w*) | augmented")
+
+    doc.heading("Training")
+    curves = training_curves(run_dir, run_dir / "training_curves.png")
+    doc.figure(curves, "estimator loss and validation accuracy per epoch; GAN losses per step")
+
+    doc.heading("Evaluation")
+    if models:
+        header, rows = _eval_rows(models)
+        doc.para(f"Held-out set: {out('heldout').get('note', '')}.")
+        doc.table(header, rows)
+        for name in models:
+            doc.figure(run_dir / "evaluate" / name / "grid.png", f"{name}: input | predicted avatar | ground truth")
+
+    doc.heading("Export parity")
+    if exp.get("parity"):
+        doc.table(["format", "precision", "status", "size MB", "agreement", "worst head", "cont. max abs"],
+                  [[r["format"], r["precision"], r["status"], _fmt((r.get("size_bytes") or 0) / 1e6, 2),
+                    _fmt(r.get("agreement"), 4),
+                    f"{r['worst_head']} {r['worst_head_agreement']:.4f}" if r.get("worst_head") else "—",
+                    _fmt(r.get("cont_max_abs"), 5)] for r in exp["parity"]])
+    doc.heading("Latency (batch 1, 2 threads, this machine)")
+    if exp.get("latency"):
+        doc.table(["format", "precision", "parity", "p50 ms", "p90 ms", "p99 ms", "Hz (p50)"],
+                  [[r["format"], r["precision"], r.get("status", ""), _fmt(r.get("p50_ms"), 2), _fmt(r.get("p90_ms"), 2),
+                    _fmt(r.get("p99_ms"), 2), _fmt(r.get("hz_p50"), 1) if r.get("hz_p50") else r.get("note", "—")]
+                   for r in exp["latency"]])
+
+    doc.heading("Configuration")
+    doc.code(json.dumps(cfg_json, indent=2, sort_keys=True), "resolved build configuration (config.json)")
+    md = "\n".join(doc.md) + "\n"
+    atomic_write_text(run_dir / "report.md", md)
+    atomic_write_text(run_dir / "report.html", doc.render_html(title))
+    return {"figures": doc.figures, "warnings": warns}

@@ -1,0 +1,225 @@
+"""Run build stages in order, like ``dvc repro``: a stage whose fingerprint (its config sections, the
+fingerprints of the stages it reads, the engine's identity and the source of the code it runs) matches
+a *complete* record in ``RUN/<stage>/stage.json`` is skipped; a stage recorded as *running* with the
+same fingerprint (a crash, ``kill -9``) is called again and resumes from what it finished; a stage
+whose fingerprint changed, or that ``--force`` names (and every stage after it), has its old outputs
+moved to ``RUN/.stale/`` and runs afresh.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+from ..atomic_io import atomic_write_json
+from ..errors import AvatarToolError
+from .config import BuildConfig
+from .fingerprint import code_version, engine_identity, fingerprint_of
+
+STAGE_RECORD = "stage.json"
+RUNNING, COMPLETE = "running", "complete"
+
+
+class BuildUI(Protocol):
+    """What the runner tells whoever shows progress (the CLI's rich display; tests pass a recorder)."""
+
+    def stage_started(self, index: int, total: int, name: str, title: str, estimate_s: float | None) -> None: ...
+    def stage_progress(self, done: float, total: float | None, detail: str = "") -> None: ...
+    def stage_finished(self, name: str, status: str, seconds: float) -> None: ...
+    def warn(self, message: str) -> None: ...
+
+
+class QuietUI:
+    def stage_started(self, index, total, name, title, estimate_s):  # noqa: D401, ANN001
+        pass
+
+    def stage_progress(self, done, total, detail=""):  # noqa: ANN001
+        pass
+
+    def stage_finished(self, name, status, seconds):  # noqa: ANN001
+        pass
+
+    def warn(self, message):  # noqa: ANN001
+        pass
+
+
+@dataclass
+class StageContext:
+    """What a stage's ``run`` gets: where to write, the config, what earlier stages produced."""
+    name: str
+    dir: Path
+    run_dir: Path
+    cfg: BuildConfig
+    upstream: dict[str, dict[str, Any]]
+    ui: BuildUI
+    warnings: list[str] = field(default_factory=list)
+
+    def progress(self, done: float, total: float | None = None, detail: str = "") -> None:
+        self.ui.stage_progress(done, total, detail)
+
+    def warn(self, message: str) -> None:
+        """A fallback or degradation the user must see: shown now, kept in stage.json and the report."""
+        if message not in self.warnings:
+            self.warnings.append(message)
+            self.ui.warn(f"{self.name}: {message}")
+
+    def output(self, stage: str) -> dict[str, Any]:
+        return self.upstream[stage]
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    title: str
+    run: Callable[[StageContext], dict[str, Any]]
+    reads: tuple[str, ...] = ()          # config sections in the fingerprint
+    after: tuple[str, ...] = ()          # stages whose outputs it reads
+    code: tuple[str, ...] = ()           # package paths (relative to the repo root) whose source it runs
+    enabled: Callable[[BuildConfig], bool] = lambda cfg: True
+
+
+@dataclass
+class StageResult:
+    name: str
+    status: str                          # "ran", "resumed", "skipped"
+    seconds: float
+    record: dict[str, Any]
+
+
+class RunLock:
+    """One build per run directory at a time: a second one is refused with the holder's pid."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / ".lock"
+        self.fd: int | None = None
+
+    def __enter__(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise AvatarToolError(f"{self.path.parent} is being built by another process (pid {holder}); wait for it "
+                                  "or stop it before building into the same folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.fd is not None:
+            os.close(self.fd)   # the kernel drops the flock with the descriptor (also on kill -9)
+
+
+def read_record(stage_dir: Path) -> dict[str, Any] | None:
+    path = stage_dir / STAGE_RECORD
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def _outputs_present(stage_dir: Path, record: dict[str, Any]) -> bool:
+    files = record.get("outputs", {}).get("files", [])
+    return all((stage_dir / f).exists() if not os.path.isabs(f) else Path(f).exists() for f in files)
+
+
+def _move_aside(run_dir: Path, stage_dir: Path) -> Path | None:
+    if not stage_dir.exists():
+        return None
+    stale = run_dir / ".stale" / stage_dir.name
+    if stale.exists():
+        shutil.rmtree(stale)   # keep one stale copy per stage: enough to recover from a mistaken --force
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(stage_dir, stale)
+    return stale
+
+
+def stage_fingerprint(stage: Stage, cfg: BuildConfig, upstream_fps: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    basis = {"stage": stage.name, "engine": engine_identity(cfg.engine),
+             "config": {s: cfg.section(s) for s in stage.reads}, "device": cfg.device,
+             "upstream": upstream_fps, "code": code_version(stage.code)}
+    return fingerprint_of(basis), basis
+
+
+def run_stages(stages: Sequence[Stage], cfg: BuildConfig, run_dir: str | Path, ui: BuildUI | None = None,
+               force: Iterable[str] = (), stop_before: str | None = None,
+               estimates: dict[str, float] | None = None) -> list[StageResult]:
+    """Run (or skip, or resume) ``stages`` into ``run_dir``. ``force`` names stages to rerun with all later
+    ones. ``stop_before`` ends the build before that stage (tests). Returns one result per stage run."""
+    run_dir = Path(run_dir)
+    ui = ui or QuietUI()
+    active = [s for s in stages if s.enabled(cfg)]
+    names = [s.name for s in active]
+    force = set(force)
+    unknown = force - {s.name for s in stages}
+    if unknown:
+        raise AvatarToolError(f"--force {', '.join(sorted(unknown))}: no such stage (stages: {', '.join(names)})")
+    forced_from = min((names.index(f) for f in force if f in names), default=None)
+    outputs: dict[str, dict[str, Any]] = {}
+    fps: dict[str, str] = {}
+    results: list[StageResult] = []
+    for i, stage in enumerate(active):
+        if stop_before == stage.name:
+            break
+        stage_dir = run_dir / stage.name
+        fp, basis = stage_fingerprint(stage, cfg, {u: fps[u] for u in stage.after if u in fps})
+        record = read_record(stage_dir)
+        forced = forced_from is not None and i >= forced_from
+        if (record and not forced and record.get("fingerprint") == fp and record.get("status") == COMPLETE
+                and _outputs_present(stage_dir, record)):
+            fps[stage.name], outputs[stage.name] = fp, record["outputs"]
+            ui.stage_started(i + 1, len(active), stage.name, stage.title, 0.0)
+            ui.stage_finished(stage.name, "skipped", 0.0)
+            results.append(StageResult(stage.name, "skipped", 0.0, record))
+            continue
+        resuming = bool(record and not forced and record.get("fingerprint") == fp and record.get("status") == RUNNING)
+        if not resuming and stage_dir.exists():
+            stale = _move_aside(run_dir, stage_dir)
+            why = "forced" if forced else ("settings, inputs or code changed" if record else "unfinished")
+            ui.warn(f"{stage.name}: earlier outputs moved to {stale} ({why})")
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        started = time.time()
+        prior_seconds = float(record.get("seconds", 0.0)) if resuming and record else 0.0
+        running = {"stage": stage.name, "title": stage.title, "status": RUNNING, "fingerprint": fp, "basis": basis,
+                   "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": prior_seconds,
+                   "inputs": {u: {"fingerprint": fps[u], "dir": str((run_dir / u).resolve())} for u in stage.after if u in fps},
+                   "resumed": resuming}
+        atomic_write_json(stage_dir / STAGE_RECORD, running)
+        ui.stage_started(i + 1, len(active), stage.name, stage.title, (estimates or {}).get(stage.name))
+        ctx = StageContext(name=stage.name, dir=stage_dir, run_dir=run_dir, cfg=cfg, upstream=outputs, ui=ui)
+        t0 = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                # a library's warning (no LPIPS weights, trunk from scratch...) becomes the stage's: shown
+                # once, kept in stage.json and listed in the report
+                warnings.simplefilter("always")
+                warnings.showwarning = lambda message, *a, **k: ctx.warn(str(message))
+                out = stage.run(ctx)
+        except BaseException:
+            running["seconds"] = prior_seconds + time.perf_counter() - t0
+            running["last_error"] = traceback.format_exc(limit=3)[-2000:]
+            atomic_write_json(stage_dir / STAGE_RECORD, running)
+            raise
+        seconds = prior_seconds + time.perf_counter() - t0
+        record = {**running, "status": COMPLETE, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                  "seconds": round(seconds, 2), "outputs": out, "warnings": ctx.warnings,
+                  "wall_this_session": round(time.time() - started, 2)}
+        atomic_write_json(stage_dir / STAGE_RECORD, record)
+        fps[stage.name], outputs[stage.name] = fp, out
+        status = "resumed" if resuming else "ran"
+        ui.stage_finished(stage.name, status, seconds)
+        results.append(StageResult(stage.name, status, seconds, record))
+    return results

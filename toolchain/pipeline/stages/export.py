@@ -1,0 +1,56 @@
+"""Stage 6: export the estimator (ONNX, TFLite, CoreML), check parity against torch on the held-out set,
+write the ``.swiftavatar`` bundle and verify it, and time every exported model."""
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import AvatarToolError
+from ..runner import StageContext
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    from converters.export import ExportOptions, export_model
+    from converters.formats import parse_targets
+    from converters.latency import export_latency
+    from sdk_python.bundle import open_bundle
+    from ...estimator.io import load_estimator
+    c = ctx.cfg.export
+    model_path = ctx.output("train")["model"]
+    targets = parse_targets(c.formats)
+    opts = ExportOptions(targets=targets, int8_calibration=ctx.output("pairs")["dataset"],
+                         calibration_count=c.calibration_images, min_calibration=min(c.calibration_images, 300),
+                         eval_set=ctx.output("heldout")["set"], face_detector=c.face_detector,
+                         fetch_face_detector=c.fetch_detector)
+    steps = {"n": 0}
+
+    def say(msg: str) -> None:
+        steps["n"] += 1
+        ctx.progress(steps["n"], None, msg)
+    report = export_model(model_path, ctx.dir, opts, progress=say)
+    for w in report.get("warnings", []):
+        ctx.warn(w)
+    for r in report["rows"]:
+        if r["status"] not in ("validated", "exported"):
+            ctx.warn(f"{r['format']} {r['precision']}: {r['status']}"
+                     + (f" (agreement {r['agreement']:.4f} < {r['threshold']})" if r.get("agreement") is not None else "")
+                     + (f" — {r['reason']}" if r.get("reason") else ""))
+        elif r["status"] == "exported":
+            ctx.warn(f"{r['format']} {r['precision']}: written but not run here ({r.get('reason') or 'no runtime'})")
+    bundle = report.get("bundle")
+    if not bundle:
+        raise AvatarToolError("export wrote no bundle; see the parity table in " + str(ctx.dir / "parity.md"))
+    say("verify bundle")
+    with open_bundle(bundle) as b:
+        checks = b.checks()
+        records = {f"{m['format']}:{m['precision']}": m for m in b.manifest["models"]}
+    bad = [c_ for c_ in checks if not c_.ok]
+    if bad:
+        raise AvatarToolError(f"{bundle} failed verification: " + "; ".join(f"{c_.name}: {c_.detail}" for c_ in bad))
+    say("latency")
+    model, _ = load_estimator(model_path)
+    latency = export_latency(model, {"rows": report["rows"], "records": records}, ctx.dir)
+    from ...atomic_io import atomic_write_json
+    atomic_write_json(ctx.dir / "latency.json", {"rows": latency, "batch": 1, "threads": 2})
+    return {"bundle": str(bundle), "verified": len(checks), "passed": report["passed"], "parity": report["rows"],
+            "latency": latency, "face_detector": report.get("face_detector", False),
+            "files": ["parity.json", "parity.md", "latency.json", bundle]}

@@ -1,0 +1,42 @@
+"""Stage 4: paired data — invert every render into G_avatar's W+, synthesise the face with G_real, add
+semantic augmentations; a sharded dataset that resumes after a kill at any point."""
+from __future__ import annotations
+
+from typing import Any
+
+from ...production.augment import AugmentConfig
+from ...production.init_latent import InitConfig
+from ...production.inversion import InversionConfig
+from ...production.pairs import PairsConfig, produce_pairs
+from ..runner import StageContext
+
+EARLY_STOP_TOL = 1e-3
+
+
+def pairs_config(ctx: StageContext) -> PairsConfig:
+    c, r = ctx.cfg.pairs, ctx.cfg.render
+    return PairsConfig(engine=ctx.cfg.engine, n=c.n or r.n, renders=ctx.output("render")["folder"], render_size=r.size,
+                       render_seed=r.seed, chunk=c.chunk,
+                       max_loss="auto" if c.max_loss is None else (None if c.max_loss < 0 else c.max_loss),
+                       latent_anchor=c.latent_anchor, lpips_weights=c.lpips_weights, init=InitConfig(mode=c.init, n_mean=c.init_samples, calib_steps=c.init_calib_steps),
+                       inversion=InversionConfig(steps=c.steps, batch_size=c.batch,
+                                                 early_stop_tol=EARLY_STOP_TOL if c.early_stop else 0.0),
+                       augment=AugmentConfig(k=c.k))
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    cfg = pairs_config(ctx)
+    real = ctx.output("real_generator")["generator"]
+    avatar = ctx.output("avatar_generator")["generator"]
+
+    def update(done: int, total: int, info: dict) -> None:
+        ctx.progress(done, total, f"inverted; kept {info['kept']}, dropped {info['dropped']}")
+    summary = produce_pairs(cfg, ctx.dir, real, avatar, progress=update)
+    if summary["samples"] == 0:
+        from ...errors import AvatarToolError
+        raise AvatarToolError(f"the quality filter (loss > {summary['max_loss']}) dropped every source; raise "
+                              "pairs.max_loss or train the generators longer")
+    return {"dataset": str(ctx.dir.resolve()), "samples": summary["samples"], "kept_sources": summary["kept_sources"],
+            "dropped_sources": summary["dropped_sources"], "max_loss": summary["max_loss"], "lpips": summary["lpips"],
+            "init": summary["init"].get("mode") if isinstance(summary["init"], dict) else None,
+            "grid": summary.get("grid"), "files": ["index.json", "pairs_grid.png"]}

@@ -1,0 +1,47 @@
+"""Stage 2: the realistic generator G_real — a file the user gives, trained on the user's face photos with
+part masks (our image+mask layout or CelebAMask-HQ's), or, offline by default, trained here on the
+unlabelled photo proxy. G_real only needs realistic faces, not the engine's attributes, so the default
+is the same for every engine."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ...generators.config import generator_preset
+from ...generators.io import load_generator
+from ...generators.train_real import train_preset, train_real
+from ...proxy.eval_set import write_proxy_set
+from ..fingerprint import file_digest
+from ..runner import StageContext
+from .progress import gan_progress
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    c = ctx.cfg.real
+    if c.generator and c.images:
+        from ...errors import AvatarToolError
+        raise AvatarToolError("give either --real-generator or --real-images, not both")
+    if c.generator:
+        path = Path(c.generator).resolve()
+        g, meta = load_generator(path)  # fails here, with the loader's message, on a bad file
+        return {"generator": str(path), "source": "file", "sha256": file_digest(path), "size": g.cfg.size,
+                "files": [str(path)]}
+    if c.images:
+        from ...generators.celebamask import prepare_photo_folder
+        photos = prepare_photo_folder(Path(c.images), ctx.dir / "photos", size=c.proxy_size,
+                                      progress=lambda d, t: ctx.progress(d, t, "photos"))
+        source = f"face photos from {c.images}"
+    else:
+        ctx.progress(0, c.proxy_n, "drawing photo proxy")
+        write_proxy_set(c.proxy_engine, ctx.dir / "photos", n=c.proxy_n, seed=c.proxy_seed, size=c.proxy_size,
+                        role="unlabelled", progress=lambda d, t: ctx.progress(d, t, "drawing photo proxy"))
+        photos = ctx.dir / "photos"
+        ctx.warn(f"no --real-generator or --real-images: G_real is trained on {c.proxy_n} unlabelled photo-proxy "
+                 f"faces drawn here ({c.proxy_engine} painter, photo style), a stand-in for real face photos")
+        source = "unlabelled photo proxy"
+    gcfg = generator_preset(c.generator_config)
+    tcfg = train_preset(c.train_preset, iters=c.iters, batch_size=c.batch_size)
+    train_real(photos, ctx.dir / "gan", gcfg, tcfg, device=ctx.cfg.device, progress=gan_progress(ctx))
+    gen = ctx.dir / "gan" / "generator.safetensors"
+    return {"generator": str(gen.resolve()), "source": source, "photos": str(photos.resolve()), "iters": tcfg.iters,
+            "size": gcfg.size, "files": ["gan/generator.safetensors", "gan/stats.jsonl"]}
