@@ -20,8 +20,8 @@ from ..atomic_io import atomic_write_bytes, atomic_write_text, read_jsonl
 STYLE = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;color:#1b1f24;line-height:1.45}h1{margin-bottom:.2em}h2{border-bottom:1px solid #d0d7de;
 padding-bottom:.2em;margin-top:1.8em}table{border-collapse:collapse;margin:.6em 0;font-size:14px}
-td,th{border:1px solid #d0d7de;padding:4px 9px;text-align:right}th{background:#f3f5f7}
-td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #d0d7de;margin:.4em 0}
+td,th{border:1px solid #d0d7de;padding:4px 9px;text-align:left}th{background:#f3f5f7}
+td.num{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%;border:1px solid #d0d7de;margin:.4em 0}
 .warn{background:#fff8c5;border:1px solid #d4a72c;padding:.5em 1em;border-radius:6px}
 .ok{color:#1a7f37;font-weight:600}.bad{color:#cf222e;font-weight:600}.muted{color:#57606a;font-size:13px}
 pre{background:#f6f8fa;padding:.8em;overflow:auto;font-size:12px}figure{margin:0}
@@ -58,7 +58,8 @@ class Doc:
         self.md += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
         self.md.append("")
         head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+        body = "".join("<tr>" + "".join(f"<td{_num_class(c)}>{html.escape(str(c))}</td>" for c in r) + "</tr>"
+                       for r in rows)
         self.html.append(f"<table><tr>{head}</tr>{body}</table>")
 
     def figure(self, path: Path | None, caption: str) -> None:
@@ -80,6 +81,15 @@ class Doc:
     def render_html(self, title: str) -> str:
         return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
                 f"<style>{STYLE}</style></head><body>{''.join(self.html)}</body></html>\n")
+
+
+def _num_class(cell: Any) -> str:
+    text = str(cell).replace(" %", "").replace("+", "").replace("−", "-")
+    try:
+        float(text)
+        return " class='num'"
+    except ValueError:
+        return ""
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
@@ -229,8 +239,9 @@ def write_report(run_dir: Path, cfg_json: dict[str, Any], records: dict[str, dic
     doc.heading("Paired data")
     p = out("pairs")
     if p:
-        doc.para(f"{p.get('samples')} samples from {p.get('kept_sources')} sources; the quality filter (loss > "
-                 f"{_fmt(p.get('max_loss'))}) dropped {p.get('dropped_sources')}; perceptual loss: "
+        qf = (f"the quality filter (final loss > {_fmt(p['max_loss'])}) dropped {p.get('dropped_sources')}"
+              if p.get("max_loss") is not None else "no quality filter")
+        doc.para(f"{p.get('samples')} samples from {p.get('kept_sources')} sources; {qf}; perceptual loss: "
                  f"{'LPIPS' if p.get('lpips', {}).get('used') else p.get('lpips', {}).get('fallback')}.")
     doc.figure(run_dir / "pairs" / "pairs_grid.png", "render | reconstruction in G_avatar | realistic face G_real(w*) | augmented")
 

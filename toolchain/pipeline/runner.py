@@ -126,14 +126,43 @@ def read_record(stage_dir: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        return _located(json.loads(path.read_text()), stage_dir.parent)
     except json.JSONDecodeError:
         return None
+
+
+def _write_record(stage_dir: Path, record: dict[str, Any]) -> None:
+    atomic_write_json(stage_dir / STAGE_RECORD, _portable(record, stage_dir.parent))
 
 
 def _outputs_present(stage_dir: Path, record: dict[str, Any]) -> bool:
     files = record.get("outputs", {}).get("files", [])
     return all((stage_dir / f).exists() if not os.path.isabs(f) else Path(f).exists() for f in files)
+
+
+RUN_PREFIX = "$RUN/"
+
+
+def _portable(value: Any, run_dir: Path) -> Any:
+    """Paths inside the run directory are stored as ``$RUN/...`` so a run directory can be moved or copied."""
+    root = str(run_dir.resolve()) + os.sep
+    if isinstance(value, str) and value.startswith(root):
+        return RUN_PREFIX + value[len(root):]
+    if isinstance(value, dict):
+        return {k: _portable(v, run_dir) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_portable(v, run_dir) for v in value]
+    return value
+
+
+def _located(value: Any, run_dir: Path) -> Any:
+    if isinstance(value, str) and value.startswith(RUN_PREFIX):
+        return str(run_dir.resolve() / value[len(RUN_PREFIX):])
+    if isinstance(value, dict):
+        return {k: _located(v, run_dir) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_located(v, run_dir) for v in value]
+    return value
 
 
 def _move_aside(run_dir: Path, stage_dir: Path) -> Path | None:
@@ -197,7 +226,7 @@ def run_stages(stages: Sequence[Stage], cfg: BuildConfig, run_dir: str | Path, u
                    "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": prior_seconds,
                    "inputs": {u: {"fingerprint": fps[u], "dir": str((run_dir / u).resolve())} for u in stage.after if u in fps},
                    "resumed": resuming}
-        atomic_write_json(stage_dir / STAGE_RECORD, running)
+        _write_record(stage_dir, running)
         ui.stage_started(i + 1, len(active), stage.name, stage.title, (estimates or {}).get(stage.name))
         ctx = StageContext(name=stage.name, dir=stage_dir, run_dir=run_dir, cfg=cfg, upstream=outputs, ui=ui)
         t0 = time.perf_counter()
@@ -205,19 +234,20 @@ def run_stages(stages: Sequence[Stage], cfg: BuildConfig, run_dir: str | Path, u
             with warnings.catch_warnings():
                 # a library's warning (no LPIPS weights, trunk from scratch...) becomes the stage's: shown
                 # once, kept in stage.json and listed in the report
-                warnings.simplefilter("always")
-                warnings.showwarning = lambda message, *a, **k: ctx.warn(str(message))
+                warnings.simplefilter("always", UserWarning)
+                warnings.showwarning = lambda message, category, *a, **k: (
+                    ctx.warn(str(message)) if issubclass(category, UserWarning) else None)
                 out = stage.run(ctx)
         except BaseException:
             running["seconds"] = prior_seconds + time.perf_counter() - t0
             running["last_error"] = traceback.format_exc(limit=3)[-2000:]
-            atomic_write_json(stage_dir / STAGE_RECORD, running)
+            _write_record(stage_dir, running)
             raise
         seconds = prior_seconds + time.perf_counter() - t0
         record = {**running, "status": COMPLETE, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                   "seconds": round(seconds, 2), "outputs": out, "warnings": ctx.warnings,
                   "wall_this_session": round(time.time() - started, 2)}
-        atomic_write_json(stage_dir / STAGE_RECORD, record)
+        _write_record(stage_dir, record)
         fps[stage.name], outputs[stage.name] = fp, out
         status = "resumed" if resuming else "ran"
         ui.stage_finished(stage.name, status, seconds)

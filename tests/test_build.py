@@ -1,0 +1,231 @@
+"""`avatartool build`: configuration, a reduced end-to-end build (bundle verified, report complete),
+skipping, --force, downstream-only reruns, an external engine without masks, and kill -9 + resume."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests._cli import REPO, run_cli
+from toolchain.errors import AvatarToolError
+from toolchain.pipeline.build import STAGE_NAMES, build
+from toolchain.pipeline.config import PRESETS, resolve_config
+from toolchain.pipeline.runner import RunLock, read_record
+
+# A build small enough for the suite: 32 px everything, a few steps per stage, ONNX only.
+TINY = {
+    "render.n": 40, "render.size": 32, "render.workers": 0,
+    "real.proxy_n": 40, "real.proxy_size": 32, "real.iters": 4, "real.batch_size": 4,
+    "avatar.iters": 3, "avatar.batch_size": 4,
+    "pairs.k": 1, "pairs.steps": 3, "pairs.batch": 8, "pairs.chunk": 16, "pairs.max_loss": -1.0,
+    "pairs.init_samples": 256, "pairs.init_calib_steps": 3,
+    "train.preset": "tiny", "train.epochs": 1, "train.input_size": 32,
+    "export.formats": "onnx", "export.calibration_images": 10, "export.fetch_detector": False,
+    "eval.n": 12, "eval.size": 32, "baseline.epochs": 1,
+}
+
+
+def tiny_settings(**more: object) -> list[str]:
+    return [f"{k}={v}" for k, v in {**TINY, **more}.items()]
+
+
+def tiny_config(engine: str = "alter", **more: object):
+    return resolve_config(engine, "smoke", overrides=tiny_settings(**more))
+
+
+class Recorder:
+    """A BuildUI that remembers what happened."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+        self.warnings: list[str] = []
+
+    def stage_started(self, index, total, name, title, estimate_s):  # noqa: ANN001
+        self.events.append(("start", name))
+
+    def stage_progress(self, done, total, detail=""):  # noqa: ANN001
+        pass
+
+    def stage_finished(self, name, status, seconds):  # noqa: ANN001
+        self.events.append((status, name))
+
+    def warn(self, message):  # noqa: ANN001
+        self.warnings.append(message)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    run = tmp_path_factory.mktemp("build") / "run"
+    ui = Recorder()
+    results = build(tiny_config(), run, ui=ui)
+    return run, results, ui
+
+
+# ----- configuration ------------------------------------------------------------------------------
+def test_presets_resolve_and_overrides_take_precedence(tmp_path):
+    for name in PRESETS:
+        cfg = resolve_config("alter", name)
+        assert cfg.preset == name and cfg.render.n == PRESETS[name]["render.n"]
+    paper = resolve_config("alter", "paper")
+    assert (paper.render.size, paper.pairs.steps, paper.pairs.k, paper.pairs.early_stop) == (512, 200, 10, False)
+    assert paper.train.preset == "paper"
+    yaml_file = tmp_path / "b.yaml"
+    yaml_file.write_text("pairs:\n  k: 4\n  steps: 7\nrender:\n  n: 99\n")
+    cfg = resolve_config("morph", "smoke", yaml_file, ["pairs.k=5", "pairs.early_stop=true"], **{"render.workers": 3})
+    assert (cfg.engine, cfg.pairs.k, cfg.pairs.steps, cfg.render.n, cfg.render.workers) == ("morph", 5, 7, 99, 3)
+    assert cfg.pairs.early_stop is True
+    assert resolve_config("alter", "smoke", overrides=["pairs.max_loss=none"]).pairs.max_loss is None
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["pairs.kk=3"], "section 'pairs' has"),
+    (["nosuch.k=3"], "unknown build setting 'nosuch.k'"),
+    (["pairs.k=three"], "pairs.k: expected int"),
+    (["pairs.k"], "expected SECTION.FIELD=VALUE"),
+])
+def test_bad_settings_are_refused_with_their_name(bad, message):
+    with pytest.raises(AvatarToolError, match=re.escape(message)):
+        resolve_config("alter", "smoke", overrides=bad)
+
+
+def test_unknown_preset_is_refused():
+    with pytest.raises(AvatarToolError, match="unknown build preset 'fast'"):
+        resolve_config("alter", "fast")
+
+
+# ----- the build --------------------------------------------------------------------------------
+def test_build_makes_a_verified_bundle_and_a_complete_report(built):
+    run, results, ui = built
+    assert [r.name for r in results] == list(STAGE_NAMES)
+    assert all(r.status == "ran" for r in results)
+    for name in STAGE_NAMES:
+        rec = read_record(run / name)
+        assert rec["status"] == "complete" and rec["fingerprint"]
+    from sdk_python.bundle import open_bundle
+    bundle = Path(read_record(run / "export")["outputs"]["bundle"])
+    with open_bundle(bundle) as b:
+        checks = b.checks()
+    assert checks and all(c.ok for c in checks)
+    md = (run / "report.md").read_text()
+    html = (run / "report.html").read_text()
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert len(figures) >= 6                      # renders, dual-domain, pairs, curves, two eval grids
+    for rel in figures:
+        assert (run / rel).is_file(), rel
+    assert html.count("data:image/png;base64,") == len(figures)
+    assert not re.search(r"(src|href)=['\"]https?://", html)   # self-contained: nothing from the network
+    for model in ("swiftavatar", "baseline"):
+        metrics = json.loads((run / "evaluate" / model / "eval.json").read_text())["metrics"]
+        values = list(metrics["accuracy"].values()) + [metrics["render_distance"]["masked_l1"]["mean"]]
+        assert values and all(math.isfinite(v) for v in values)
+        assert f"| {model} |" in md or model in md
+    # the fallbacks this machine takes are in the report, not only on the console
+    assert "LPIPS" in md and "backbone" in md and "photo-proxy" in md
+    assert any("backbone" in w for w in ui.warnings)
+
+
+def test_rerun_skips_every_stage(built):
+    run, _, _ = built
+    ui = Recorder()
+    t0 = time.perf_counter()
+    results = build(tiny_config(), run, ui=ui)
+    assert [r.status for r in results] == ["skipped"] * len(STAGE_NAMES)
+    assert time.perf_counter() - t0 < 30   # generous: nothing may be recomputed
+
+
+def test_changed_setting_reruns_only_that_stage_and_what_reads_it(built, tmp_path):
+    run, _, _ = built
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    results = {r.name: r.status for r in build(tiny_config(**{"train.epochs": 2}), copy)}
+    # the Baseline reads the train section too (same estimator recipe); the renders and generators do not
+    assert {k for k, v in results.items() if v == "skipped"} == {"render", "real_generator", "avatar_generator", "pairs",
+                                                                  "heldout"}
+    assert {k for k, v in results.items() if v == "ran"} == {"train", "export", "baseline", "evaluate", "report"}
+    assert json.loads((copy / "train" / "run.json").read_text())["epochs_done"] == 2
+    assert (copy / ".stale" / "train").is_dir()   # the old outputs were moved aside, not deleted
+
+
+def test_force_reruns_the_stage_and_everything_after(built, tmp_path):
+    run, _, _ = built
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    results = build(tiny_config(), copy, force=["export"])
+    status = {r.name: r.status for r in results}
+    after = STAGE_NAMES[STAGE_NAMES.index("export"):]
+    assert all(status[n] == "ran" for n in after) and all(status[n] == "skipped" for n in STAGE_NAMES if n not in after)
+    with pytest.raises(AvatarToolError, match="--force nosuch: no such stage"):
+        build(tiny_config(), copy, force=["nosuch"])
+
+
+def test_a_second_build_into_the_same_folder_is_refused(tmp_path):
+    with RunLock(tmp_path):
+        with pytest.raises(AvatarToolError, match=rf"being built by another process \(pid {os.getpid()}\)"):
+            build(tiny_config(), tmp_path)
+
+
+# ----- engines ----------------------------------------------------------------------------------
+def test_external_engine_without_masks_builds_a_bundle(tmp_path):
+    spec = f"cmd:{sys.executable} examples/external_engine/badge_engine.py --no-masks"
+    proc = run_cli("build", "--engine", spec, "--run", str(tmp_path / "run"), "--no-calibrate",
+                   *sum((["--set", s] for s in tiny_settings(**{"baseline.enabled": False})), []), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "run"
+    render = read_record(run / "render")
+    assert render["outputs"]["masks"] is False
+    assert any("draws no part masks" in w for w in render["warnings"])
+    heldout = read_record(run / "heldout")
+    assert heldout["outputs"]["kind"] == "held-out renders"
+    assert "bundle:" in proc.stdout and Path(read_record(run / "export")["outputs"]["bundle"]).is_file()
+
+
+# ----- kill -9 and resume -----------------------------------------------------------------------
+def test_kill9_during_pairs_then_the_same_command_resumes_there(built, tmp_path):
+    run, _, _ = built
+    copy = tmp_path / "run"
+    copy.mkdir()
+    for stage in ("render", "real_generator", "avatar_generator"):   # finished stages, as a user's run would have
+        shutil.copytree(run / stage, copy / stage)
+    # pairs slow enough to be caught mid-way: 40 sources, 5 shards of 8
+    settings = sum((["--set", s] for s in tiny_settings(**{"pairs.steps": 40, "pairs.chunk": 8,
+                                                            "baseline.enabled": False})), [])
+    args = [sys.executable, "-m", "toolchain.cli.main", "build", "--engine", "alter", "--run", str(copy),
+            "--no-calibrate", *settings]
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    index = copy / "pairs" / "index.json"
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            if index.exists() and json.loads(index.read_text())["meta"]["progress"]["sources_done"] >= 8:
+                break
+            assert proc.poll() is None, "the build ended before it could be killed"
+            time.sleep(0.05)
+        else:
+            pytest.fail("no pairs shard sealed in time")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    killed_at = json.loads(index.read_text())["meta"]["progress"]["sources_done"]
+    assert 8 <= killed_at < 40
+    assert read_record(copy / "pairs")["status"] == "running"
+    done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(r"render\s+skipped", done.stderr) and re.search(r"pairs\s+resumed", done.stderr)
+    rec = read_record(copy / "pairs")
+    assert rec["status"] == "complete" and rec["resumed"] is True
+    from toolchain.data.paired_dataset import PairedDataset
+    ds = PairedDataset.open(copy / "pairs")
+    keys = [(p["source"], p["aug"]) for p in ds.provenance]
+    assert len(keys) == len(set(keys)) == 40 * 2
