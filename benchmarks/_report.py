@@ -25,19 +25,21 @@ def machine_info(packages: Sequence[str] = ("numpy", "skia-python", "torch", "on
 
 
 def write_report(name: str, data: dict[str, Any], headers: Sequence[str], rows: Sequence[Sequence[Any]],
-                 notes: str = "") -> tuple[Path, Path]:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+                 notes: str = "", out_dir: Path = RESULTS, stamp: str = "") -> tuple[Path, Path]:
+    """``out_dir/<name>.json`` (machine, versions, raw numbers) and ``.md``; ``stamp`` is a line under the title
+    (e.g. the build run, commit and command that produced the numbers)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "machine": machine_info(), **data}
-    json_path = RESULTS / f"{name}.json"
+    json_path = out_dir / f"{name}.json"
     json_path.write_text(json.dumps(payload, indent=2) + "\n")
     lines = [f"# {name}", "", f"Machine: {payload['machine']['platform']}, {payload['machine']['cpu_count']} CPUs, "
              f"Python {payload['machine']['python']}, load average {payload['machine']['load_average_1m']} at start, "
-             f"{payload['machine']['date']}", ""]
+             f"{payload['machine']['date']}", ""] + ([stamp, ""] if stamp else [])
     lines.append("| " + " | ".join(headers) + " |")
     lines.append("|" + "---|" * len(headers))
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     if notes:
         lines += ["", notes]
-    md_path = RESULTS / f"{name}.md"
+    md_path = out_dir / f"{name}.md"
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path

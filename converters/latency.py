@@ -29,43 +29,66 @@ def summarise(samples_ms: list[float]) -> dict[str, float]:
             "runs": len(samples_ms)}
 
 
-def export_latency(model, export_report: dict[str, Any], export_dir: str | Path, runs: int = 50, warmup: int = 5,
-                   threads: int = 2) -> list[dict[str, Any]]:
-    """Time torch eager and every exported ONNX / TFLite file of ``export_report`` on one random input.
-    CoreML rows say they run on macOS only. Each row carries its parity status."""
-    import torch
+_TORCH_ALONE = """
+import json, sys, time, torch
+torch.set_num_threads(int(sys.argv[2]))
+from toolchain.estimator.io import load_estimator
+m, _ = load_estimator(sys.argv[1])
+x = torch.randn(1, 3, m.config.input_size, m.config.input_size)
+with torch.inference_mode():
+    for _ in range(int(sys.argv[4])):
+        m(x)
+    t = []
+    for _ in range(int(sys.argv[3])):
+        t0 = time.perf_counter(); m(x); t.append((time.perf_counter() - t0) * 1e3)
+print(json.dumps(t))
+"""
+
+
+def torch_eager_alone(model_path: str | Path, runs: int, warmup: int, threads: int) -> list[float] | None:
+    """Torch eager timings in a fresh process: with TensorFlow or MediaPipe loaded beside it (as in an export
+    or SDK process), torch's CPU threads run many times slower here, which would flatter every ratio."""
+    import json
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", _TORCH_ALONE, str(model_path), str(threads), str(runs), str(warmup)],
+                          capture_output=True, text=True, cwd=root, timeout=1800)
+    return json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
+
+
+def export_latency(model_path: str | Path, export_report: dict[str, Any], export_dir: str | Path, runs: int = 50,
+                   warmup: int = 5, threads: int = 2) -> list[dict[str, Any]]:
+    """Time torch eager (own process) and every exported ONNX / TFLite file of ``export_report`` on one random
+    input. CoreML rows say they run on macOS only. Each row carries its parity status."""
     from .onnx_export import onnx_session, run_onnx
     from .tflite_export import TFLiteRunner, nchw_to_nhwc
+    from toolchain.estimator.io import load_estimator
     export_dir = Path(export_dir)
+    model, _ = load_estimator(model_path)
     size = int(model.config.input_size)
     x = np.random.default_rng(0).normal(size=(1, 3, size, size)).astype(np.float32)
-    prev = torch.get_num_threads()
-    torch.set_num_threads(threads)
     rows: list[dict[str, Any]] = []
-    try:
-        xt = torch.from_numpy(x)
-        with torch.no_grad():
-            rows.append({"format": "torch", "precision": "fp32 (eager)", "status": "reference",
-                         **summarise(time_calls(lambda: model(xt), warmup, runs))})
-        for r in export_report.get("rows", []):
-            row = {"format": r["format"], "precision": r["precision"], "status": r["status"]}
-            path = export_dir / r["file"]
-            if r["status"] == "failed" or not path.exists():
-                rows.append({**row, "note": "not exported"})
+    alone = torch_eager_alone(model_path, runs, warmup, threads)
+    rows.append({"format": "torch", "precision": "fp32 (eager, own process)", "status": "reference",
+                 **(summarise(alone) if alone else {"note": "torch eager run failed"})})
+    for r in export_report.get("rows", []):
+        row = {"format": r["format"], "precision": r["precision"], "status": r["status"]}
+        path = export_dir / r["file"]
+        if r["status"] == "failed" or not path.exists():
+            rows.append({**row, "note": "not exported"})
+            continue
+        if r["format"] == "onnx":
+            sess = onnx_session(path, threads)
+            rows.append({**row, **summarise(time_calls(lambda: run_onnx(sess, x), warmup, runs))})
+        elif r["format"] == "tflite":
+            rec = export_report.get("records", {}).get(f"tflite:{r['precision']}")
+            if rec is None:
+                rows.append({**row, "note": "no output map recorded"})
                 continue
-            if r["format"] == "onnx":
-                sess = onnx_session(path, threads)
-                rows.append({**row, **summarise(time_calls(lambda: run_onnx(sess, x), warmup, runs))})
-            elif r["format"] == "tflite":
-                rec = export_report.get("records", {}).get(f"tflite:{r['precision']}")
-                if rec is None:
-                    rows.append({**row, "note": "no output map recorded"})
-                    continue
-                runner = TFLiteRunner(path, rec["output_map"], threads=threads)
-                xn = nchw_to_nhwc(x)
-                rows.append({**row, **summarise(time_calls(lambda: runner(xn), warmup, runs))})
-            else:
-                rows.append({**row, "note": "CoreML predicts on macOS only"})
-    finally:
-        torch.set_num_threads(prev)
+            runner = TFLiteRunner(path, rec["output_map"], threads=threads)
+            xn = nchw_to_nhwc(x)
+            rows.append({**row, **summarise(time_calls(lambda: runner(xn), warmup, runs))})
+        else:
+            rows.append({**row, "note": "CoreML predicts on macOS only"})
     return rows

@@ -450,7 +450,12 @@ def pairs(
     steps: int = typer.Option(200, "--steps", help="Inversion steps."),
     batch: int = typer.Option(64, "--batch", help="Inversion slots: images optimised together (fixed batch shape)."),
     chunk: int = typer.Option(32, "--chunk", help="Sources per shard (a killed run resumes at a shard boundary)."),
-    max_loss: Optional[float] = typer.Option(None, "--max-loss", help="Quality filter threshold (default 0.25; <0: off)."),
+    max_loss: Optional[float] = typer.Option(None, "--max-loss", help="Quality filter threshold on the final loss "
+                                             "(default: 0.25 with the weight-free fallback, 0.6 with LPIPS; <0: off)."),
+    early_stop: bool = typer.Option(False, "--early-stop", help="Stop a sample when its loss stops improving (the paper "
+                                    "runs every sample its full --steps)."),
+    latent_anchor: str = typer.Option("start", "--latent-anchor", help="The latent term pulls to the start code "
+                                      "(start) or to w_mean (mean, the paper's literal regulariser)."),
     init: str = typer.Option("modified", "--init", help="Start codes: modified (asset present/absent codes), present (w~_mean) or mean (w_mean)."),
     lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="torchvision AlexNet weights for LPIPS."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
@@ -458,16 +463,17 @@ def pairs(
     """Paired data: invert renders in G_avatar, synthesise with G_real, augment; resumable sharded dataset."""
     from ..production.augment import AugmentConfig
     from ..production.init_latent import InitConfig
-    from ..production.inversion import InversionConfig
-    from ..production.pairs import DEFAULT_MAX_LOSS, PairsConfig, produce_pairs, resolve_generators
+    from ..production.inversion import EARLY_STOP_TOL, InversionConfig
+    from ..production.pairs import PairsConfig, produce_pairs, resolve_generators
     if threads:
         import torch
         torch.set_num_threads(threads)
     real, avatar = resolve_generators(generators, real_generator, avatar_generator)
-    limit = DEFAULT_MAX_LOSS if max_loss is None else (None if max_loss < 0 else max_loss)
+    limit = "auto" if max_loss is None else (None if max_loss < 0 else max_loss)
     cfg = PairsConfig(engine=engine, n=n, renders=str(renders) if renders else None, render_size=render_size, chunk=chunk,
-                      max_loss=limit, lpips_weights=str(lpips_weights) if lpips_weights else None, init=InitConfig(mode=init),
-                      inversion=InversionConfig(steps=steps, batch_size=batch), augment=AugmentConfig(k=k))
+                      max_loss=limit, latent_anchor=latent_anchor, lpips_weights=str(lpips_weights) if lpips_weights else None,
+                      init=InitConfig(mode=init), augment=AugmentConfig(k=k),
+                      inversion=InversionConfig(steps=steps, batch_size=batch, early_stop_tol=EARLY_STOP_TOL if early_stop else 0.0))
     with make_progress() as progress:
         task = progress.add_task("pairs", total=n)
 
@@ -477,7 +483,7 @@ def pairs(
         summary = produce_pairs(cfg, out, real, avatar, progress=update)
     lp = summary["lpips"]
     console.print(f"[green]done[/]: {summary['samples']} samples from {summary['kept_sources']} sources -> {out}; "
-                  f"quality filter (loss > {limit}) dropped {summary['dropped_sources']}; "
+                  f"quality filter (loss > {summary['max_loss']}) dropped {summary['dropped_sources']}; "
                   f"perceptual loss: {'LPIPS' if lp['used'] else lp['fallback']}; picture: {summary.get('grid')}")
 
 

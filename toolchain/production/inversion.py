@@ -37,6 +37,9 @@ from ..errors import AvatarToolError
 from ..generators.generator import SemanticGenerator
 
 
+EARLY_STOP_TOL = 1e-3               # what ``--early-stop`` turns on: relative gain per ``patience`` steps
+
+
 @dataclass(frozen=True)
 class InversionConfig:
     steps: int = 200

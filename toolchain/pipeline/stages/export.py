@@ -13,7 +13,6 @@ def run(ctx: StageContext) -> dict[str, Any]:
     from converters.formats import parse_targets
     from converters.latency import export_latency
     from sdk_python.bundle import open_bundle
-    from ...estimator.io import load_estimator
     c = ctx.cfg.export
     model_path = ctx.output("train")["model"]
     targets = parse_targets(c.formats)
@@ -47,8 +46,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if bad:
         raise AvatarToolError(f"{bundle} failed verification: " + "; ".join(f"{c_.name}: {c_.detail}" for c_ in bad))
     say("latency")
-    model, _ = load_estimator(model_path)
-    latency = export_latency(model, {"rows": report["rows"], "records": records}, ctx.dir)
+    latency = export_latency(model_path, {"rows": report["rows"], "records": records}, ctx.dir)
     from ...atomic_io import atomic_write_json
     atomic_write_json(ctx.dir / "latency.json", {"rows": latency, "batch": 1, "threads": 2})
     return {"bundle": str(bundle), "verified": len(checks), "passed": report["passed"], "parity": report["rows"],

@@ -6,11 +6,10 @@ from typing import Any
 
 from ...production.augment import AugmentConfig
 from ...production.init_latent import InitConfig
-from ...production.inversion import InversionConfig
+from ...production.inversion import EARLY_STOP_TOL, InversionConfig
 from ...production.pairs import PairsConfig, produce_pairs
 from ..runner import StageContext
 
-EARLY_STOP_TOL = 1e-3
 
 
 def pairs_config(ctx: StageContext) -> PairsConfig:

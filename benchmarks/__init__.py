@@ -1,0 +1,1 @@
+"""Speed and accuracy measurements. ``python -m benchmarks RUN`` regenerates every table from a build run."""

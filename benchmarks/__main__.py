@@ -1,0 +1,92 @@
+"""Every benchmark table from one build run, or the ablation (paper Table 3) on our own data.
+
+    python -m benchmarks RUN [--quick] [--only render,gan,...] [--out DIR]
+    python -m benchmarks ablation --engine alter [--preset smoke] [--run DIR] [--set SECTION.FIELD=VALUE ...]
+
+Each table is measured now (nothing is read from an earlier benchmark result) and written as
+``<out>/<name>.json`` + ``.md`` (+ ``.png`` plots), stamped with the run, the code commit, the command and
+the machine load at its start. The default ``--out`` is ``benchmarks/results/``, the committed results.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # the scripts' `from _report import ...`
+from _report import RESULTS, write_report  # noqa: E402
+
+TABLES = ("render", "gan", "inversion", "pairs", "export_latency", "sdk_latency", "accuracy")
+
+
+def commit() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return (out + ("+changes" if dirty else "")) or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def run_tables(run_dir: Path, quick: bool, only: list[str], out: Path) -> list[Path]:
+    import os
+    from benchmarks.suite.common import BuildRun
+    build = BuildRun.open(run_dir)
+    command = "python -m benchmarks " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    written = []
+    for name in only:
+        load = os.getloadavg()[0]
+        print(f"[{name}] measuring ...", flush=True)
+        t0 = time.perf_counter()
+        table = importlib.import_module(f"benchmarks.suite.{name}").run(build, quick)
+        stamp = (f"Build run `{build.root}` ({build.cfg.engine}, preset {build.cfg.preset}), code {commit()}, "
+                 f"load average {load:.2f} at start, {time.perf_counter() - t0:.0f} s; command: `{command}`"
+                 + (" (**--quick**: smoke-sized samples, not for comparison)" if quick else ""))
+        data = {**table.data, "build": build.describe(), "commit": commit(), "command": command, "quick": quick}
+        j, m = write_report(table.name, data, table.headers, table.rows, table.notes, out_dir=out, stamp=stamp)
+        for stem, fig in table.plots.items():
+            fig.savefig(out / f"{stem}.png", dpi=90)
+            import matplotlib.pyplot as plt
+            plt.close(fig)
+            with open(m, "a") as f:
+                f.write(f"\n![{stem}]({stem}.png)\n")
+            written.append(out / f"{stem}.png")
+        written += [j, m]
+        print(m.read_text(), flush=True)
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "ablation":
+        from benchmarks.ablation import main as ablation_main
+        ablation_main(argv[1:])
+        return
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path, help="a build run directory (avatartool build --run DIR)")
+    ap.add_argument("--quick", action="store_true", help="few samples per table (tests); not for comparison")
+    ap.add_argument("--only", default=",".join(TABLES), help=f"comma list of: {', '.join(TABLES)}")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="where to write (default: benchmarks/results/)")
+    a = ap.parse_args(argv)
+    only = [t.strip() for t in a.only.split(",") if t.strip()]
+    bad = [t for t in only if t not in TABLES]
+    if bad:
+        ap.error(f"unknown table(s) {', '.join(bad)}; choose from {', '.join(TABLES)}")
+    from toolchain.errors import AvatarToolError
+    try:
+        files = run_tables(a.run, a.quick, only, a.out)
+    except AvatarToolError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    print("wrote " + ", ".join(str(f) for f in files))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Accuracy of the build's estimator and Baseline on its held-out set, evaluated afresh (not read from the
+build's own eval.json): per-parameter accuracy / MAE and the render distance."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from toolchain.evaluation.evaluate import evaluate
+
+from .common import BuildRun, Table
+
+
+def run(build: BuildRun, quick: bool) -> Table:
+    held = build.output("heldout")
+    models = {"SwiftAvatar": build.output("train")["model"]}
+    if build.has("baseline"):
+        models["Baseline"] = build.output("baseline")["model"]
+    metrics = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, model in models.items():
+            metrics[name] = evaluate(model, held["set"], Path(tmp) / name, lpips_weights=build.cfg.eval.lpips_weights,
+                                     engine=build.cfg.engine)["metrics"]
+    names = list(metrics)
+    first = metrics[names[0]]
+    rows = [[p, "accuracy", *(f"{metrics[n]['accuracy'][p]:.3f}" for n in names)] for p in first["accuracy"]]
+    rows += [[p, "MAE", *(f"{metrics[n]['mae'][p]:.4f}" for n in names)] for p in first["mae"]]
+    for key, label, digits in (("mean_accuracy", "mean accuracy", 3), ("mean_mae", "mean MAE", 4)):
+        if key in first:
+            rows.append([label, "", *(f"{metrics[n][key]:.{digits}f}" for n in names)])
+    rows.append(["render distance", "masked L1", *(f"{metrics[n]['render_distance']['masked_l1']['mean']:.4f}" for n in names)])
+    return Table("accuracy", {"set": held, "metrics": metrics}, ["parameter", "metric", *names], rows,
+                 notes=f"Held-out set: {held.get('note')}. Render distance: the predicted and true vectors rendered by the "
+                       "engine, mean |RGB| difference over avatar pixels (LPIPS only with --lpips-weights).")

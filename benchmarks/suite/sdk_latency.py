@@ -1,0 +1,59 @@
+"""End-to-end SDK latency on the build's bundle: detection, crop, inference, total (p50/p90/p99) per backend
+and precision the bundle and this machine support, on an image of the build's held-out set."""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from toolchain.evaluation.evaluate import load_labelled_set
+
+from .common import BuildRun, Table
+
+COMBOS = (("onnxruntime", "fp32"), ("litert", "fp32"), ("litert", "fp16"), ("litert", "int8"), ("coreml", "fp16"))
+
+
+def _pct(a: np.ndarray, q: float) -> float:
+    return float(np.percentile(a, q))
+
+
+def run(build: BuildRun, quick: bool) -> Table:
+    from sdk_python import AvatarEstimator
+    from sdk_python.backends import available_backends
+    from sdk_python.bundle import open_bundle
+    bundle = build.output("export")["bundle"]
+    with open_bundle(bundle) as b:
+        has_detector = b.has_face_detector
+        present = {(m["format"], m["precision"]) for m in b.manifest["models"]}
+    fmt_of = {"onnxruntime": "onnx", "litert": "tflite", "coreml": "coreml"}
+    path, _ = load_labelled_set(build.output("heldout")["set"]).items[0]
+    with Image.open(path) as im:
+        image = np.asarray(im.convert("RGB"))
+    detection = "mediapipe" if has_detector else "none"
+    runs, warmup = (10, 2) if quick else (200, 20)
+    usable = set(available_backends())
+    results, rows, skipped = [], [], []
+    for backend, prec in COMBOS:
+        if backend not in usable:
+            skipped.append(f"{backend} {prec}: runtime not available here")
+            continue
+        if (fmt_of[backend], prec) not in present:
+            skipped.append(f"{backend} {prec}: not in the bundle")
+            continue
+        with AvatarEstimator.create_from_bundle(bundle, backend=backend, precision=prec, num_threads=2,
+                                                detection=detection) as est:
+            for _ in range(warmup):
+                est.estimate(image, color_order="rgb")
+            t = [est.estimate(image, color_order="rgb").timings for _ in range(runs)]
+        a = np.array([(x.detection_ms, x.crop_ms, x.inference_ms, x.total_ms) for x in t])
+        res = {"backend": backend, "precision": prec, "samples_ms": a.tolist(),
+               **{k: {q: _pct(a[:, i], q) for q in (50, 90, 99)} for i, k in enumerate(("detection", "crop", "inference",
+                                                                                        "total"))}}
+        results.append(res)
+        tot = res["total"]
+        rows.append([backend, prec, f"{res['detection'][50]:.2f}", f"{res['crop'][50]:.2f}", f"{res['inference'][50]:.2f}",
+                     f"{tot[50]:.2f} / {tot[90]:.2f} / {tot[99]:.2f}", f"{1000 / tot[50]:.0f}"])
+    why = "the bundle carries a detector" if has_detector else "the bundle has no detector: pre-framed input"
+    return Table("sdk_latency", {"results": results, "skipped": skipped, "detection": detection, "image": str(path)},
+                 ["backend", "precision", "detect p50", "crop p50", "infer p50", "total p50/p90/p99 ms", "Hz (p50)"], rows,
+                 notes=f"Detection: {detection} ({why}); {runs} timed runs after {warmup} warm-up, 2 threads, on "
+                       f"{path.name} of the held-out set. Skipped: {'; '.join(skipped) or 'none'}.")
