@@ -40,11 +40,12 @@ from .photo_style import render_photo_jpeg
 
 SET_FORMAT_VERSION = 1
 KINDS = ("photo-proxy", "user")
-ROLES = ("eval", "unlabelled")
+# "oracle": a labelled *training* set of proxy photos, for the ablation's upper bound (what no user has).
+ROLES = ("eval", "unlabelled", "oracle")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 # Domain-separation tags: proxy vectors never share a stream with render/training vectors
 # (``schema.sample_one(seed, i)``), and eval and unlabelled proxy sets never share one either.
-_VECTOR_TAGS = {"eval": 0x5052_4F58, "unlabelled": 0x5052_4F55}  # "PROX", "PROU"
+_VECTOR_TAGS = {"eval": 0x5052_4F58, "unlabelled": 0x5052_4F55, "oracle": 0x5052_4F4F}  # "PROX", "PROU", "PROO"
 _STYLE_TAG = 0x5354_594C  # "STYL": per-image style seeds
 
 ProgressFn = Callable[[int, int], None]
@@ -105,8 +106,9 @@ def _check_or_write_set_json(out_dir: Path, meta: dict[str, Any]) -> None:
 
 def write_proxy_set(engine_spec: str, out_dir: str | Path, n: int, seed: int, size: int = 256, role: str = "eval",
                     progress: ProgressFn | None = None, sheet_count: int = 64) -> ProxySetSummary:
-    """Write ``n`` photo-proxy images (and masks) into ``out_dir``; role ``"eval"`` also writes
-    ``labels.jsonl``, role ``"unlabelled"`` writes no labels at all.
+    """Write ``n`` photo-proxy images (and masks) into ``out_dir``; roles ``"eval"`` and ``"oracle"``
+    (a labelled training set for the ablation's upper bound) also write ``labels.jsonl``, role
+    ``"unlabelled"`` writes no labels at all.
 
     Resumable: every file is written atomically, finished images are skipped, and a folder whose
     ``set.json`` was written with other options is refused.
@@ -143,7 +145,7 @@ def write_proxy_set(engine_spec: str, out_dir: str | Path, n: int, seed: int, si
             done += 1
             if progress:
                 progress(done, n)
-        if role == "eval":
+        if role != "unlabelled":
             atomic_write_jsonl(out_dir / "labels.jsonl", ({"image": img, "vector": v} for img, v in items))
         write_contact_sheet(out_dir / "contact_sheet.png", [(i, out_dir / image_name(i)) for i in range(min(n, sheet_count))])
         return ProxySetSummary(out_dir, n, written=len(todo), skipped=n - len(todo), set_id=set_id, role=role)
@@ -190,16 +192,18 @@ def _read_set_json(root: Path) -> dict[str, Any]:
     return meta
 
 
-def load_eval_set(path: str | Path, schema: AvatarSchema | None = None) -> EvalSet:
-    """Read and check an evaluation set. ``schema`` defaults to the schema of the engine named in
-    ``set.json``. Raises :class:`AvatarToolError` naming the file, line and parameter at fault."""
+def load_eval_set(path: str | Path, schema: AvatarSchema | None = None, roles: tuple[str, ...] = ("eval",)) -> EvalSet:
+    """Read and check an evaluation set (or, with ``roles=("oracle",)``, a labelled proxy training set).
+    ``schema`` defaults to the schema of the engine named in ``set.json``. Raises
+    :class:`AvatarToolError` naming the file, line and parameter at fault."""
     root = Path(path)
     if not root.is_dir():
         raise AvatarToolError(f"evaluation set {root} is not a folder")
     meta = _read_set_json(root)
     role = meta.get("role", "eval")
-    if role != "eval":
-        raise AvatarToolError(f"{root} is an unlabelled set (role {role!r}): it has no labels to evaluate against")
+    if role not in roles:
+        what = "an unlabelled set" if role == "unlabelled" else f"a set of role {role!r}"
+        raise AvatarToolError(f"{root} is {what}, expected role {' or '.join(map(repr, roles))}")
     labels_path = root / "labels.jsonl"
     if not labels_path.is_file():
         raise AvatarToolError(f"{root} has no labels.jsonl: an evaluation set needs one line "
