@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))   # the scripts' `from _report import ...`
-from _report import RESULTS, write_report  # noqa: E402
+from benchmarks._report import RESULTS, write_report  # noqa: E402
 
 TABLES = ("render", "gan", "inversion", "pairs", "export_latency", "sdk_latency", "accuracy")
 

@@ -294,3 +294,13 @@ def test_chunks_with_every_source_dropped_still_record_progress(gen_pair, render
     assert s["samples"] == 0 and index["shards"] == []
     assert index["meta"]["progress"]["sources_done"] == 6
     assert [x["source"] for x in index["meta"]["progress"]["dropped"]] == list(range(6))
+
+
+def test_auto_quality_filter_drops_only_chunk_outliers_above_the_floor():
+    from toolchain.production.pairs import chunk_threshold
+    # every loss above the floor (a short inversion): only the outlier goes
+    losses = [0.41, 0.40, 0.43, 0.42, 0.44, 0.40, 0.95]
+    t = chunk_threshold(losses, floor=0.25)
+    assert [l for l in losses if l > t] == [0.95]
+    # an outlier that is still below the floor is a good reconstruction: kept
+    assert chunk_threshold([0.01, 0.011, 0.012, 0.013, 0.2], floor=0.25) == 0.25

@@ -93,8 +93,7 @@ def test_litert_backend_agrees(tiny_export, detector_model, astronaut, grace_hop
 def test_crop_is_robust_to_position_and_scale(est):
     """Proxy-domain faces pasted at random positions and scales into larger scenes: the keypoints
     the aligned crop is built from, mapped back to the original image, agree with the original's
-    within a small fraction of the eye distance (the estimates themselves are compared with a
-    trained model in benchmarks/sdk_crop_robustness.py)."""
+    within a small fraction of the eye distance."""
     from toolchain.engines.registry import create_engine
     from toolchain.proxy.photo_style import render_photo
     engine = create_engine("alter")

@@ -22,8 +22,12 @@ def run(build: BuildRun, quick: bool) -> Table:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     all_losses = np.concatenate([losses, [d["loss"] for d in dropped]]) if dropped else losses
     ax.hist(all_losses, bins=40, color="#4c78a8")
-    if out.get("max_loss") is not None:
-        ax.axvline(out["max_loss"], color="#e45756", linestyle="--", label=f"quality filter {out['max_loss']}")
+    fixed = out.get("max_loss")
+    if isinstance(fixed, (int, float)):
+        ax.axvline(fixed, color="#e45756", linestyle="--", label=f"quality filter {fixed}")
+        ax.legend()
+    elif dropped:
+        ax.hist([d["loss"] for d in dropped], bins=40, color="#e45756", label="dropped (chunk outliers)")
         ax.legend()
     ax.set(xlabel="final inversion loss", ylabel="sources", title="inversion loss per source")
     fig.tight_layout()

@@ -450,8 +450,9 @@ def pairs(
     steps: int = typer.Option(200, "--steps", help="Inversion steps."),
     batch: int = typer.Option(64, "--batch", help="Inversion slots: images optimised together (fixed batch shape)."),
     chunk: int = typer.Option(32, "--chunk", help="Sources per shard (a killed run resumes at a shard boundary)."),
-    max_loss: Optional[float] = typer.Option(None, "--max-loss", help="Quality filter threshold on the final loss "
-                                             "(default: 0.25 with the weight-free fallback, 0.6 with LPIPS; <0: off)."),
+    max_loss: Optional[float] = typer.Option(None, "--max-loss", help="Quality filter: a fixed threshold on the final loss "
+                                             "(default: drop a source when its loss is an outlier of its chunk, Q3 + 1.5 IQR, "
+                                             "and above 0.25 with the weight-free fallback or 0.6 with LPIPS; <0: off)."),
     early_stop: bool = typer.Option(False, "--early-stop", help="Stop a sample when its loss stops improving (the paper "
                                     "runs every sample its full --steps)."),
     latent_anchor: str = typer.Option("start", "--latent-anchor", help="The latent term pulls to the start code "

@@ -37,11 +37,21 @@ from .inversion import InversionConfig, InvertedSample, invert_stream
 from .perceptual import make_perceptual
 
 ProgressFn = Callable[[int, int, dict], None]   # (sources inverted, total, {kept, dropped, sealed})
-# The quality filter's default threshold on the final inversion loss, per perceptual term: LPIPS and the
-# weight-free fallback are not on one scale. The fallback's was chosen on the tiny generators (it drops the
-# worst ~5 % of 2,000 alter sources); LPIPS's could not be measured here (no AlexNet weights offline): it is
-# the loss of a visibly wrong reconstruction in published inversion work, so check the dropped list.
+# The quality filter's floor on the final inversion loss, per perceptual term: LPIPS and the weight-free
+# fallback are not on one scale. The fallback's was chosen on the tiny generators (it drops the worst ~5 % of
+# 2,000 alter sources); LPIPS's could not be measured here (no AlexNet weights offline): it is the loss of a
+# visibly wrong reconstruction in published inversion work, so check the dropped list.
 DEFAULT_MAX_LOSS = {"lpips": 0.6, "fallback": 0.25}
+# With max_loss "auto" a source is dropped only when its loss is both above that floor and an outlier of its
+# chunk (Tukey's fence, Q3 + 1.5 IQR): a fixed number alone drops *every* source of a short or small build
+# whose inversions all end above it, and keeps every failure of a build whose losses all end below it.
+TUKEY_K = 1.5
+
+
+def chunk_threshold(losses: list[float], floor: float) -> float:
+    """The "auto" quality-filter threshold for one chunk: Tukey's upper fence, never below ``floor``."""
+    q1, q3 = np.percentile(np.asarray(losses, dtype=np.float64), [25, 75])
+    return max(floor, float(q3 + TUKEY_K * (q3 - q1)))
 
 
 def default_max_loss(lpips_used: bool) -> float:
@@ -134,15 +144,18 @@ def _ensure_renders(cfg: PairsConfig, out: Path) -> RenderFolder:
 
 
 def _seal_chunk(cfg: PairsConfig, writer: PairedDatasetWriter, g_real, src: list[int], results: list[InvertedSample],
-                vectors: list[dict], max_loss: float | None) -> dict[str, Any]:
+                vectors: list[dict], max_loss: float | None, auto_floor: float | None = None) -> dict[str, Any]:
     """Filter, synthesise and augment one chunk of finished sources; write it as one shard together with
-    the progress record (one atomic index write). Returns the new progress record."""
+    the progress record (one atomic index write). Returns the new progress record. With ``auto_floor``
+    the threshold is this chunk's :func:`chunk_threshold`."""
     wmeta = writer.index["meta"]
+    if auto_floor is not None:
+        max_loss = chunk_threshold([r.loss for r in results], auto_floor)
     dropped, added = [], 0
     with torch.no_grad():
         for i, res, vector in zip(src, results, vectors):
             if max_loss is not None and res.loss > max_loss:
-                dropped.append({"source": i, "loss": round(res.loss, 5)})
+                dropped.append({"source": i, "loss": round(res.loss, 5), "threshold": round(max_loss, 5)})
                 continue
             codes = torch.cat((res.wplus[None], augment(g_real, res.wplus, cfg.augment.strengths, cfg.augment.k,
                                                         source_generator(cfg.augment.seed, i))))
@@ -178,7 +191,8 @@ def produce_pairs(cfg: PairsConfig, out_dir: str | Path, real_generator: str | P
         raise AvatarToolError("G_real and G_avatar have different W+ layouts; they must share one config")
     resolve_parts(g_real, cfg.augment.strengths)  # fail before any work on a bad part name
     perceptual, lpips_info = make_perceptual(cfg.lpips_weights)
-    max_loss = default_max_loss(lpips_info["used"]) if cfg.max_loss == "auto" else cfg.max_loss
+    auto_floor = default_max_loss(lpips_info["used"]) if cfg.max_loss == "auto" else None
+    max_loss = None if auto_floor is not None else cfg.max_loss
     fingerprint = {**cfg.fingerprint(), "lpips": {k: lpips_info.get(k) for k in ("used", "fallback")},
                    "generators": {"real": str(Path(real_generator).resolve()), "avatar": str(Path(avatar_generator).resolve())}}
     meta = {"kind": "gan-pairs", "engine": cfg.engine, "sources": [str(rdir.resolve())], "fingerprint": fingerprint,
@@ -214,7 +228,7 @@ def produce_pairs(cfg: PairsConfig, out_dir: str | Path, real_generator: str | P
             while c0 < cfg.n and all(j in finished for j in range(c0, min(cfg.n, c0 + cfg.chunk))):
                 src = list(range(c0, min(cfg.n, c0 + cfg.chunk)))
                 prog = _seal_chunk(cfg, writer, g_real, src, [finished.pop(j) for j in src],
-                                   [vectors[j] for j in src], max_loss)
+                                   [vectors[j] for j in src], max_loss, auto_floor)
                 c0, chunks = src[-1] + 1, chunks + 1
             if stop_after_chunks is not None and chunks >= stop_after_chunks:
                 break
@@ -224,7 +238,8 @@ def produce_pairs(cfg: PairsConfig, out_dir: str | Path, real_generator: str | P
     done = prog["sources_done"] >= cfg.n
     summary = {"out": str(out), "sources": cfg.n, "sources_done": prog["sources_done"], "samples": len(writer),
                "kept_sources": len(writer) // (1 + cfg.augment.k), "dropped_sources": len(prog["dropped"]),
-               "dropped": prog["dropped"], "max_loss": max_loss, "lpips": lpips_info, "init": init.to_json(),
+               "dropped": prog["dropped"],
+               "max_loss": f"auto (chunk Q3+{TUKEY_K} IQR, floor {auto_floor})" if auto_floor is not None else max_loss, "lpips": lpips_info, "init": init.to_json(),
                "seconds": round(time.perf_counter() - t0, 1), "complete": done}
     if done and len(writer) and cfg.grid_sources:
         from .figures import pairs_grid

@@ -1,0 +1,42 @@
+"""The ablation's bookkeeping: matched budgets and the verdict against the paper's goal."""
+from types import SimpleNamespace
+
+import pytest
+
+from benchmarks.ablation import _matched, summarise
+from toolchain.estimator.train import TrainConfig
+
+
+def _row(acc: float, dist: float, mae: float = 0.1) -> dict:
+    return {"metrics": {"mean_accuracy": acc, "accuracy": {"hair": acc}, "mae": {"tone": mae},
+                        "render_distance": {"masked_l1": {"mean": dist}, "lpips": {"available": False}}}}
+
+
+SCHEMA = SimpleNamespace(continuous=[SimpleNamespace(name="tone", low=0.0, high=2.0)])
+
+
+def test_matched_budget_stretches_epochs_and_lr_schedule():
+    base = TrainConfig(epochs=3, lr_step_epochs=3)
+    tc = _matched(base, n_samples=320, budget=960 * 3)
+    assert (tc.epochs, tc.lr_step_epochs) == (9, 9)
+    assert _matched(base, 960, 960 * 3) == base
+    assert _matched(base, 10_000, 960 * 3).epochs == 1
+
+
+def test_summary_goal_met_and_missed():
+    rows = {"baseline": _row(0.40, 0.20), "da": _row(0.50, 0.15), "sa": _row(0.60, 0.10),
+            "no_colour": _row(0.55, 0.12), "oracle": _row(0.70, 0.05)}
+    s = summarise({"rows": rows}, SCHEMA)
+    assert s["render_change_vs_baseline"]["sa"] == pytest.approx(-0.5)
+    assert s["accuracy_gap_closed"] == pytest.approx(2 / 3)
+    assert s["paper_order_kept"] and s["goal_met"]
+    assert s["normalised_mae"]["sa"] == pytest.approx(0.05)
+    # +DA worse than the Baseline: the paper's order is broken, so the goal is not met
+    rows["da"] = _row(0.50, 0.25)
+    s = summarise({"rows": rows}, SCHEMA)
+    assert not s["paper_order_kept"] and not s["goal_met"]
+    # LPIPS, when it was computed, is the render distance used
+    rows = {k: {"metrics": {**r["metrics"], "render_distance": {"masked_l1": {"mean": 1.0}, "lpips": {"mean": v}}}}
+            for k, r, v in zip(rows, rows.values(), (0.5, 0.4, 0.2, 0.3, 0.1))}
+    s = summarise({"rows": rows}, SCHEMA)
+    assert s["render_metric"] == "LPIPS" and s["render_change_vs_baseline"]["sa"] == pytest.approx(-0.6)
