@@ -86,13 +86,6 @@ def engine_schema(engine: str):
         return eng.schema
 
 
-def _matched(base, n_samples: int, budget: int):
-    """The training config that sees ``budget`` samples from a dataset of ``n_samples``."""
-    epochs = max(1, round(budget / max(1, n_samples)))
-    scale = epochs / base.epochs
-    return replace(base, epochs=epochs, lr_step_epochs=max(1, round(base.lr_step_epochs * scale)))
-
-
 def _distance(metrics: dict[str, Any]) -> tuple[float, str]:
     rd = metrics["render_distance"]
     if "mean" in rd.get("lpips", {}):
@@ -111,7 +104,7 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
     from rich.console import Console
 
     from toolchain.cli.build_ui import RichBuildUI
-    from toolchain.estimator.train import train
+    from toolchain.estimator.train import matched_budget, train
     from toolchain.evaluation.evaluate import evaluate
     from toolchain.pipeline.baseline import renders_to_dataset
     from toolchain.pipeline.build import STAGES, build, load_run_config
@@ -130,11 +123,11 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
                                       "or give another --run")
         log(f"reusing the build in {run_dir} (finished stages are skipped)")
         with RunLock(run_dir), RichBuildUI(console) as ui:
-            run_stages(STAGES, cfg, run_dir, ui=ui, stop_before="export")
+            run_stages(STAGES, cfg, run_dir, ui=ui)
     else:
         cfg = resolve_config(engine, preset, overrides=settings)
         with RichBuildUI(console) as ui:
-            build(cfg, run_dir, ui=ui, stop_before="export")
+            build(cfg, run_dir, ui=ui)
     out = lambda stage: read_record(run_dir / stage)["outputs"]   # noqa: E731
     abl = run_dir / "ablation"
     abl.mkdir(exist_ok=True)
@@ -179,9 +172,13 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
     rows: dict[str, dict[str, Any]] = {}
     for name in ROWS:
         data, n = datasets[name]
-        tc = _matched(base_tc, n, budget)
-        if name == "sa":
-            model = sa_train["model"]   # the build's own estimator, trained with exactly base_tc
+        tc = matched_budget(base_tc, n, budget)
+        reuse = {"sa": sa_train}
+        if cfg.baseline.enabled and not cfg.baseline.epochs:
+            reuse["baseline"] = out("baseline")   # the build's Baseline: these renders, this matched budget
+        if name in reuse:
+            model = reuse[name]["model"]
+            tc = replace(tc, epochs=reuse[name]["epochs"])
         else:
             log(f"train {LABELS[name]}: {n} samples x {tc.epochs} epochs (lr step every {tc.lr_step_epochs})")
             t0 = time.perf_counter()

@@ -3,8 +3,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from benchmarks.ablation import _matched, summarise
-from toolchain.estimator.train import TrainConfig
+from benchmarks.ablation import summarise
+from toolchain.estimator.train import TrainConfig, matched_budget
 
 
 def _row(acc: float, dist: float, mae: float = 0.1) -> dict:
@@ -17,10 +17,10 @@ SCHEMA = SimpleNamespace(continuous=[SimpleNamespace(name="tone", low=0.0, high=
 
 def test_matched_budget_stretches_epochs_and_lr_schedule():
     base = TrainConfig(epochs=3, lr_step_epochs=3)
-    tc = _matched(base, n_samples=320, budget=960 * 3)
+    tc = matched_budget(base, n_samples=320, samples_seen=960 * 3)
     assert (tc.epochs, tc.lr_step_epochs) == (9, 9)
-    assert _matched(base, 960, 960 * 3) == base
-    assert _matched(base, 10_000, 960 * 3).epochs == 1
+    assert matched_budget(base, 960, 960 * 3) == base
+    assert matched_budget(base, 10_000, 960 * 3).epochs == 1
 
 
 def test_summary_goal_met_and_missed():

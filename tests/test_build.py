@@ -133,6 +133,35 @@ def test_build_makes_a_verified_bundle_and_a_complete_report(built):
     assert any("backbone" in w for w in ui.warnings)
 
 
+def test_benchmarks_regenerate_every_table_from_the_build(built, tmp_path):
+    """`python -m benchmarks RUN --quick`: every table measured from the run alone, stamped, finite."""
+    from benchmarks.__main__ import TABLES, run_tables
+    run, _, _ = built
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    files = run_tables(run, quick=True, only=list(TABLES), out=tmp_path)
+    for name in TABLES:
+        data = json.loads((tmp_path / f"{name}.json").read_text())
+        md = (tmp_path / f"{name}.md").read_text()
+        assert data["quick"] is True and data["build"]["run"] == str(run.resolve()) and data["commit"]
+        assert str(run) in md and "load average" in md and "--quick" in md
+        assert md.count("\n|") >= 3, f"{name}: no table rows"
+    numbers = [v for f in files if f.suffix == ".json" for v in _floats(json.loads(f.read_text()))]
+    assert numbers and all(math.isfinite(v) for v in numbers)
+    # a benchmark measures the run, it never changes it
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
+
+
+def _floats(value):
+    if isinstance(value, float):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _floats(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _floats(v)
+
+
 def test_rerun_skips_every_stage(built):
     run, _, _ = built
     ui = Recorder()

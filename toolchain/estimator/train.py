@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -64,6 +64,15 @@ PRESETS: dict[str, TrainConfig] = {
 
 def preset(name: str, **overrides: Any) -> TrainConfig:
     return lookup_preset(PRESETS, name, "training config", **overrides)
+
+
+def matched_budget(cfg: TrainConfig, n_samples: int, samples_seen: int) -> TrainConfig:
+    """``cfg`` with the epochs that show ``samples_seen`` samples from a dataset of ``n_samples``, the
+    learning-rate steps stretched with them: how two datasets of different sizes get one budget."""
+    epochs = max(1, round(samples_seen / max(1, n_samples)))
+    if epochs == cfg.epochs:
+        return cfg
+    return replace(cfg, epochs=epochs, lr_step_epochs=max(1, round(cfg.lr_step_epochs * epochs / cfg.epochs)))
 
 
 ProgressFn = Callable[[str, int, int, dict], None]  # (phase, step, total, info)

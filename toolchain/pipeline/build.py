@@ -34,7 +34,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("export", "ONNX / TFLite / CoreML, parity, bundle, latency", export.run, reads=("export",),
           after=("train", "pairs", "heldout"), code=("converters", "sdk_python/bundle.py")),
     Stage("baseline", "the paper's Baseline: the estimator trained on renders", baseline.run,
-          reads=("train", "baseline"), after=("render",), code=_TRAIN_CODE, enabled=lambda c: c.baseline.enabled),
+          reads=("train", "baseline"), after=("render", "train"), code=_TRAIN_CODE, enabled=lambda c: c.baseline.enabled),
     Stage("evaluate", "accuracy and render distance on the held-out set", evaluate.run, reads=("eval",),
           after=("train", "heldout", "baseline"), code=("toolchain/evaluation", "toolchain/estimator")),
     Stage("report", "report.md and report.html", report.run, reads=(),

@@ -141,14 +141,14 @@ class BuildConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
-        "render.n": 320, "render.size": 64, "render.workers": 0,
-        "real.proxy_n": 480, "real.proxy_size": 64, "real.generator_config": "tiny", "real.train_preset": "tiny",
-        "real.iters": 300,
-        "avatar.train_preset": "tiny", "avatar.iters": 150,
-        "pairs.k": 2, "pairs.steps": 30, "pairs.batch": 32, "pairs.chunk": 64,
-        "train.preset": "small", "train.epochs": 3, "train.input_size": 64,
+        "render.n": 800, "render.size": 64, "render.workers": 0,
+        "real.proxy_n": 800, "real.proxy_size": 64, "real.generator_config": "tiny", "real.train_preset": "tiny",
+        "real.iters": 600,
+        "avatar.train_preset": "tiny", "avatar.iters": 300,
+        "pairs.k": 2, "pairs.steps": 30, "pairs.batch": 32, "pairs.chunk": 100,
+        "train.preset": "small", "train.epochs": 6, "train.input_size": 64,
         "export.formats": "onnx,tflite:fp32,tflite:int8", "export.calibration_images": 300,
-        "eval.n": 120, "eval.size": 64,
+        "eval.n": 200, "eval.size": 64,
     },
     "cpu": {
         "render.n": 2000, "render.size": 64, "render.workers": 2,

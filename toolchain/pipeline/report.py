@@ -253,6 +253,10 @@ def write_report(run_dir: Path, cfg_json: dict[str, Any], records: dict[str, dic
     if models:
         header, rows = _eval_rows(models)
         doc.para(f"Held-out set: {out('heldout').get('note', '')}.")
+        budgets = [f"{label}: {o['n_train'] + o['n_val']} samples x {o['epochs']} epochs"
+                   for label, o in (("SwiftAvatar", out("train")), ("Baseline", out("baseline"))) if o and "n_val" in o]
+        if budgets:
+            doc.para("Training budget (samples seen are matched unless baseline.epochs is set): " + "; ".join(budgets) + ".")
         doc.table(header, rows)
         for name in models:
             doc.figure(run_dir / "evaluate" / name / "grid.png", f"{name}: input | predicted avatar | ground truth")

@@ -1,10 +1,11 @@
-"""The paper's Baseline beside the method: the same estimator and budget trained on the renders themselves,
-so the report can show what the domain bridging buys."""
+"""The paper's Baseline beside the method: the same estimator trained on the renders themselves for the same
+number of samples seen (unless ``baseline.epochs`` says otherwise), so the report can show what the domain
+bridging buys."""
 from __future__ import annotations
 
 from typing import Any
 
-from ...estimator.train import train
+from ...estimator.train import matched_budget, train
 from ..baseline import renders_to_dataset
 from ..runner import StageContext
 from .progress import train_progress
@@ -13,9 +14,14 @@ from .train import finish, train_config
 
 def run(ctx: StageContext) -> dict[str, Any]:
     render = ctx.output("render")
-    renders_to_dataset(render["folder"], ctx.dir / "dataset", render["n"],
-                       progress=lambda d, t: ctx.progress(d, t, "renders -> dataset"))
-    summary = train([ctx.dir / "dataset"], ctx.dir / "train", train_config(ctx, ctx.cfg.baseline.epochs),
+    n = renders_to_dataset(render["folder"], ctx.dir / "dataset", render["n"],
+                           progress=lambda d, t: ctx.progress(d, t, "renders -> dataset"))
+    if ctx.cfg.baseline.epochs:
+        tc = train_config(ctx, ctx.cfg.baseline.epochs)
+    else:
+        method = train_config(ctx)
+        tc = matched_budget(method, n, ctx.output("train")["n_samples"] * method.epochs)
+    summary = train([ctx.dir / "dataset"], ctx.dir / "train", tc,
                     backbone_weights=ctx.cfg.train.backbone_weights, device=ctx.cfg.device,
                     progress=train_progress(ctx, "baseline"))
     return {**finish(ctx, summary, ctx.dir / "train"), "files": ["train/estimator.pt", "train/stats.jsonl"]}

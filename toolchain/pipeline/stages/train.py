@@ -18,7 +18,8 @@ def finish(ctx: StageContext, summary: dict[str, Any], out_dir) -> dict[str, Any
     for w in summary.get("warnings", []):
         ctx.warn(w)
     return {"model": str((out_dir / "estimator.pt").resolve()), "epochs": summary["epochs_done"],
-            "n_train": summary["n_train"], "n_val": summary["n_val"], "val": summary.get("final", {}).get("val", {}),
+            "n_train": summary["n_train"], "n_val": summary["n_val"],
+            "n_samples": summary["n_train"] + summary["n_val"], "val": summary.get("final", {}).get("val", {}),
             "backbone_pretrained": bool(summary.get("backbone", {}).get("pretrained"))}
 
 
