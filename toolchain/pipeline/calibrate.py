@@ -124,7 +124,9 @@ def calibrate_build(cfg: BuildConfig) -> dict[str, float]:
     attempt("pairs", lambda: _inversion_seconds(cfg))
     attempt("train", lambda: _train_seconds(cfg, n * (1 + cfg.pairs.k), None))
     if cfg.baseline.enabled:
-        attempt("baseline", lambda: _train_seconds(cfg, cfg.render.n, cfg.baseline.epochs))
+        # unless its epochs are set, the Baseline sees as many samples as the estimator: same time
+        attempt("baseline", lambda: _train_seconds(cfg, cfg.render.n, cfg.baseline.epochs) if cfg.baseline.epochs
+                else est["train"])
     attempt("heldout", lambda: _proxy_seconds(cfg.eval.n, cfg.eval.size))
     fmts = [f.split(":")[0] for f in cfg.export.formats.split(",") if f.strip()]
     est["export"] = sum(EXPORT_SECONDS.get(f, 10.0) for f in fmts)

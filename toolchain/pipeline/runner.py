@@ -176,10 +176,15 @@ def _move_aside(run_dir: Path, stage_dir: Path) -> Path | None:
     return stale
 
 
+def _module_path(fn: Callable[..., Any]) -> str:
+    """The stage's own module (``toolchain/pipeline/stages/pairs.py``): editing it reruns the stage too."""
+    return fn.__module__.replace(".", "/") + ".py"
+
+
 def stage_fingerprint(stage: Stage, cfg: BuildConfig, upstream_fps: dict[str, str]) -> tuple[str, dict[str, Any]]:
     basis = {"stage": stage.name, "engine": engine_identity(cfg.engine),
              "config": {s: cfg.section(s) for s in stage.reads}, "device": cfg.device,
-             "upstream": upstream_fps, "code": code_version(stage.code)}
+             "upstream": upstream_fps, "code": code_version((*stage.code, _module_path(stage.run)))}
     return fingerprint_of(basis), basis
 
 
