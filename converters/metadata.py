@@ -8,12 +8,12 @@ outputs to parameters by name, never by position::
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from toolchain.estimator.model import CONTINUOUS_HEAD
+from toolchain.pipeline.fingerprint import file_digest
 from toolchain.schema import AvatarSchema
 
 METADATA_VERSION = 1
@@ -51,14 +51,6 @@ def output_map(schema: AvatarSchema, heads: list[str]) -> dict[str, dict[str, An
     return out
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def build_metadata(model, checkpoint: str | Path | None = None) -> dict[str, Any]:
     """The metadata dict for an :class:`AvatarEstimator` (schema, engine, input, outputs, version, created-by)."""
     cfg = model.config
@@ -73,7 +65,7 @@ def build_metadata(model, checkpoint: str | Path | None = None) -> dict[str, Any
                   "normalization": {"scale": 1 / 255.0, "mean": list(cfg.mean), "std": list(cfg.std),
                                     "formula": "x = (pixel / 255 - mean) / std"}},
         "outputs": output_map(schema, list(model.head_names)),
-        "source_checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None,
+        "source_checkpoint_sha256": file_digest(checkpoint) if checkpoint else None,
     }
 
 

@@ -66,7 +66,12 @@ class Recorder:
 def built(tmp_path_factory):
     run = tmp_path_factory.mktemp("build") / "run"
     ui = Recorder()
-    results = build(tiny_config(), run, ui=ui)
+    cwd = os.getcwd()
+    os.chdir(run.parent)
+    try:   # a relative run directory, as the CLI's default runs/build-<engine>-<preset> is
+        results = build(tiny_config(), Path(run.name), ui=ui)
+    finally:
+        os.chdir(cwd)
     return run, results, ui
 
 

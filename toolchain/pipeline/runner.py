@@ -193,7 +193,9 @@ def run_stages(stages: Sequence[Stage], cfg: BuildConfig, run_dir: str | Path, u
                estimates: dict[str, float] | None = None) -> list[StageResult]:
     """Run (or skip, or resume) ``stages`` into ``run_dir``. ``force`` names stages to rerun with all later
     ones. ``stop_before`` ends the build before that stage (tests). Returns one result per stage run."""
-    run_dir = Path(run_dir)
+    # absolute, so every path a stage returns is inside the run and stored as $RUN/... (a relative one
+    # would be checked against the stage folder and never found: the stage would rerun every time)
+    run_dir = Path(run_dir).resolve()
     ui = ui or QuietUI()
     active = [s for s in stages if s.enabled(cfg)]
     names = [s.name for s in active]
