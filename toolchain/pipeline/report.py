@@ -113,7 +113,7 @@ def _commit() -> str:
 
 
 def training_curves(run_dir: Path, out: Path) -> Path | None:
-    """One PNG: estimator loss and validation accuracy per epoch (method and Baseline), GAN D/G losses."""
+    """One PNG: estimator loss and validation accuracy against samples seen (method and Baseline), GAN D/G losses."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -126,13 +126,20 @@ def training_curves(run_dir: Path, out: Path) -> Path | None:
         if not p.is_file():
             continue
         rows = read_jsonl(p)
-        ep = [r["epoch"] + 1 for r in rows]
+        # samples seen, not epochs: the method and the Baseline run the same budget over datasets of
+        # different sizes, so their epochs are not comparable
+        try:
+            n_train = json.loads((p.parent / "run.json").read_text())["n_train"]
+        except (OSError, KeyError, ValueError):
+            n_train = None
+        ep = [(r["epoch"] + 1) * (n_train / 1000 if n_train else 1) for r in rows]
         axes[0].plot(ep, [r["train_loss"] for r in rows], marker="o", label=name)
         acc = [r.get("val", {}).get("mean_accuracy") for r in rows]
         if any(a is not None for a in acc):
             axes[1].plot(ep, acc, marker="o", label=name)
-    axes[0].set(title="estimator training loss", xlabel="epoch")
-    axes[1].set(title="validation mean accuracy (own data)", xlabel="epoch")
+    x_label = "thousand training samples seen"
+    axes[0].set(title="estimator training loss", xlabel=x_label)
+    axes[1].set(title="validation mean accuracy (own data)", xlabel=x_label)
     for name, p in gans.items():
         if not p.is_file():
             continue
@@ -247,7 +254,7 @@ def write_report(run_dir: Path, cfg_json: dict[str, Any], records: dict[str, dic
 
     doc.heading("Training")
     curves = training_curves(run_dir, run_dir / "training_curves.png")
-    doc.figure(curves, "estimator loss and validation accuracy per epoch; GAN losses per step")
+    doc.figure(curves, "estimator loss and validation accuracy against training samples seen (one point per epoch); GAN losses per step")
 
     doc.heading("Evaluation")
     if models:
