@@ -24,6 +24,7 @@ def pairs_grid(dataset_dir: str | Path, g_avatar: SemanticGenerator, render_dir:
     for row, p in enumerate(ds.provenance):
         by_source.setdefault(p["source"], {})[p["aug"]] = row
     sources = sorted(by_source)[:n_sources]
+    n_aug = min(n_aug, max(len(by_source[i]) for i in sources) - 1)   # no empty columns when k < n_aug
     s = g_avatar.cfg.size
     with torch.no_grad():
         codes = torch.from_numpy(ds.latents[[by_source[i][0] for i in sources]])
