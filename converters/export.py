@@ -4,6 +4,12 @@
 
     out/estimator.onnx  estimator_{fp32,fp16,dynamic_int8,int8}.tflite  estimator_{fp16,int8}.mlpackage
     out/parity.json  parity.md  <engine>.swiftavatar
+
+The parity gate: every model is compared with torch on the evaluation set (``eval_set``; export refuses
+without one unless ``no_parity``) and gets a status (:mod:`converters.parity`: ``validated``, ``below
+threshold``, ``not run here``, ``unvalidated``). A model below its threshold is written to ``out`` but
+left out of the bundle unless ``keep_failed``; the SDK's ``auto`` precision only picks ``validated``
+models.
 """
 from __future__ import annotations
 
@@ -42,6 +48,8 @@ class ExportOptions:
     face_detector: str | Path | None = None
     fetch_face_detector: bool = True
     head_order: list[str] | None = None      # tests: export ONNX outputs in another order
+    keep_failed: bool = False                # bundle models below their parity threshold too (marked so)
+    no_parity: bool = False                  # export without an evaluation set: every model "unvalidated"
 
 
 Progress = Callable[[str], None]
@@ -58,7 +66,8 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
     when any target failed or is below its parity threshold.
 
     Raises:
-        AvatarToolError: bad options (e.g. int8 without enough calibration images) or an unreadable model.
+        AvatarToolError: bad options (e.g. int8 without enough calibration images, no ``eval_set`` without
+            ``no_parity``) or an unreadable model.
     """
     from toolchain.estimator.io import load_estimator
     say = progress or (lambda msg: None)
@@ -81,14 +90,17 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
         if len(calib_u8) < opts.min_calibration:
             raise AvatarToolError(f"--int8-calibration {opts.int8_calibration} has {len(calib_u8)} images; int8 "
                                   f"calibration needs at least {opts.min_calibration}")
+    if opts.eval_set is None and not opts.no_parity:
+        raise AvatarToolError("no evaluation set: parity with torch cannot be measured, so no model could be validated. "
+                              "Pass --eval-set DIR (held-out images), or --no-parity to export every model marked "
+                              "'unvalidated'")
+    if opts.eval_set is not None and opts.no_parity:
+        raise AvatarToolError("--no-parity and --eval-set contradict each other: drop one")
     eval_u8, eval_desc = None, None
     if opts.eval_set is not None:
         eval_u8, eval_desc = load_images(opts.eval_set, size, limit=opts.eval_count)
-    elif calib_u8 is not None:
-        eval_u8, eval_desc = calib_u8, calib_desc + " (the calibration images: pass --eval-set for held-out parity)"
-        warns.append("no --eval-set: parity measured on the calibration images")
     else:
-        warns.append("no --eval-set: parity not measured (models exported but not validated)")
+        warns.append("--no-parity: no model was compared with torch; every model is 'unvalidated'")
 
     rows: dict[str, P.ParityRow] = {t.key: P.ParityRow(t.format, t.precision, t.filename) for t in targets}
     records: dict[str, dict[str, Any]] = {}
@@ -166,37 +178,55 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
             rec["spec"] = validate_coreml_spec(path, names, size)
             records[t.key] = rec
             rows[t.key].size_bytes = _size(path)
-            if coreml_predicts_here() and eval_u8 is not None:  # pragma: no cover - macOS
+            if eval_u8 is None:
+                rows[t.key].reason = "spec validated; not compared (--no-parity)"
+            elif coreml_predicts_here():  # pragma: no cover - macOS
                 preds = predict_coreml(path, eval_u8)
                 got = {n: np.concatenate([np.asarray(p[n], np.float32).reshape(1, -1) for p in preds]) for n in names}
                 P.compare(rows[t.key], ref, got, meta["outputs"], opts.thresholds)
             else:
-                rows[t.key].status = P.EXPORTED
+                rows[t.key].status = P.NOT_RUN
                 rows[t.key].reason = "spec validated; prediction runs on macOS only"
         except Exception as exc:  # noqa: BLE001
             fail(t, exc)
 
     row_list = [rows[t.key] for t in targets]
+    for r in row_list:
+        if eval_u8 is None and r.status == P.UNVALIDATED and not r.reason:
+            r.reason = "not compared (--no-parity)"
+    if opts.bundle:
+        for t, r in zip(targets, row_list):
+            r.bundled = r.status != P.FAILED and t.key in records and (r.status != P.BELOW or opts.keep_failed)
+            if r.status == P.BELOW:
+                warns.append(f"{t.format} {t.precision}: {r.reason} — "
+                             + ("KEPT in the bundle (--keep-failed); the SDK's auto precision will not pick it"
+                                if opts.keep_failed else "left out of the bundle (pass --keep-failed to keep it)"))
     report: dict[str, Any] = {
         "model": str(model_path), "engine": meta["engine"], "input_size": size, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "eval_images": eval_desc, "calibration": calib_desc, "thresholds": opts.thresholds,
         "rows": [r.to_json() for r in row_list], "warnings": warns,
-        "passed": all(r.status in (P.VALIDATED, P.EXPORTED) for r in row_list),
+        "passed": all(r.status in (P.VALIDATED, P.NOT_RUN, P.UNVALIDATED) for r in row_list),
+        "records": records,
     }
     notes = (f"Evaluation images: {eval_desc or 'none'}. Agreement = argmax agreement with torch pooled over all "
              f"discrete heads and images; thresholds {opts.thresholds}. Continuous errors on the [0, 1] normalised "
-             "outputs (clipped as decoded).")
+             "outputs (clipped as decoded). A model below its threshold is left out of the bundle unless "
+             "--keep-failed; the SDK's auto precision picks only validated models.")
     atomic_write_json(out / "parity.json", report)
     atomic_write_text(out / "parity.md", P.markdown(row_list, f"Export parity: {meta['engine']}", notes))
 
-    if opts.bundle:
+    if opts.bundle and not any(r.bundled for r in row_list):
+        warns.append("no model passed the parity gate: bundle NOT written (see parity.md; --keep-failed bundles "
+                     "models below their threshold)")
+        atomic_write_json(out / "parity.json", report)
+    elif opts.bundle:
         say("bundle")
         from .bundle_writer import now_iso, write_bundle, zip_directory
         from .face_detector import DETECTOR_NAME, copy_detector, find_face_detector  # noqa: F401
         members: dict[str, bytes] = {"schema.json": json.dumps(meta["schema"], indent=2).encode("utf-8")}
         models = []
         for t, r in zip(targets, row_list):
-            if r.status == P.FAILED or t.key not in records:
+            if not r.bundled:
                 continue
             path = out / t.filename
             member = t.filename + (".zip" if path.is_dir() else "")
@@ -216,7 +246,7 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
             warnings.warn(msg, stacklevel=2)
         manifest = {"created_by": meta["created_by"], "created": now_iso(), "engine": meta["engine"],
                     "schema": meta["schema"], "input": meta["input"], "outputs": meta["outputs"],
-                    "models": models, "face_detector": detector, "parity": report["rows"],
+                    "models": models, "face_detector": detector, "parity": [r.to_json() for r in row_list],
                     "thresholds": opts.thresholds, "eval_images": eval_desc, "warnings": warns}
         bundle_path = out / (opts.bundle_name or f"{meta['engine']}.swiftavatar")
         write_bundle(bundle_path, manifest, members)

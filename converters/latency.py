@@ -60,7 +60,8 @@ def torch_eager_alone(model_path: str | Path, runs: int, warmup: int, threads: i
 def export_latency(model_path: str | Path, export_report: dict[str, Any], export_dir: str | Path, runs: int = 50,
                    warmup: int = 5, threads: int = 2) -> list[dict[str, Any]]:
     """Time torch eager (own process) and every exported ONNX / TFLite file of ``export_report`` on one random
-    input. CoreML rows say they run on macOS only. Each row carries its parity status."""
+    input. CoreML rows say they run on macOS only. Each row carries its parity status ("; left out of the
+    bundle" for a below-threshold model the bundle does not hold)."""
     from .onnx_export import onnx_session, run_onnx
     from .tflite_export import TFLiteRunner, nchw_to_nhwc
     from toolchain.estimator.io import load_estimator
@@ -73,7 +74,8 @@ def export_latency(model_path: str | Path, export_report: dict[str, Any], export
     rows.append({"format": "torch", "precision": "fp32 (eager, own process)", "status": "reference",
                  **(summarise(alone) if alone else {"note": "torch eager run failed"})})
     for r in export_report.get("rows", []):
-        row = {"format": r["format"], "precision": r["precision"], "status": r["status"]}
+        row = {"format": r["format"], "precision": r["precision"],
+               "status": r["status"] + ("; left out of the bundle" if r.get("bundled") is False else "")}
         path = export_dir / r["file"]
         if r["status"] == "failed" or not path.exists():
             rows.append({**row, "note": "not exported"})

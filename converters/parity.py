@@ -13,11 +13,12 @@ import numpy as np
 
 DEFAULT_THRESHOLDS = {"fp32": 0.995, "fp16": 0.995, "dynamic_int8": 0.98, "int8": 0.98}
 
-# statuses
-EXPORTED = "exported"          # written, not run here (e.g. CoreML on Linux: spec validated instead)
+# statuses (the same words in parity.json, parity.md, the bundle manifest, `bundle inspect` and the SDK)
 VALIDATED = "validated"        # ran here, parity within thresholds
-BELOW = "below threshold"
-FAILED = "failed"
+BELOW = "below threshold"      # ran here, parity below its threshold: left out of the bundle unless --keep-failed
+NOT_RUN = "not run here"       # written, but its runtime cannot predict here (CoreML on Linux: spec validated instead)
+UNVALIDATED = "unvalidated"    # no comparison was made (--no-parity)
+FAILED = "failed"              # the export itself failed: never bundled
 
 
 @dataclass
@@ -26,7 +27,7 @@ class ParityRow:
     precision: str
     file: str
     size_bytes: int | None = None
-    status: str = EXPORTED
+    status: str = UNVALIDATED
     reason: str = ""
     agreement: float | None = None
     worst_head: str | None = None
@@ -36,6 +37,7 @@ class ParityRow:
     cont_max_abs: float | None = None
     threshold: float | None = None
     n_images: int = 0
+    bundled: bool | None = None    # in the bundle? (None: no bundle written)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -105,7 +107,7 @@ def markdown(rows: list[ParityRow], title: str = "Export parity", notes: str = "
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         worst = "–" if r.worst_head is None else f"{r.worst_head} {r.worst_head_agreement:.4f}"
-        status = r.status + (f" ({r.reason})" if r.reason else "")
+        status = r.status + (f" ({r.reason})" if r.reason else "") + ("; left out of the bundle" if r.bundled is False else "")
         size = "–" if r.size_bytes is None else f"{r.size_bytes / 1e6:.2f}"
         lines.append(f"| {r.format} | {r.precision} | {r.file} | {size} | {status} | {_fmt(r.agreement, '.4f')} | {worst} "
                      f"| {_fmt(r.cont_mean_abs, '.2e')} | {_fmt(r.cont_max_abs, '.2e')} |")

@@ -1,6 +1,7 @@
 """Latency of every exported model of the build beside torch eager, in one process (batch 1, 2 threads)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from converters.latency import export_latency
@@ -15,6 +16,9 @@ def run(build: BuildRun, quick: bool) -> Table:
     bundle = Path(out["bundle"])
     with open_bundle(bundle) as b:
         records = {f"{m['format']}:{m['precision']}": m for m in b.manifest["models"]}
+    parity_json = bundle.parent / "parity.json"   # also records the models left out of the bundle (below threshold)
+    if parity_json.is_file():
+        records = {**json.loads(parity_json.read_text()).get("records", {}), **records}
     model_path = build.output("train")["model"]
     model, _ = load_estimator(model_path)
     runs = 10 if quick else 200

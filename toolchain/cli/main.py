@@ -217,7 +217,12 @@ def export(
                                                     help="Paired dataset / evaluation set / image folder (>= 300 images)."),
     calibration_images: int = typer.Option(300, "--calibration-images",
                                            help="How many calibration images to use (fewer than 300 only with a warning)."),
-    eval_set: Optional[Path] = typer.Option(None, "--eval-set", help="Images for the parity table (evaluation set)."),
+    eval_set: Optional[Path] = typer.Option(None, "--eval-set", help="Images for the parity table (evaluation set); "
+                                            "required unless --no-parity."),
+    no_parity: bool = typer.Option(False, "--no-parity", help="Export without an evaluation set: nothing is compared "
+                                   "with torch and every model is marked 'unvalidated'."),
+    keep_failed: bool = typer.Option(False, "--keep-failed", help="Keep models below their parity threshold in the "
+                                     "bundle (marked 'below threshold'; the SDK's auto precision never picks them)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: <model dir>/export)."),
     face_detector: Optional[Path] = typer.Option(None, "--face-detector",
                                                  help="MediaPipe face_detection_short_range.tflite to bundle."),
@@ -227,7 +232,9 @@ def export(
     min_agreement_fp: float = typer.Option(0.995, "--min-agreement-fp", help="Pass threshold for fp32/fp16."),
     min_agreement_int8: float = typer.Option(0.98, "--min-agreement-int8", help="Pass threshold for int8 variants."),
 ) -> None:
-    """Export an estimator to ONNX / TFLite / CoreML, print the parity table, write the model bundle."""
+    """Export an estimator to ONNX / TFLite / CoreML, print the parity table, write the model bundle.
+
+    Models below their parity threshold are left out of the bundle unless --keep-failed (exit 2 either way)."""
     from converters.export import ExportOptions, export_model
     from converters.formats import parse_targets
     targets = parse_targets(formats, precisions.split(",") if precisions else None)
@@ -239,7 +246,8 @@ def export(
         warnings.warn(f"--calibration-images {calibration_images}: fewer than 300 calibration images may hurt int8 accuracy")
     opts = ExportOptions(targets=targets, int8_calibration=int8_calibration, eval_set=eval_set, thresholds=thresholds,
                          calibration_count=calibration_images, min_calibration=min(calibration_images, 300),
-                         bundle=bundle, face_detector=face_detector, fetch_face_detector=fetch_detector)
+                         bundle=bundle, face_detector=face_detector, fetch_face_detector=fetch_detector,
+                         keep_failed=keep_failed, no_parity=no_parity)
     with err_console.status("exporting") as status:
         report = export_model(model, out, opts, progress=lambda msg: status.update(f"exporting: {msg}"))
     table = Table("format", "precision", "size MB", "status", "agreement", "worst head", "cont. mean/max abs",
@@ -249,7 +257,8 @@ def export(
         agree = "" if r["agreement"] is None else f"{r['agreement']:.4f}"
         worst = "" if r["worst_head"] is None else f"{r['worst_head']} {r['worst_head_agreement']:.4f}"
         cont = "" if r["cont_mean_abs"] is None else f"{r['cont_mean_abs']:.1e} / {r['cont_max_abs']:.1e}"
-        status_text = r["status"] + (f": {r['reason']}" if r["reason"] else "")
+        status_text = (r["status"] + (f": {r['reason']}" if r["reason"] else "")
+                       + ("; left out of the bundle" if r.get("bundled") is False else ""))
         table.add_row(r["format"], r["precision"], size, escape(status_text), agree, worst, cont)
     console.print(table)
     for w in report["warnings"]:
@@ -283,12 +292,16 @@ def bundle_inspect(file: Path = typer.Argument(..., help="A .swiftavatar bundle.
     console.print(outs)
     models = Table("file", "format", "precision", "size MB", "sha256", "status", "agreement", "quantization")
     for e in m["models"]:
-        p = e.get("parity", {})
+        p = e.get("parity") or {}
         agree = "" if p.get("agreement") is None else f"{p['agreement']:.4f}"
         size = m["members"].get(e["file"], {}).get("size", 0) / 1e6
         models.add_row(e["file"], e["format"], e["precision"], f"{size:.2f}", m["members"].get(e["file"], {}).get("sha256", "")[:12],
-                       escape(p.get("status", "")), agree, escape(json.dumps(e.get("quantization"))))
+                       escape(p.get("status") or "unvalidated"), agree, escape(json.dumps(e.get("quantization"))))
     console.print(models)
+    left_out = [r for r in m.get("parity", []) if isinstance(r, dict) and r.get("bundled") is False]
+    for r in left_out:
+        err_console.print(f"[yellow]left out:[/] {escape(str(r.get('format')))} {escape(str(r.get('precision')))} "
+                          f"({escape(str(r.get('status')))}: {escape(str(r.get('reason') or ''))})")
     for w in m.get("warnings", []):
         err_console.print(f"[yellow]warning:[/] {escape(w)}")
 

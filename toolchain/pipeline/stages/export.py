@@ -28,13 +28,11 @@ def run(ctx: StageContext) -> dict[str, Any]:
         ctx.progress(steps["n"], None, msg)
     report = export_model(model_path, ctx.dir, opts, progress=say)
     for w in report.get("warnings", []):
-        ctx.warn(w)
+        ctx.warn(w)   # includes each below-threshold model: "<format> <precision>: agreement … — left out of the bundle"
     for r in report["rows"]:
-        if r["status"] not in ("validated", "exported"):
-            ctx.warn(f"{r['format']} {r['precision']}: {r['status']}"
-                     + (f" (agreement {r['agreement']:.4f} < {r['threshold']})" if r.get("agreement") is not None else "")
-                     + (f" — {r['reason']}" if r.get("reason") else ""))
-        elif r["status"] == "exported":
+        if r["status"] in ("failed", "unvalidated"):
+            ctx.warn(f"{r['format']} {r['precision']}: {r['status']}" + (f" — {r['reason']}" if r.get("reason") else ""))
+        elif r["status"] == "not run here":
             ctx.warn(f"{r['format']} {r['precision']}: written but not run here ({r.get('reason') or 'no runtime'})")
     bundle = report.get("bundle")
     if not bundle:
@@ -47,7 +45,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if bad:
         raise AvatarToolError(f"{bundle} failed verification: " + "; ".join(f"{c_.name}: {c_.detail}" for c_ in bad))
     say("latency")
-    latency = export_latency(model_path, {"rows": report["rows"], "records": records}, ctx.dir)
+    # left-out (below-threshold) models are timed too, from the export's own records; their rows say so
+    latency = export_latency(model_path, {"rows": report["rows"], "records": {**report.get("records", {}), **records}},
+                             ctx.dir)
     from ...atomic_io import atomic_write_json
     atomic_write_json(ctx.dir / "latency.json", {"rows": latency, "batch": 1, "threads": 2})
     bundle = str(Path(bundle).resolve())
