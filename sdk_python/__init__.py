@@ -13,7 +13,7 @@ SDK_VERSION = "1.0.0"
 from .errors import (AvatarSDKError, BackendUnavailableError, BundleError, BundleVersionError,  # noqa: E402
                      DetectorError, DetectorModelUnavailableError, EstimatorClosedError, FaceError,
                      FaceTooSmallError, ImageTooLargeError, ImageTooSmallError, InvalidImageError,
-                     MultipleFacesError, NoFaceError, RunningModeError, TimestampError,
+                     MultipleFacesError, NoFaceError, ParityWarning, RunningModeError, TimestampError,
                      UnsupportedImageFormatError)
 from .estimator import AvatarEstimator, InferenceError  # noqa: E402
 from .image_input import load_image  # noqa: E402
@@ -27,5 +27,5 @@ __all__ = [
     "AvatarSDKError", "InvalidImageError", "UnsupportedImageFormatError", "ImageTooSmallError", "ImageTooLargeError",
     "FaceError", "NoFaceError", "MultipleFacesError", "FaceTooSmallError", "BundleError", "BundleVersionError",
     "BackendUnavailableError", "DetectorError", "DetectorModelUnavailableError", "RunningModeError",
-    "TimestampError", "EstimatorClosedError", "InferenceError",
+    "TimestampError", "EstimatorClosedError", "InferenceError", "ParityWarning",
 ]

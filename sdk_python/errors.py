@@ -81,3 +81,9 @@ class TimestampError(AvatarSDKError, ValueError):
 
 class EstimatorClosedError(AvatarSDKError):
     """The estimator was used after :meth:`AvatarEstimator.close`."""
+
+
+class ParityWarning(UserWarning):
+    """The model about to run did not pass (or was never put through) the exporter's parity check against
+    torch: an explicitly requested model below its threshold, or ``auto`` precision finding no validated
+    model. Results may differ from the trained model's."""

@@ -137,9 +137,24 @@ def open_model_source(path: Union[str, Path]) -> ModelSource:
         sib = path.parent / name
         if sib.exists() and key not in files.paths:
             files.paths[key] = sib
+    files.parity = _folder_parity(path.parent)
     detector = next((path.parent / n for n in _DETECTOR_NAMES if (path.parent / n).is_file()), None)
     _check_outputs(meta, order, str(path))
     return ModelSource(metadata=meta, files=files, output_order=order, detector_model=detector, origin=str(path))
+
+
+def _folder_parity(folder: Path) -> dict[str, dict]:
+    """Parity rows by model key from an export folder's ``parity.json`` (none: every model unvalidated)."""
+    try:
+        rows = json.loads((folder / "parity.json").read_text()).get("rows", [])
+    except (OSError, ValueError, AttributeError):
+        return {}
+    out = {}
+    for r in rows if isinstance(rows, list) else []:
+        key = _FORMAT_KEYS.get((r.get("format"), r.get("precision"))) if isinstance(r, dict) else None
+        if key is not None:
+            out[key] = r
+    return out
 
 
 def _check_outputs(meta: dict, order: list[str], origin: str) -> None:
@@ -187,6 +202,7 @@ def _from_bundle(path: Path) -> ModelSource:
                 dst = Path(tmp.name) / entry["file"]
                 dst.write_bytes(b.read(entry["file"]))
                 files.paths[key] = dst
+                files.parity[key] = entry.get("parity") if isinstance(entry.get("parity"), dict) else {}
             detector = None
             if m.get("face_detector"):
                 detector = Path(tmp.name) / Path(m["face_detector"]["file"]).name

@@ -51,7 +51,11 @@ class AvatarEstimatorOptions:
             ``.onnx``/``.tflite``/``.pt`` file with its JSON manifest beside it (``<file>.json``).
         backend: ``"auto"`` (first available of onnxruntime, litert, coreml, torch), or one name.
         precision: Which model of the bundle to run: ``"auto"``, ``"fp32"``, ``"fp16"`` or ``"int8"``
-            (TFLite only has fp16/int8 files; ``auto`` picks fp32 for onnxruntime/torch, int8 for litert).
+            (TFLite only has fp16/int8 files). ``auto`` picks the fastest model whose parity status (from
+            the exporter) is ``validated`` (int8, then fp16, then fp32 for litert); with none validated it
+            falls back to the least quantised model not below its threshold, with a ``ParityWarning``, and it
+            never picks a model below its threshold. An explicit precision runs its model whatever its
+            status, with a ``ParityWarning`` naming the agreement if it is below its threshold.
         running_mode: ``RunningMode.IMAGE`` or ``RunningMode.VIDEO``.
         num_threads: CPU threads for the estimator runtime.
         min_face_confidence: Detections below this score are ignored.

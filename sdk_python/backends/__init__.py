@@ -8,10 +8,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..errors import BackendUnavailableError
+from ..errors import BackendUnavailableError, ParityWarning
 from .base import MODEL_KEYS, Backend, ModelFiles
 
 # backend name -> (module, runtime import name, pip package)
@@ -52,7 +53,9 @@ def create_backend(name: str, files: ModelFiles, output_names: Sequence[str], nu
         files: The model files available (from the bundle).
         output_names: ONNX output order (maps positional outputs to head names).
         num_threads: CPU threads.
-        precision: ``auto``/``fp32``/``fp16``/``int8``.
+        precision: ``auto``/``fp32``/``fp16``/``int8``. ``auto`` runs the fastest model whose parity status is
+            ``validated`` (see :meth:`ModelFiles.choose`); an explicit precision runs its model whatever its
+            status, with a :class:`~sdk_python.errors.ParityWarning` if it is below its threshold.
 
     Raises:
         BackendUnavailableError: the runtime is missing, the platform cannot run it, or the bundle has
@@ -69,13 +72,20 @@ def create_backend(name: str, files: ModelFiles, output_names: Sequence[str], nu
         others = available_backends(files)
         raise BackendUnavailableError(f"backend '{name}' is unavailable: {reason}. "
                                       f"Usable here: {', '.join(others) or 'none'}")
-    path = files.for_backend(name, precision)
-    if path is None:
-        raise BackendUnavailableError(f"the bundle has no {precision} model for backend '{name}' "
-                                      f"(it has: {', '.join(sorted(files.paths)) or 'nothing'})")
+    choice = files.choose(name, precision)
+    if choice is None:
+        have = ", ".join(f"{k} ({files.status(k)})" for k in sorted(files.paths)) or "nothing"
+        below = precision == "auto" and any(MODEL_KEYS.get(k, ("",))[0] == name for k in files.paths)
+        raise BackendUnavailableError(
+            f"the bundle has no {precision} model for backend '{name}' (it has: {have})"
+            + ("; precision='auto' never picks a model below its parity threshold: request its precision "
+               "explicitly to run it anyway" if below else ""))
+    if choice.warning:
+        warnings.warn(choice.warning, ParityWarning, stacklevel=4)
     module = importlib.import_module(f".{_REGISTRY[name][0]}", __name__)
-    backend = module.create(Path(path), list(output_names), num_threads)
-    backend.precision = next((p for k, (b, p) in MODEL_KEYS.items() if files.paths.get(k) == path), "fp32")
+    backend = module.create(Path(choice.path), list(output_names), num_threads)
+    backend.precision = choice.precision
+    backend.parity_status = choice.status
     return backend
 
 
