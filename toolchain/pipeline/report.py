@@ -212,8 +212,10 @@ def write_report(run_dir: Path, cfg_json: dict[str, Any], records: dict[str, dic
              f"{platform.node()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}", "muted")
     exp = out("export")
     if exp.get("bundle"):
+        left_out = [f"{r['format']} {r['precision']}" for r in exp.get("parity", []) if r.get("bundled") is False]
         doc.para(f"Bundle: {exp['bundle']} — verified ({exp.get('verified')} checks); "
-                 f"parity {'passed' if exp.get('passed') else 'NOT passed for every model (see below)'}.")
+                 f"parity {'passed' if exp.get('passed') else 'NOT passed for every model (see below)'}"
+                 + (f"; left out of the bundle: {', '.join(left_out)}" if left_out else "") + ".")
     models = out("evaluate").get("models", {})
     line = headline(models)
     if line:
@@ -270,8 +272,9 @@ def write_report(run_dir: Path, cfg_json: dict[str, Any], records: dict[str, dic
 
     doc.heading("Export parity")
     if exp.get("parity"):
-        doc.table(["format", "precision", "status", "size MB", "agreement", "worst head", "cont. max abs"],
-                  [[r["format"], r["precision"], r["status"], _fmt((r.get("size_bytes") or 0) / 1e6, 2),
+        doc.table(["format", "precision", "status", "in bundle", "size MB", "agreement", "worst head", "cont. max abs"],
+                  [[r["format"], r["precision"], r["status"], {True: "yes", False: "no"}.get(r.get("bundled"), "—"),
+                    _fmt((r.get("size_bytes") or 0) / 1e6, 2),
                     _fmt(r.get("agreement"), 4),
                     f"{r['worst_head']} {r['worst_head_agreement']:.4f}" if r.get("worst_head") else "—",
                     _fmt(r.get("cont_max_abs"), 5)] for r in exp["parity"]])
