@@ -3,7 +3,7 @@ from a YAML file or ``--set section.field=value`` on the command line.
 
 Presets:
 * ``smoke`` — the README's main command: every stage end to end on a 2-core CPU in about 9 minutes
-  (64 px tiny generators, 800 renders, short schedules; measured, inside the 15-minute budget). It proves
+  (32 px tiny generators, 64 px renders, 800 renders, short schedules; measured, inside the 15-minute budget). It proves
   the pipeline and shows the method's direction, not its ceiling.
 * ``cpu`` — the largest build one 2-core machine makes in about 2 hours (more renders and steps).
 * ``paper`` — the paper's settings for GPU machines: 512 px, 10k vectors, 10 augmentations, 200
