@@ -3,8 +3,8 @@ from a YAML file or ``--set section.field=value`` on the command line.
 
 Presets:
 * ``smoke`` — the README's main command: every stage end to end on a 2-core CPU in about 9 minutes
-  (32 px tiny generators, 64 px renders, 800 renders, short schedules; measured, inside the 15-minute budget). It proves
-  the pipeline and shows the method's direction, not its ceiling.
+  (32 px tiny generators, 64 px renders, 800 renders, short schedules; measured, inside the 15-minute
+  budget). It proves the pipeline and shows the method's direction, not its ceiling.
 * ``cpu`` — the largest build one 2-core machine makes in about 2 hours (more renders and steps).
 * ``paper`` — the paper's settings for GPU machines: 512 px, 10k vectors, 10 augmentations, 200
   inversion steps for every sample (no early stop), 100 estimator epochs.
