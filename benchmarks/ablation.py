@@ -110,7 +110,7 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
     from toolchain.pipeline.build import STAGES, build, load_run_config
     from toolchain.pipeline.config import resolve_config
     from toolchain.pipeline.runner import RunLock, read_record, run_stages
-    from toolchain.pipeline.stages.train import train_config
+    from toolchain.pipeline.stages.train import estimator_train_config
 
     console = Console(stderr=True)
     if (run_dir / "config.json").is_file():
@@ -147,11 +147,7 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
     from toolchain.data.paired_dataset import PairedDataset
     n_sa = len(PairedDataset.open(pairs))
 
-    class _Ctx:   # train_config() reads only ctx.cfg
-        pass
-    ctx = _Ctx()
-    ctx.cfg = cfg
-    base_tc = train_config(ctx)   # type: ignore[arg-type]
+    base_tc = estimator_train_config(cfg)
     budget = n_sa * base_tc.epochs
     render = out("render")
 
@@ -169,13 +165,13 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
                                           seed=cfg.eval.seed + ORACLE_SEED_OFFSET, size=cfg.render.size, progress=None))
 
     heldout = out("heldout")["set"]
+    reuse = {"sa": sa_train}
+    if cfg.baseline.enabled and not cfg.baseline.epochs:
+        reuse["baseline"] = out("baseline")   # the build's Baseline: these renders, this matched budget
     rows: dict[str, dict[str, Any]] = {}
     for name in ROWS:
         data, n = datasets[name]
         tc = matched_budget(base_tc, n, budget)
-        reuse = {"sa": sa_train}
-        if cfg.baseline.enabled and not cfg.baseline.epochs:
-            reuse["baseline"] = out("baseline")   # the build's Baseline: these renders, this matched budget
         if name in reuse:
             model = reuse[name]["model"]
             tc = replace(tc, epochs=reuse[name]["epochs"])

@@ -8,6 +8,13 @@ import pytest
 from PIL import Image
 
 
+def noise_image_folder(folder: Path, n: int, size: int = 40) -> Path:
+    """``n`` random RGB PNGs (``00.png``...): stand-in calibration / evaluation images for export tests."""
+    for i in range(n):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory) -> Path:
     """An export folder like `avatartool export` writes: estimator.onnx (with metadata) + estimator.pt,

@@ -21,6 +21,8 @@ from toolchain.engines.registry import create_engine
 from toolchain.errors import AvatarToolError
 from toolchain.estimator.model import AvatarEstimator, EstimatorConfig
 
+from ._sdk_fixtures import noise_image_folder
+
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = 32
 
@@ -38,11 +40,7 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    from PIL import Image
-    d = tmp_path_factory.mktemp("imgs")
-    for i in range(24):
-        Image.fromarray(np.random.default_rng(i).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(d / f"{i:02d}.png")
-    return d
+    return noise_image_folder(tmp_path_factory.mktemp("imgs"), 24)
 
 
 # ----- the formats table ---------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from sdk_python import AvatarEstimator, BackendUnavailableError, ParityWarning
 from sdk_python.backends.base import ModelFiles
 from sdk_python.bundle import open_bundle
 from toolchain.engines.registry import create_engine
+from ._sdk_fixtures import noise_image_folder
 from toolchain.errors import AvatarToolError
 from toolchain.estimator.model import AvatarEstimator as TorchEstimator, EstimatorConfig
 
@@ -41,11 +42,7 @@ def model_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    from PIL import Image
-    d = tmp_path_factory.mktemp("imgs")
-    for i in range(8):
-        Image.fromarray(np.random.default_rng(i).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(d / f"{i}.png")
-    return d
+    return noise_image_folder(tmp_path_factory.mktemp("imgs"), 8)
 
 
 @pytest.fixture(scope="module")

@@ -238,8 +238,8 @@ def produce_pairs(cfg: PairsConfig, out_dir: str | Path, real_generator: str | P
     done = prog["sources_done"] >= cfg.n
     summary = {"out": str(out), "sources": cfg.n, "sources_done": prog["sources_done"], "samples": len(writer),
                "kept_sources": len(writer) // (1 + cfg.augment.k), "dropped_sources": len(prog["dropped"]),
-               "dropped": prog["dropped"],
-               "max_loss": f"auto (chunk Q3+{TUKEY_K} IQR, floor {auto_floor})" if auto_floor is not None else max_loss, "lpips": lpips_info, "init": init.to_json(),
+               "dropped": prog["dropped"], "lpips": lpips_info, "init": init.to_json(),
+               "max_loss": f"auto (chunk Q3+{TUKEY_K} IQR, floor {auto_floor})" if auto_floor is not None else max_loss,
                "seconds": round(time.perf_counter() - t0, 1), "complete": done}
     if done and len(writer) and cfg.grid_sources:
         from .figures import pairs_grid

@@ -2,7 +2,6 @@
 write the ``.swiftavatar`` bundle and verify it, and time every exported model."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ...errors import AvatarToolError
@@ -50,7 +49,6 @@ def run(ctx: StageContext) -> dict[str, Any]:
                              ctx.dir)
     from ...atomic_io import atomic_write_json
     atomic_write_json(ctx.dir / "latency.json", {"rows": latency, "batch": 1, "threads": 2})
-    bundle = str(Path(bundle).resolve())
-    return {"bundle": bundle, "verified": len(checks), "passed": report["passed"], "parity": report["rows"],
+    return {"bundle": str(bundle), "verified": len(checks), "passed": report["passed"], "parity": report["rows"],
             "latency": latency, "face_detector": report.get("face_detector", False),
-            "files": ["parity.json", "parity.md", "latency.json", bundle]}
+            "files": ["parity.json", "parity.md", "latency.json", str(bundle)]}

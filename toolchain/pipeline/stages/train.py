@@ -5,13 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from ...estimator.train import TrainConfig, preset, train
+from ..config import BuildConfig
 from ..runner import StageContext
 from .progress import train_progress
 
 
-def train_config(ctx: StageContext, epochs: int | None = None) -> TrainConfig:
-    c = ctx.cfg.train
+def estimator_train_config(cfg: BuildConfig, epochs: int | None = None) -> TrainConfig:
+    """The estimator's training config from a build's ``train`` section (``epochs`` overrides its own)."""
+    c = cfg.train
     return preset(c.preset, epochs=epochs or c.epochs, batch_size=c.batch_size, input_size=c.input_size)
+
+
+def train_config(ctx: StageContext, epochs: int | None = None) -> TrainConfig:
+    return estimator_train_config(ctx.cfg, epochs)
 
 
 def finish(ctx: StageContext, summary: dict[str, Any], out_dir) -> dict[str, Any]:
