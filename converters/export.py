@@ -73,7 +73,8 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
     say = progress or (lambda msg: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model, _ = load_estimator(model_path)
+    from toolchain.provenance import estimator_origin
+    model, est_meta = load_estimator(model_path)
     meta = build_metadata(model, model_path)
     size = int(model.config.input_size)
     heads = list(model.head_names)
@@ -247,7 +248,8 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
         manifest = {"created_by": meta["created_by"], "created": now_iso(), "engine": meta["engine"],
                     "schema": meta["schema"], "input": meta["input"], "outputs": meta["outputs"],
                     "models": models, "face_detector": detector, "parity": [r.to_json() for r in row_list],
-                    "thresholds": opts.thresholds, "eval_images": eval_desc, "warnings": warns}
+                    "thresholds": opts.thresholds, "eval_images": eval_desc, "warnings": warns,
+                    "provenance": estimator_origin(model_path, est_meta)}
         bundle_path = out / (opts.bundle_name or f"{meta['engine']}.swiftavatar")
         write_bundle(bundle_path, manifest, members)
         report["bundle"] = str(bundle_path)

@@ -20,6 +20,7 @@ from ..atomic_io import atomic_write_json, atomic_write_jsonl, read_jsonl
 from ..data.paired_dataset import PairedDataset
 from ..errors import AvatarToolError
 from ..presets import lookup_preset
+from ..provenance import dataset_origin, origin, walk
 from ..torch_utils import save_checkpoint_atomic, select_device
 from ..schema import AvatarSchema
 from .losses import LossWeights, estimator_loss
@@ -90,6 +91,10 @@ def _load_datasets(dirs: Sequence[str | Path]) -> tuple[AvatarSchema, np.ndarray
     for d in dirs:
         assert_not_eval_set(d)
         ds = PairedDataset.open(d)
+        # the whole chain, not just the dataset's own sources: renders, generators and their photos
+        for node in walk([dataset_origin(ds.root)]):
+            if Path(node["path"]).exists():
+                assert_not_eval_set(node["path"])
         for source in ds.meta.get("sources", []):
             assert_not_eval_set(source)
         sets.append(ds)
@@ -98,7 +103,8 @@ def _load_datasets(dirs: Sequence[str | Path]) -> tuple[AvatarSchema, np.ndarray
         if ds.schema.to_json() != schema.to_json():
             raise AvatarToolError(f"{ds.root} was made for engine '{ds.schema.engine}', {sets[0].root} for "
                                   f"'{schema.engine}' with another schema: train on one engine at a time")
-    sources = [{"path": str(ds.root.resolve()), "count": len(ds), "meta": ds.meta} for ds in sets]
+    sources = [{"path": str(ds.root.resolve()), "count": len(ds), "meta": ds.meta, "origin": dataset_origin(ds.root)}
+               for ds in sets]
     return (schema, np.concatenate([d.images for d in sets]), np.concatenate([d.continuous for d in sets]),
             np.concatenate([d.discrete for d in sets]), sources)
 
@@ -154,7 +160,9 @@ def train(datasets: Sequence[str | Path], out_dir: str | Path, cfg: TrainConfig,
 
     stats_path = out_dir / "stats.jsonl"
     stats = [s for s in (read_jsonl(stats_path) if stats_path.exists() else []) if s["epoch"] < start_epoch]
-    summary = {"schema": schema.to_json(), "train_config": cfg.to_json(), "sources": sources, "backbone": backbone_report,
+    provenance = origin("estimator", out_dir / "estimator.pt", made_from=[s["origin"] for s in sources])
+    summary = {"schema": schema.to_json(), "train_config": cfg.to_json(), "sources": sources, "provenance": provenance,
+               "backbone": backbone_report,
                "device": str(dev), "amp": use_amp, "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
                "warnings": [backbone_report["warning"]] if backbone_report.get("warning") else []}
     atomic_write_json(run_path, {**summary, "status": "running"})
@@ -198,7 +206,7 @@ def train(datasets: Sequence[str | Path], out_dir: str | Path, cfg: TrainConfig,
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             return {**summary, "status": "stopped", "epochs_done": epoch + 1}
     final = {"config": model.config.to_json(), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-             "backbone": backbone_report, "sources": [s["path"] for s in sources]}
+             "backbone": backbone_report, "sources": [s["path"] for s in sources], "provenance": provenance}
     save_checkpoint_atomic(out_dir / "estimator.pt", final)
     summary.update(status="done", epochs_done=cfg.epochs, final=stats[-1] if stats else {})
     atomic_write_json(run_path, summary)

@@ -22,6 +22,7 @@ from ..errors import AvatarToolError, LabelLeakError
 from ..estimator.io import load_estimator
 from ..estimator.metrics import parameter_metrics
 from ..estimator.predict import predict_arrays
+from ..provenance import Origin, content_leak, estimator_origin, find_leak, render_folder_origin, set_origin
 from ..proxy.eval_set import EvalSet, compute_set_id, load_eval_set
 from ..render.folder import RenderFolder, is_render_folder
 
@@ -72,6 +73,13 @@ def load_labelled_set(set_dir: str | Path) -> EvalSet:
     return load_eval_set(root)
 
 
+def labelled_set_origin(eval_set: EvalSet) -> Origin:
+    """The provenance record of a set ``load_labelled_set`` returned (render folder or set.json folder)."""
+    if eval_set.kind == "engine-renders" and not eval_set.meta:
+        return render_folder_origin(eval_set.root)
+    return set_origin(eval_set.root, eval_set.meta, eval_set.set_id, len(eval_set))
+
+
 def evaluate(model_path: str | Path, set_dir: str | Path, out_dir: str | Path, lpips_weights: str | Path | None = None,
              engine: str | None = None, grid_rows: int = 16, device: str = "cpu",
              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
@@ -79,11 +87,12 @@ def evaluate(model_path: str | Path, set_dir: str | Path, out_dir: str | Path, l
     model, meta = load_estimator(model_path, device)
     eval_set = load_labelled_set(set_dir)
     set_root = str(Path(set_dir).resolve())
-    for src in meta.get("sources", []):
-        if str(Path(src).resolve()).startswith(set_root) or set_root.startswith(str(Path(src).resolve())):
-            raise LabelLeakError(f"the model was trained on data from {src}, which overlaps the evaluation set "
-                                 f"{set_root}: its scores would be meaningless")
     schema = model.schema
+    leak = find_leak([estimator_origin(model_path, meta)], labelled_set_origin(eval_set))
+    leak = leak or content_leak([estimator_origin(model_path, meta)], schema, [v for _, v in eval_set.items])
+    if leak:
+        raise LabelLeakError(f"refusing to evaluate {model_path} on {set_root}: {leak}, so its scores would be "
+                             "meaningless; evaluate on a set made from other data (another seed, another folder)")
     engine_spec = engine or eval_set.engine
     if schema.engine != eval_set.engine and engine is None:
         raise AvatarToolError(f"the model predicts for engine '{schema.engine}' but the set is labelled for "

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from ..atomic_io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl, read_jsonl, save_png_atomic
 from ..errors import AvatarToolError
 from ..presets import lookup_preset
+from ..provenance import path_origin
 from ..torch_utils import save_checkpoint_atomic, select_device, uint8_to_signed
 from . import losses
 from .config import GeneratorConfig
@@ -150,7 +151,10 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
         mean_path, start = ck["mean_path"].to(dev), ck["step"]
     stats_path = out / "stats.jsonl"
     stats = [r for r in (read_jsonl(stats_path) if stats_path.exists() else []) if r["step"] <= start]
-    atomic_write_json(out / "run.json", {**identity, "status": "running", "device": str(dev)})
+    # what the weights were made from (kept out of ``identity``: a resume check, not a provenance record)
+    made_from = [o for o in (path_origin(data_dir), path_origin((run_meta or {}).get("real_generator"))) if o]
+    identity_out = {**identity, "made_from": made_from}
+    atomic_write_json(out / "run.json", {**identity_out, "status": "running", "device": str(dev)})
     sample_z = torch.randn(tcfg.n_samples, gcfg.style_dim, generator=torch.Generator().manual_seed(tcfg.seed + 99)).to(dev)
     ema_beta = 0.5 ** (tcfg.batch_size / max(tcfg.ema_half_life_img, 1e-8))
     n, b, sd = len(images), tcfg.batch_size, gcfg.style_dim
@@ -261,7 +265,7 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
     meta = {"steps": tcfg.iters, **{k: v for k, v in (run_meta or {}).items() if isinstance(v, (str, int, float))}}
     save_weights(out / "generator.safetensors", G_ema.cpu(), gcfg, meta)
     save_weights(out / "discriminator.safetensors", D.cpu(), gcfg, {**meta, "use_seg": tcfg.seg_discriminator})
-    summary = {**identity, "status": "done", "steps_done": tcfg.iters, "device": str(dev),
+    summary = {**identity_out, "status": "done", "steps_done": tcfg.iters, "device": str(dev),
                "final": stats[-1] if stats else {}}
     atomic_write_json(out / "run.json", summary)
     return summary

@@ -13,6 +13,7 @@ from PIL import Image
 
 from ..data.paired_dataset import PairedDatasetWriter
 from ..estimator.train import TrainConfig, train
+from ..provenance import render_folder_origin
 from ..render.folder import RenderFolder
 from ..render.job import RenderConfig, render_folder
 
@@ -24,7 +25,7 @@ def renders_to_dataset(render_dir: str | Path, dataset_dir: str | Path, n: int, 
     folder.require(n)
     vectors = folder.vectors[:n]
     meta = {"kind": "engine-renders", "engine": folder.engine_name, "sources": [str(folder.root.resolve())],
-            "render_seed": folder.seed, "size": folder.size}
+            "render_seed": folder.seed, "size": folder.size, "made_from": [render_folder_origin(folder.root, n)]}
     writer = PairedDatasetWriter(dataset_dir, folder.schema, meta=meta, shard_size=shard_size)
     start = len(writer)
     for i in range(start, len(vectors)):

@@ -29,6 +29,7 @@ from PIL import Image
 from ..data.paired_dataset import PairedDatasetWriter
 from ..errors import AvatarToolError
 from ..generators.io import load_generator
+from ..provenance import generator_origin, render_folder_origin
 from ..render.folder import RenderFolder, is_render_folder
 from ..torch_utils import signed_to_uint8, uint8_to_signed
 from .augment import AugmentConfig, augment, resolve_parts
@@ -195,7 +196,9 @@ def produce_pairs(cfg: PairsConfig, out_dir: str | Path, real_generator: str | P
     max_loss = None if auto_floor is not None else cfg.max_loss
     fingerprint = {**cfg.fingerprint(), "lpips": {k: lpips_info.get(k) for k in ("used", "fallback")},
                    "generators": {"real": str(Path(real_generator).resolve()), "avatar": str(Path(avatar_generator).resolve())}}
+    made_from = [render_folder_origin(rdir, cfg.n), generator_origin(real_generator), generator_origin(avatar_generator)]
     meta = {"kind": "gan-pairs", "engine": cfg.engine, "sources": [str(rdir.resolve())], "fingerprint": fingerprint,
+            "made_from": made_from,
             "lpips": lpips_info, "samples_per_source": 1 + cfg.augment.k,
             "progress": {"sources_done": 0, "dropped": []}}
     writer = PairedDatasetWriter(out, schema, meta=meta, shard_size=10 ** 12)  # we seal shards ourselves
@@ -203,6 +206,7 @@ def produce_pairs(cfg: PairsConfig, out_dir: str | Path, real_generator: str | P
     if wmeta.get("fingerprint") != fingerprint:
         raise AvatarToolError(f"{out} holds paired data made with other settings; rerun with the same options to "
                               "resume it, or choose another --out folder")
+    wmeta.setdefault("made_from", made_from)   # a dataset begun before provenance was recorded
     init = build_init(g_av, schema, cfg.init)
     wmeta["init"] = init.to_json()
     prog = wmeta["progress"]
