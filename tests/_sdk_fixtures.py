@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ._ci import skip_unless_ci
+
 
 def noise_image_folder(folder: Path, n: int, size: int = 40) -> Path:
     """``n`` random RGB PNGs (``00.png``...): stand-in calibration / evaluation images for export tests."""
@@ -41,7 +43,7 @@ def detector_model() -> Path:
     try:
         return fetch_detector_model()
     except DetectorModelUnavailableError as exc:  # CI reaches the registry; offline laptops may not
-        pytest.skip(f"face-detector model unavailable: {exc}")
+        skip_unless_ci(f"face-detector model unavailable: {exc}")
 
 
 @pytest.fixture(scope="session")

@@ -170,10 +170,8 @@ def _floats(value):
 def test_rerun_skips_every_stage(built):
     run, _, _ = built
     ui = Recorder()
-    t0 = time.perf_counter()
     results = build(tiny_config(), run, ui=ui)
-    assert [r.status for r in results] == ["skipped"] * len(STAGE_NAMES)
-    assert time.perf_counter() - t0 < 30   # generous: nothing may be recomputed
+    assert [r.status for r in results] == ["skipped"] * len(STAGE_NAMES)   # nothing recomputed
 
 
 def test_changed_setting_reruns_only_that_stage_and_what_reads_it(built, tmp_path):

@@ -2,6 +2,7 @@
 calibration with the network blocked, the face detector, and the whole export → bundle path."""
 from __future__ import annotations
 
+import hashlib
 import platform
 import socket
 import subprocess
@@ -281,13 +282,20 @@ def test_export_report_parity_and_bundle(exported):
     with open_bundle(out / "morph.swiftavatar") as b:
         b.verify()
         m = b.manifest
+        # a file saved without a training record: the bundle names the estimator, made from nothing known
+        assert m["provenance"] == {"kind": "estimator", "path": str(Path(report["model"]).resolve()), "id": None,
+                                   "streams": [], "made_from": []}
         assert m["engine"] == "morph" and m["input"]["size"] == SIZE
         assert m["face_detector"]["license"] == "Apache-2.0"
         assert b.read("LICENSES/face_detection_short_range.tflite.txt").startswith(b"face_detection_short_range")
         assert set(m["outputs"]) == {output_name(h) for h in ["continuous"] + [p["name"] for p in m["schema"]["params"]
                                                                             if p["kind"] == "discrete"]}
         onnx_entry = b.model("onnx", "fp32")
-        assert onnx_entry["sha256"] if "sha256" in onnx_entry else m["members"][onnx_entry["file"]]["sha256"]
+        with zipfile.ZipFile(out / "morph.swiftavatar") as z:   # the bytes as stored, not through the reader
+            stored = z.read(onnx_entry["file"])
+        assert m["members"][onnx_entry["file"]]["sha256"] == hashlib.sha256(stored).hexdigest()
+        assert onnx_entry.get("sha256", m["members"][onnx_entry["file"]]["sha256"]) == hashlib.sha256(stored).hexdigest()
+        assert stored == (out / "estimator.onnx").read_bytes()     # the model the parity table measured
         assert b.model("coreml", "fp16")["file"] == "estimator_fp16.mlpackage.zip"
         assert m["parity"][0]["agreement"] == 1.0
 

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+from ._ci import import_or_skip_unless_ci
+
 from converters import parity as P
 from converters.export import ExportOptions, export_model
 from converters.formats import parse_targets
@@ -77,7 +79,7 @@ def test_below_threshold_model_is_left_out_by_default(model_path, images, tmp_pa
 
 
 def test_left_out_model_is_absent_while_others_are_bundled(model_path, images, tmp_path, detector):
-    pytest.importorskip("coremltools")
+    import_or_skip_unless_ci("coremltools")
     report = _export(model_path, tmp_path, targets=parse_targets("onnx,coreml:fp16"), eval_set=images,
                      face_detector=detector, thresholds=NEVER)
     rows = {r["format"]: r for r in report["rows"]}

