@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-from benchmarks._report import RESULTS, write_report  # noqa: E402
+from benchmarks._report import RESULTS, load_note, write_report  # noqa: E402
 
 TABLES = ("render", "gan", "inversion", "pairs", "export_latency", "sdk_latency", "accuracy")
 
@@ -46,7 +46,7 @@ def run_tables(run_dir: Path, quick: bool, only: list[str], out: Path) -> list[P
         t0 = time.perf_counter()
         table = importlib.import_module(f"benchmarks.suite.{name}").run(build, quick)
         stamp = (f"Build run `{build.root}` ({build.cfg.engine}, preset {build.cfg.preset}), code {commit()}, "
-                 f"load average {load:.2f} at start, {time.perf_counter() - t0:.0f} s; command: `{command}`"
+                 f"{load_note(load)} at start, {time.perf_counter() - t0:.0f} s; command: `{command}`"
                  + (" (**--quick**: smoke-sized samples, not for comparison)" if quick else ""))
         data = {**table.data, "build": build.describe(), "commit": commit(), "command": command, "quick": quick}
         j, m = write_report(table.name, data, table.headers, table.rows, table.notes, out_dir=out, stamp=stamp)

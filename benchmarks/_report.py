@@ -24,6 +24,18 @@ def machine_info(packages: Sequence[str] = ("numpy", "skia-python", "torch", "on
             "cpu_count": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2), "packages": versions, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
+BUSY_LOAD_PER_CORE = 1.0   # more runnable processes than cores: timings include waiting for a core
+
+
+def load_note(load: float, cores: int | None = None) -> str:
+    """``load average L (P per core)``, plus a warning when the machine was busier than it has cores."""
+    cores = cores or os.cpu_count() or 1
+    per_core = load / cores
+    busy = (f"; busy: more runnable processes than cores (> {BUSY_LOAD_PER_CORE:g} per core), so latencies "
+            "include time waiting for a core" if per_core > BUSY_LOAD_PER_CORE else "")
+    return f"load average {load:.2f} ({per_core:.2f} per core){busy}"
+
+
 def write_report(name: str, data: dict[str, Any], headers: Sequence[str], rows: Sequence[Sequence[Any]],
                  notes: str = "", out_dir: Path = RESULTS, stamp: str = "") -> tuple[Path, Path]:
     """``out_dir/<name>.json`` (machine, versions, raw numbers) and ``.md``; ``stamp`` is a line under the title
@@ -33,7 +45,7 @@ def write_report(name: str, data: dict[str, Any], headers: Sequence[str], rows: 
     json_path = out_dir / f"{name}.json"
     json_path.write_text(json.dumps(payload, indent=2) + "\n")
     lines = [f"# {name}", "", f"Machine: {payload['machine']['platform']}, {payload['machine']['cpu_count']} CPUs, "
-             f"Python {payload['machine']['python']}, load average {payload['machine']['load_average_1m']} at start, "
+             f"Python {payload['machine']['python']}, {load_note(payload['machine']['load_average_1m'])} at start, "
              f"{payload['machine']['date']}", ""] + ([stamp, ""] if stamp else [])
     lines.append("| " + " | ".join(headers) + " |")
     lines.append("|" + "---|" * len(headers))

@@ -1,6 +1,6 @@
 """The paper's ablation (Table 3) on our own data: what each part of the method buys.
 
-    python -m benchmarks ablation --engine alter [--preset smoke] [--run DIR] [--set SECTION.FIELD=VALUE ...]
+    python -m benchmarks ablation --engine alter [--preset smoke] [--run DIR] [--set SECTION.FIELD=VALUE ...] [--reuse]
 
 Rows, all with one engine, one set of render vectors, one held-out set and one training budget (the
 number of training samples *seen*, matched by epochs; the learning-rate schedule is stretched with them):
@@ -13,8 +13,9 @@ number of training samples *seen*, matched by epochs; the learning-rate schedule
 
 The build stages (renders, generators, pairs, training, held-out set) come from ``avatartool build`` on
 the same run directory (default ``runs/build-<engine>-<preset>``, the README command's run), so a finished
-build is reused and an unfinished one resumes; the ablation's own work lives in ``RUN/ablation/`` and
-resumes too. Results: ``benchmarks/results/ablation_<engine>.{json,md,png}``.
+build is reused and an unfinished one resumes (its stages carry code fingerprints); the ablation's own
+datasets live in ``RUN/ablation/`` and resume, while the rows it trains there are trained again on every
+run unless ``--reuse`` keeps them (they carry no code fingerprint). Results: ``benchmarks/results/ablation_<engine>.{json,md,png}``.
 """
 from __future__ import annotations
 
@@ -100,7 +101,11 @@ def _normalised_mae(metrics: dict[str, Any], schema) -> float | None:
     return float(np.mean([v / span[k] for k, v in metrics["mae"].items()]))
 
 
-def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], log: Callable[[str], None]) -> dict[str, Any]:
+def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], log: Callable[[str], None],
+                 reuse_rows: bool = False) -> dict[str, Any]:
+    """The ablation's rows, trained and evaluated now. The build's stages are reused (they carry code
+    fingerprints and rerun when the code changed); rows an earlier ablation trained in ``RUN/ablation/``
+    carry none, so they are retrained unless ``reuse_rows`` (``--reuse``) asks to keep them."""
     from rich.console import Console
 
     from toolchain.cli.build_ui import RichBuildUI
@@ -176,6 +181,9 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
             model = reuse[name]["model"]
             tc = replace(tc, epochs=reuse[name]["epochs"])
         else:
+            if not reuse_rows and (abl / name / "train").exists():
+                log(f"{LABELS[name]}: discarding the model an earlier ablation trained (--reuse keeps it)")
+                shutil.rmtree(abl / name / "train")
             log(f"train {LABELS[name]}: {n} samples x {tc.epochs} epochs (lr step every {tc.lr_step_epochs})")
             t0 = time.perf_counter()
             train([data], abl / name / "train", tc, backbone_weights=cfg.train.backbone_weights, device=cfg.device)
@@ -286,6 +294,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--run", type=Path, default=None, help="build run directory (default runs/build-<engine>-<preset>)")
     ap.add_argument("--set", dest="settings", action="append", default=[], help="SECTION.FIELD=VALUE (repeatable)")
     ap.add_argument("--out", type=Path, default=None, help="where to write (default: benchmarks/results/)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep rows an earlier ablation trained in RUN/ablation/ (default: train them again)")
     a = ap.parse_args(argv)
     from benchmarks._report import RESULTS
     from toolchain.cli.main import _default_run_dir
@@ -294,7 +304,8 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m benchmarks ablation " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[2:]))
     t0 = time.perf_counter()
     try:
-        result = run_ablation(a.engine, a.preset, run_dir, a.settings, lambda msg: print(f"[ablation] {msg}", flush=True))
+        result = run_ablation(a.engine, a.preset, run_dir, a.settings, lambda msg: print(f"[ablation] {msg}", flush=True),
+                              reuse_rows=a.reuse)
     except AvatarToolError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
