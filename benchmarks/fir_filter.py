@@ -49,7 +49,8 @@ def step(fn, x: torch.Tensor) -> None:
 
 
 def median_ms(fn, shape, repeats: int) -> float:
-    x = torch.randn(*shape, requires_grad=True)
+    b, c, s = shape
+    x = torch.randn(b, c, s, s, requires_grad=True)
     for _ in range(3):
         step(fn, x)
     times = []
