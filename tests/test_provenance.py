@@ -177,3 +177,21 @@ def test_training_refuses_an_eval_set_deep_in_the_chain(tmp_path):
         w.add(np.zeros((48, 48, 3), np.uint8), schema.default_vector())
     with pytest.raises(LabelLeakError, match="evalset"):
         train([tmp_path / "ds"], tmp_path / "run", preset("tiny"), device="cpu")
+
+
+def test_content_check_discounts_chance_matches():
+    """Copied labels are caught; a tiny all-discrete schema, where every vector is a training vector by
+    chance, is left to the recorded chain instead of being refused for it."""
+    from toolchain.provenance import content_leak, origin, stream
+    from toolchain.schema import AvatarSchema
+    alter = create_engine("alter").schema
+    trained = [origin("render-folder", "/nowhere", streams=[stream("alter", "render", 0, 0, 500)])]
+    copied = alter.sample(500, 0)[100:140]
+    assert "40 of its 40" in content_leak(trained, alter, copied)
+    assert content_leak(trained, alter, alter.sample(40, 1)) is None
+    tiny = AvatarSchema.from_json({"format_version": 1, "engine": "coin", "parts": ["background", "coin"], "params": [
+        {"name": "side", "kind": "discrete", "options": ["heads", "tails"], "default": 0},
+        {"name": "metal", "kind": "discrete", "options": ["gold", "silver"], "default": 0}]})
+    trained = [origin("render-folder", "/nowhere", streams=[stream("coin", "render", 0, 0, 100)])]
+    assert content_leak(trained, tiny, tiny.sample(100, 0)[:20]) is None      # indistinguishable from chance
+    assert content_leak(trained, tiny, tiny.sample(20, 5)) is None
