@@ -195,3 +195,14 @@ def test_content_check_discounts_chance_matches():
     trained = [origin("render-folder", "/nowhere", streams=[stream("coin", "render", 0, 0, 100)])]
     assert content_leak(trained, tiny, tiny.sample(100, 0)[:20]) is None      # indistinguishable from chance
     assert content_leak(trained, tiny, tiny.sample(20, 5)) is None
+
+
+def test_training_refuses_data_made_from_the_eval_stream_even_when_the_set_is_gone(tmp_path):
+    """The chain remembers the labelled proxy stream after the set's folder was deleted."""
+    schema = create_engine("alter").schema
+    gone = {"kind": "proxy-set", "path": str(tmp_path / "deleted-set"), "id": "sha256:0",
+            "streams": [{"engine": "alter", "stream": "proxy-eval", "seed": 0, "start": 0, "stop": 10}], "made_from": []}
+    with PairedDatasetWriter(tmp_path / "ds", schema, meta={"made_from": [gone]}) as w:
+        w.add(np.zeros((48, 48, 3), np.uint8), schema.default_vector())
+    with pytest.raises(LabelLeakError, match="labelled evaluation stream"):
+        train([tmp_path / "ds"], tmp_path / "run", preset("tiny"), device="cpu")

@@ -18,7 +18,7 @@ import torch
 
 from ..atomic_io import atomic_write_json, atomic_write_jsonl, read_jsonl
 from ..data.paired_dataset import PairedDataset
-from ..errors import AvatarToolError
+from ..errors import AvatarToolError, LabelLeakError
 from ..presets import lookup_preset
 from ..provenance import dataset_origin, origin, walk
 from ..torch_utils import save_checkpoint_atomic, select_device
@@ -95,6 +95,9 @@ def _load_datasets(dirs: Sequence[str | Path]) -> tuple[AvatarSchema, np.ndarray
         for node in walk([dataset_origin(ds.root)]):
             if Path(node["path"]).exists():
                 assert_not_eval_set(node["path"])
+            if any(s.get("stream") == "proxy-eval" for s in node.get("streams", [])):   # even if deleted since
+                raise LabelLeakError(f"{d} was made from {node['kind']} {node['path']}, whose vectors are the labelled "
+                                     "evaluation stream; evaluation labels must never be trained on")
         for source in ds.meta.get("sources", []):
             assert_not_eval_set(source)
         sets.append(ds)

@@ -26,7 +26,8 @@ def finish(ctx: StageContext, summary: dict[str, Any], out_dir) -> dict[str, Any
     return {"model": str((out_dir / "estimator.pt").resolve()), "epochs": summary["epochs_done"],
             "n_train": summary["n_train"], "n_val": summary["n_val"],
             "n_samples": summary["n_train"] + summary["n_val"], "val": summary.get("final", {}).get("val", {}),
-            "backbone_pretrained": bool(summary.get("backbone", {}).get("pretrained"))}
+            "backbone_pretrained": bool(summary.get("backbone", {}).get("pretrained")),
+            "provenance": summary.get("provenance")}
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
