@@ -10,10 +10,9 @@ from typing import Mapping, Optional
 
 import numpy as np
 
+from .contract import CONTINUOUS_HEAD
 from .errors import BundleError
 from .result import ParameterEstimate
-
-CONTINUOUS_HEAD = "continuous"
 
 
 @dataclass

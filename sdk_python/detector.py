@@ -26,13 +26,15 @@ from typing import Optional, Union
 
 import numpy as np
 
+from . import contract
 from .errors import DetectorError, DetectorModelUnavailableError
 from .result import KEYPOINT_NAMES, FaceBox, FaceDetection
 
-MODEL_NAME = "face_detection_short_range.tflite"
-MODEL_SHA256 = "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"
-WHEEL_SPEC = "mediapipe==0.10.21"
-WHEEL_MEMBER = "mediapipe/modules/face_detection/face_detection_short_range.tflite"
+_PIN = contract.detector("short")   # file name, wheel member and sha256 are the model contract's
+MODEL_NAME = _PIN.file
+MODEL_SHA256 = _PIN.sha256
+WHEEL_SPEC = contract.DETECTOR_WHEEL
+WHEEL_MEMBER = _PIN.wheel_member
 ENV_VAR = "SWIFTAVATAR_FACE_DETECTOR"
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
+from . import contract
 from .errors import AvatarSDKError
 
 
@@ -39,7 +40,7 @@ class Detection(str, enum.Enum):
 
 
 BACKENDS = ("auto", "onnxruntime", "litert", "coreml", "torch")
-PRECISIONS = ("auto", "fp32", "fp16", "int8")
+PRECISIONS = ("auto", *contract.PRECISIONS)
 
 
 @dataclass
@@ -50,9 +51,10 @@ class AvatarEstimatorOptions:
         bundle_path: A ``.swiftavatar`` bundle, or (until bundles are everywhere) a plain estimator
             ``.onnx``/``.tflite``/``.pt`` file with its JSON manifest beside it (``<file>.json``).
         backend: ``"auto"`` (first available of onnxruntime, litert, coreml, torch), or one name.
-        precision: Which model of the bundle to run: ``"auto"``, ``"fp32"``, ``"fp16"`` or ``"int8"``
-            (TFLite only has fp16/int8 files). ``auto`` picks the fastest model whose parity status (from
-            the exporter) is ``validated`` (int8, then fp16, then fp32 for litert); with none validated it
+        precision: Which model of the bundle to run: ``"auto"`` or a contract precision (``"fp32"``, ``"fp16"``,
+            ``"dynamic_int8"``, ``"int8"``). ``auto`` picks the fastest model whose parity status (from
+            the exporter) is ``validated`` (for litert: int8, dynamic_int8, fp16, fp32 —
+            ``contract.AUTO_PRECISION``); with none validated it
             falls back to the least quantised model not below its threshold, with a ``ParityWarning``, and it
             never picks a model below its threshold. An explicit precision runs its model whatever its
             status, with a ``ParityWarning`` naming the agreement if it is below its threshold.
