@@ -123,19 +123,19 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
     def check(t: Target, got: dict[str, np.ndarray]) -> None:
         P.compare(rows[t.key], ref, got, meta["outputs"], opts.thresholds, opts.continuous_thresholds)
 
-    for t in [t for t in targets if t.format == "torchscript"]:
-        say("torchscript")
-        from .torchscript_export import export_torchscript, run_torchscript
+    for t in [t for t in targets if t.format == "torch"]:
+        say("torch.export")
+        from .torch_export import export_torch, run_exported
         try:
-            records[t.key] = export_torchscript(model, out / t.filename, meta)
+            records[t.key] = export_torch(model, out / t.filename, meta)
             rows[t.key].size_bytes = _size(out / t.filename)
             if ref is not None:
-                check(t, P.run_batched(run_torchscript(out / t.filename, records[t.key]), x_eval, 64))
+                check(t, P.run_batched(run_exported(out / t.filename, records[t.key]), x_eval, 64))
         except Exception as exc:  # noqa: BLE001 - reported per target
             fail(t, exc)
 
     # ONNX: a target itself, and the input of onnx2tf
-    onnx_path = out / "estimator.onnx"
+    onnx_path = out / contract.row("onnx", "fp32").file
     onnx_ok = False
     tfl = [t for t in targets if t.format == "tflite"]
     if any(t.format == "onnx" for t in targets) or tfl:
@@ -147,7 +147,7 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
             records["onnx:fp32"] = {"input_layout": "NCHW", "output_map": {n: n for n in rec["outputs"]},
                                     "quantization": None, "opset": rec["opset"], "checker": rec["checker"]}
             if not any(t.format == "onnx" for t in targets):
-                warns.append("estimator.onnx written as the input of TFLite conversion")
+                warns.append(f"{onnx_path.name} written as the input of TFLite conversion")
             t = Target("onnx", "fp32")
             if t.key in rows:
                 rows[t.key].size_bytes = _size(onnx_path)

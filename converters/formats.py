@@ -47,8 +47,8 @@ FORMATS: dict[str, FormatSpec] = {
                          "via onnx2tf; int8 = full-integer weights+activations with float32 in/out"),
     "coreml": FormatSpec("coreml", (), "macOS only (spec validated elsewhere)", ("coremltools",),
                          "mlprogram .mlpackage; int8 = linear_quantize_weights"),
-    "torchscript": FormatSpec("torchscript", (), "everywhere (torch, no toolchain needed)", ("torch",),
-                              "traced TorchScript, outputs in contract order; the SDK's torch backend"),
+    "torch": FormatSpec("torch", (), "everywhere (torch, no toolchain needed)", ("torch",),
+                        "torch.export program (.pt2), outputs in head order; the SDK's torch backend"),
 }
 assert set(FORMATS) == set(contract.formats()), "every contract format needs its converter entry"
 

@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from sdk_python import contract
 from sdk_python.backends.litert_backend import METADATA_NAME
 from toolchain.errors import AvatarToolError
 
@@ -98,7 +99,7 @@ def run_onnx2tf(onnx_path: str | Path, out_dir: str | Path, precisions: Sequence
             if not src.is_file():
                 tail = "\n".join(log.strip().splitlines()[-15:])
                 raise AvatarToolError(f"onnx2tf did not write the {p} file {src.name}:\n{tail}")
-            dst = out_dir / f"estimator_{p}.tflite"
+            dst = out_dir / contract.row("tflite", p).file
             shutil.copyfile(src, dst)
             produced[p] = dst
         return produced

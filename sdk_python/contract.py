@@ -50,7 +50,7 @@ class ModelRow:
     """One exported model file.
 
     Attributes:
-        format: ``onnx``, ``tflite``, ``coreml`` or ``torchscript``.
+        format: ``onnx``, ``tflite``, ``coreml`` or ``torch`` (a ``torch.export`` program).
         precision: A key of :data:`PRECISIONS`.
         file: The file the exporter writes (a folder for CoreML ``.mlpackage``).
         key: The SDK's model key (one per row).
@@ -87,7 +87,7 @@ MODEL_ROWS: tuple[ModelRow, ...] = (
     ModelRow("tflite", "int8", "estimator_int8.tflite", "tflite_int8", "litert", "NHWC"),
     ModelRow("coreml", "fp16", "estimator_fp16.mlpackage", "coreml_fp16", "coreml", "image"),
     ModelRow("coreml", "int8", "estimator_int8.mlpackage", "coreml_int8", "coreml", "image"),
-    ModelRow("torchscript", "fp32", "estimator.torchscript.pt", "torchscript", "torch", "NCHW"),
+    ModelRow("torch", "fp32", "estimator.pt2", "torch", "torch", "NCHW"),
 )
 
 

@@ -13,7 +13,6 @@ from toolchain.evaluation.evaluate import load_labelled_set
 from .common import BuildRun, Table
 
 FRAME = 512
-COMBOS = (("onnxruntime", "fp32"), ("litert", "fp32"), ("litert", "fp16"), ("litert", "int8"), ("coreml", "fp16"))
 
 
 def _pct(a: np.ndarray, q: float) -> float:
@@ -21,7 +20,7 @@ def _pct(a: np.ndarray, q: float) -> float:
 
 
 def run(build: BuildRun, quick: bool) -> Table:
-    from sdk_python import AvatarEstimator
+    from sdk_python import AvatarEstimator, contract
     from sdk_python.backends import available_backends
     from sdk_python.bundle import open_bundle
     from sdk_python.errors import FaceError, ParityWarning
@@ -29,7 +28,6 @@ def run(build: BuildRun, quick: bool) -> Table:
     with open_bundle(bundle) as b:
         has_detector = b.has_face_detector
         present = {(m["format"], m["precision"]) for m in b.manifest["models"]}
-    fmt_of = {"onnxruntime": "onnx", "litert": "tflite", "coreml": "coreml"}
     path, _ = load_labelled_set(build.output("heldout")["set"]).items[0]
     with Image.open(path) as im:
         # Detection cost grows with the frame: time a phone-camera-sized frame, not a tiny training render.
@@ -49,12 +47,13 @@ def run(build: BuildRun, quick: bool) -> Table:
     runs, warmup = (10, 2) if quick else (200, 20)
     usable = set(available_backends())
     results, rows, skipped = [], [], []
-    for backend, prec in COMBOS:
+    for r in contract.rows():
+        backend, prec = r.runtime, r.precision
+        if (r.format, prec) not in present:
+            skipped.append(f"{backend} {prec}: not in the bundle")
+            continue
         if backend not in usable:
             skipped.append(f"{backend} {prec}: runtime not available here")
-            continue
-        if (fmt_of[backend], prec) not in present:
-            skipped.append(f"{backend} {prec}: not in the bundle")
             continue
         with warnings.catch_warnings():   # a kept below-threshold model warns: its row says so instead
             warnings.simplefilter("ignore", ParityWarning)

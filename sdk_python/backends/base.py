@@ -92,7 +92,11 @@ class ModelFiles:
 
     def _describe(self, key: str) -> str:
         row = self.parity.get(key) or {}
-        return row.get("reason") or self.status(key)
+        if row.get("reason"):
+            return row["reason"]
+        if row.get("agreement") is not None and row.get("threshold") is not None:
+            return f"agreement with torch {row['agreement']:.4f} < threshold {row['threshold']}"
+        return self.status(key)
 
     def keys_for(self, runtime: str) -> dict[str, str]:
         """precision → key of the models ``runtime`` can run."""

@@ -87,7 +87,7 @@ class TrainStage:
     backbone_weights: Optional[str] = None
 
 
-DEFAULT_EXPORT_FORMATS = "onnx,tflite,coreml,torchscript"
+DEFAULT_EXPORT_FORMATS = "onnx,tflite,coreml,torch"
 
 
 @dataclass
@@ -151,7 +151,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "avatar.train_preset": "tiny", "avatar.iters": 300,
         "pairs.k": 2, "pairs.steps": 30, "pairs.batch": 32, "pairs.chunk": 100,
         "train.preset": "small", "train.epochs": 6, "train.input_size": 64,
-        "export.formats": "onnx,tflite:fp32,tflite:int8,torchscript", "export.calibration_images": 300,
+        "export.formats": "onnx,tflite:fp32,tflite:int8,torch", "export.calibration_images": 300,
         "eval.n": 200, "eval.size": 64,
     },
     "cpu": {
