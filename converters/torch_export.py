@@ -34,7 +34,7 @@ def export_torch(model, path: str | Path, metadata: dict[str, Any]) -> dict[str,
               "torch": torch.__version__}
     extra = {EXTRA_FILE: json.dumps({**json.loads(metadata_json(metadata)), **record}, sort_keys=True)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
+    tmp = path.with_name(f".{path.stem}.part{path.suffix}")  # torch.export wants the .pt2 suffix
     torch.export.save(program, str(tmp), extra_files=extra)
     os.replace(tmp, path)
     return record
