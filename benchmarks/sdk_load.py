@@ -1,9 +1,9 @@
 """Time and memory of creating an SDK estimator from a bundle, for this code and (optionally) an older commit.
 
-    python -m benchmarks.sdk_load BUNDLE [--before GIT_REF] [--repeats 3] [--out DIR]
+    python -m benchmarks.sdk_load BUNDLE [--before GIT_REF] [--backends auto,litert] [--repeats 3] [--out DIR]
 
 Each measurement is a fresh Python process that imports the SDK, then creates
-``AvatarEstimator.create_from_bundle(BUNDLE, detection="none")`` (the default backend and precision) and
+``AvatarEstimator.create_from_bundle(BUNDLE, detection="none", backend=B)`` (default precision) and
 closes it: reported are the creation time (imports excluded), the peak resident memory of the process
 (``ru_maxrss``, imports included) and its growth during creation, and the bytes the SDK wrote to temporary
 folders while creating it. ``--before REF`` measures the same bundle with the SDK of an older commit (checked
@@ -40,7 +40,7 @@ from sdk_python import AvatarEstimator
 import numpy as np
 before = rss_mb()
 t0 = time.perf_counter()
-est = AvatarEstimator.create_from_bundle(sys.argv[1], detection="none")
+est = AvatarEstimator.create_from_bundle(sys.argv[1], detection="none", backend=sys.argv[2])
 created = time.perf_counter() - t0
 written = tmp_bytes()
 est.estimate(np.zeros((est.input_size, est.input_size, 3), np.uint8), color_order="rgb")
@@ -50,10 +50,10 @@ est.close()
 """
 
 
-def measure(code_root: Path, bundle: Path, repeats: int) -> dict:
+def measure(code_root: Path, bundle: Path, backend: str, repeats: int) -> dict:
     runs = []
     for _ in range(repeats):
-        proc = subprocess.run([sys.executable, "-c", _CHILD, str(bundle)], capture_output=True, text=True,
+        proc = subprocess.run([sys.executable, "-c", _CHILD, str(bundle), backend], capture_output=True, text=True,
                               cwd=code_root, env={"PYTHONPATH": str(code_root), "PATH": "/usr/bin:/bin",
                                                   "OMP_NUM_THREADS": "2", "HOME": str(Path.home())})
         if proc.returncode != 0:
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("bundle", type=Path)
     ap.add_argument("--before", help="a git ref whose SDK to measure too (e.g. the commit before a change)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--backends", default="auto,litert", help="comma list of SDK backends to create")
     ap.add_argument("--out", type=Path, default=RESULTS)
     a = ap.parse_args(argv)
     bundle = a.bundle.resolve()
@@ -77,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", wt, a.before], check=True)
             versions = {f"before ({a.before})": Path(wt), **versions}
         try:
-            results = {name: measure(root, bundle, a.repeats) for name, root in versions.items()}
+            results = {f"{name}, backend={b}": measure(root, bundle, b, a.repeats)
+                       for b in a.backends.split(",") for name, root in versions.items()}
         finally:
             if a.before:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", wt], check=False)

@@ -19,9 +19,11 @@ class OnnxRuntimeBackend(Backend):
         so.intra_op_num_threads = num_threads
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
-        source = str(model.path) if model.path is not None else model.read_bytes()
+        # From a file, not bytes: onnxruntime copies an in-memory model while parsing it (twice the model in
+        # memory at once, measured in benchmarks/results/sdk_load.md), so a bundle member is extracted alone.
+        path, self._member_tmp = model.local_path()
         try:
-            self.session = ort.InferenceSession(source, so, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise BundleError(f"onnxruntime cannot load {model.name} ({exc}); the ONNX file is damaged or too new") from None
         self.input_name = self.session.get_inputs()[0].name
@@ -36,6 +38,9 @@ class OnnxRuntimeBackend(Backend):
 
     def close(self) -> None:
         self.session = None
+        if self._member_tmp is not None:
+            self._member_tmp.cleanup()
+            self._member_tmp = None
 
 
 def create(model: ModelFile, output_names: Sequence[str], num_threads: int) -> Backend:
