@@ -99,7 +99,7 @@ def fetch_detector_model(timeout_s: float = 300.0) -> Path:
 
 def _fetch_advice(reason: str) -> str:
     return (f"cannot obtain the face-detector model: {reason}. Either use a bundle that contains it, pass "
-            f"detector_model_path=..., set ${ENV_VAR} to a copy of {MODEL_NAME} (from the mediapipe 0.10.21 wheel: "
+            f"detector_model_path=..., set ${ENV_VAR} to a copy of {MODEL_NAME} (from the {WHEEL_SPEC} wheel: "
             f"`pip download --no-deps {WHEEL_SPEC}` and unzip {WHEEL_MEMBER}, or Google's blaze_face_short_range.tflite), "
             "or call sdk_python.detector.fetch_detector_model() on a machine that can reach the package index")
 
