@@ -30,7 +30,7 @@ from toolchain.errors import AvatarToolError
 
 from . import parity as P
 from .formats import Target, coreml_predicts_here
-from .images import load_images, normalise
+from .images import labelled_vectors, load_images, normalise
 from .metadata import build_metadata
 
 MIN_CALIBRATION = 300
@@ -207,6 +207,16 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
         except Exception as exc:  # noqa: BLE001
             fail(t, exc)
 
+    calibration: dict[str, Any] = {"skipped": "no evaluation set (--no-parity)"}
+    if ref is not None:
+        from .calibration import calibrate, markdown as calibration_markdown
+        vectors = labelled_vectors(opts.eval_set, limit=opts.eval_count)
+        calibration = (calibrate(ref, vectors, meta["schema"]) if vectors is not None
+                       else {"skipped": f"the evaluation set {opts.eval_set} has no labels"})
+        atomic_write_text(out / "calibration.md", calibration_markdown(calibration, f"Confidence calibration: {meta['engine']}"))
+    if "skipped" in calibration:
+        warns.append(f"confidences not calibrated: {calibration['skipped']}")
+
     row_list = [rows[t.key] for t in targets]
     for r in row_list:
         if eval_u8 is None and r.status == P.UNVALIDATED and not r.reason:
@@ -221,7 +231,7 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
     report: dict[str, Any] = {
         "model": str(model_path), "engine": meta["engine"], "input_size": size, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "eval_images": eval_desc, "calibration": calib_desc, "thresholds": opts.thresholds,
-        "rows": [r.to_json() for r in row_list], "warnings": warns,
+        "rows": [r.to_json() for r in row_list], "warnings": warns, "confidence_calibration": calibration,
         "passed": all(r.status in (P.VALIDATED, P.NOT_RUN, P.UNVALIDATED) for r in row_list),
         "records": records,
     }
@@ -264,7 +274,8 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
         manifest = {"created_by": meta["created_by"], "created": now_iso(), "engine": meta["engine"],
                     "schema": meta["schema"], "input": meta["input"], "outputs": meta["outputs"],
                     "models": models, "face_detector": detector, "parity": [r.to_json() for r in row_list],
-                    "thresholds": opts.thresholds, "eval_images": eval_desc, "warnings": warns}
+                    "thresholds": opts.thresholds, "eval_images": eval_desc, "warnings": warns,
+                    "confidence_calibration": calibration if "temperatures" in calibration else None}
         bundle_path = out / (opts.bundle_name or f"{meta['engine']}.swiftavatar")
         write_bundle(bundle_path, manifest, members)
         report["bundle"] = str(bundle_path)

@@ -134,6 +134,14 @@ def check_manifest(m: Any) -> dict[str, Any]:
                "a member listed in 'members'", det.get("file"))
     for k in ("parity", "warnings"):
         _field(m.get(k) is None or isinstance(m[k], list), k, "a list", m.get(k))
+    cal = m.get("confidence_calibration")
+    _field(cal is None or isinstance(cal, dict), "confidence_calibration", "an object or null", cal)
+    if cal is not None:
+        temps = cal.get("temperatures")
+        _field(isinstance(temps, dict), "confidence_calibration.temperatures", "an object {parameter: temperature}", temps)
+        for name, t in temps.items():
+            _field(isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0,
+                   f"confidence_calibration.temperatures.{name}", "a positive number", t)
     return m
 
 

@@ -30,7 +30,9 @@ class SchemaDecoder:
         BundleError: the schema JSON is malformed.
     """
 
-    def __init__(self, schema: Mapping):
+    def __init__(self, schema: Mapping, temperatures: Optional[Mapping[str, float]] = None, top_k: int = 3):
+        """``temperatures``: per discrete parameter, the exporter's fitted temperature (logits are divided by it
+        before the softmax; none given: the raw softmax). ``top_k``: alternatives reported per parameter."""
         try:
             self.engine = str(schema["engine"])
             self.params = list(schema["params"])
@@ -44,6 +46,13 @@ class SchemaDecoder:
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"the bundle's schema is malformed ({exc}); re-export the bundle") from None
         self.schema = dict(schema)
+        self.temperatures = {str(k): float(v) for k, v in (temperatures or {}).items()}
+        self.top_k = int(top_k)
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether every discrete head's probabilities are temperature-scaled."""
+        return all(p["name"] in self.temperatures for p in self.discrete)
 
     @property
     def head_names(self) -> list[str]:
@@ -57,6 +66,7 @@ class SchemaDecoder:
         probs = {}
         for p in self.discrete:
             logits = np.asarray(outputs[p["name"]], np.float64).reshape(-1, len(p["options"]))[row]
+            logits = logits / self.temperatures.get(p["name"], 1.0)
             e = np.exp(logits - logits.max())
             probs[p["name"]] = e / e.sum()
         if not np.isfinite(cont).all() or not all(np.isfinite(v).all() for v in probs.values()):
@@ -80,6 +90,9 @@ class SchemaDecoder:
             else:
                 pr = raw.probabilities[name]
                 k = int(choices[name]) if choices and name in choices else int(np.argmax(pr))
+                best = np.argsort(-pr, kind="stable")[: self.top_k]
                 params[name] = ParameterEstimate(name, "discrete", k, label=str(p["options"][k]),
-                                                 confidence=float(pr[k]), probabilities=tuple(float(v) for v in pr))
+                                                 confidence=float(pr[k]), probabilities=tuple(float(v) for v in pr),
+                                                 alternatives=tuple((int(i), str(p["options"][i]), float(pr[i]))
+                                                                    for i in best))
         return params, {n: e.value for n, e in params.items()}

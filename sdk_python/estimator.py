@@ -54,7 +54,7 @@ class AvatarEstimator:
         self.detector: Optional[FaceDetector] = None
         self.backend = None
         self.source = open_model_source(options.bundle_path)
-        self.decoder = SchemaDecoder(self.source.metadata["schema"])
+        self.decoder = SchemaDecoder(self.source.metadata["schema"], self.source.temperatures)
         self.input_size = self.source.input_size
         self._mean = np.asarray(self.source.mean, np.float32).reshape(1, 3, 1, 1)
         self._std = np.asarray(self.source.std, np.float32).reshape(1, 3, 1, 1)
@@ -110,6 +110,12 @@ class AvatarEstimator:
     @property
     def backend_name(self) -> str:
         return self.backend.name if self.backend else ""
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether discrete confidences are temperature-scaled by the exporter's calibration (see
+        ``calibration.md`` beside the export); ``False``: they are the raw softmax."""
+        return self.decoder.calibrated
 
     def estimate(self, image: Any, color_order: Optional[str] = None) -> AvatarEstimatorResult:
         """Estimate the avatar for one image (IMAGE mode).

@@ -34,6 +34,7 @@ class ModelSource:
         output_order: Output names in the manifest's (ONNX) order.
         detector_model: The bundle's face-detector model, if it has one.
         origin: What was opened (for messages).
+        temperatures: The exporter's confidence calibration (discrete parameter → temperature); empty if none.
     """
 
     metadata: dict
@@ -41,6 +42,7 @@ class ModelSource:
     output_order: list[str]
     detector_model: Optional[Path] = None
     origin: str = ""
+    temperatures: dict = field(default_factory=dict)
     keep_alive: Any = field(default=None, repr=False)   # e.g. the bundle reader's temp folder
 
     @property
@@ -125,7 +127,7 @@ def open_model_source(path: Union[str, Path]) -> ModelSource:
         raise BundleError(f"{path}: expected a .swiftavatar bundle, an {onnx_row.file} or an export folder")
     meta, order = _onnx_metadata(path)
     check_metadata(meta, str(path))
-    rows, records = _folder_parity(path.parent)
+    rows, records, temperatures = _folder_parity(path.parent)
     files = ModelFiles()
     files.add(ModelFile(onnx_row.key, path=path, record=records.get(onnx_row.key, {})), rows.get(onnx_row.key))
     for r in contract.rows():
@@ -136,18 +138,24 @@ def open_model_source(path: Union[str, Path]) -> ModelSource:
     detector = next((path.parent / d.file for d in contract.DETECTORS.values() if (path.parent / d.file).is_file()),
                     None)
     _check_outputs(meta, order, str(path))
-    return ModelSource(metadata=meta, files=files, output_order=order, detector_model=detector, origin=str(path))
+    return ModelSource(metadata=meta, files=files, output_order=order, detector_model=detector, origin=str(path),
+                       temperatures=temperatures)
 
 
-def _folder_parity(folder: Path) -> tuple[dict[str, dict], dict[str, dict]]:
-    """Parity rows and export records by model key from an export folder's ``parity.json`` (none: every model
-    unvalidated, no records)."""
+def _temperatures(cal: Any) -> dict:
+    temps = cal.get("temperatures") if isinstance(cal, dict) else None
+    return {str(k): float(v) for k, v in temps.items()} if isinstance(temps, dict) else {}
+
+
+def _folder_parity(folder: Path) -> tuple[dict[str, dict], dict[str, dict], dict]:
+    """Parity rows and export records by model key, and the confidence temperatures, from an export folder's
+    ``parity.json`` (none: every model unvalidated, no records, raw softmax)."""
     try:
         report = json.loads((folder / "parity.json").read_text())
     except (OSError, ValueError):
-        return {}, {}
+        return {}, {}, {}
     if not isinstance(report, dict):
-        return {}, {}
+        return {}, {}, {}
     rows: dict[str, dict] = {}
     for r in report.get("rows") if isinstance(report.get("rows"), list) else []:
         row = contract.find_row(r.get("format"), r.get("precision")) if isinstance(r, dict) else None
@@ -160,7 +168,7 @@ def _folder_parity(folder: Path) -> tuple[dict[str, dict], dict[str, dict]]:
         row = contract.find_row(fmt, prec)
         if row is not None and isinstance(rec, dict):
             records[row.key] = rec
-    return rows, records
+    return rows, records, _temperatures(report.get("confidence_calibration"))
 
 
 def _check_outputs(meta: dict, order: list[str], origin: str) -> None:
@@ -191,4 +199,4 @@ def _from_bundle(path: Path) -> ModelSource:
             keep = tempfile.TemporaryDirectory(prefix="swiftavatar-detector-")
             detector = reader.extract_member(b.member(m["face_detector"]["file"]), keep.name)
     return ModelSource(metadata=meta, files=files, output_order=list(m["outputs"]), detector_model=detector,
-                       origin=str(path), keep_alive=keep)
+                       origin=str(path), keep_alive=keep, temperatures=_temperatures(m.get("confidence_calibration")))
