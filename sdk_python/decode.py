@@ -74,10 +74,32 @@ class SchemaDecoder:
                               "incorrectly; re-export it")
         return RawEstimate(continuous=np.clip(cont, 0.0, 1.0), probabilities=probs)
 
-    def parameters(self, raw: RawEstimate, choices: Optional[Mapping[str, int]] = None
-                   ) -> tuple[dict[str, ParameterEstimate], dict]:
+    def merge_mirrored(self, raw: RawEstimate, mirrored: RawEstimate) -> tuple[RawEstimate, np.ndarray]:
+        """Average an estimate with the estimate of the horizontally flipped crop, each mirrored answer first
+        mapped back through the schema's ``mirror`` field (a discrete option permutation; a continuous
+        ``"reflect"`` maps x to 1 - x in [0, 1] units). Returns the merged estimate and, per continuous
+        parameter, half the disagreement of the two views (in [0, 1] units)."""
+        back = mirrored.continuous.copy()
+        for i, p in enumerate(self.continuous):
+            if p.get("mirror") == "reflect":
+                back[i] = 1.0 - back[i]
+        probs = {}
+        for p in self.discrete:
+            q = mirrored.probabilities[p["name"]]
+            perm = p.get("mirror")
+            if perm is not None:
+                mapped = np.empty_like(q)
+                mapped[np.asarray(perm, int)] = q        # mirrored option j is option perm[j] of the original
+                q = mapped
+            probs[p["name"]] = (raw.probabilities[p["name"]] + q) / 2
+        return (RawEstimate(continuous=(raw.continuous + back) / 2, probabilities=probs),
+                np.abs(raw.continuous - back) / 2)
+
+    def parameters(self, raw: RawEstimate, choices: Optional[Mapping[str, int]] = None,
+                   spread: Optional[np.ndarray] = None) -> tuple[dict[str, ParameterEstimate], dict]:
         """Turn a raw estimate into ``(parameters, vector)``; ``choices`` overrides the argmax
-        (VIDEO-mode hysteresis)."""
+        (VIDEO-mode hysteresis); ``spread`` (from :meth:`merge_mirrored`) becomes each continuous parameter's
+        ``uncertainty`` in its own units."""
         params: dict[str, ParameterEstimate] = {}
         ci = 0
         for p in self.params:
@@ -86,7 +108,8 @@ class SchemaDecoder:
                 x = float(raw.continuous[ci])
                 ci += 1
                 lo, hi = float(p["low"]), float(p["high"])
-                params[name] = ParameterEstimate(name, "continuous", lo + x * (hi - lo), raw=x)
+                unc = None if spread is None else float(spread[ci - 1]) * (hi - lo)
+                params[name] = ParameterEstimate(name, "continuous", lo + x * (hi - lo), raw=x, uncertainty=unc)
             else:
                 pr = raw.probabilities[name]
                 k = int(choices[name]) if choices and name in choices else int(np.argmax(pr))

@@ -242,27 +242,35 @@ class AvatarEstimator:
             x = np.ascontiguousarray(x, np.float32)
             t_crop += _ms(t0)
             t0 = time.perf_counter()
-            try:
-                outputs = self.backend.run(x)
-            except AvatarSDKError:
-                raise
-            except Exception as exc:
-                raise InferenceError(f"the {self.backend.name} runtime failed on a valid input ({exc}); the model "
-                                     "file may be damaged or mismatched: re-export the bundle") from None
+            outputs = self._run(x)
+            mirrored = self._run(np.ascontiguousarray(x[..., ::-1])) if self.options.mirror_tta else None
             t_inf += _ms(t0)
             t0 = time.perf_counter()
-            heads = {self.source.head_of(n): v for n, v in outputs.items()}
-            raw = self.decoder.raw(heads)
+            raw = self.decoder.raw({self.source.head_of(n): v for n, v in outputs.items()})
+            spread = None
+            if mirrored is not None:
+                raw, spread = self.decoder.merge_mirrored(
+                    raw, self.decoder.raw({self.source.head_of(n): v for n, v in mirrored.items()}))
             choices = None
             if ts is not None and i == 0:
                 raw, choices = self._smoother.update(raw, ts)
-            params, vector = self.decoder.parameters(raw, choices)
+            params, vector = self.decoder.parameters(raw, choices, spread)
             avatars.append(AvatarFace(face=face, parameters=params, vector=vector))
             t_dec += _ms(t0)
         timings = Timings(load_ms=t_load, detection_ms=t_det, crop_ms=t_crop, inference_ms=t_inf, decode_ms=t_dec,
                           total_ms=_ms(t_start))
         return AvatarEstimatorResult(avatars=tuple(avatars), timings=timings, timestamp_ms=ts,
-                                     extras={"backend": self.backend.name, "input_size": S})
+                                     extras={"backend": self.backend.name, "input_size": S,
+                                             "mirror_tta": self.options.mirror_tta})
+
+    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        try:
+            return self.backend.run(x)
+        except AvatarSDKError:
+            raise
+        except Exception as exc:
+            raise InferenceError(f"the {self.backend.name} runtime failed on a valid input ({exc}); the model "
+                                 "file may be damaged or mismatched: re-export the bundle") from None
 
     def crop(self, image: Any, color_order: Optional[str] = None) -> np.ndarray:
         """The aligned crop the estimator would see for the largest face (for debugging and data writers)."""

@@ -69,6 +69,9 @@ class AvatarEstimatorOptions:
         refine_keypoints: Run the detector a second time on a window around each face before
             aligning, so keypoints come from the face at a fixed relative scale (more stable crops for
             small or off-centre faces; costs one more ~2 ms detection per face).
+        mirror_tta: Also run the estimator on the mirrored crop and average the two answers (mirror-sensitive
+            parameters mapped through the schema's ``mirror`` field): steadier answers, and a spread as each
+            continuous parameter's ``uncertainty``, for twice the inference time.
         color_order: Channel order of 3/4-channel numpy inputs, ``"rgb"`` or ``"bgr"`` (OpenCV).
             ``None`` makes every numpy input state it in the call; PIL images and files need nothing.
         smoothing_ms: VIDEO mode: time constant of the exponential smoothing (0 turns it off).
@@ -88,6 +91,7 @@ class AvatarEstimatorOptions:
     detection: Detection = Detection.MEDIAPIPE
     detector_model_path: Optional[Union[str, Path]] = None
     refine_keypoints: bool = True
+    mirror_tta: bool = False
     color_order: Optional[str] = None
     smoothing_ms: float = 150.0
     hysteresis: float = 0.15

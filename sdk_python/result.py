@@ -54,7 +54,9 @@ class ParameterEstimate:
         probabilities: Discrete: the probability of every option, in option order.
         alternatives: Discrete: the most probable options, best first, as ``(index, label, probability)``
             (an edit UI offers these). Continuous: empty.
-        uncertainty: Continuous: ``None`` — the estimator regresses a point value and gives no uncertainty.
+        uncertainty: Continuous, with ``mirror_tta``: half the disagreement between the crop's and its mirror's
+            estimates, in the parameter's units (a spread, not a calibrated interval). Without it ``None``: the
+            estimator regresses a point value and gives no uncertainty of its own.
     """
 
     name: str
@@ -129,7 +131,8 @@ class AvatarEstimatorResult:
                     "keypoints": {k: list(v) for k, v in a.face.keypoints.items()},
                     "vector": a.vector,
                     "parameters": {p.name: {"value": p.value, "label": p.label, "confidence": p.confidence,
-                                            "raw": p.raw, "alternatives": [list(x) for x in p.alternatives]}
+                                            "raw": p.raw, "alternatives": [list(x) for x in p.alternatives],
+                                            "uncertainty": p.uncertainty}
                                    for p in a.parameters.values()}}
         t = self.timings
         return {"avatars": [face_json(a) for a in self.avatars], "timestamp_ms": self.timestamp_ms,
