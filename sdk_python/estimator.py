@@ -234,7 +234,7 @@ class AvatarEstimator:
             else:
                 if self.options.refine_keypoints:   # second detection pass: counted as detection time
                     t1 = time.perf_counter()
-                    face = self.detector.refine(rgb, face)
+                    face = self.detector.refine(rgb, face, mirror_average=self.options.mirror_tta)
                     t_det += _ms(t1)
                     t0 += time.perf_counter() - t1
                 crop = align(rgb, face.keypoints, S)
@@ -278,5 +278,5 @@ class AvatarEstimator:
         rgb = load_image(image, color_order or self.options.color_order)
         face = self._faces(rgb)[0]
         if self.detector is not None and self.options.refine_keypoints:
-            face = self.detector.refine(rgb, face)
+            face = self.detector.refine(rgb, face, mirror_average=self.options.mirror_tta)
         return frame_whole(rgb, self.input_size) if self.detector is None else align(rgb, face.keypoints, self.input_size)

@@ -70,8 +70,9 @@ class AvatarEstimatorOptions:
             aligning, so keypoints come from the face at a fixed relative scale (more stable crops for
             small or off-centre faces; costs one more ~2 ms detection per face).
         mirror_tta: Also run the estimator on the mirrored crop and average the two answers (mirror-sensitive
-            parameters mapped through the schema's ``mirror`` field): steadier answers, and a spread as each
-            continuous parameter's ``uncertainty``, for twice the inference time.
+            parameters mapped through the schema's ``mirror`` field), and average the refined keypoints of
+            the image and its mirror before aligning: steadier answers and crops, and a spread as each
+            continuous parameter's ``uncertainty``, for twice the inference time and one more detection.
         color_order: Channel order of 3/4-channel numpy inputs, ``"rgb"`` or ``"bgr"`` (OpenCV).
             ``None`` makes every numpy input state it in the call; PIL images and files need nothing.
         smoothing_ms: VIDEO mode: time constant of the exponential smoothing (0 turns it off).
