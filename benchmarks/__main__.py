@@ -46,7 +46,7 @@ def run_tables(run_dir: Path, quick: bool, only: list[str], out: Path) -> list[P
         t0 = time.perf_counter()
         table = importlib.import_module(f"benchmarks.suite.{name}").run(build, quick)
         stamp = (f"Build run `{build.root}` ({build.cfg.engine}, preset {build.cfg.preset}), code {commit()}, "
-                 f"{load_note(load)} at start, {time.perf_counter() - t0:.0f} s; command: `{command}`"
+                 f"{load_note(load)}, {time.perf_counter() - t0:.0f} s; command: `{command}`"
                  + (" (**--quick**: smoke-sized samples, not for comparison)" if quick else ""))
         data = {**table.data, "build": build.describe(), "commit": commit(), "command": command, "quick": quick}
         j, m = write_report(table.name, data, table.headers, table.rows, table.notes, out_dir=out, stamp=stamp)

@@ -28,12 +28,12 @@ BUSY_LOAD_PER_CORE = 1.0   # more runnable processes than cores: timings include
 
 
 def load_note(load: float, cores: int | None = None) -> str:
-    """``load average L (P per core)``, plus a warning when the machine was busier than it has cores."""
+    """``load average L (P per core) at start``, plus a warning when the machine was busier than it has cores."""
     cores = cores or os.cpu_count() or 1
     per_core = load / cores
-    busy = (f"; busy: more runnable processes than cores (> {BUSY_LOAD_PER_CORE:g} per core), so latencies "
-            "include time waiting for a core" if per_core > BUSY_LOAD_PER_CORE else "")
-    return f"load average {load:.2f} ({per_core:.2f} per core){busy}"
+    busy = (f"; busy: more runnable processes than cores (> {BUSY_LOAD_PER_CORE:g} per core), so timings include "
+            "waiting for a core" if per_core > BUSY_LOAD_PER_CORE else "")
+    return f"load average {load:.2f} ({per_core:.2f} per core) at start{busy}"
 
 
 def write_report(name: str, data: dict[str, Any], headers: Sequence[str], rows: Sequence[Sequence[Any]],
@@ -45,7 +45,7 @@ def write_report(name: str, data: dict[str, Any], headers: Sequence[str], rows: 
     json_path = out_dir / f"{name}.json"
     json_path.write_text(json.dumps(payload, indent=2) + "\n")
     lines = [f"# {name}", "", f"Machine: {payload['machine']['platform']}, {payload['machine']['cpu_count']} CPUs, "
-             f"Python {payload['machine']['python']}, {load_note(payload['machine']['load_average_1m'])} at start, "
+             f"Python {payload['machine']['python']}, {load_note(payload['machine']['load_average_1m'])}, "
              f"{payload['machine']['date']}", ""] + ([stamp, ""] if stamp else [])
     lines.append("| " + " | ".join(headers) + " |")
     lines.append("|" + "---|" * len(headers))

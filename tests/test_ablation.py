@@ -45,6 +45,6 @@ def test_summary_goal_met_and_missed():
 def test_load_note_is_per_core():
     """1.2 runnable processes on 2 cores is not a busy machine; 2.6 on 2 cores is."""
     from benchmarks._report import load_note
-    assert load_note(1.2, cores=2) == "load average 1.20 (0.60 per core)"
+    assert load_note(1.2, cores=2) == "load average 1.20 (0.60 per core) at start"
     assert "busy" in load_note(2.6, cores=2) and "1.30 per core" in load_note(2.6, cores=2)
     assert "busy" not in load_note(2.0, cores=2)
