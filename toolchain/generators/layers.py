@@ -24,8 +24,8 @@ def fir_kernel(k=(1, 3, 3, 1), gain: float = 1.0) -> torch.Tensor:
 
 def _fir_valid(x: torch.Tensor) -> torch.Tensor:
     """Valid correlation with [1,3,3,1] along both spatial axes (unnormalised). Small maps: shifted-slice
-    sums; maps with many channels and elements: one depthwise 4x4 convolution, which is as fast there
-    (benchmarks/results/fir_filter.md). Either runs inside ``_FIRFilter``, untracked by autograd."""
+    sums; maps with many channels and elements: one depthwise 4x4 convolution (the size rule is not
+    benchmarked separately). Either runs inside ``_FIRFilter``, untracked by autograd."""
     if x.ndim == 4 and x.shape[1] >= 32 and x.numel() >= 1 << 20:
         k = torch.tensor((1.0, 3.0, 3.0, 1.0), dtype=x.dtype, device=x.device)
         return F.conv2d(x, (k[:, None] * k[None]).expand(x.shape[1], 1, 4, 4), groups=x.shape[1])
@@ -57,10 +57,11 @@ def fir_filter(x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int]) -> t
     (pad_before, pad_after) on both axes.
 
     An autograd Function with its own adjoint (see ``_FIRFilter``); the filtering itself is picked by size
-    in ``_fir_valid``. Forward + backward + double backward on CPU, it is 1.5-2.8x faster than autograd
-    through three 2x2 average pools (the previous form) at the generators' map sizes, and never slower
-    than one depthwise convolution (``python -m benchmarks.fir_filter``: benchmarks/results/fir_filter.md,
-    1 thread, on a busy 2-core machine).
+    in ``_fir_valid``. Forward + backward + double backward on CPU, it was 1.5-2.9x faster than autograd
+    through three 2x2 average pools (the previous form) at the generators' map sizes in two runs of
+    ``python -m benchmarks.fir_filter`` (benchmarks/results/fir_filter.md; 1 thread, a busy 2-core
+    machine); against one depthwise convolution it is faster on small maps and level or slower on the
+    largest (0.6-3.4x), where ``_fir_valid`` switches to that convolution anyway.
     """
     return _FIRFilter.apply(x, pad[0], pad[1], float(kernel.sum()) / 64.0)
 
