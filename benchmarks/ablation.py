@@ -15,7 +15,8 @@ The build stages (renders, generators, pairs, training, held-out set) come from 
 the same run directory (default ``runs/build-<engine>-<preset>``, the README command's run), so a finished
 build is reused and an unfinished one resumes (its stages carry code fingerprints); the ablation's own
 datasets live in ``RUN/ablation/`` and resume, while the rows it trains there are trained again on every
-run unless ``--reuse`` keeps them (they carry no code fingerprint). Results: ``benchmarks/results/ablation_<engine>.{json,md,png}``.
+run unless ``--reuse`` keeps them (they carry no code fingerprint).
+Results: ``benchmarks/results/ablation_<engine>.{json,md,png}``.
 """
 from __future__ import annotations
 

@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
              f"{r['render_l1']:.6f}"] for r in runs]
     verdict = ("; ".join(f"{t} thread(s): repeats {'bit-identical' if s else 'DIFFER'}" for t, s in same.items())
                + f"; across thread counts: {'identical' if across else 'different weights and metrics'}")
-    command = ("python -m benchmarks.determinism " + " ".join(shlex.quote(s) for s in (argv if argv is not None else sys.argv[1:]))).strip()
+    args = argv if argv is not None else sys.argv[1:]
+    command = " ".join(["python -m benchmarks.determinism", *(shlex.quote(s) for s in args)])
     _, md = write_report("determinism", {"runs": runs, "same_within_thread_count": same, "same_across": across,
                                          "command": command},
                          ["run", "threads", "weights sha256 (16)", "final train loss", "mean accuracy", "render L1"], rows,

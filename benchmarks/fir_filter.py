@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(["x".join(map(str, shape)), f"{t['fir_filter']:.2f}", f"{t['avg_pools']:.2f}",
                      f"{t['depthwise']:.2f}", f"{t['avg_pools'] / t['fir_filter']:.1f}x",
                      f"{t['depthwise'] / t['fir_filter']:.1f}x"])
-    command = "python -m benchmarks.fir_filter " + " ".join(shlex.quote(s) for s in (argv if argv is not None else sys.argv[1:]))
+    args = argv if argv is not None else sys.argv[1:]
+    command = " ".join(["python -m benchmarks.fir_filter", *(shlex.quote(s) for s in args)])
     j, m = write_report("fir_filter", {"threads": a.threads, "repeats": a.repeats, "pad": PAD, "rows": raw, "command": command},
                         ["B x C x px", "fir_filter ms", "3 avg pools ms", "depthwise conv ms", "vs avg pools",
                          "vs depthwise"], rows,

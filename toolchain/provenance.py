@@ -103,7 +103,8 @@ def path_origin(path: str | Path | None) -> Origin | None:
         return dataset_origin(p)
     if (p / "set.json").is_file():
         meta = json.loads((p / "set.json").read_text(encoding="utf-8"))
-        return set_origin(p, meta if isinstance(meta, dict) else {}, (meta or {}).get("set_id"), int((meta or {}).get("n", 0)))
+        meta = meta if isinstance(meta, dict) else {}
+        return set_origin(p, meta, meta.get("set_id"), int(meta.get("n", 0)))
     if (p / "render.json").is_file():
         return render_folder_origin(p)
     if p.is_file() and p.suffix in (".safetensors", ".pt", ".pth"):
@@ -168,16 +169,19 @@ def find_leak(trained: Sequence[Origin], evaluated: Origin) -> str | None:
         for t in train_nodes:
             rel = _path_relation(Path(t["path"]), Path(e["path"]))
             if rel:
-                what = "the evaluation set" if e is evaluated else f"{_describe(e)}, which the evaluation set was made from,"
+                what = ("the evaluation set" if e is evaluated
+                        else f"{_describe(e)}, which the evaluation set was made from,")
                 return f"{what} {rel} {_describe(t)}, which the model was trained from"
             if t.get("id") and t.get("id") == e.get("id"):
-                return f"{_describe(e)} has the same content ({e['id']}) as {_describe(t)}, which the model was trained from"
+                return (f"{_describe(e)} has the same content ({e['id']}) as {_describe(t)}, "
+                        "which the model was trained from")
             for ts in t.get("streams", []):
                 for es in e.get("streams", []):
                     ov = _overlap(ts, es)
                     if ov:
                         return (f"{_describe(e)} uses vectors {ov[0]}..{ov[1] - 1} of the {es['stream']} stream "
-                                f"(engine {es['engine']}, seed {es['seed']}), which {_describe(t)} trained the model on")
+                                f"(engine {es['engine']}, seed {es['seed']}), "
+                                f"which {_describe(t)} trained the model on")
     return None
 
 
