@@ -162,8 +162,9 @@ class FaceDetector:
         _LIVE.add(self)
 
     def _build(self):
+        from .native_logs import import_mediapipe, quiet_stderr
         try:
-            import mediapipe as mp  # noqa: F401  (lazy: heavy, and only needed with detection on)
+            import_mediapipe()  # lazy: heavy, and only needed with detection on; keeps TensorFlow out
             from mediapipe.tasks.python import BaseOptions, vision
         except ImportError as exc:
             raise DetectorError(f"mediapipe is not installed ({exc}): `pip install mediapipe`, or use "
@@ -171,7 +172,8 @@ class FaceDetector:
         try:
             opts = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_path=str(self.model_path)),
                                               min_detection_confidence=self.min_confidence)
-            return vision.FaceDetector.create_from_options(opts)
+            with quiet_stderr():  # LiteRT prints its set-up to fd 2 (hidden only after silence_native_logs)
+                return vision.FaceDetector.create_from_options(opts)
         except Exception as exc:  # mediapipe raises RuntimeError/ValueError with C++ status text
             raise DetectorError(f"mediapipe cannot load the face detector {self.model_path} ({exc}); it needs a BlazeFace "
                                 "model with Tasks metadata, e.g. face_detection_short_range.tflite") from None
@@ -198,7 +200,8 @@ class FaceDetector:
             DetectorError: invalid input, or MediaPipe failed twice (with a rebuild in between).
         """
         self.validate(image)
-        import mediapipe as mp
+        from .native_logs import import_mediapipe
+        mp = import_mediapipe()
         frame = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
         with self._lock:
             try:

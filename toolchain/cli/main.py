@@ -30,7 +30,8 @@ _state = {"debug": False}
 
 
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors, and the "
+                                    "TensorFlow / MediaPipe / LiteRT logs that are hidden otherwise.")) -> None:
     _state["debug"] = debug
 
 
@@ -330,19 +331,25 @@ def bundle_verify(file: Path = typer.Argument(..., help="A .swiftavatar bundle."
 
 @app.command()
 def predict(
-    images: list[Path] = typer.Argument(..., help="Image files (JPEG, PNG, WebP...)."),
+    images: list[str] = typer.Argument(..., help="Image files, folders of images, or glob patterns ('photos/*.jpg')."),
     bundle: Path = typer.Option(..., "--bundle", "-b", help="A .swiftavatar bundle or an exported estimator.onnx."),
     backend: str = typer.Option("auto", "--backend", help="auto, onnxruntime, litert, coreml or torch."),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32, fp16 or int8."),
     detection: str = typer.Option("mediapipe", "--detection", help="mediapipe, or none for pre-framed avatar images."),
+    detector: str = typer.Option("auto", "--detector", help="short (selfies), full (faces far away) or auto "
+                                 "(short, then full when it finds nothing or the image is large)."),
+    faces: str = typer.Option("largest", "--faces", help="Several faces: largest, all, or error."),
+    min_face_confidence: float = typer.Option(0.6, "--min-face-confidence", help="Detection score threshold."),
+    min_face_size: int = typer.Option(24, "--min-face-size", help="Smaller faces (px) are reported, not estimated."),
     render: bool = typer.Option(False, "--render", help="Render each avatar with the engine next to its photo."),
     out: Path = typer.Option(Path("predictions"), "--out", "-o", help="Folder for --render images."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
-    """Estimate avatar vectors for face photos with the reference SDK."""
+    """Estimate avatar vectors for face photos with the reference SDK (the model loads once for all images)."""
     from .predict import predict_files
     results = predict_files(bundle, images, backend=backend, precision=precision, detection=detection,
-                            render_dir=out if render else None)
+                            render_dir=out if render else None, detector=detector, faces=faces,
+                            min_face_confidence=min_face_confidence, min_face_size=min_face_size)
     if as_json:
         print(json.dumps(results, indent=2))
     else:
@@ -350,15 +357,30 @@ def predict(
             if "error" in r:
                 err_console.print(f"[bold red]{escape(r['image'])}[/]: {escape(r['error'])}")
                 continue
-            a = r["result"]["avatars"][0]
-            t = r["result"]["timings_ms"]
-            table = Table("parameter", "value", "label", "confidence",
-                          title=f"{r['image']} ({r['backend']}, face score {a['score']:.2f}, {t['total']:.1f} ms)")
-            for name, p in a["parameters"].items():
-                value = f"{p['value']:.3f}" if isinstance(p["value"], float) else str(p["value"])
-                conf = "" if p["confidence"] is None else f"{p['confidence']:.2f}"
-                table.add_row(name, value, p["label"] or "", conf)
-            console.print(table)
+            res = r["result"]
+            n_found, t = res.get("faces_found", 1), res["timings_ms"]
+            for i, a in enumerate(res["avatars"]):
+                which = (f"face {i + 1} of {n_found}" if len(res["avatars"]) > 1
+                         else (f"largest of {n_found} faces" if n_found > 1 else "1 face"))
+                table = Table("parameter", "value", "label", "confidence",
+                              title=f"{escape(r['image'])}: {which} ({r['backend']}, score {a['score']:.2f}, "
+                                    f"{t['total']:.1f} ms)")
+                q = a.get("quality") or {}
+                unreliable = set(q.get("unreliable_parameters") or ())
+                for name, p in a["parameters"].items():
+                    value = f"{p['value']:.3f}" if isinstance(p["value"], float) else str(p["value"])
+                    conf = "" if p["confidence"] is None else f"{p['confidence']:.2f}"
+                    if name in unreliable:
+                        conf += " (unreliable: no colour)"
+                    table.add_row(name, value, p["label"] or "", conf)
+                if q:
+                    pose = "/".join("?" if q.get(k) is None else f"{q[k]:+.0f}" for k in ("yaw", "pitch", "roll"))
+                    table.caption = (f"face {q['size_px']:.0f} px, sharpness {q['blur']:.0f}, brightness "
+                                     f"{q['brightness']:.2f}, yaw/pitch/roll {pose} deg"
+                                     + (", grayscale" if q.get("grayscale") else ""))
+                console.print(table)
+                for w in q.get("warnings", []):
+                    err_console.print(f"[yellow]quality:[/] {escape(w)}")
             if r.get("render"):
                 console.print(f"rendered: {r['render']}")
     if any("error" in r for r in results):
@@ -578,6 +600,9 @@ def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 1."""
     import warnings
     warnings.showwarning = _show_warning
+    if "--debug" not in sys.argv[1:]:
+        from sdk_python.native_logs import silence_native_logs
+        silence_native_logs()   # before anything imports mediapipe / tensorflow / LiteRT
     try:
         app()
     except (AvatarToolError, SchemaError, VectorError, AvatarSDKError) as exc:
