@@ -264,12 +264,18 @@ def positives(per_engine: int = 20, seed: int = 0, engines: tuple[str, ...] = ("
             yield Sample(f"render_{eng}/{i}", f"render_{eng}", _rgb(img), 1)
 
 
+# The head on the engines' 256 px design canvas (toolchain/engines/face_art.py: top 62, chin 184,
+# midline 128): this square around it is "the face" a group scene pastes at a given width.
+HEAD_BOX = (56, 52, 200, 196)
+
+
 def group_scene(seed: int = 0, n_faces: int = 8, size: tuple[int, int] = (900, 1280),
                 widths: tuple[int, int] = (40, 160)) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
-    """Proxy faces pasted at ``widths`` px into a ``size`` (h, w) background, without overlaps.
+    """Proxy heads (:data:`HEAD_BOX` of a proxy photo) pasted at ``widths`` px, evenly spread, into a
+    ``size`` (h, w) background, without overlaps.
 
     Returns:
-        The image and ``(x, y, width)`` of every pasted face image (the face fills about its middle half).
+        The image and ``(x, y, width)`` of every pasted head.
     """
     rng = np.random.default_rng([seed, 1234])
     h, w = size
@@ -278,6 +284,7 @@ def group_scene(seed: int = 0, n_faces: int = 8, size: tuple[int, int] = (900, 1
     placed: list[tuple[int, int, int]] = []
     ws = np.linspace(widths[0], widths[1], n_faces).round().astype(int)
     for face, width in zip(faces, ws):
+        face = face[HEAD_BOX[1]:HEAD_BOX[3], HEAD_BOX[0]:HEAD_BOX[2]]
         for _ in range(200):
             x, y = int(rng.integers(0, w - width)), int(rng.integers(0, h - width))
             if all(x + width <= px or px + pw <= x or y + width <= py or py + pw <= y for px, py, pw in placed):

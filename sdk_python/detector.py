@@ -121,8 +121,10 @@ def resolve_detector_model(explicit: Union[str, Path, None] = None, from_bundle:
 
 
 def _close_quietly(det) -> None:
+    from .native_logs import quiet_stderr
     try:
-        det.close()
+        with quiet_stderr():
+            det.close()
     except Exception:
         pass
     finally:  # a broken graph fails to close; keep mediapipe's __del__ from trying again
@@ -200,10 +202,10 @@ class FaceDetector:
             DetectorError: invalid input, or MediaPipe failed twice (with a rebuild in between).
         """
         self.validate(image)
-        from .native_logs import import_mediapipe
+        from .native_logs import import_mediapipe, quiet_stderr
         mp = import_mediapipe()
         frame = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
-        with self._lock:
+        with self._lock, quiet_stderr():  # LiteRT warns on fd 2 at the first call (after silence_native_logs)
             try:
                 raw = self._det.detect(frame)
             except Exception as first:  # the graph is now broken: rebuild, retry once

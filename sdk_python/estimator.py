@@ -70,7 +70,7 @@ class AvatarEstimator:
             raise BundleError(f"{self.source.origin}: no model output for {missing}; re-export the bundle")
         if options.detection == Detection.MEDIAPIPE:
             self.finder = FaceFinder(self._detector_mode(), self._detector_model, options.min_face_confidence,
-                                     checks=options.face_checks)
+                                     checks=options.face_checks, tile_size=options.tile_size)
         self._color_params = color_parameters(self.decoder.schema)
         self._smoother = VideoSmoother(options.smoothing_ms, options.hysteresis, options.reset_after_ms)
         self._last_ts: Optional[int] = None

@@ -80,6 +80,9 @@ class AvatarEstimatorOptions:
         full_range_model_path: Full-range face detector ``.tflite``; default: the bundle's, else the
             SDK cache (:func:`sdk_python.detector_models.fetch_model`). With ``AUTO`` and no full-range
             model anywhere, detection runs short-range only (with a warning).
+        tile_size: On large images (longer side >= 1024 px) the full-range detector also scans
+            half-overlapping tiles of this side, finding faces down to about a tenth of it (640: ~60 px
+            faces, +~40 ms; 320: ~40 px, +~160 ms on 2 cores); 0 turns tiling off.
         face_checks: Reject detections not laid out like a human face or without skin colour
             (:mod:`sdk_python.face_check`); off: every detection above the score counts.
         quality: Measure input quality per face (size, blur, exposure, grayscale, head pose) and
@@ -107,6 +110,7 @@ class AvatarEstimatorOptions:
     detector: DetectorMode = DetectorMode.AUTO
     detector_model_path: Optional[Union[str, Path]] = None
     full_range_model_path: Optional[Union[str, Path]] = None
+    tile_size: int = 640
     face_checks: bool = True
     quality: bool = True
     refine_keypoints: bool = True
@@ -143,6 +147,8 @@ class AvatarEstimatorOptions:
             raise AvatarSDKError(f"num_threads must be an integer in 1..64, got {self.num_threads!r}")
         if not 0.0 <= float(self.min_face_confidence) <= 1.0:
             raise AvatarSDKError(f"min_face_confidence must be in [0, 1], got {self.min_face_confidence!r}")
+        if not isinstance(self.tile_size, int) or not (self.tile_size == 0 or self.tile_size >= 128):
+            raise AvatarSDKError(f"tile_size must be 0 (off) or an integer >= 128, got {self.tile_size!r}")
         if not isinstance(self.min_face_size, int) or self.min_face_size < 1:
             raise AvatarSDKError(f"min_face_size must be a positive integer (pixels), got {self.min_face_size!r}")
         if self.color_order is not None and self.color_order.lower() not in ("rgb", "bgr"):
