@@ -4,7 +4,8 @@ Measured on the face itself (the canonical aligned crop of :mod:`sdk_python.fram
 :data:`CROP` px, so numbers do not depend on the photo's resolution) plus the detector keypoints:
 
 * ``size_px``: the detector box's shorter side in input pixels;
-* ``blur``: variance of the Laplacian of the crop's luminance (low = soft / out of focus);
+* ``blur``: variance of the Laplacian of the crop's luminance, contrast-normalised to a standard
+  deviation of 50 grey levels (low = soft / out of focus; a dark face is not a blurred one);
 * ``brightness`` (mean luminance 0..1) and ``dark_fraction`` / ``bright_fraction`` (clipped pixels);
 * ``grayscale``: the whole image carries no colour, so colour parameters cannot be judged;
 * ``yaw`` / ``pitch`` / ``roll`` in degrees, from the keypoints (see :func:`head_pose`);
@@ -31,13 +32,13 @@ CROP = 128
 #: Warning thresholds (see module doc for where they come from).
 THRESHOLDS = {
     "min_size_px": 64,        # below: the crop is upsampled, fine detail (glasses, eye style) is guessed
-    "min_blur": 60.0,         # Laplacian variance of the 128 px crop
-    "min_brightness": 0.25,
-    "max_brightness": 0.85,
+    "min_blur": 300.0,        # clean photos: 5th percentile 1100; blurred by 0.08 eye distances: 95th 183
+    "min_brightness": 0.25,   # clean: 5th percentile 0.34; darkened x0.25: 95th 0.18
+    "max_brightness": 0.80,   # clean: 95th percentile 0.73; overexposed x2.5: median 0.89
     "max_clipped": 0.25,      # share of crop pixels at <= 5 or >= 250
-    "max_yaw": 25.0,
-    "max_pitch": 20.0,
-    "max_roll": 25.0,
+    "max_yaw": 25.0,          # clean: 5th..95th percentile -9..13 degrees
+    "max_pitch": 35.0,        # clean: 95th percentile 32 degrees: the coarsest of the three estimates
+    "max_roll": 20.0,         # clean: within 11 degrees; tilted 35 degrees: 95th percentile 24
 }
 
 # Pose model: a mean head seen frontally. Units: inter-ocular distance. The nose tip sits about a
@@ -119,7 +120,9 @@ def _crop_stats(crop: np.ndarray) -> tuple[float, float, float, float]:
     # the inner face (eyes to chin, cheek to cheek on the design canvas), not hair or background
     s = crop.shape[0] / 256.0
     inner = y[int(100 * s):int(184 * s), int(84 * s):int(172 * s)]
-    lap = inner[1:-1, 1:-1] * -4 + inner[:-2, 1:-1] + inner[2:, 1:-1] + inner[1:-1, :-2] + inner[1:-1, 2:]
+    # contrast-normalised (std 50 grey levels) so a dark or flat-lit face does not read as blurred
+    norm = (inner - inner.mean()) * (50.0 / max(float(inner.std()), 2.0))
+    lap = norm[1:-1, 1:-1] * -4 + norm[:-2, 1:-1] + norm[2:, 1:-1] + norm[1:-1, :-2] + norm[1:-1, 2:]
     return (float(lap.var()), float(inner.mean() / 255.0), float((inner <= 5).mean()), float((inner >= 250).mean()))
 
 
