@@ -17,9 +17,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-BUNDLE_FORMAT = "swiftavatar-bundle"
-BUNDLE_FORMAT_VERSION = "1.0"
-ALIGNMENT = 4
+from sdk_python.bundle import check_manifest
+from sdk_python.contract import ALIGNMENT, BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, MANIFEST
+from sdk_python.errors import BundleError
+
 _PAD_ID = 0xD935
 _FIXED_DATE = (2020, 1, 1, 0, 0, 0)  # reproducible archives
 
@@ -60,15 +61,16 @@ def write_bundle(out_path: str | Path, manifest: dict[str, Any], members: dict[s
             raise ValueError(f"bad member name {name!r}")
     manifest = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_FORMAT_VERSION, **manifest,
                 "members": {n: {"sha256": sha256(d), "size": len(d)} for n, d in members.items()}}
-    for m in manifest.get("models", []):
-        if m["file"] not in members:
-            raise ValueError(f"manifest lists {m['file']} but it is not among the members")
+    try:  # the reader's own checks, so that nothing is written that the SDK would refuse
+        check_manifest(manifest)
+    except BundleError as exc:
+        raise ValueError(f"refusing to write {out_path.name}: {exc}") from None
     manifest_bytes = (json.dumps(manifest, indent=2) + "\n").encode("utf-8")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
     try:
         with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as zf:
-            for name, data in [("manifest.json", manifest_bytes), *members.items()]:
+            for name, data in [(MANIFEST, manifest_bytes), *members.items()]:
                 zf.writestr(_aligned_info(name, raw.tell()), data)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, out_path)

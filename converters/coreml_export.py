@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from toolchain.errors import AvatarToolError
 
-from .metadata import output_name
+from sdk_python.contract import output_name
 
 IMAGE_INPUT = "image"
 TESTED_TORCH = "coremltools 9.0 is tested with torch <= 2.7; torch 2.14.1 converts this model correctly but warns"

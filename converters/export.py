@@ -23,13 +23,15 @@ from typing import Any, Callable
 
 import numpy as np
 
+from sdk_python import contract
+from sdk_python.contract import output_name
 from toolchain.atomic_io import atomic_write_json, atomic_write_text
 from toolchain.errors import AvatarToolError
 
 from . import parity as P
 from .formats import Target, coreml_predicts_here
-from .images import load_images, normalise
-from .metadata import build_metadata, output_name
+from .images import labelled_vectors, load_images, normalise
+from .metadata import build_metadata
 
 MIN_CALIBRATION = 300
 
@@ -42,7 +44,9 @@ class ExportOptions:
     min_calibration: int = MIN_CALIBRATION
     eval_set: str | Path | None = None
     eval_count: int | None = None
-    thresholds: dict[str, float] = field(default_factory=lambda: dict(P.DEFAULT_THRESHOLDS))
+    thresholds: dict[str, float] = field(default_factory=lambda: dict(contract.AGREEMENT_THRESHOLDS))
+    continuous_thresholds: dict[str, dict[str, float]] = field(
+        default_factory=lambda: {k: dict(v) for k, v in contract.CONTINUOUS_THRESHOLDS.items()})
     bundle: bool = True
     bundle_name: str | None = None
     face_detector: str | Path | None = None
@@ -116,8 +120,22 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
         if not isinstance(exc, AvatarToolError):
             rows[t.key].reason += " (" + traceback.format_exc(limit=1).strip().splitlines()[-1][:200] + ")"
 
+    def check(t: Target, got: dict[str, np.ndarray]) -> None:
+        P.compare(rows[t.key], ref, got, meta["outputs"], opts.thresholds, opts.continuous_thresholds)
+
+    for t in [t for t in targets if t.format == "torch"]:
+        say("torch.export")
+        from .torch_export import export_torch, run_exported
+        try:
+            records[t.key] = export_torch(model, out / t.filename, meta)
+            rows[t.key].size_bytes = _size(out / t.filename)
+            if ref is not None:
+                check(t, P.run_batched(run_exported(out / t.filename, records[t.key]), x_eval, 64))
+        except Exception as exc:  # noqa: BLE001 - reported per target
+            fail(t, exc)
+
     # ONNX: a target itself, and the input of onnx2tf
-    onnx_path = out / "estimator.onnx"
+    onnx_path = out / contract.row("onnx", "fp32").file
     onnx_ok = False
     tfl = [t for t in targets if t.format == "tflite"]
     if any(t.format == "onnx" for t in targets) or tfl:
@@ -129,14 +147,13 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
             records["onnx:fp32"] = {"input_layout": "NCHW", "output_map": {n: n for n in rec["outputs"]},
                                     "quantization": None, "opset": rec["opset"], "checker": rec["checker"]}
             if not any(t.format == "onnx" for t in targets):
-                warns.append("estimator.onnx written as the input of TFLite conversion")
+                warns.append(f"{onnx_path.name} written as the input of TFLite conversion")
             t = Target("onnx", "fp32")
             if t.key in rows:
                 rows[t.key].size_bytes = _size(onnx_path)
                 if ref is not None:
                     sess = onnx_session(onnx_path)
-                    P.compare(rows[t.key], ref, P.run_batched(lambda x: run_onnx(sess, x), x_eval, 64), meta["outputs"],
-                              opts.thresholds)
+                    check(t, P.run_batched(lambda x: run_onnx(sess, x), x_eval, 64))
         except Exception as exc:  # noqa: BLE001 - reported per target
             for t in [t for t in targets if t.format in ("onnx", "tflite")]:
                 fail(t, exc)
@@ -165,7 +182,7 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
                 if ref is not None:
                     runner = TFLiteRunner(produced[t.precision], rec["output_map"])
                     got = P.run_batched(lambda x: runner(nchw_to_nhwc(x)), x_eval, 16)
-                    P.compare(rows[t.key], ref, got, meta["outputs"], opts.thresholds)
+                    check(t, got)
             except Exception as exc:  # noqa: BLE001
                 fail(t, exc)
 
@@ -183,12 +200,22 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
             elif coreml_predicts_here():  # pragma: no cover - macOS
                 preds = predict_coreml(path, eval_u8)
                 got = {n: np.concatenate([np.asarray(p[n], np.float32).reshape(1, -1) for p in preds]) for n in names}
-                P.compare(rows[t.key], ref, got, meta["outputs"], opts.thresholds)
+                check(t, got)
             else:
                 rows[t.key].status = P.NOT_RUN
                 rows[t.key].reason = "spec validated; prediction runs on macOS only"
         except Exception as exc:  # noqa: BLE001
             fail(t, exc)
+
+    calibration: dict[str, Any] = {"skipped": "no evaluation set (--no-parity)"}
+    if ref is not None:
+        from .calibration import calibrate, markdown as calibration_markdown
+        vectors = labelled_vectors(opts.eval_set, limit=opts.eval_count)
+        calibration = (calibrate(ref, vectors, meta["schema"]) if vectors is not None
+                       else {"skipped": f"the evaluation set {opts.eval_set} has no labels"})
+        atomic_write_text(out / "calibration.md", calibration_markdown(calibration, f"Confidence calibration: {meta['engine']}"))
+    if "skipped" in calibration:
+        warns.append(f"confidences not calibrated: {calibration['skipped']}")
 
     row_list = [rows[t.key] for t in targets]
     for r in row_list:
@@ -204,7 +231,7 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
     report: dict[str, Any] = {
         "model": str(model_path), "engine": meta["engine"], "input_size": size, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "eval_images": eval_desc, "calibration": calib_desc, "thresholds": opts.thresholds,
-        "rows": [r.to_json() for r in row_list], "warnings": warns,
+        "rows": [r.to_json() for r in row_list], "warnings": warns, "confidence_calibration": calibration,
         "passed": all(r.status in (P.VALIDATED, P.NOT_RUN, P.UNVALIDATED) for r in row_list),
         "records": records,
     }
@@ -222,24 +249,24 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
     elif opts.bundle:
         say("bundle")
         from .bundle_writer import now_iso, write_bundle, zip_directory
-        from .face_detector import DETECTOR_NAME, copy_detector, find_face_detector  # noqa: F401
-        members: dict[str, bytes] = {"schema.json": json.dumps(meta["schema"], indent=2).encode("utf-8")}
+        from .face_detector import detector_name, find_face_detector
+        members: dict[str, bytes] = {contract.SCHEMA_MEMBER: json.dumps(meta["schema"], indent=2).encode("utf-8")}
         models = []
         for t, r in zip(targets, row_list):
             if not r.bundled:
                 continue
-            path = out / t.filename
-            member = t.filename + (".zip" if path.is_dir() else "")
-            members[member] = zip_directory(path) if path.is_dir() else path.read_bytes()
+            path, member = out / t.filename, t.row.member
+            members[member] = zip_directory(path) if t.row.is_folder else path.read_bytes()
             models.append({"format": t.format, "precision": t.precision, "file": member, **records[t.key],
                            "parity": r.to_json()})
         detector = None
+        det_name = detector_name()
         try:
             det = find_face_detector(opts.face_detector, allow_download=opts.fetch_face_detector)
-            members[DETECTOR_NAME] = det.path.read_bytes()
-            members["LICENSES/" + DETECTOR_NAME + ".txt"] = det.license_text.encode("utf-8")
-            detector = {"file": DETECTOR_NAME, "source": det.source, "license": "Apache-2.0",
-                        "license_file": "LICENSES/" + DETECTOR_NAME + ".txt"}
+            members[det_name] = det.path.read_bytes()
+            members["LICENSES/" + det_name + ".txt"] = det.license_text.encode("utf-8")
+            detector = {"file": det_name, "source": det.source, "sha256": det.sha256, "license": contract.DETECTOR_LICENSE,
+                        "license_file": "LICENSES/" + det_name + ".txt"}
         except AvatarToolError as exc:
             msg = f"bundle written WITHOUT a face detector ({exc})"
             warns.append(msg)
@@ -247,7 +274,8 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
         manifest = {"created_by": meta["created_by"], "created": now_iso(), "engine": meta["engine"],
                     "schema": meta["schema"], "input": meta["input"], "outputs": meta["outputs"],
                     "models": models, "face_detector": detector, "parity": [r.to_json() for r in row_list],
-                    "thresholds": opts.thresholds, "eval_images": eval_desc, "warnings": warns}
+                    "thresholds": opts.thresholds, "eval_images": eval_desc, "warnings": warns,
+                    "confidence_calibration": calibration if "temperatures" in calibration else None}
         bundle_path = out / (opts.bundle_name or f"{meta['engine']}.swiftavatar")
         write_bundle(bundle_path, manifest, members)
         report["bundle"] = str(bundle_path)

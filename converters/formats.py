@@ -1,8 +1,12 @@
-"""The one table of export formats, the precisions each accepts, and the files they produce.
+"""Export formats: what the converters need beyond the model contract, and ``--formats`` parsing.
+
+File names, precisions per format, model keys, runtimes and input layouts are rows of the model contract
+(:mod:`sdk_python.contract`), which the SDK reads too; this module adds only what the *exporter* needs to
+know about a format (calibration, the packages it uses, where its models can be run for parity).
 
 ``parse_targets("onnx,tflite:int8,coreml")`` turns a ``--formats`` value into ``[Target]``; a bare
-format name means all its default precisions, ``format:precision`` picks one. Unsupported
-combinations are refused here, with the table's allowed values in the message.
+format name means all its precisions, ``format:precision`` picks one. Unsupported combinations are
+refused here, with the contract's allowed values in the message.
 """
 from __future__ import annotations
 
@@ -10,43 +14,43 @@ import platform
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from sdk_python import contract
 from toolchain.errors import AvatarToolError
 
-PRECISIONS = {
-    "fp32": "32-bit float weights and activations",
-    "fp16": "16-bit float weights (activations fp16 where the runtime allows)",
-    "int8": "8-bit integer: TFLite full-integer (calibrated, float32 in/out); CoreML int8 weights",
-    "dynamic_int8": "8-bit weights, float activations quantised on the fly (no calibration)",
-}
+PRECISIONS = contract.PRECISIONS
 
 
 @dataclass(frozen=True)
 class FormatSpec:
     name: str
-    precisions: tuple[str, ...]          # what this format accepts, in table order
     needs_calibration: tuple[str, ...]   # precisions that need --int8-calibration images
     runs_here: str                       # where prediction can run (parity needs it)
-    input_layout: str
     packages: tuple[str, ...]
     note: str
 
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        return contract.precisions_of(self.name)
+
+    @property
+    def input_layout(self) -> str:
+        return ", ".join(dict.fromkeys(contract.row(self.name, p).input_layout for p in self.precisions))
+
     def filename(self, precision: str) -> str:
-        if self.name == "onnx":
-            return "estimator.onnx"
-        suffix = {"tflite": ".tflite", "coreml": ".mlpackage"}[self.name]
-        return f"estimator_{precision}{suffix}"
+        return contract.row(self.name, precision).file
 
 
 FORMATS: dict[str, FormatSpec] = {
-    "onnx": FormatSpec("onnx", ("fp32",), (), "everywhere (onnxruntime)", "NCHW float, normalised",
-                       ("onnx", "onnxruntime"), "one named output per head, dynamic batch; also the input of TFLite"),
-    "tflite": FormatSpec("tflite", ("fp32", "fp16", "dynamic_int8", "int8"), ("int8",), "everywhere (LiteRT)",
-                         "NHWC float, normalised", ("onnx2tf", "tensorflow", "ai-edge-litert"),
+    "onnx": FormatSpec("onnx", (), "everywhere (onnxruntime)", ("onnx", "onnxruntime"),
+                       "one named output per head, dynamic batch; also the input of TFLite"),
+    "tflite": FormatSpec("tflite", ("int8",), "everywhere (LiteRT)", ("onnx2tf", "tensorflow", "ai-edge-litert"),
                          "via onnx2tf; int8 = full-integer weights+activations with float32 in/out"),
-    "coreml": FormatSpec("coreml", ("fp16", "int8"), (), "macOS only (spec validated elsewhere)",
-                         "RGB image 0-255 (normalisation inside the model)", ("coremltools",),
+    "coreml": FormatSpec("coreml", (), "macOS only (spec validated elsewhere)", ("coremltools",),
                          "mlprogram .mlpackage; int8 = linear_quantize_weights"),
+    "torch": FormatSpec("torch", (), "everywhere (torch, no toolchain needed)", ("torch",),
+                        "torch.export program (.pt2), outputs in head order; the SDK's torch backend"),
 }
+assert set(FORMATS) == set(contract.formats()), "every contract format needs its converter entry"
 
 
 @dataclass(frozen=True)
@@ -64,13 +68,12 @@ class Target:
 
     @property
     def key(self) -> str:
+        """``format:precision`` (the name in parity tables and export records)."""
         return f"{self.format}:{self.precision}"
 
-
-def format_table() -> list[tuple[str, str, str, str, str]]:
-    """Rows (format, precisions, needs calibration, runs, input) for help texts and the README."""
-    return [(f.name, ", ".join(f.precisions), ", ".join(f.needs_calibration) or "-", f.runs_here, f.input_layout)
-            for f in FORMATS.values()]
+    @property
+    def row(self) -> contract.ModelRow:
+        return contract.row(self.format, self.precision)
 
 
 def _check_precision(fmt: str, precision: str) -> None:

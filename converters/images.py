@@ -64,6 +64,20 @@ def load_images(source: str | Path, size: int, limit: int | None = None, seed: i
     return out, f"{kind} {root} ({len(idx)} of {len(paths)})"
 
 
+def labelled_vectors(source: str | Path, limit: int | None = None, seed: int = 0) -> list[dict] | None:
+    """The labels of the images :func:`load_images` returns for the same arguments, in the same order; ``None``
+    when ``source`` is not a labelled set (a paired dataset or a plain image folder)."""
+    root = Path(source)
+    if not ((root / "set.json").is_file() or (root / "render.json").is_file()):
+        return None
+    from toolchain.evaluation.evaluate import load_labelled_set
+    try:
+        items = load_labelled_set(root).items
+    except AvatarToolError:
+        return None
+    return [dict(items[i][1]) for i in _pick(len(items), limit, seed)]
+
+
 def normalise(images_uint8: np.ndarray, mean, std) -> np.ndarray:
     """uint8 NHWC → normalised float32 NCHW, the estimator's input."""
     x = images_uint8.astype(np.float32) / 255.0

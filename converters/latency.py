@@ -59,7 +59,7 @@ def torch_eager_alone(model_path: str | Path, runs: int, warmup: int, threads: i
 
 def export_latency(model_path: str | Path, export_report: dict[str, Any], export_dir: str | Path, runs: int = 50,
                    warmup: int = 5, threads: int = 2) -> list[dict[str, Any]]:
-    """Time torch eager (own process) and every exported ONNX / TFLite file of ``export_report`` on one random
+    """Time torch eager (own process) and every exported ONNX / TFLite / torch.export file of ``export_report`` on one random
     input. CoreML rows say they run on macOS only. Each row carries its parity status ("; left out of the
     bundle" for a below-threshold model the bundle does not hold)."""
     from .onnx_export import onnx_session, run_onnx
@@ -91,6 +91,14 @@ def export_latency(model_path: str | Path, export_report: dict[str, Any], export
             runner = TFLiteRunner(path, rec["output_map"], threads=threads)
             xn = nchw_to_nhwc(x)
             rows.append({**row, **summarise(time_calls(lambda: runner(xn), warmup, runs))})
+        elif r["format"] == "torch":
+            from .torch_export import run_exported
+            rec = export_report.get("records", {}).get(f"torch:{r['precision']}")
+            if rec is None:
+                rows.append({**row, "note": "no output order recorded"})
+                continue
+            run = run_exported(path, rec)
+            rows.append({**row, **summarise(time_calls(lambda: run(x), warmup, runs))})
         else:
             rows.append({**row, "note": "CoreML predicts on macOS only"})
     return rows

@@ -1,7 +1,7 @@
 """The one metadata dict embedded in every exported format (and copied into the bundle manifest).
 
-Output names are fixed here, so every format names its outputs the same way and every reader maps
-outputs to parameters by name, never by position::
+Output names come from the model contract (:mod:`sdk_python.contract`), so every format names its
+outputs the same way and every reader maps outputs to parameters by name, never by position::
 
     continuous            [B, C]  the continuous parameters, normalised to [0, 1], in schema order
     logits_<parameter>    [B, K]  logits of one discrete parameter (argmax = option index)
@@ -12,12 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from toolchain.estimator.model import CONTINUOUS_HEAD
+from sdk_python.contract import CONTINUOUS_HEAD, INPUT_NAME, METADATA_VERSION, output_name
 from toolchain.pipeline.fingerprint import file_digest
 from toolchain.schema import AvatarSchema
-
-METADATA_VERSION = 1
-INPUT_NAME = "input"
 
 
 def package_version() -> str:
@@ -30,10 +27,6 @@ def package_version() -> str:
 
 def created_by() -> str:
     return f"swiftavatar {package_version()} (avatartool export)"
-
-
-def output_name(head: str) -> str:
-    return CONTINUOUS_HEAD if head == CONTINUOUS_HEAD else f"logits_{head}"
 
 
 def output_map(schema: AvatarSchema, heads: list[str]) -> dict[str, dict[str, Any]]:

@@ -7,9 +7,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from sdk_python.contract import INPUT_NAME, output_name
 from toolchain.errors import AvatarToolError
 
-from .metadata import INPUT_NAME, metadata_json, output_name
+from .metadata import metadata_json
 
 OPSET = 17
 

@@ -11,14 +11,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-DEFAULT_THRESHOLDS = {"fp32": 0.995, "fp16": 0.995, "dynamic_int8": 0.98, "int8": 0.98}
+from sdk_python.contract import (AGREEMENT_THRESHOLDS as DEFAULT_THRESHOLDS, BELOW, CONTINUOUS_THRESHOLDS, FAILED,
+                                 NOT_RUN, UNVALIDATED, VALIDATED, output_name)
 
-# statuses (the same words in parity.json, parity.md, the bundle manifest, `bundle inspect` and the SDK)
-VALIDATED = "validated"        # ran here, parity within thresholds
-BELOW = "below threshold"      # ran here, parity below its threshold: left out of the bundle unless --keep-failed
-NOT_RUN = "not run here"       # written, but its runtime cannot predict here (CoreML on Linux: spec validated instead)
-UNVALIDATED = "unvalidated"    # no comparison was made (--no-parity)
-FAILED = "failed"              # the export itself failed: never bundled
+# The status words (validated / below threshold / not run here / unvalidated / failed) and thresholds are the
+# model contract's: parity.json, parity.md, the bundle manifest, `bundle inspect` and the SDK say the same.
 
 
 @dataclass
@@ -36,6 +33,7 @@ class ParityRow:
     cont_mean_abs: float | None = None
     cont_max_abs: float | None = None
     threshold: float | None = None
+    cont_threshold: dict[str, float] | None = None   # {"mean", "max"} abs error in units of each parameter's range
     n_images: int = 0
     bundled: bool | None = None    # in the bundle? (None: no bundle written)
 
@@ -46,7 +44,6 @@ class ParityRow:
 def torch_reference(model, x_nchw: np.ndarray, batch: int = 64) -> dict[str, np.ndarray]:
     """Torch outputs by export output name."""
     import torch
-    from .metadata import output_name
     outs: dict[str, list[np.ndarray]] = {}
     model.eval()
     with torch.no_grad():
@@ -65,8 +62,14 @@ def run_batched(fn: Callable[[np.ndarray], dict[str, np.ndarray]], x: np.ndarray
 
 
 def compare(row: ParityRow, ref: dict[str, np.ndarray], got: dict[str, np.ndarray], outputs: dict[str, dict],
-            thresholds: dict[str, float] = DEFAULT_THRESHOLDS) -> ParityRow:
-    """Fill ``row``'s numbers from reference and exported outputs (both keyed by output name)."""
+            thresholds: dict[str, float] = DEFAULT_THRESHOLDS,
+            continuous_thresholds: dict[str, dict[str, float]] = CONTINUOUS_THRESHOLDS) -> ParityRow:
+    """Fill ``row``'s numbers from reference and exported outputs (both keyed by output name) and its status.
+
+    Discrete heads gate on pooled argmax agreement (``thresholds``); continuous outputs, which are each
+    parameter's value as a fraction of its range, gate on their mean and worst absolute error in those units
+    (``continuous_thresholds``). Either one outside its threshold makes the row ``below threshold``.
+    """
     missing = [n for n in outputs if n not in got]
     if missing:
         row.status, row.reason = FAILED, f"outputs missing: {missing}"
@@ -90,10 +93,18 @@ def compare(row: ParityRow, ref: dict[str, np.ndarray], got: dict[str, np.ndarra
         worst = min(row.per_head, key=row.per_head.get)
         row.worst_head, row.worst_head_agreement = worst, row.per_head[worst]
     row.threshold = thresholds.get(row.precision)
-    ok = row.agreement is None or row.threshold is None or row.agreement >= row.threshold
-    row.status = VALIDATED if ok else BELOW
-    if not ok:
-        row.reason = f"agreement {row.agreement:.4f} < {row.threshold}"
+    problems = []
+    if row.agreement is not None and row.threshold is not None and row.agreement < row.threshold:
+        problems.append(f"agreement {row.agreement:.4f} < {row.threshold}")
+    if row.cont_mean_abs is not None:
+        row.cont_threshold = continuous_thresholds.get(row.precision)
+        lim = row.cont_threshold or {}
+        if "mean" in lim and row.cont_mean_abs > lim["mean"]:
+            problems.append(f"continuous mean error {row.cont_mean_abs:.2e} > {lim['mean']} of the range")
+        if "max" in lim and row.cont_max_abs > lim["max"]:
+            problems.append(f"continuous max error {row.cont_max_abs:.2e} > {lim['max']} of the range")
+    row.status = BELOW if problems else VALIDATED
+    row.reason = "; ".join(problems)
     return row
 
 

@@ -28,13 +28,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from sdk_python import contract
+from sdk_python.backends.litert_backend import METADATA_NAME
 from toolchain.errors import AvatarToolError
 
 from .metadata import metadata_json
 
 # our precision name -> onnx2tf's file suffix
 ONNX2TF_FILES = {"fp32": "float32", "fp16": "float16", "dynamic_int8": "dynamic_range_quant", "int8": "integer_quant"}
-METADATA_NAME = "swiftavatar_metadata"
 SIGNATURE = "serving_default"
 ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 
@@ -98,7 +99,7 @@ def run_onnx2tf(onnx_path: str | Path, out_dir: str | Path, precisions: Sequence
             if not src.is_file():
                 tail = "\n".join(log.strip().splitlines()[-15:])
                 raise AvatarToolError(f"onnx2tf did not write the {p} file {src.name}:\n{tail}")
-            dst = out_dir / f"estimator_{p}.tflite"
+            dst = out_dir / contract.row("tflite", p).file
             shutil.copyfile(src, dst)
             produced[p] = dst
         return produced
@@ -209,14 +210,8 @@ def embed_metadata(path: str | Path, metadata: dict[str, Any]) -> None:
 
 
 def read_metadata(path: str | Path) -> dict[str, Any] | None:
-    from ai_edge_litert import schema_py_generated as fb
-    buf = Path(path).read_bytes()
-    model = fb.Model.GetRootAsModel(buf, 0)
-    for i in range(model.MetadataLength()):
-        md = model.Metadata(i)
-        if md.Name() == METADATA_NAME.encode():
-            return json.loads(model.Buffers(md.Buffer()).DataAsNumpy().tobytes().decode("utf-8"))
-    return None
+    from sdk_python.backends.litert_backend import embedded_metadata
+    return embedded_metadata(Path(path).read_bytes())
 
 
 def finish_tflite(path: str | Path, metadata: dict[str, Any], onnx_outputs: Sequence[str], precision: str) -> dict[str, Any]:

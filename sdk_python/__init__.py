@@ -10,7 +10,8 @@ from __future__ import annotations
 
 SDK_VERSION = "1.0.0"
 
-from .errors import (AvatarSDKError, BackendUnavailableError, BundleError, BundleVersionError,  # noqa: E402
+from .errors import (AvatarSDKError, BackendUnavailableError, BundleDamagedError, BundleError,  # noqa: E402
+                     BundleVersionError, ManifestError,
                      DetectorError, DetectorModelUnavailableError, EstimatorClosedError, FaceError,
                      FaceTooSmallError, ImageTooLargeError, ImageTooSmallError, InvalidImageError,
                      MultipleFacesError, NoFaceError, ParityWarning, RunningModeError, TimestampError,
@@ -27,6 +28,7 @@ __all__ = [
     "AvatarEstimatorResult", "AvatarFace", "FaceBox", "FaceDetection", "ParameterEstimate", "Timings", "load_image",
     "AvatarSDKError", "InvalidImageError", "UnsupportedImageFormatError", "ImageTooSmallError", "ImageTooLargeError",
     "FaceError", "NoFaceError", "MultipleFacesError", "FaceTooSmallError", "BundleError", "BundleVersionError",
+    "BundleDamagedError", "ManifestError",
     "BackendUnavailableError", "DetectorError", "DetectorModelUnavailableError", "RunningModeError",
     "TimestampError", "EstimatorClosedError", "InferenceError", "ParityWarning",
 ]

@@ -10,10 +10,9 @@ from typing import Mapping, Optional
 
 import numpy as np
 
+from .contract import CONTINUOUS_HEAD
 from .errors import BundleError
 from .result import ParameterEstimate
-
-CONTINUOUS_HEAD = "continuous"
 
 
 @dataclass
@@ -31,7 +30,9 @@ class SchemaDecoder:
         BundleError: the schema JSON is malformed.
     """
 
-    def __init__(self, schema: Mapping):
+    def __init__(self, schema: Mapping, temperatures: Optional[Mapping[str, float]] = None, top_k: int = 3):
+        """``temperatures``: per discrete parameter, the exporter's fitted temperature (logits are divided by it
+        before the softmax; none given: the raw softmax). ``top_k``: alternatives reported per parameter."""
         try:
             self.engine = str(schema["engine"])
             self.params = list(schema["params"])
@@ -45,6 +46,13 @@ class SchemaDecoder:
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"the bundle's schema is malformed ({exc}); re-export the bundle") from None
         self.schema = dict(schema)
+        self.temperatures = {str(k): float(v) for k, v in (temperatures or {}).items()}
+        self.top_k = int(top_k)
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether every discrete head's probabilities are temperature-scaled."""
+        return all(p["name"] in self.temperatures for p in self.discrete)
 
     @property
     def head_names(self) -> list[str]:
@@ -58,6 +66,7 @@ class SchemaDecoder:
         probs = {}
         for p in self.discrete:
             logits = np.asarray(outputs[p["name"]], np.float64).reshape(-1, len(p["options"]))[row]
+            logits = logits / self.temperatures.get(p["name"], 1.0)
             e = np.exp(logits - logits.max())
             probs[p["name"]] = e / e.sum()
         if not np.isfinite(cont).all() or not all(np.isfinite(v).all() for v in probs.values()):
@@ -65,10 +74,32 @@ class SchemaDecoder:
                               "incorrectly; re-export it")
         return RawEstimate(continuous=np.clip(cont, 0.0, 1.0), probabilities=probs)
 
-    def parameters(self, raw: RawEstimate, choices: Optional[Mapping[str, int]] = None
-                   ) -> tuple[dict[str, ParameterEstimate], dict]:
+    def merge_mirrored(self, raw: RawEstimate, mirrored: RawEstimate) -> tuple[RawEstimate, np.ndarray]:
+        """Average an estimate with the estimate of the horizontally flipped crop, each mirrored answer first
+        mapped back through the schema's ``mirror`` field (a discrete option permutation; a continuous
+        ``"reflect"`` maps x to 1 - x in [0, 1] units). Returns the merged estimate and, per continuous
+        parameter, half the disagreement of the two views (in [0, 1] units)."""
+        back = mirrored.continuous.copy()
+        for i, p in enumerate(self.continuous):
+            if p.get("mirror") == "reflect":
+                back[i] = 1.0 - back[i]
+        probs = {}
+        for p in self.discrete:
+            q = mirrored.probabilities[p["name"]]
+            perm = p.get("mirror")
+            if perm is not None:
+                mapped = np.empty_like(q)
+                mapped[np.asarray(perm, int)] = q        # mirrored option j is option perm[j] of the original
+                q = mapped
+            probs[p["name"]] = (raw.probabilities[p["name"]] + q) / 2
+        return (RawEstimate(continuous=(raw.continuous + back) / 2, probabilities=probs),
+                np.abs(raw.continuous - back) / 2)
+
+    def parameters(self, raw: RawEstimate, choices: Optional[Mapping[str, int]] = None,
+                   spread: Optional[np.ndarray] = None) -> tuple[dict[str, ParameterEstimate], dict]:
         """Turn a raw estimate into ``(parameters, vector)``; ``choices`` overrides the argmax
-        (VIDEO-mode hysteresis)."""
+        (VIDEO-mode hysteresis); ``spread`` (from :meth:`merge_mirrored`) becomes each continuous parameter's
+        ``uncertainty`` in its own units."""
         params: dict[str, ParameterEstimate] = {}
         ci = 0
         for p in self.params:
@@ -77,10 +108,14 @@ class SchemaDecoder:
                 x = float(raw.continuous[ci])
                 ci += 1
                 lo, hi = float(p["low"]), float(p["high"])
-                params[name] = ParameterEstimate(name, "continuous", lo + x * (hi - lo), raw=x)
+                unc = None if spread is None else float(spread[ci - 1]) * (hi - lo)
+                params[name] = ParameterEstimate(name, "continuous", lo + x * (hi - lo), raw=x, uncertainty=unc)
             else:
                 pr = raw.probabilities[name]
                 k = int(choices[name]) if choices and name in choices else int(np.argmax(pr))
+                best = np.argsort(-pr, kind="stable")[: self.top_k]
                 params[name] = ParameterEstimate(name, "discrete", k, label=str(p["options"][k]),
-                                                 confidence=float(pr[k]), probabilities=tuple(float(v) for v in pr))
+                                                 confidence=float(pr[k]), probabilities=tuple(float(v) for v in pr),
+                                                 alternatives=tuple((int(i), str(p["options"][i]), float(pr[i]))
+                                                                    for i in best))
         return params, {n: e.value for n, e in params.items()}

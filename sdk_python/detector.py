@@ -26,13 +26,15 @@ from typing import Optional, Union
 
 import numpy as np
 
+from . import contract
 from .errors import DetectorError, DetectorModelUnavailableError
 from .result import KEYPOINT_NAMES, FaceBox, FaceDetection
 
-MODEL_NAME = "face_detection_short_range.tflite"
-MODEL_SHA256 = "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"
-WHEEL_SPEC = "mediapipe==0.10.21"
-WHEEL_MEMBER = "mediapipe/modules/face_detection/face_detection_short_range.tflite"
+_PIN = contract.detector("short")   # file name, wheel member and sha256 are the model contract's
+MODEL_NAME = _PIN.file
+MODEL_SHA256 = _PIN.sha256
+WHEEL_SPEC = contract.DETECTOR_WHEEL
+WHEEL_MEMBER = _PIN.wheel_member
 ENV_VAR = "SWIFTAVATAR_FACE_DETECTOR"
 
 
@@ -97,7 +99,7 @@ def fetch_detector_model(timeout_s: float = 300.0) -> Path:
 
 def _fetch_advice(reason: str) -> str:
     return (f"cannot obtain the face-detector model: {reason}. Either use a bundle that contains it, pass "
-            f"detector_model_path=..., set ${ENV_VAR} to a copy of {MODEL_NAME} (from the mediapipe 0.10.21 wheel: "
+            f"detector_model_path=..., set ${ENV_VAR} to a copy of {MODEL_NAME} (from the {WHEEL_SPEC} wheel: "
             f"`pip download --no-deps {WHEEL_SPEC}` and unzip {WHEEL_MEMBER}, or Google's blaze_face_short_range.tflite), "
             "or call sdk_python.detector.fetch_detector_model() on a machine that can reach the package index")
 
@@ -142,6 +144,17 @@ def _close_all() -> None:
     # MediaPipe's own finaliser fails noisily once the interpreter is shutting down: close first.
     for det in list(_LIVE):
         det.close()
+
+
+_MIRROR_NAMES = {"right_eye": "left_eye", "left_eye": "right_eye", "right_ear": "left_ear", "left_ear": "right_ear"}
+
+
+def _mirror_face(face: FaceDetection, width: int) -> FaceDetection:
+    """The detection as it appears in the horizontally flipped image (left and right keypoints swap)."""
+    b = face.box
+    return FaceDetection(box=FaceBox(width - b.x - b.width, b.y, b.width, b.height),
+                         keypoints={_MIRROR_NAMES.get(n, n): (width - x, y) for n, (x, y) in face.keypoints.items()},
+                         score=face.score)
 
 
 class FaceDetector:
@@ -227,14 +240,29 @@ class FaceDetector:
         out.sort(key=lambda f: -f.score)
         return out
 
-    def refine(self, image: np.ndarray, face: FaceDetection, context: float = 2.2) -> FaceDetection:
+    def refine(self, image: np.ndarray, face: FaceDetection, context: float = 2.2,
+               mirror_average: bool = False) -> FaceDetection:
         """Second pass on a square window around ``face`` (``context`` x its box), so the keypoints
         come from the face at the same relative scale wherever and however large it was in the image:
         BlazeFace sees images at 128x128, and small faces otherwise get coarse keypoints.
 
+        ``mirror_average`` runs the pass on the mirrored image too and averages the two keypoint sets
+        (left and right swapped back): one more detection, and the aligned crop moves about 40 % less
+        under small jitter (``benchmarks/results/sdk_stability.md``).
+
         Returns:
             The refined detection in ``image`` pixels (the box of the first pass if the second misses).
         """
+        once = self._refine_once(image, face, context)
+        if not mirror_average:
+            return once
+        w = image.shape[1]
+        other = _mirror_face(self._refine_once(np.ascontiguousarray(image[:, ::-1]), _mirror_face(face, w), context), w)
+        kps = {n: ((x + other.keypoints[n][0]) / 2, (y + other.keypoints[n][1]) / 2)
+               for n, (x, y) in once.keypoints.items() if n in other.keypoints}
+        return FaceDetection(box=face.box, keypoints=kps, score=face.score)
+
+    def _refine_once(self, image: np.ndarray, face: FaceDetection, context: float) -> FaceDetection:
         b = face.box
         side = int(round(context * max(b.width, b.height)))
         if side < 8:

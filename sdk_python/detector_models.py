@@ -1,7 +1,8 @@
 """Which BlazeFace model each detector mode runs, and where the SDK finds it.
 
 Both models come from the mediapipe 0.10.21 wheel (the last one that ships them, with the
-NormalizationOptions metadata MediaPipe Tasks needs), pinned by sha256:
+NormalizationOptions metadata MediaPipe Tasks needs), pinned by sha256 in the model contract
+(:data:`sdk_python.contract.DETECTORS`):
 
 * ``short``: ``face_detection_short_range.tflite`` — 128 px input, faces within about 2 m that fill
   a good part of the frame (selfies);
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
+from . import contract
 from .detector import WHEEL_SPEC, cache_dir
 from .errors import DetectorModelUnavailableError
 
@@ -39,15 +41,13 @@ class DetectorModelSpec:
     env_var: str
 
 
+_ENV_VARS = {"short": "SWIFTAVATAR_FACE_DETECTOR", "full": "SWIFTAVATAR_FACE_DETECTOR_FULL"}
+
+#: The pins are the model contract's (:data:`sdk_python.contract.DETECTORS`); this adds where to look.
 MODELS: dict[str, DetectorModelSpec] = {
-    "short": DetectorModelSpec(
-        "short", "face_detection_short_range.tflite",
-        "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8", 229_714,
-        "mediapipe/modules/face_detection/face_detection_short_range.tflite", "SWIFTAVATAR_FACE_DETECTOR"),
-    "full": DetectorModelSpec(
-        "full", "face_detection_full_range_sparse.tflite",
-        "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1", 676_746,
-        "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite", "SWIFTAVATAR_FACE_DETECTOR_FULL"),
+    kind: DetectorModelSpec(kind, pin.file, pin.sha256, pin.size, pin.wheel_member,
+                            _ENV_VARS.get(kind, f"SWIFTAVATAR_FACE_DETECTOR_{kind.upper()}"))
+    for kind, pin in contract.DETECTORS.items()
 }
 
 

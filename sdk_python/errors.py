@@ -71,8 +71,24 @@ class FaceTooSmallError(FaceError):
 
 
 # ----- models, backends, detector -------------------------------------------------------------------
-class BundleError(AvatarSDKError):
+class BundleError(AvatarSDKError, ValueError):
     """The model bundle (or model file) is missing, unreadable or inconsistent."""
+
+
+class BundleDamagedError(BundleError):
+    """The bundle's bytes are not what was written: appended or prepended bytes, truncation, a changed byte
+    (sha256 mismatch), a bad zip header."""
+
+
+class ManifestError(BundleError):
+    """A manifest field is missing or malformed; :attr:`field` names it (e.g. ``models[1].file``)."""
+
+    def __init__(self, message: str, field: str = ""):
+        super().__init__(message, field)
+        self.field = field
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class BundleVersionError(BundleError):

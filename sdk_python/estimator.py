@@ -57,7 +57,7 @@ class AvatarEstimator:
         self.finder: Optional[FaceFinder] = None
         self.backend = None
         self.source = open_model_source(options.bundle_path)
-        self.decoder = SchemaDecoder(self.source.metadata["schema"])
+        self.decoder = SchemaDecoder(self.source.metadata["schema"], self.source.temperatures)
         self.input_size = self.source.input_size
         self._mean = np.asarray(self.source.mean, np.float32).reshape(1, 3, 1, 1)
         self._std = np.asarray(self.source.std, np.float32).reshape(1, 3, 1, 1)
@@ -135,6 +135,12 @@ class AvatarEstimator:
     @property
     def backend_name(self) -> str:
         return self.backend.name if self.backend else ""
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether discrete confidences are temperature-scaled by the exporter's calibration (see
+        ``calibration.md`` beside the export); ``False``: they are the raw softmax."""
+        return self.decoder.calibrated
 
     def estimate(self, image: Any, color_order: Optional[str] = None) -> AvatarEstimatorResult:
         """Estimate the avatar for one image (IMAGE mode).
@@ -261,7 +267,7 @@ class AvatarEstimator:
             else:
                 if self.options.refine_keypoints:   # second detection pass: counted as detection time
                     t1 = time.perf_counter()
-                    face = self.detector.refine(rgb, face)
+                    face = self.detector.refine(rgb, face, mirror_average=self.options.mirror_tta)
                     t_det += _ms(t1)
                     t0 += time.perf_counter() - t1
                 crop = align(rgb, face.keypoints, S)
@@ -272,28 +278,36 @@ class AvatarEstimator:
             x = np.ascontiguousarray(x, np.float32)
             t_crop += _ms(t0)
             t0 = time.perf_counter()
-            try:
-                outputs = self.backend.run(x)
-            except AvatarSDKError:
-                raise
-            except Exception as exc:
-                raise InferenceError(f"the {self.backend.name} runtime failed on a valid input ({exc}); the model "
-                                     "file may be damaged or mismatched: re-export the bundle") from None
+            outputs = self._run(x)
+            mirrored = self._run(np.ascontiguousarray(x[..., ::-1])) if self.options.mirror_tta else None
             t_inf += _ms(t0)
             t0 = time.perf_counter()
-            heads = {self.source.head_of(n): v for n, v in outputs.items()}
-            raw = self.decoder.raw(heads)
+            raw = self.decoder.raw({self.source.head_of(n): v for n, v in outputs.items()})
+            spread = None
+            if mirrored is not None:
+                raw, spread = self.decoder.merge_mirrored(
+                    raw, self.decoder.raw({self.source.head_of(n): v for n, v in mirrored.items()}))
             choices = None
             if ts is not None and i == 0:
                 raw, choices = self._smoother.update(raw, ts)
-            params, vector = self.decoder.parameters(raw, choices)
+            params, vector = self.decoder.parameters(raw, choices, spread)
             avatars.append(AvatarFace(face=face, parameters=params, vector=vector, quality=quality))
             t_dec += _ms(t0)
         timings = Timings(load_ms=t_load, detection_ms=t_det, crop_ms=t_crop, inference_ms=t_inf, decode_ms=t_dec,
                           total_ms=_ms(t_start))
         return AvatarEstimatorResult(avatars=tuple(avatars), timings=timings, timestamp_ms=ts,
-                                     extras={"backend": self.backend.name, "input_size": S},
+                                     extras={"backend": self.backend.name, "input_size": S,
+                                             "mirror_tta": self.options.mirror_tta},
                                      faces_found=count, detectors=ran)
+
+    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        try:
+            return self.backend.run(x)
+        except AvatarSDKError:
+            raise
+        except Exception as exc:
+            raise InferenceError(f"the {self.backend.name} runtime failed on a valid input ({exc}); the model "
+                                 "file may be damaged or mismatched: re-export the bundle") from None
 
     def crop(self, image: Any, color_order: Optional[str] = None) -> np.ndarray:
         """The aligned crop the estimator would see for the largest face (for debugging and data writers)."""
@@ -301,5 +315,5 @@ class AvatarEstimator:
         rgb = load_image(image, color_order or self.options.color_order)
         face = self._faces(rgb)[0][0]
         if self.detector is not None and self.options.refine_keypoints:
-            face = self.detector.refine(rgb, face)
+            face = self.detector.refine(rgb, face, mirror_average=self.options.mirror_tta)
         return frame_whole(rgb, self.input_size) if self.detector is None else align(rgb, face.keypoints, self.input_size)

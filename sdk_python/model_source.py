@@ -3,9 +3,12 @@
 Accepted:
 * a ``.swiftavatar`` bundle, read by :mod:`sdk_python.bundle` (the bundle format's own reader);
 * an exported ``estimator.onnx`` (metadata in its ``swiftavatar`` metadata_props, as
-  ``converters/onnx_export.py`` writes it), or the export folder holding it: sibling files named as
-  the exporter names them (``estimator_int8.tflite``, ``estimator_fp16.tflite``, ``estimator.pt``…)
-  become the other backends' models.
+  ``converters/onnx_export.py`` writes it), or the export folder holding it: sibling files named by the
+  model contract's rows (:mod:`sdk_python.contract`) become the other backends' models, with the parity
+  rows and export records of the folder's ``parity.json``.
+
+A bundle is opened lazily: its manifest is checked, and a model's bytes are read (by offset, sha256-checked)
+only when a backend loads it, so creating an estimator touches one model, not all of them.
 """
 from __future__ import annotations
 
@@ -14,23 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from .backends.base import ModelFiles
+from . import contract
+from .backends.base import ModelFile, ModelFiles
 from .errors import BundleError, BundleVersionError
 
-SUPPORTED_METADATA_VERSION = 1   # converters/metadata.py METADATA_VERSION this SDK understands
-SUPPORTED_BUNDLE_MAJOR = 1
-
-_SIBLINGS = {  # exporter file name -> model key (see backends.base.MODEL_KEYS)
-    "estimator.onnx": "onnx",
-    "estimator_fp32.tflite": "tflite_fp32",
-    "estimator_fp16.tflite": "tflite_fp16",
-    "estimator_int8.tflite": "tflite_int8",
-    "estimator_fp16.mlpackage.zip": "coreml_fp16",
-    "estimator_fp16.mlpackage": "coreml_fp16",
-    "estimator_int8.mlpackage": "coreml",
-    "estimator.pt": "torch",
-}
-_DETECTOR_NAMES = ("face_detector.tflite", "face_detection_short_range.tflite")
+SUPPORTED_METADATA_VERSION = contract.METADATA_VERSION
 
 
 @dataclass
@@ -40,9 +31,10 @@ class ModelSource:
     Attributes:
         metadata: The exporter's metadata dict (``schema``, ``input``, ``outputs``, ``created_by``…).
         files: Estimator model files by key.
-        output_order: ONNX output names in ONNX order (positional TFLite outputs follow it).
+        output_order: Output names in the manifest's (ONNX) order.
         detector_model: The bundle's face-detector model, if it has one.
         origin: What was opened (for messages).
+        temperatures: The exporter's confidence calibration (discrete parameter → temperature); empty if none.
     """
 
     metadata: dict
@@ -50,6 +42,7 @@ class ModelSource:
     output_order: list[str]
     detector_model: Optional[Path] = None
     origin: str = ""
+    temperatures: dict = field(default_factory=dict)
     keep_alive: Any = field(default=None, repr=False)   # e.g. the bundle reader's temp folder
 
     @property
@@ -115,46 +108,67 @@ def open_model_source(path: Union[str, Path]) -> ModelSource:
     """Open a bundle, an exported ONNX file or an export folder.
 
     Raises:
-        BundleError: missing, unreadable or inconsistent.
+        BundleError: missing, unreadable or inconsistent (subclasses say which: damaged bytes, a malformed
+            manifest field).
         BundleVersionError: written for another SDK / metadata version.
     """
     path = Path(path)
     if not path.exists():
         raise BundleError(f"{path}: no such bundle or model file")
+    onnx_row = contract.row("onnx", "fp32")
     if path.is_dir():
-        onnx_file = path / "estimator.onnx"
+        onnx_file = path / onnx_row.file
         if not onnx_file.is_file():
-            raise BundleError(f"{path}: a folder needs estimator.onnx (an export folder)")
+            raise BundleError(f"{path}: a folder needs {onnx_row.file} (an export folder)")
         path = onnx_file
-    if path.suffix == ".swiftavatar" or path.suffix == ".zip":
+    if path.suffix in (".swiftavatar", ".zip"):
         return _from_bundle(path)
-    if path.suffix != ".onnx":
-        raise BundleError(f"{path}: expected a .swiftavatar bundle, an estimator.onnx or an export folder")
+    if path.name != onnx_row.file and path.suffix != ".onnx":
+        raise BundleError(f"{path}: expected a .swiftavatar bundle, an {onnx_row.file} or an export folder")
     meta, order = _onnx_metadata(path)
     check_metadata(meta, str(path))
-    files = ModelFiles({"onnx": path})
-    for name, key in _SIBLINGS.items():
-        sib = path.parent / name
-        if sib.exists() and key not in files.paths:
-            files.paths[key] = sib
-    files.parity = _folder_parity(path.parent)
-    detector = next((path.parent / n for n in _DETECTOR_NAMES if (path.parent / n).is_file()), None)
+    rows, records, temperatures = _folder_parity(path.parent)
+    files = ModelFiles()
+    files.add(ModelFile(onnx_row.key, path=path, record=records.get(onnx_row.key, {})), rows.get(onnx_row.key))
+    for r in contract.rows():
+        for name in dict.fromkeys((r.file, r.member)):
+            sib = path.parent / name
+            if r.key not in files.models and sib.exists():
+                files.add(ModelFile(r.key, path=sib, record=records.get(r.key, {})), rows.get(r.key))
+    detector = next((path.parent / d.file for d in contract.DETECTORS.values() if (path.parent / d.file).is_file()),
+                    None)
     _check_outputs(meta, order, str(path))
-    return ModelSource(metadata=meta, files=files, output_order=order, detector_model=detector, origin=str(path))
+    return ModelSource(metadata=meta, files=files, output_order=order, detector_model=detector, origin=str(path),
+                       temperatures=temperatures)
 
 
-def _folder_parity(folder: Path) -> dict[str, dict]:
-    """Parity rows by model key from an export folder's ``parity.json`` (none: every model unvalidated)."""
+def _temperatures(cal: Any) -> dict:
+    temps = cal.get("temperatures") if isinstance(cal, dict) else None
+    return {str(k): float(v) for k, v in temps.items()} if isinstance(temps, dict) else {}
+
+
+def _folder_parity(folder: Path) -> tuple[dict[str, dict], dict[str, dict], dict]:
+    """Parity rows and export records by model key, and the confidence temperatures, from an export folder's
+    ``parity.json`` (none: every model unvalidated, no records, raw softmax)."""
     try:
-        rows = json.loads((folder / "parity.json").read_text()).get("rows", [])
-    except (OSError, ValueError, AttributeError):
-        return {}
-    out = {}
-    for r in rows if isinstance(rows, list) else []:
-        key = _FORMAT_KEYS.get((r.get("format"), r.get("precision"))) if isinstance(r, dict) else None
-        if key is not None:
-            out[key] = r
-    return out
+        report = json.loads((folder / "parity.json").read_text())
+    except (OSError, ValueError):
+        return {}, {}, {}
+    if not isinstance(report, dict):
+        return {}, {}, {}
+    rows: dict[str, dict] = {}
+    for r in report.get("rows") if isinstance(report.get("rows"), list) else []:
+        row = contract.find_row(r.get("format"), r.get("precision")) if isinstance(r, dict) else None
+        if row is not None:
+            rows[row.key] = r
+    records: dict[str, dict] = {}
+    raw = report.get("records") if isinstance(report.get("records"), dict) else {}
+    for name, rec in raw.items():
+        fmt, _, prec = str(name).partition(":")
+        row = contract.find_row(fmt, prec)
+        if row is not None and isinstance(rec, dict):
+            records[row.key] = rec
+    return rows, records, _temperatures(report.get("confidence_calibration"))
 
 
 def _check_outputs(meta: dict, order: list[str], origin: str) -> None:
@@ -163,53 +177,26 @@ def _check_outputs(meta: dict, order: list[str], origin: str) -> None:
         raise BundleError(f"{origin}: outputs {unknown} are not described in its metadata; re-export it")
 
 
-_FORMAT_KEYS = {("onnx", "fp32"): "onnx", ("tflite", "fp32"): "tflite_fp32", ("tflite", "fp16"): "tflite_fp16",
-                ("tflite", "int8"): "tflite_int8", ("coreml", "fp16"): "coreml_fp16", ("coreml", "int8"): "coreml"}
-
-
 def _from_bundle(path: Path) -> ModelSource:
-    """Adapter over the bundle format's reader (:mod:`sdk_python.bundle`): verify, extract the models
-    to a private temporary folder (runtimes want files), describe them."""
+    """Adapter over the bundle format's reader (:mod:`sdk_python.bundle`): check the envelope and manifest,
+    describe the models as members to be read on demand, extract only the small face-detector file."""
     import tempfile
-    import zipfile
 
     from . import bundle as reader
-    # Version first, with the SDK's own error type (the reader refuses unknown majors too).
-    try:
-        with zipfile.ZipFile(path) as zf:
-            manifest = json.loads(zf.read(reader.MANIFEST).decode("utf-8"))
-        version = str(manifest.get("format_version", ""))
-        major = int(version.split(".")[0])
-    except (zipfile.BadZipFile, KeyError, OSError, EOFError, ValueError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{path} is not a readable .swiftavatar bundle ({exc}): re-download or re-export it") from None
-    if major != reader.SUPPORTED_MAJOR:
-        raise BundleVersionError(
-            f"{path} is bundle format {version}; this SDK reads {reader.SUPPORTED_MAJOR}.x: "
-            + ("upgrade the SDK (pip install -U swiftavatar[sdk])" if major > reader.SUPPORTED_MAJOR
-               else "re-export the model with a current avatartool"))
-    tmp = tempfile.TemporaryDirectory(prefix="swiftavatar-bundle-")
-    try:
-        with reader.open_bundle(path) as b:
-            b.verify()
-            m = b.manifest
-            meta = {"metadata_version": SUPPORTED_METADATA_VERSION, "created_by": m.get("created_by"),
-                    "engine": m["engine"], "schema": m["schema"], "input": m["input"], "outputs": m["outputs"]}
-            files = ModelFiles()
-            for entry in m["models"]:
-                key = _FORMAT_KEYS.get((entry.get("format"), entry.get("precision")))
-                if key is None or key in files.paths:
-                    continue
-                dst = Path(tmp.name) / entry["file"]
-                dst.write_bytes(b.read(entry["file"]))
-                files.paths[key] = dst
-                files.parity[key] = entry.get("parity") if isinstance(entry.get("parity"), dict) else {}
-            detector = None
-            if m.get("face_detector"):
-                detector = Path(tmp.name) / Path(m["face_detector"]["file"]).name
-                detector.write_bytes(b.read(m["face_detector"]["file"]))
-    except reader.BundleError as exc:
-        tmp.cleanup()
-        raise BundleError(f"{exc}") from None
-    order = list(m["outputs"])
-    return ModelSource(metadata=meta, files=files, output_order=order, detector_model=detector, origin=str(path),
-                       keep_alive=tmp)
+    with reader.open_bundle(path) as b:
+        m = b.manifest
+        meta = {"metadata_version": SUPPORTED_METADATA_VERSION, "created_by": m.get("created_by"),
+                "engine": m["engine"], "schema": m["schema"], "input": m["input"], "outputs": m["outputs"]}
+        files = ModelFiles()
+        for entry in m["models"]:
+            row = contract.find_row(entry["format"], entry["precision"])
+            if row is None or row.key in files.models:
+                continue  # a format this SDK cannot run (newer exporter): the others still work
+            record = {k: v for k, v in entry.items() if k not in ("format", "precision", "file", "parity")}
+            files.add(ModelFile(row.key, member=b.member(entry["file"]), record=record), entry.get("parity"))
+        detector, keep = None, None
+        if m.get("face_detector"):
+            keep = tempfile.TemporaryDirectory(prefix="swiftavatar-detector-")
+            detector = reader.extract_member(b.member(m["face_detector"]["file"]), keep.name)
+    return ModelSource(metadata=meta, files=files, output_order=list(m["outputs"]), detector_model=detector,
+                       origin=str(path), keep_alive=keep, temperatures=_temperatures(m.get("confidence_calibration")))

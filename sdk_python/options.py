@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
+from . import contract
 from .errors import AvatarSDKError
 
 
@@ -49,7 +50,7 @@ class DetectorMode(str, enum.Enum):
 
 
 BACKENDS = ("auto", "onnxruntime", "litert", "coreml", "torch")
-PRECISIONS = ("auto", "fp32", "fp16", "int8")
+PRECISIONS = ("auto", *contract.PRECISIONS)
 
 
 @dataclass
@@ -60,9 +61,10 @@ class AvatarEstimatorOptions:
         bundle_path: A ``.swiftavatar`` bundle, or (until bundles are everywhere) a plain estimator
             ``.onnx``/``.tflite``/``.pt`` file with its JSON manifest beside it (``<file>.json``).
         backend: ``"auto"`` (first available of onnxruntime, litert, coreml, torch), or one name.
-        precision: Which model of the bundle to run: ``"auto"``, ``"fp32"``, ``"fp16"`` or ``"int8"``
-            (TFLite only has fp16/int8 files). ``auto`` picks the fastest model whose parity status (from
-            the exporter) is ``validated`` (int8, then fp16, then fp32 for litert); with none validated it
+        precision: Which model of the bundle to run: ``"auto"`` or a contract precision (``"fp32"``, ``"fp16"``,
+            ``"dynamic_int8"``, ``"int8"``). ``auto`` picks the fastest model whose parity status (from
+            the exporter) is ``validated`` (for litert: int8, dynamic_int8, fp16, fp32 —
+            ``contract.AUTO_PRECISION``); with none validated it
             falls back to the least quantised model not below its threshold, with a ``ParityWarning``, and it
             never picks a model below its threshold. An explicit precision runs its model whatever its
             status, with a ``ParityWarning`` naming the agreement if it is below its threshold.
@@ -90,6 +92,10 @@ class AvatarEstimatorOptions:
         refine_keypoints: Run the detector a second time on a window around each face before
             aligning, so keypoints come from the face at a fixed relative scale (more stable crops for
             small or off-centre faces; costs one more ~2 ms detection per face).
+        mirror_tta: Also run the estimator on the mirrored crop and average the two answers (mirror-sensitive
+            parameters mapped through the schema's ``mirror`` field), and average the refined keypoints of
+            the image and its mirror before aligning: steadier answers and crops, and a spread as each
+            continuous parameter's ``uncertainty``, for twice the inference time and one more detection.
         color_order: Channel order of 3/4-channel numpy inputs, ``"rgb"`` or ``"bgr"`` (OpenCV).
             ``None`` makes every numpy input state it in the call; PIL images and files need nothing.
         smoothing_ms: VIDEO mode: time constant of the exponential smoothing (0 turns it off).
@@ -114,6 +120,7 @@ class AvatarEstimatorOptions:
     face_checks: bool = True
     quality: bool = True
     refine_keypoints: bool = True
+    mirror_tta: bool = False
     color_order: Optional[str] = None
     smoothing_ms: float = 150.0
     hysteresis: float = 0.15

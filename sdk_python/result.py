@@ -50,10 +50,16 @@ class ParameterEstimate:
         kind: ``"continuous"`` or ``"discrete"``.
         value: Engine value: a float in the parameter's range, or an option index.
         label: The option label (discrete) or ``None``.
-        confidence: Discrete: the softmax probability of the chosen option. Continuous: ``None``
-            (the head regresses a value, it has no probability; see ``raw``).
+        confidence: Discrete: the probability of the chosen option — temperature-scaled when the bundle
+            carries the exporter's calibration (``AvatarEstimator.calibrated``), else the raw softmax.
+            Continuous: ``None`` (the head regresses a value, it has no probability; see ``raw``).
         raw: Continuous: the head output in [0, 1] before scaling to the range. Discrete: ``None``.
         probabilities: Discrete: the probability of every option, in option order.
+        alternatives: Discrete: the most probable options, best first, as ``(index, label, probability)``
+            (an edit UI offers these). Continuous: empty.
+        uncertainty: Continuous, with ``mirror_tta``: half the disagreement between the crop's and its mirror's
+            estimates, in the parameter's units (a spread, not a calibrated interval). Without it ``None``: the
+            estimator regresses a point value and gives no uncertainty of its own.
     """
 
     name: str
@@ -63,6 +69,8 @@ class ParameterEstimate:
     confidence: Optional[float] = None
     raw: Optional[float] = None
     probabilities: Optional[tuple[float, ...]] = None
+    alternatives: tuple[tuple[int, str, float], ...] = ()
+    uncertainty: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -139,7 +147,9 @@ class AvatarEstimatorResult:
                     "keypoints": {k: list(v) for k, v in a.face.keypoints.items()},
                     "vector": a.vector,
                     "parameters": {p.name: {"value": p.value, "label": p.label, "confidence": p.confidence,
-                                            "raw": p.raw} for p in a.parameters.values()},
+                                            "raw": p.raw, "alternatives": [list(x) for x in p.alternatives],
+                                            "uncertainty": p.uncertainty}
+                                   for p in a.parameters.values()},
                     "quality": a.quality.to_json() if a.quality is not None else None}
         t = self.timings
         return {"avatars": [face_json(a) for a in self.avatars], "faces_found": self.faces_found,

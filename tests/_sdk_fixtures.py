@@ -17,12 +17,13 @@ def noise_image_folder(folder: Path, n: int, size: int = 40) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory) -> Path:
-    """An export folder like `avatartool export` writes: estimator.onnx (with metadata) + estimator.pt,
+    """An export folder like `avatartool export` writes: estimator.onnx (with metadata) + estimator.pt2 (torch.export),
     for a random-init alter estimator with a 32 px input (fast; agreement between backends still holds)."""
     import torch
 
     from converters.metadata import build_metadata
     from converters.onnx_export import export_onnx
+    from converters.torch_export import export_torch
     from toolchain.engines.alter import ALTER_SCHEMA
     from toolchain.estimator.model import AvatarEstimator, EstimatorConfig
 
@@ -30,7 +31,7 @@ def tiny_export(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     model = AvatarEstimator(EstimatorConfig(input_size=32, head_hidden=16, schema=ALTER_SCHEMA.to_json())).eval()
     export_onnx(model, out / "estimator.onnx", build_metadata(model))
-    torch.save({"config": model.config.to_json(), "state_dict": model.state_dict()}, out / "estimator.pt")
+    export_torch(model, out / "estimator.pt2", build_metadata(model))
     return out
 
 

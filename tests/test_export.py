@@ -240,7 +240,9 @@ def _fake_tflite(path: Path) -> Path:
 
 def test_face_detector_sources(tmp_path, monkeypatch):
     from converters import face_detector as F
+    from sdk_python import contract
     monkeypatch.setenv("SWIFTAVATAR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SWIFTAVATAR_FACE_DETECTOR", raising=False)
     with pytest.raises(AvatarToolError, match="no face detector.*--face-detector PATH"):
         F.find_face_detector(allow_download=False)
     (tmp_path / "x.bin").write_bytes(b"nope")
@@ -248,14 +250,24 @@ def test_face_detector_sources(tmp_path, monkeypatch):
         F.find_face_detector(tmp_path / "x.bin")
     det = F.find_face_detector(_fake_tflite(tmp_path / "mine.tflite"))
     assert "Apache License" in det.license_text and "user-supplied" in det.source
-    # a cached mediapipe wheel: the member is extracted without touching the network
-    wheels = tmp_path / "cache" / "wheels"
-    wheels.mkdir(parents=True)
-    with zipfile.ZipFile(wheels / "mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl", "w") as zf:
-        zf.writestr(F.WHEEL_MEMBER, _fake_tflite(tmp_path / "w.tflite").read_bytes())
-    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("pip must not run when the wheel is cached"))
+    # the one fetcher (the SDK's) checks the wheel member against the contract's sha256
+    pin = contract.detector("short")
+
+    def fake_pip(cmd, **kw):
+        dest = Path(cmd[cmd.index("-d") + 1])
+        with zipfile.ZipFile(dest / "mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl", "w") as zf:
+            zf.writestr(pin.wheel_member, _fake_tflite(tmp_path / "w.tflite").read_bytes())
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+    monkeypatch.setattr(subprocess, "run", fake_pip)
+    with pytest.raises(AvatarToolError, match="unexpected sha256"):
+        F.find_face_detector()
+    assert not (tmp_path / "cache" / pin.file).exists()
+    # a detector already in the cache is used without pip
+    (tmp_path / "cache").mkdir(exist_ok=True)
+    _fake_tflite(tmp_path / "cache" / pin.file)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("pip must not run when the model is cached"))
     det = F.find_face_detector()
-    assert det.path == tmp_path / "cache" / F.DETECTOR_NAME and "mediapipe 0.10.21" in det.source
+    assert det.path == tmp_path / "cache" / pin.file and contract.DETECTOR_WHEEL in det.source
 
 
 # ----- the whole path: export → parity → bundle ---------------------------------------------------------------

@@ -114,7 +114,7 @@ def test_auto_never_runs_a_kept_below_threshold_model(kept):
 
 
 def test_explicit_precision_runs_it_with_a_warning(kept):
-    with pytest.warns(ParityWarning, match=r"below its parity threshold \(agreement with torch 1.0000 < threshold 1.01\)"):
+    with pytest.warns(ParityWarning, match=r"below its parity threshold \(agreement 1.0000 < 1.01\)"):
         est = AvatarEstimator.create_from_bundle(kept["bundle"], backend="onnxruntime", precision="fp32",
                                                  detection="none")
     with est:
@@ -136,11 +136,11 @@ def test_auto_picks_the_fastest_validated_model():
     assert c.path == Path("i8") and "0.9794 < threshold 0.98" in c.warning
     # nothing validated: the least quantised model that is not below, with a warning; never the below one
     files.parity = {"tflite_int8": {"status": P.BELOW}, "tflite_fp16": {"status": P.UNVALIDATED}}
-    files.paths.pop("tflite_fp32")
+    files.models.pop("tflite_fp32")
     c = files.choose("litert")
     assert c.precision == "fp16" and "falls back to fp16" in c.warning and "'unvalidated'" in c.warning
-    files.paths.pop("tflite_fp16")
-    assert files.choose("litert") is None and files.for_backend("litert", "int8") == Path("i8")
+    files.models.pop("tflite_fp16")
+    assert files.choose("litert") is None and files.choose("litert", "int8").path == Path("i8")
     # a bundle written before the gate: "exported" reads as "not run here"; no parity at all reads as unvalidated
     old = ModelFiles({"coreml_fp16": Path("c")}, {"coreml_fp16": {"status": "exported"}})
     assert old.status("coreml_fp16") == P.NOT_RUN and ModelFiles({"onnx": Path("o")}).status("onnx") == P.UNVALIDATED

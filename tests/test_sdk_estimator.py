@@ -72,16 +72,18 @@ def test_backends_agree_on_real_photos(tiny_export, detector_model, astronaut, g
 
 @pytest.mark.slow
 def test_litert_backend_agrees(tiny_export, detector_model, astronaut, grace_hopper, tmp_path):
-    """fp16 TFLite made by the exporter (onnx2tf: NHWC input, Identity_k outputs)."""
+    """fp16 TFLite made by the exporter (onnx2tf: NHWC input, Identity_k outputs, mapped by the recorded output map)."""
     pytest.importorskip("onnx2tf")
-    from converters.tflite_export import run_onnx2tf
+    from converters.tflite_export import finish_tflite, run_onnx2tf
     import shutil
     folder = tmp_path / "export"
     folder.mkdir()
     shutil.copy(tiny_export / "estimator.onnx", folder)
     meta = json.loads(__import__("onnx").load(str(folder / "estimator.onnx")).metadata_props[0].value)
     norm = meta["input"]["normalization"]
-    run_onnx2tf(folder / "estimator.onnx", folder, ["fp16"], norm["mean"], norm["std"])
+    produced = run_onnx2tf(folder / "estimator.onnx", folder, ["fp16"], norm["mean"], norm["std"])
+    finish_tflite(produced["fp16"], meta, [o.name for o in __import__("onnx").load(str(folder / "estimator.onnx")).graph.output],
+                  "fp16")  # as the exporter does: the file carries its output map
     out = {}
     for backend in ("onnxruntime", "litert"):
         with AvatarEstimator.create_from_bundle(folder / "estimator.onnx", backend=backend,

@@ -47,6 +47,7 @@ class ContinuousParam:
     part: str | None = None
     prior: Mapping[str, Any] | None = None
     description: str = ""
+    mirror: str = "same"    # under a horizontal flip of the face: "same", or "reflect" (value -> low + high - value)
 
     kind = "continuous"
 
@@ -63,6 +64,8 @@ class ContinuousParam:
                 raise SchemaError(f"parameter '{self.name}': a normal prior needs a numeric 'mean'")
         elif prior.get("kind") != "uniform":
             raise SchemaError(f"parameter '{self.name}': unknown prior kind {prior.get('kind')!r} (use 'uniform' or 'normal')")
+        if self.mirror not in ("same", "reflect"):
+            raise SchemaError(f"parameter '{self.name}': mirror must be 'same' or 'reflect', got {self.mirror!r}")
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         prior = dict(self.prior or {"kind": "uniform"})
@@ -84,6 +87,8 @@ class ContinuousParam:
             d["prior"] = dict(self.prior)
         if self.description:
             d["description"] = self.description
+        if self.mirror != "same":
+            d["mirror"] = self.mirror
         return d
 
 
@@ -103,6 +108,9 @@ class DiscreteParam:
     weights: tuple[float, ...] | None = None
     absent_option: str | None = None
     description: str = ""
+    # Under a horizontal flip of the face option i becomes option mirror[i] (e.g. a side parting swaps sides);
+    # None: every option looks the same mirrored.
+    mirror: tuple[int, ...] | None = None
 
     kind = "discrete"
 
@@ -127,6 +135,11 @@ class DiscreteParam:
                 raise SchemaError(f"parameter '{self.name}': weights need one finite non-negative value per option, not all zero")
         if self.absent_option is not None and self.absent_option not in self.options:
             raise SchemaError(f"parameter '{self.name}': absent_option {self.absent_option!r} is not one of its options")
+        if self.mirror is not None:
+            m = list(self.mirror)
+            if sorted(m) != list(range(len(self.options))) or any(m[m[i]] != i for i in range(len(m))):
+                raise SchemaError(f"parameter '{self.name}': mirror must map each option index to its mirrored option "
+                                  f"(a permutation of 0..{len(self.options) - 1} that is its own inverse), got {m}")
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         p = None
@@ -145,6 +158,8 @@ class DiscreteParam:
             d["absent_option"] = self.absent_option
         if self.description:
             d["description"] = self.description
+        if self.mirror is not None:
+            d["mirror"] = list(self.mirror)
         return d
 
 
@@ -232,6 +247,7 @@ class AvatarSchema:
                         name=str(raw["name"]), low=float(raw["low"]), high=float(raw["high"]),
                         default=float(raw.get("default", raw["low"])), part=raw.get("part"),
                         prior=raw.get("prior"), description=raw.get("description", ""),
+                        mirror=str(raw.get("mirror", "same")),
                     ))
                 elif kind == "discrete":
                     weights = raw.get("weights")
@@ -240,6 +256,7 @@ class AvatarSchema:
                         default=int(raw.get("default", 0)), part=raw.get("part"),
                         weights=None if weights is None else tuple(float(w) for w in weights),
                         absent_option=raw.get("absent_option"), description=raw.get("description", ""),
+                        mirror=None if raw.get("mirror") is None else tuple(int(i) for i in raw["mirror"]),
                     ))
                 else:
                     raise SchemaError(f"parameter {raw.get('name')!r}: kind must be 'continuous' or 'discrete', got {kind!r}")

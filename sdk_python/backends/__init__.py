@@ -9,18 +9,17 @@ import importlib
 import importlib.util
 import sys
 import warnings
-from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import BackendUnavailableError, ParityWarning
-from .base import MODEL_KEYS, Backend, ModelFiles
+from .base import Backend, ModelFile, ModelFiles
 
 # backend name -> (module, runtime import name, pip package)
 _REGISTRY = {
     "onnxruntime": ("onnxruntime_backend", "onnxruntime", "onnxruntime"),
     "litert": ("litert_backend", "ai_edge_litert", "ai-edge-litert"),
     "coreml": ("coreml_backend", "coremltools", "coremltools"),
-    "torch": ("torch_backend", "torch", "torch (plus the swiftavatar toolchain)"),
+    "torch": ("torch_backend", "torch", "torch"),
 }
 AUTO_ORDER = ("onnxruntime", "litert", "coreml", "torch")
 
@@ -41,7 +40,7 @@ def runtime_available(name: str) -> Optional[str]:
 
 def available_backends(files: Optional[ModelFiles] = None) -> list[str]:
     """Backends whose runtime is installed (and, given ``files``, that have a model to run)."""
-    return [n for n in AUTO_ORDER if runtime_available(n) is None and (files is None or files.for_backend(n))]
+    return [n for n in AUTO_ORDER if runtime_available(n) is None and (files is None or files.has_model_for(n))]
 
 
 def create_backend(name: str, files: ModelFiles, output_names: Sequence[str], num_threads: int = 2,
@@ -53,7 +52,7 @@ def create_backend(name: str, files: ModelFiles, output_names: Sequence[str], nu
         files: The model files available (from the bundle).
         output_names: ONNX output order (maps positional outputs to head names).
         num_threads: CPU threads.
-        precision: ``auto``/``fp32``/``fp16``/``int8``. ``auto`` runs the fastest model whose parity status is
+        precision: ``auto`` or a contract precision (``fp32``, ``fp16``, ``dynamic_int8``, ``int8``). ``auto`` runs the fastest model whose parity status is
             ``validated`` (see :meth:`ModelFiles.choose`); an explicit precision runs its model whatever its
             status, with a :class:`~sdk_python.errors.ParityWarning` if it is below its threshold.
 
@@ -65,7 +64,7 @@ def create_backend(name: str, files: ModelFiles, output_names: Sequence[str], nu
         usable = available_backends(files)
         if not usable:
             raise BackendUnavailableError(
-                f"no backend can run this bundle here (models: {sorted(files.paths)}); install onnxruntime or ai-edge-litert")
+                f"no backend can run this bundle here (models: {sorted(files.models)}); install onnxruntime or ai-edge-litert")
         name = usable[0]
     reason = runtime_available(name)
     if reason is not None:
@@ -74,8 +73,8 @@ def create_backend(name: str, files: ModelFiles, output_names: Sequence[str], nu
                                       f"Usable here: {', '.join(others) or 'none'}")
     choice = files.choose(name, precision)
     if choice is None:
-        have = ", ".join(f"{k} ({files.status(k)})" for k in sorted(files.paths)) or "nothing"
-        below = precision == "auto" and any(MODEL_KEYS.get(k, ("",))[0] == name for k in files.paths)
+        have = ", ".join(f"{k} ({files.status(k)})" for k in sorted(files.models)) or "nothing"
+        below = precision == "auto" and bool(files.keys_for(name))
         raise BackendUnavailableError(
             f"the bundle has no {precision} model for backend '{name}' (it has: {have})"
             + ("; precision='auto' never picks a model below its parity threshold: request its precision "
@@ -83,10 +82,10 @@ def create_backend(name: str, files: ModelFiles, output_names: Sequence[str], nu
     if choice.warning:
         warnings.warn(choice.warning, ParityWarning, stacklevel=4)
     module = importlib.import_module(f".{_REGISTRY[name][0]}", __name__)
-    backend = module.create(Path(choice.path), list(output_names), num_threads)
+    backend = module.create(choice.model, list(output_names), num_threads)
     backend.precision = choice.precision
     backend.parity_status = choice.status
     return backend
 
 
-__all__ = ["Backend", "ModelFiles", "create_backend", "available_backends", "runtime_available", "AUTO_ORDER"]
+__all__ = ["Backend", "ModelFile", "ModelFiles", "create_backend", "available_backends", "runtime_available", "AUTO_ORDER"]

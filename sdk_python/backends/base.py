@@ -1,60 +1,106 @@
-"""The backend interface and the model-file table it picks from."""
+"""The backend interface, and the model files a backend picks from (keyed by the model contract)."""
 from __future__ import annotations
 
 import abc
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-# model key in the bundle -> (backend, precision)
-MODEL_KEYS = {
-    "onnx": ("onnxruntime", "fp32"),
-    "tflite_fp32": ("litert", "fp32"),
-    "tflite_fp16": ("litert", "fp16"),
-    "tflite_int8": ("litert", "int8"),
-    "coreml": ("coreml", "int8"),          # estimator_int8.mlpackage (int8 weights)
-    "coreml_fp16": ("coreml", "fp16"),
-    "torch": ("torch", "fp32"),
-}
-# precision preference when the caller says "auto" (fastest first); only "validated" models qualify
-AUTO_PRECISION = {"onnxruntime": ("fp32",), "litert": ("int8", "fp16", "fp32"), "coreml": ("fp16", "int8"),
-                  "torch": ("fp32",)}
-# parity statuses the exporter writes (converters/parity.py)
-VALIDATED, BELOW, NOT_RUN, UNVALIDATED = "validated", "below threshold", "not run here", "unvalidated"
-_LEGACY_STATUS = {"exported": NOT_RUN}          # bundles written before the parity gate
-_FALLBACK_ORDER = ("fp32", "fp16", "int8")        # auto with nothing validated: the least quantised model
+from .. import contract
+from ..contract import BELOW, LEGACY_STATUS, NOT_RUN, UNVALIDATED, VALIDATED  # noqa: F401 - re-exported
+
+
+@dataclass
+class ModelFile:
+    """One model the SDK may run: a file on disk, or a member of a bundle read only when a backend loads it.
+
+    Attributes:
+        key: The model contract's key (see :data:`sdk_python.contract.MODEL_ROWS`).
+        path: The file (export folder), or ``None`` for a bundle member.
+        member: The bundle member (:class:`sdk_python.bundle.Member`), read by offset and sha256-checked.
+        record: What the exporter recorded about the file (``output_map``, ``outputs``, ``quantization``…).
+    """
+
+    key: str
+    path: Optional[Path] = None
+    member: Any = None
+    record: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.path.name if self.path is not None else str(self.member.name)
+
+    @property
+    def row(self) -> contract.ModelRow:
+        return contract.row_for_key(self.key)
+
+    def read_bytes(self) -> bytes:
+        return self.path.read_bytes() if self.path is not None else self.member.read()
+
+    def local_path(self) -> tuple[Path, Optional[tempfile.TemporaryDirectory]]:
+        """A file path for runtimes that cannot load from memory: the file itself, or this one member
+        extracted into a private temporary folder (returned so the caller keeps it alive)."""
+        if self.path is not None:
+            return self.path, None
+        from ..bundle import extract_member
+        tmp = tempfile.TemporaryDirectory(prefix="swiftavatar-model-")
+        return extract_member(self.member, tmp.name), tmp
 
 
 @dataclass
 class Choice:
-    """The model a backend will run: its key, file, precision, parity status and any warning to give."""
+    """The model a backend will run: the file, its precision, parity status and any warning to give."""
 
-    key: str
-    path: Path
+    model: ModelFile
     precision: str
     status: str
     warning: Optional[str] = None
 
+    @property
+    def key(self) -> str:
+        return self.model.key
+
+    @property
+    def path(self) -> Optional[Path]:
+        return self.model.path
+
 
 @dataclass
 class ModelFiles:
-    """Estimator model files by key (see :data:`MODEL_KEYS`) and, by the same key, the parity row the exporter
-    recorded (``status``: validated / below threshold / not run here / unvalidated; none recorded = unvalidated)."""
+    """Estimator models by contract key and, by the same key, the parity row the exporter recorded
+    (``status``: validated / below threshold / not run here / unvalidated; none recorded = unvalidated).
 
-    paths: dict[str, Path] = field(default_factory=dict)
+    ``models`` values may be given as plain paths; they become :class:`ModelFile` entries.
+    """
+
+    models: dict[str, Union[ModelFile, Path]] = field(default_factory=dict)
     parity: dict[str, dict] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.models = {k: v if isinstance(v, ModelFile) else ModelFile(k, path=Path(v)) for k, v in self.models.items()}
+
+    def add(self, model: ModelFile, parity: Optional[dict] = None) -> None:
+        self.models[model.key] = model
+        self.parity[model.key] = parity if isinstance(parity, dict) else {}
 
     def status(self, key: str) -> str:
         s = (self.parity.get(key) or {}).get("status") or UNVALIDATED
-        return _LEGACY_STATUS.get(s, s)
+        return LEGACY_STATUS.get(s, s)
 
     def _describe(self, key: str) -> str:
         row = self.parity.get(key) or {}
+        if row.get("reason"):
+            return row["reason"]
         if row.get("agreement") is not None and row.get("threshold") is not None:
             return f"agreement with torch {row['agreement']:.4f} < threshold {row['threshold']}"
-        return row.get("reason") or self.status(key)
+        return self.status(key)
+
+    def keys_for(self, runtime: str) -> dict[str, str]:
+        """precision → key of the models ``runtime`` can run."""
+        return {r.precision: r.key for r in contract.rows() if r.runtime == runtime and r.key in self.models}
 
     def choose(self, backend: str, precision: str = "auto") -> Optional[Choice]:
         """The model ``backend`` runs for ``precision``, or ``None`` if the bundle has none it may run.
@@ -63,7 +109,7 @@ class ModelFiles:
         not below its threshold, with a warning; never a below-threshold model. An explicit precision gets
         its model whatever its status, with a warning if it is below its threshold.
         """
-        keys = {p: k for k, (b, p) in MODEL_KEYS.items() if b == backend and k in self.paths}
+        keys = self.keys_for(backend)
         if precision != "auto":
             key = keys.get(precision)
             if key is None:
@@ -73,23 +119,22 @@ class ModelFiles:
                 warning = (f"the {backend} {precision} model is below its parity threshold ({self._describe(key)}); "
                            f"running it because precision={precision!r} was requested: results may differ from "
                            "the trained model's")
-            return Choice(key, self.paths[key], precision, self.status(key), warning)
-        for prec in AUTO_PRECISION.get(backend, ()):
+            return Choice(self.models[key], precision, self.status(key), warning)
+        for prec in contract.AUTO_PRECISION.get(backend, ()):
             if prec in keys and self.status(keys[prec]) == VALIDATED:
-                return Choice(keys[prec], self.paths[keys[prec]], prec, VALIDATED)
-        for prec in _FALLBACK_ORDER:
+                return Choice(self.models[keys[prec]], prec, VALIDATED)
+        for prec in contract.FALLBACK_ORDER:
             if prec in keys and self.status(keys[prec]) != BELOW:
                 key = keys[prec]
                 skipped = [f"{p} ({self.status(k)})" for p, k in keys.items() if k != key]
-                return Choice(key, self.paths[key], prec, self.status(key),
+                return Choice(self.models[key], prec, self.status(key),
                               f"no validated {backend} model in the bundle: precision='auto' falls back to {prec}, "
                               f"whose parity status is '{self.status(key)}'"
                               + (f" (others: {', '.join(skipped)})" if skipped else ""))
         return None
 
-    def for_backend(self, backend: str, precision: str = "auto") -> Optional[Path]:
-        choice = self.choose(backend, precision)
-        return None if choice is None else choice.path
+    def has_model_for(self, backend: str) -> bool:
+        return self.choose(backend) is not None
 
 
 class Backend(abc.ABC):
@@ -103,14 +148,14 @@ class Backend(abc.ABC):
     precision: str = "fp32"
     parity_status: str = "unvalidated"    # the exporter's parity status of the model file (set by create_backend)
 
-    def __init__(self, model_path: Path, output_names: Sequence[str], num_threads: int):
-        self.model_path = Path(model_path)
+    def __init__(self, model: ModelFile, output_names: Sequence[str], num_threads: int):
+        self.model = model
         self.output_names = list(output_names)
         self.num_threads = num_threads
 
     @abc.abstractmethod
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Args: ``x``: float32 ``[1, 3, S, S]``, already normalised. Returns ``{head name: [1, K]}``."""
+        """Args: ``x``: float32 ``[1, 3, S, S]``, already normalised. Returns ``{output name: [1, K]}``."""
 
     def close(self) -> None:
         """Release the runtime (idempotent)."""
@@ -118,6 +163,6 @@ class Backend(abc.ABC):
     def _by_position(self, values: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         if len(values) != len(self.output_names):
             from ..errors import BundleError
-            raise BundleError(f"{self.model_path.name} has {len(values)} outputs, the manifest names "
+            raise BundleError(f"{self.model.name} has {len(values)} outputs, the manifest names "
                               f"{len(self.output_names)} ({self.output_names}): the bundle is inconsistent, re-export it")
         return dict(zip(self.output_names, values))

@@ -10,18 +10,18 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import BackendUnavailableError, BundleError
-from .base import Backend
+from .base import Backend, ModelFile
 
 
 class CoreMLBackend(Backend):
     name = "coreml"
 
-    def __init__(self, model_path: Path, output_names: Sequence[str], num_threads: int):
-        super().__init__(model_path, output_names, num_threads)
+    def __init__(self, model: ModelFile, output_names: Sequence[str], num_threads: int):
+        super().__init__(model, output_names, num_threads)
         if sys.platform != "darwin":
             raise BackendUnavailableError("CoreML models run only on macOS; use onnxruntime or litert here")
         import coremltools as ct
-        path = Path(model_path)
+        path, self._member_tmp = model.local_path()
         if path.suffix == ".zip":  # bundles store the .mlpackage folder zipped
             self._tmp = tempfile.TemporaryDirectory(prefix="swiftavatar-coreml-")
             with zipfile.ZipFile(path) as z:
@@ -30,17 +30,15 @@ class CoreMLBackend(Backend):
         try:
             self.model = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.ALL)
         except Exception as exc:
-            raise BundleError(f"CoreML cannot load {model_path} ({exc})") from None
+            raise BundleError(f"CoreML cannot load {model.name} ({exc})") from None
         spec = self.model.get_spec()
         self.input_name = spec.description.input[0].name
         self.model_outputs = [o.name for o in spec.description.output]
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         out = self.model.predict({self.input_name: x.astype(np.float32)})
-        if set(self.output_names) <= set(out):
-            return {n: np.asarray(out[n], np.float32) for n in self.output_names}
-        return self._by_position([np.asarray(out[n], np.float32) for n in self.model_outputs])
+        return {n: np.asarray(out[n], np.float32) for n in self.output_names}
 
 
-def create(model_path: Path, output_names: Sequence[str], num_threads: int) -> Backend:
-    return CoreMLBackend(model_path, output_names, num_threads)
+def create(model: ModelFile, output_names: Sequence[str], num_threads: int) -> Backend:
+    return CoreMLBackend(model, output_names, num_threads)

@@ -1,23 +1,32 @@
 """LiteRT (``ai-edge-litert``) backend for the bundle's TFLite files.
 
-Output mapping, in order of preference:
-1. a signature whose output keys are the head names (litert-torch exports keep them);
-2. a ``serving_default`` signature with ``output_0..output_{n-1}``: onnx2tf writes these with
-   ``output_i`` = ONNX output ``i`` (int8 files reorder their raw outputs, the signature does not);
-3. no signature: raw outputs named ``Identity``, ``Identity_1``, ... in ONNX order (fp32/fp16 onnx2tf
-   files), or named after the heads.
+Outputs are read where the exporter recorded them (``output_map`` in the bundle's model entry, or the same
+map embedded in the file's ``swiftavatar_metadata``): ``{"signature": "serving_default" | None, "outputs":
+{output name: signature key or tensor name}}``. Nothing is inferred from tensor names or positions.
 Inputs may be NCHW or NHWC (onnx2tf transposes) and float or quantized; both are handled here.
 """
 from __future__ import annotations
 
-import re
-from pathlib import Path
-from typing import Sequence
+import json
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from ..errors import BundleError
-from .base import Backend
+from .base import Backend, ModelFile
+
+METADATA_NAME = "swiftavatar_metadata"
+
+
+def embedded_metadata(data: bytes) -> Optional[dict[str, Any]]:
+    """The exporter's metadata embedded in a TFLite flatbuffer (``swiftavatar_metadata``), if any."""
+    from ai_edge_litert import schema_py_generated as fb
+    model = fb.Model.GetRootAsModel(data, 0)
+    for i in range(model.MetadataLength()):
+        md = model.Metadata(i)
+        if md.Name() == METADATA_NAME.encode():
+            return json.loads(model.Buffers(md.Buffer()).DataAsNumpy().tobytes().decode("utf-8"))
+    return None
 
 
 def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
@@ -41,50 +50,42 @@ def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
 class LiteRtBackend(Backend):
     name = "litert"
 
-    def __init__(self, model_path: Path, output_names: Sequence[str], num_threads: int):
-        super().__init__(model_path, output_names, num_threads)
+    def __init__(self, model: ModelFile, output_names: Sequence[str], num_threads: int):
+        super().__init__(model, output_names, num_threads)
         from ai_edge_litert.interpreter import Interpreter
+        data = model.read_bytes()
+        omap = model.record.get("output_map")
         try:
-            self.interp = Interpreter(model_path=str(model_path), num_threads=num_threads)
+            if omap is None:
+                omap = (embedded_metadata(data) or {}).get("output_map")
+            self.interp = Interpreter(model_content=data, num_threads=num_threads)
         except Exception as exc:
-            raise BundleError(f"LiteRT cannot load {model_path} ({exc}); the TFLite file is damaged") from None
+            raise BundleError(f"LiteRT cannot load {model.name} ({exc}); the TFLite file is damaged") from None
+        if not isinstance(omap, dict) or not isinstance(omap.get("outputs"), dict):
+            raise BundleError(f"{model.name}: no output map recorded by the exporter (neither in the bundle nor in "
+                              "the file's swiftavatar_metadata); re-export it with `avatartool export`")
+        missing = [n for n in self.output_names if n not in omap["outputs"]]
+        if missing:
+            raise BundleError(f"{model.name}: its recorded output map lacks {missing}; re-export the bundle")
         self.runner = None
-        sigs = self.interp.get_signature_list()
-        if sigs:
-            key = "serving_default" if "serving_default" in sigs else next(iter(sigs))
-            runner = self.interp.get_signature_runner(key)
-            outs = list(sigs[key]["outputs"])
-            if set(self.output_names) <= set(outs):
-                self.sig_map = {n: n for n in self.output_names}
-            elif sorted(outs) == sorted(f"output_{i}" for i in range(len(self.output_names))):
-                self.sig_map = {n: f"output_{i}" for i, n in enumerate(self.output_names)}
-            else:
-                raise BundleError(f"{model_path.name}: signature outputs {outs} match neither the head names "
-                                  f"{self.output_names} nor output_0..output_{len(self.output_names) - 1}")
-            self.runner = runner
-            self.in_key = list(sigs[key]["inputs"])[0]
-            self.in_detail = runner.get_input_details()[self.in_key]
-            self.out_details = runner.get_output_details()
+        if omap.get("signature"):
+            sigs = self.interp.get_signature_list()
+            if omap["signature"] not in sigs:
+                raise BundleError(f"{model.name}: recorded signature {omap['signature']!r} is not in the file "
+                                  f"(it has {list(sigs)}); re-export it")
+            self.runner = self.interp.get_signature_runner(omap["signature"])
+            self.sig_map = {n: omap["outputs"][n] for n in self.output_names}
+            self.in_key = list(sigs[omap["signature"]]["inputs"])[0]
+            self.in_detail = self.runner.get_input_details()[self.in_key]
+            self.out_details = self.runner.get_output_details()
         else:
             self.interp.allocate_tensors()
             self.in_detail = self.interp.get_input_details()[0]
-            details = self.interp.get_output_details()
-            names = [d["name"] for d in details]
-            if set(self.output_names) <= set(names):
-                order = [names.index(n) for n in self.output_names]
-            else:
-                def rank(n: str) -> int:
-                    m = re.search(r"(?:Identity|StatefulPartitionedCall)(?:_(\d+))?(?::(\d+))?$", n)
-                    if not m:
-                        raise BundleError(f"{model_path.name}: cannot map output {n!r} to a head; re-export with a "
-                                          "serving_default signature or head-named outputs")
-                    return int(m.group(1) or m.group(2) or 0)
-                ranks = [rank(n) for n in names]
-                order = [ranks.index(i) for i in sorted(ranks)]
-                if len(order) != len(self.output_names):
-                    self._by_position(order)  # raises with a clear message
-            self.out_index = {n: details[i]["index"] for n, i in zip(self.output_names, order)}
-            self.out_detail = {n: details[i] for n, i in zip(self.output_names, order)}
+            by_name = {d["name"]: d for d in self.interp.get_output_details()}
+            absent = [omap["outputs"][n] for n in self.output_names if omap["outputs"][n] not in by_name]
+            if absent:
+                raise BundleError(f"{model.name}: recorded output tensors {absent} are not in the file; re-export it")
+            self.out_detail = {n: by_name[omap["outputs"][n]] for n in self.output_names}
         shape = list(self.in_detail["shape"])
         self.nhwc = len(shape) == 4 and shape[-1] == 3 and shape[1] != 3
 
@@ -97,12 +98,12 @@ class LiteRtBackend(Backend):
             return {n: _dequantize(np.asarray(res[k]), self.out_details[k]) for n, k in self.sig_map.items()}
         self.interp.set_tensor(self.in_detail["index"], x)
         self.interp.invoke()
-        return {n: _dequantize(self.interp.get_tensor(i), self.out_detail[n]) for n, i in self.out_index.items()}
+        return {n: _dequantize(self.interp.get_tensor(d["index"]), d) for n, d in self.out_detail.items()}
 
     def close(self) -> None:
         self.runner = None
         self.interp = None
 
 
-def create(model_path: Path, output_names: Sequence[str], num_threads: int) -> Backend:
-    return LiteRtBackend(model_path, output_names, num_threads)
+def create(model: ModelFile, output_names: Sequence[str], num_threads: int) -> Backend:
+    return LiteRtBackend(model, output_names, num_threads)

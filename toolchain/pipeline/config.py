@@ -87,9 +87,12 @@ class TrainStage:
     backbone_weights: Optional[str] = None
 
 
+DEFAULT_EXPORT_FORMATS = "onnx,tflite,coreml,torch"
+
+
 @dataclass
 class ExportStage:
-    formats: str = "onnx,tflite,coreml"
+    formats: str = DEFAULT_EXPORT_FORMATS
     calibration_images: int = 300
     face_detector: Optional[str] = None
     fetch_detector: bool = True
@@ -148,7 +151,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "avatar.train_preset": "tiny", "avatar.iters": 300,
         "pairs.k": 2, "pairs.steps": 30, "pairs.batch": 32, "pairs.chunk": 100,
         "train.preset": "small", "train.epochs": 6, "train.input_size": 64,
-        "export.formats": "onnx,tflite:fp32,tflite:int8", "export.calibration_images": 300,
+        "export.formats": "onnx,tflite:fp32,tflite:int8,torch", "export.calibration_images": 300,
         "eval.n": 200, "eval.size": 64,
     },
     "cpu": {
@@ -158,7 +161,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "avatar.train_preset": "tiny", "avatar.iters": 1200,
         "pairs.k": 3, "pairs.steps": 100, "pairs.batch": 64, "pairs.chunk": 100,
         "train.preset": "small", "train.epochs": 4, "train.input_size": 112,
-        "export.formats": "onnx,tflite,coreml",
         "eval.n": 300, "eval.size": 128,
     },
     "paper": {
@@ -168,7 +170,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "avatar.train_preset": "paper", "avatar.iters": 20_000,
         "pairs.k": 10, "pairs.steps": 200, "pairs.batch": 64, "pairs.chunk": 64,
         "train.preset": "paper",
-        "export.formats": "onnx,tflite,coreml",
         "eval.n": 1000, "eval.size": 256,
     },
 }

@@ -1,0 +1,186 @@
+"""How steady the SDK's answers are on one photo (IMAGE mode): under small jitter, and under mirroring.
+
+    python -m benchmarks.sdk_stability BUNDLE [--frames 30] [--jitter 3] [--images DIR] [--out DIR]
+
+For every photo (scikit-image's astronaut, matplotlib's Grace Hopper, each also at half size, and up to 6
+images of ``--images``, upscaled to 384 px), ``--frames`` frames are made by shifting it by up to ±``--jitter`` px (edge padding)
+and adding light noise (σ = 2 grey levels); each frame is estimated on its own. Reported per parameter and
+configuration: flips (how often the answer changes from one frame to the next, summed over photos),
+distinct answers, continuous spread (max − min, in the parameter's units), and mirror agreement (the photo
+and its mirror image give the same answer, mapped through the schema's ``mirror`` field). Crop drift is how
+far the aligned crop's corners move (in crop pixels) once each frame's known shift is undone.
+Configurations: ``baseline`` (one crop) and ``mirror_tta`` (keypoints of the image and its mirror averaged
+before aligning; the crop and its mirror averaged).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from benchmarks._report import RESULTS, write_report
+
+CONFIGS = {"baseline": {"mirror_tta": False}, "mirror_tta": {"mirror_tta": True}}
+
+
+def photos(folder: Path | None, size: int = 384) -> dict[str, np.ndarray]:
+    from skimage import data
+    out = {"astronaut": data.astronaut()}
+    try:
+        import matplotlib.cbook as cbook
+        with cbook.get_sample_data("grace_hopper.jpg") as f:
+            out["grace_hopper"] = np.asarray(Image.open(f).convert("RGB"))
+    except (OSError, ValueError):
+        pass
+    for name in list(out):   # the same faces smaller in the frame: detection and alignment get harder
+        im = Image.fromarray(out[name])
+        out[f"{name}@0.5"] = np.asarray(im.resize((im.width // 2, im.height // 2), Image.LANCZOS))
+    if folder is not None:
+        for p in sorted(q for q in folder.iterdir() if q.suffix.lower() in (".png", ".jpg", ".jpeg"))[:6]:
+            with Image.open(p) as im:
+                out[p.stem] = np.asarray(im.convert("RGB").resize((size, size), Image.BICUBIC))
+    return out
+
+
+def jittered(img: np.ndarray, frames: int, jitter: int, seed: int) -> list[tuple[np.ndarray, tuple[int, int]]]:
+    rng = np.random.default_rng(seed)
+    h, w = img.shape[:2]
+    padded = np.pad(img, ((jitter, jitter), (jitter, jitter), (0, 0)), mode="edge")
+    out = []
+    for _ in range(frames):
+        dx, dy = (int(v) for v in rng.integers(-jitter, jitter + 1, 2))
+        frame = padded[jitter - dy:jitter - dy + h, jitter - dx:jitter - dx + w].astype(np.float32)
+        frame = np.clip(frame + rng.normal(0, 2.0, frame.shape), 0, 255).astype(np.uint8)
+        out.append((frame, (dx, dy)))
+    return out
+
+
+def crop_drift(keypoints: list[dict], shifts: list[tuple[int, int]], size: int) -> tuple[float, float]:
+    """Largest and mean movement (crop px) of the crop's corners, each frame's shift undone, against the median
+    frame."""
+    from sdk_python.framing import alignment_transform
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64)
+    backs = []
+    for kp, (dx, dy) in zip(keypoints, shifts):
+        M = alignment_transform(kp, size)
+        inv = np.linalg.inv(np.vstack([M, [0, 0, 1]]))
+        pts = np.c_[corners, np.ones(4)] @ inv[:2].T - [dx, dy]
+        backs.append((pts, float(np.sqrt(abs(np.linalg.det(M[:, :2]))))))
+    ref = np.median(np.stack([b for b, _ in backs]), axis=0)
+    moves = [np.linalg.norm(b - ref, axis=1).max() * s for b, s in backs]
+    return float(max(moves)), float(np.mean(moves))
+
+
+def mirrored_value(schema: dict, name: str, value):
+    p = next(q for q in schema["params"] if q["name"] == name)
+    if p["kind"] == "discrete":
+        return p["mirror"][value] if p.get("mirror") else value
+    return p["low"] + p["high"] - value if p.get("mirror") == "reflect" else value
+
+
+def run(bundle: Path, frames: int, jitter: int, folder: Path | None) -> dict:
+    from sdk_python import AvatarEstimator
+    from sdk_python.errors import FaceError, ParityWarning
+    imgs = photos(folder)
+    results: dict = {}
+    for cname, opts in CONFIGS.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ParityWarning)
+            est = AvatarEstimator.create_from_bundle(bundle, **opts)
+        per_photo = {}
+        with est:
+            schema = est.schema
+            for pname, img in imgs.items():
+                seq, kps, shifts = [], [], []
+                for k, (frame, shift) in enumerate(jittered(img, frames, jitter, seed=len(pname))):
+                    try:
+                        r = est.estimate(frame, color_order="rgb")
+                    except FaceError:
+                        continue
+                    seq.append(r.vector)
+                    kps.append(r.face.keypoints)
+                    shifts.append(shift)
+                if len(seq) < 2:
+                    per_photo[pname] = {"skipped": "no face found in the frames"}
+                    continue
+                try:
+                    a, b = est.estimate(img, color_order="rgb"), est.estimate(img[:, ::-1], color_order="rgb")
+                    mirror = {n: bool(np.isclose(mirrored_value(schema, n, b.vector[n]), a.vector[n], atol=1e-6)
+                                      if isinstance(a.vector[n], float) else mirrored_value(schema, n, b.vector[n]) == a.vector[n])
+                              for n in a.vector}
+                    mirror_gap = {n: abs(mirrored_value(schema, n, b.vector[n]) - a.vector[n])
+                                  for n in a.vector if isinstance(a.vector[n], float)}
+                except FaceError:
+                    mirror, mirror_gap = {}, {}
+                per_photo[pname] = {
+                    "frames": len(seq),
+                    "flips": {n: int(sum(x[n] != y[n] for x, y in zip(seq, seq[1:]))) for n in seq[0]
+                              if isinstance(seq[0][n], int)},
+                    "distinct": {n: len({x[n] for x in seq}) for n in seq[0] if isinstance(seq[0][n], int)},
+                    "spread": {n: float(max(x[n] for x in seq) - min(x[n] for x in seq)) for n in seq[0]
+                               if isinstance(seq[0][n], float)},
+                    "mirror_same": mirror, "mirror_gap": mirror_gap,
+                    "crop_drift_px": crop_drift(kps, shifts, est.input_size)[0],
+                    "crop_drift_mean_px": crop_drift(kps, shifts, est.input_size)[1]}
+        results[cname] = per_photo
+    return {"results": results, "photos": list(imgs), "frames": frames, "jitter": jitter}
+
+
+def table(res: dict) -> tuple[list[str], list[list]]:
+    configs = list(res["results"])
+    names: list[str] = []
+    for per_photo in res["results"].values():
+        for r in per_photo.values():
+            for n in [*r.get("flips", {}), *r.get("spread", {})]:
+                if n not in names:
+                    names.append(n)
+    rows = []
+    for n in names:
+        row = [n]
+        for c in configs:
+            ok = [r for r in res["results"][c].values() if "frames" in r]
+            if n in (ok[0]["flips"] if ok else {}):
+                flips = sum(r["flips"][n] for r in ok)
+                distinct = max(r["distinct"][n] for r in ok)
+                steady = f"{flips} flips, ≤{distinct} answers"
+            else:
+                steady = f"spread ≤ {max(r['spread'][n] for r in ok):.3f}" if ok else "–"
+            mir = [r["mirror_same"][n] for r in ok if n in r["mirror_same"]]
+            row += [steady, f"{sum(mir)}/{len(mir)}"]
+        rows.append(row)
+    drift = ["crop drift, crop px (max / mean per photo)"]
+    for c in configs:
+        ok = {p: r for p, r in res["results"][c].items() if "frames" in r}
+        drift += ["; ".join(f"{p} {r['crop_drift_px']:.2f} / {r['crop_drift_mean_px']:.2f}" for p, r in ok.items()), ""]
+    rows.append(drift)
+    headers = ["parameter"] + [h for c in configs for h in (f"{c}: under jitter", f"{c}: mirror agrees")]
+    return headers, rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.sdk_stability", description=__doc__.splitlines()[0])
+    ap.add_argument("bundle", type=Path)
+    ap.add_argument("--frames", type=int, default=30)
+    ap.add_argument("--jitter", type=int, default=3)
+    ap.add_argument("--images", type=Path, default=None, help="a folder of extra face photos (up to 6 used)")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    a = ap.parse_args(argv)
+    res = run(a.bundle.resolve(), a.frames, a.jitter, a.images)
+    headers, rows = table(res)
+    command = "python -m benchmarks.sdk_stability " + " ".join(argv if argv is not None else sys.argv[1:])
+    n_ok = {c: sum("frames" in r for r in per.values()) for c, per in res["results"].items()}
+    write_report("sdk_stability", {**res, "bundle": str(a.bundle), "command": command}, headers, rows,
+                 notes=(f"Bundle `{a.bundle.name}`; photos: {', '.join(res['photos'])} (faces found in "
+                        f"{', '.join(f'{c}: {n}' for c, n in n_ok.items())}); {a.frames} frames each with up to "
+                        f"±{a.jitter} px shift and σ = 2 noise; IMAGE mode, default backend. Flips are summed over "
+                        "photos; mirror agreement counts photos whose mirror image gets the same (mapped) answer."),
+                 out_dir=a.out, stamp=f"Command: `{command}`")
+    print((a.out / "sdk_stability.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
