@@ -35,6 +35,11 @@ LOG_ENV = {
 }
 
 _OPTIONAL_DEPS = "mediapipe.tasks.python.core.optional_dependencies"
+# Imported by mediapipe's package __init__ files but never used by face detection: loaded lazily (on
+# first attribute access) while :func:`import_mediapipe` runs. drawing_utils imports matplotlib.pyplot
+# and cv2 (~1 s on 2 cores), audio imports sounddevice (~0.2 s).
+_LAZY = ("mediapipe.tasks.python.vision.drawing_utils", "mediapipe.tasks.python.vision.drawing_styles",
+         "mediapipe.tasks.python.audio")
 
 
 def silence_native_logs() -> None:
@@ -96,6 +101,26 @@ def import_mediapipe() -> types.ModuleType:
         doc_controls = types.SimpleNamespace(do_not_generate_docs=lambda x: x)
         stub.doc_controls = doc_controls  # type: ignore[attr-defined]
         sys.modules[_OPTIONAL_DEPS] = stub
-    with quiet_stderr():
-        import mediapipe
+    finder = _LazyFinder()
+    sys.meta_path.insert(0, finder)
+    try:
+        with quiet_stderr():
+            import mediapipe
+    finally:
+        sys.meta_path.remove(finder)
     return mediapipe
+
+
+class _LazyFinder:
+    """Meta-path finder that hands :data:`_LAZY` modules to ``importlib.util.LazyLoader``."""
+
+    def find_spec(self, name, path, target=None):
+        if name not in _LAZY:
+            return None
+        import importlib.machinery
+        import importlib.util
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return None
+        spec.loader = importlib.util.LazyLoader(spec.loader)
+        return spec
