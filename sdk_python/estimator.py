@@ -42,6 +42,18 @@ class InferenceError(AvatarSDKError):
     """The estimator runtime failed on a valid input (a damaged or mismatched model file)."""
 
 
+def _detector_model_resolver(options: AvatarEstimatorOptions, source: Any):
+    """``kind -> model path`` for :class:`FaceFinder`, from the options and the bundle (resolved lazily)."""
+    short_explicit, short_bundled = options.detector_model_path, source.detector_model
+    full_explicit, full_bundled = options.full_range_model_path, getattr(source, "full_range_detector", None)
+
+    def model_for(kind: str) -> Path:
+        if kind == "short":
+            return resolve_detector_model(short_explicit, short_bundled)
+        return resolve_model("full", full_explicit, full_bundled)
+    return model_for
+
+
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
 
@@ -69,16 +81,18 @@ class AvatarEstimator:
             from .errors import BundleError
             raise BundleError(f"{self.source.origin}: no model output for {missing}; re-export the bundle")
         if options.detection == Detection.MEDIAPIPE:
-            self.finder = FaceFinder(self._detector_mode(), self._detector_model, options.min_face_confidence,
+            # a resolver that holds no reference to self: an estimator dropped without close() must not sit
+            # in a reference cycle, or its MediaPipe graphs are closed by the garbage collector at any
+            # allocation, which can deadlock inside MediaPipe's dispatcher lock
+            self.finder = FaceFinder(self._detector_mode(), _detector_model_resolver(options, self.source),
+                                     options.min_face_confidence,
                                      checks=options.face_checks, tile_size=options.tile_size)
         self._color_params = color_parameters(self.decoder.schema)
         self._smoother = VideoSmoother(options.smoothing_ms, options.hysteresis, options.reset_after_ms)
         self._last_ts: Optional[int] = None
 
     def _detector_model(self, kind: str) -> Path:
-        if kind == "short":
-            return resolve_detector_model(self.options.detector_model_path, self.source.detector_model)
-        return resolve_model("full", self.options.full_range_model_path, getattr(self.source, "full_range_detector", None))
+        return _detector_model_resolver(self.options, self.source)(kind)
 
     def _detector_mode(self) -> str:
         mode = DetectorMode(self.options.detector).value
