@@ -134,9 +134,24 @@ def _close_quietly(det) -> None:
             det._handle = None
         except Exception:
             pass
+        _GRAPHS.pop(id(det), None)
 
 
 _LIVE: "weakref.WeakSet[FaceDetector]" = weakref.WeakSet()
+
+# Every open MediaPipe graph, held strongly until closed here, and graphs whose wrapper was finalised.
+# Why: MediaPipe 1.x closes a graph through one serial dispatcher whose executor holds a lock while it
+# allocates; a graph finalised by the cyclic garbage collector (an estimator in a reference cycle, e.g.
+# kept alive by an exception's traceback) runs close() at that allocation, in the same thread, and
+# deadlocks. Held here, a graph is never cyclic garbage; a finalised wrapper only queues its graph,
+# and queued graphs are closed at the next safe point (creating, using or closing a detector, exit).
+_GRAPHS: dict[int, object] = {}
+_PENDING_CLOSE: list = []
+
+
+def _close_pending() -> None:
+    while _PENDING_CLOSE:
+        _close_quietly(_PENDING_CLOSE.pop())
 
 
 @atexit.register
@@ -144,6 +159,9 @@ def _close_all() -> None:
     # MediaPipe's own finaliser fails noisily once the interpreter is shutting down: close first.
     for det in list(_LIVE):
         det.close()
+    _close_pending()
+    for graph in list(_GRAPHS.values()):
+        _close_quietly(graph)
 
 
 _MIRROR_NAMES = {"right_eye": "left_eye", "left_eye": "right_eye", "right_ear": "left_ear", "left_ear": "right_ear"}
@@ -173,7 +191,9 @@ class FaceDetector:
         self.min_confidence = float(min_confidence)
         self.rebuilds = 0
         self._lock = threading.Lock()
+        _close_pending()
         self._det = self._build()
+        _GRAPHS[id(self._det)] = self._det
         _LIVE.add(self)
 
     def _build(self):
@@ -215,6 +235,8 @@ class FaceDetector:
             DetectorError: invalid input, or MediaPipe failed twice (with a rebuild in between).
         """
         self.validate(image)
+        if _PENDING_CLOSE:
+            _close_pending()
         from .native_logs import import_mediapipe, quiet_stderr
         mp = import_mediapipe()
         frame = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
@@ -291,15 +313,18 @@ class FaceDetector:
         old, self._det = self._det, None
         _close_quietly(old)
         self._det = self._build()
+        _GRAPHS[id(self._det)] = self._det
 
     def close(self) -> None:
         """Release the MediaPipe graph (idempotent)."""
         det, self._det = getattr(self, "_det", None), None
         if det is not None:
             _close_quietly(det)
+        _close_pending()
 
-    def __del__(self):  # mediapipe's own __del__ fails at interpreter exit; close while modules exist
-        try:
-            self.close()
-        except Exception:
-            pass
+    def __del__(self):
+        # Possibly inside the garbage collector, at any allocation: never call MediaPipe from here
+        # (see _GRAPHS); queue the graph for the next safe point.
+        det, self._det = getattr(self, "_det", None), None
+        if det is not None:
+            _PENDING_CLOSE.append(det)
