@@ -229,3 +229,23 @@ def test_cli_predict_folder_quietly(tiny_export, detector_model, full_range_mode
     noise = [ln for ln in proc.stderr.splitlines() if ln.startswith(("INFO:", "W0000", "I0000", "WARNING: All log"))]
     assert not noise, proc.stderr[-2000:]
     assert "tensorflow" not in proc.stderr.lower()
+
+
+def test_detector_in_cyclic_garbage_is_closed_later_not_by_the_collector(detector_model):
+    """A MediaPipe graph closed from inside the garbage collector can deadlock MediaPipe's dispatcher: the
+    wrapper must only queue it, and the next safe point closes it."""
+    import gc
+
+    from sdk_python import detector as det_mod
+    d = det_mod.FaceDetector(detector_model)
+    graph = d._det
+    cycle = [d]
+    cycle.append(cycle)
+    d.cycle = cycle
+    del d, cycle
+    gc.collect()
+    assert graph in det_mod._PENDING_CLOSE and id(graph) in det_mod._GRAPHS   # queued, still open
+    other = det_mod.FaceDetector(detector_model)                              # a safe point
+    assert graph not in det_mod._PENDING_CLOSE and id(graph) not in det_mod._GRAPHS
+    assert other.detect(np.zeros((64, 64, 3), np.uint8)) == []
+    other.close()
