@@ -249,3 +249,15 @@ def test_detector_in_cyclic_garbage_is_closed_later_not_by_the_collector(detecto
     assert graph not in det_mod._PENDING_CLOSE and id(graph) not in det_mod._GRAPHS
     assert other.detect(np.zeros((64, 64, 3), np.uint8)) == []
     other.close()
+
+
+def test_schema_color_flag_round_trips_and_drives_the_quality_flag():
+    from toolchain.schema import AvatarSchema, ContinuousParam, DiscreteParam
+    schema = AvatarSchema(engine="t", params=(DiscreteParam("fur", ("red", "blue"), color=True),
+                                              ContinuousParam("hue_shift", 0.0, 1.0, 0.5, color=True),
+                                              DiscreteParam("hair_color", ("a", "b"))))
+    data = schema.to_json()
+    assert data["params"][0]["color"] is True and "color" not in data["params"][2]
+    assert AvatarSchema.from_json(data) == schema
+    # marked parameters win over the name rule ("hair_color" is not marked here)
+    assert color_parameters(data) == ("fur", "hue_shift")
