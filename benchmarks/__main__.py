@@ -2,6 +2,7 @@
 
     python -m benchmarks RUN [--quick] [--only render,gan,...] [--out DIR]
     python -m benchmarks ablation --engine alter [--preset smoke] [--run DIR] [--set SECTION.FIELD=VALUE ...]
+    python -m benchmarks render-overhead [--n 512] [--size 256] [--profile]
 
 Each table is measured now (nothing is read from an earlier benchmark result) and written as
 ``<out>/<name>.json`` + ``.md`` (+ ``.png`` plots), stamped with the run, the code commit, the command and
@@ -67,6 +68,10 @@ def main(argv: list[str] | None = None) -> None:
     if argv and argv[0] == "ablation":
         from benchmarks.ablation import main as ablation_main
         ablation_main(argv[1:])
+        return
+    if argv and argv[0] == "render-overhead":
+        from benchmarks.render_overhead import main as overhead_main
+        overhead_main(argv[1:])
         return
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, help="a build run directory (avatartool build --run DIR)")
