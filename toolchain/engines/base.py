@@ -4,7 +4,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -25,6 +25,25 @@ class RenderBatch:
 
     def __len__(self) -> int:
         return len(self.images)
+
+
+@dataclass
+class FileBatch:
+    """One render request whose results go to files: vector ``k`` to ``image_files[k]`` (and
+    ``mask_files[k]``)."""
+
+    vectors: Sequence[Mapping]
+    image_files: Sequence[Path]
+    mask_files: Sequence[Path]
+
+
+@dataclass
+class FileBatchResult:
+    """How one :class:`FileBatch` went: masks written, or the error; and engine restarts on the way."""
+
+    wrote_masks: bool = False
+    error: BaseException | None = None
+    restarts: list[dict[str, Any]] | None = None
 
 
 class Engine(ABC):
@@ -69,6 +88,18 @@ class Engine(ABC):
         items = list(zip(mask_files, batch.masks)) if batch.masks is not None else []
         save_pngs_atomic(items + list(zip(image_files, batch.images)))
         return batch.masks is not None
+
+    def render_batches_to_files(self, batches: Iterable[FileBatch], size: int, masks: bool) -> Iterator[FileBatchResult]:
+        """:meth:`render_to_files` for a stream of batches, one result per batch in order; a failing batch
+        does not stop the stream. Engines may overlap writing one batch with rendering the next."""
+        for b in batches:
+            result = FileBatchResult()
+            try:
+                result.wrote_masks = self.render_to_files(b.vectors, size, masks, b.image_files, b.mask_files)
+            except Exception as exc:  # noqa: BLE001 - the caller reports it per vector
+                result.error = exc
+            result.restarts = self.pop_restarts()
+            yield result
 
     def pop_restarts(self) -> list[dict[str, Any]]:
         """Engine processes lost (and restarted on the next request) since the last call: dicts with

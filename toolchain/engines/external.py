@@ -11,8 +11,9 @@ import subprocess
 import tempfile
 import threading
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -21,7 +22,7 @@ from ..atomic_io import commit_files, encode_png
 from ..errors import EngineError
 from ..procguard import popen_guard
 from ..schema import AvatarSchema, AvatarVector, SchemaError
-from .base import Engine, RenderBatch
+from .base import Engine, FileBatch, FileBatchResult, RenderBatch
 
 PROTOCOL_VERSION = 1
 DEFAULT_TIMEOUT_S = 60.0
@@ -247,18 +248,59 @@ class ExternalEngine(Engine):
         image), and a file that already is a PNG of the right size and pixel format is checked by
         decoding it and then moved into place: no re-encoding, which would cost more than many engines
         take to draw."""
-        canonical = self._checked(vectors, size)
+        return self._commit(*self._request_files(FileBatch(vectors, image_files, mask_files), size, masks))
+
+    def render_batches_to_files(self, batches: Iterable[FileBatch], size: int, masks: bool) -> Iterator[FileBatchResult]:
+        """Checking and moving one batch's files (a thread) overlaps with the engine drawing the next
+        batch. Still one request at a time: the next request is sent after the previous reply, the
+        previous request's folder is just read later."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit") as committer:
+            previous: tuple[Future, list[dict[str, Any]]] | None = None
+            for batch in batches:
+                try:
+                    future = committer.submit(self._commit, *self._request_files(batch, size, masks))
+                except Exception as exc:  # noqa: BLE001 - reported per vector by the caller
+                    future = Future()
+                    future.set_exception(exc)
+                current = (future, self.pop_restarts())
+                if previous is not None:
+                    yield self._result(*previous)
+                previous = current
+            if previous is not None:
+                yield self._result(*previous)
+
+    @staticmethod
+    def _result(future: Future, restarts: list[dict[str, Any]]) -> FileBatchResult:
+        try:
+            return FileBatchResult(wrote_masks=future.result(), restarts=restarts)
+        except Exception as exc:  # noqa: BLE001
+            return FileBatchResult(error=exc, restarts=restarts)
+
+    def _request_files(self, batch: FileBatch, size: int, masks: bool) -> tuple:
+        """Send one render request into a fresh scratch folder beside the destinations; returns what
+        :meth:`_commit` needs. The scratch folder is removed here on failure, by ``_commit`` otherwise."""
+        canonical = self._checked(batch.vectors, size)
         want_masks = masks and self.supports_masks
-        Path(image_files[0]).parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=".engine-", dir=Path(image_files[0]).parent))
+        Path(batch.image_files[0]).parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".engine-", dir=Path(batch.image_files[0]).parent))
         try:
             files = self._render_request(canonical, size, want_masks, scratch)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        return scratch, files, canonical, size, want_masks, batch
+
+    def _commit(self, scratch: Path, files: list[Any], vectors: list[AvatarVector], size: int, want_masks: bool,
+                batch: FileBatch) -> bool:
+        try:
             moves: list[tuple[Path, Path]] = []
             for i, entry in enumerate(files):
-                blame = self._blame(canonical, i)
+                blame = self._blame(vectors, i)
                 if want_masks:
-                    moves.append((self._take(scratch, self._entry(entry, "mask"), size, "L", blame), Path(mask_files[i])))
-                moves.append((self._take(scratch, self._entry(entry, "image"), size, "RGB", blame), Path(image_files[i])))
+                    moves.append((self._take(scratch, self._entry(entry, "mask"), size, "L", blame),
+                                  Path(batch.mask_files[i])))
+                moves.append((self._take(scratch, self._entry(entry, "image"), size, "RGB", blame),
+                              Path(batch.image_files[i])))
             commit_files(moves)
             return want_masks
         finally:

@@ -15,11 +15,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..atomic_io import atomic_write_json, atomic_write_jsonl, check_or_write_manifest, read_jsonl
 from ..contact_sheet import write_contact_sheet
-from ..engines.base import Engine
+from ..engines.base import Engine, FileBatch, FileBatchResult
 from ..engines.registry import EngineSpec
 from ..errors import AvatarToolError, EngineError
 from ..procguard import FolderLock, start_parent_watchdog
@@ -66,32 +66,23 @@ def _init_worker(spec: EngineSpec, parent_pid: int, lock_path: str) -> None:
     _worker_engine = spec.create()
 
 
-@dataclass
-class _BatchResult:
-    """What one render request came to, returned (never raised) so that engine restarts seen on the
-    way travel back from a worker process along with a failure."""
-    wrote_masks: bool = False
-    error: BaseException | None = None
-    restarts: list[dict[str, Any]] = field(default_factory=list)
+def _file_batch(out_dir: Path, indices: list[int], vectors: list[AvatarVector]) -> FileBatch:
+    return FileBatch(vectors, [image_path(out_dir, i) for i in indices], [mask_path(out_dir, i) for i in indices])
 
 
-def _render_and_save(engine: Engine, out_dir: Path, indices: list[int], vectors: list[AvatarVector], size: int,
-                     masks: bool) -> _BatchResult:
-    """Render and write one batch where the engine lives, so file work is spread over the workers too."""
-    result = _BatchResult()
-    try:
-        result.wrote_masks = engine.render_to_files(vectors, size, masks, [image_path(out_dir, i) for i in indices],
-                                                    [mask_path(out_dir, i) for i in indices])
-    except Exception as exc:  # noqa: BLE001 - reported per vector by the caller
-        result.error = exc
-    result.restarts = engine.pop_restarts()
-    return result
+def _render_chunk(engine: Engine, out_dir: Path, chunk: list[list[int]], vectors: list[list[AvatarVector]], size: int,
+                  masks: bool) -> Iterator[FileBatchResult]:
+    """Render and write a run of batches where the engine lives (file work is spread over the workers
+    too, and an engine may overlap it with drawing the next batch). Failures come back as results,
+    never raised, so that the engine restarts seen on the way travel with them."""
+    batches = (_file_batch(out_dir, idx, vecs) for idx, vecs in zip(chunk, vectors))
+    return engine.render_batches_to_files(batches, size, masks)
 
 
-def _render_in_worker(out_dir: Path, indices: list[int], vectors: list[AvatarVector], size: int,
-                      masks: bool) -> _BatchResult:
+def _render_in_worker(out_dir: Path, chunk: list[list[int]], vectors: list[list[AvatarVector]], size: int,
+                      masks: bool) -> list[FileBatchResult]:
     assert _worker_engine is not None
-    return _render_and_save(_worker_engine, out_dir, indices, vectors, size, masks)
+    return list(_render_chunk(_worker_engine, out_dir, chunk, vectors, size, masks))
 
 
 # ----- main side -------------------------------------------------------------------------------
@@ -214,10 +205,10 @@ def render_folder(cfg: RenderConfig, out_dir: str | Path, progress: ProgressFn |
                 if on_restart:
                     on_restart(r)
 
-        def on_result(indices: list[int], result: _BatchResult, single: bool) -> bool:
+        def on_result(indices: list[int], result: FileBatchResult, single: bool) -> bool:
             """Book one batch's result; returns False when the batch must be retried vector by vector."""
             nonlocal done
-            book_restarts(indices, result.restarts)
+            book_restarts(indices, result.restarts or [])
             if result.error is not None:
                 if single or len(indices) == 1:
                     failures.append(_as_indexed_error(result.error, engine.name, indices[0], vectors[indices[0]]))
@@ -232,12 +223,14 @@ def render_folder(cfg: RenderConfig, out_dir: str | Path, progress: ProgressFn |
 
         book_restarts([], engine.pop_restarts())  # the main engine's start-up
         if cfg.workers == 0:
-            retry: list[int] = []
-            for b in batches:
-                if not on_result(b, _render_and_save(engine, out_dir, b, [vectors[i] for i in b], cfg.size, masks), False):
-                    retry += b  # retried singly below, which names the culprit
-            for i in retry:
-                on_result([i], _render_and_save(engine, out_dir, [i], [vectors[i]], cfg.size, masks), True)
+            retry: list[list[int]] = []
+            results = _render_chunk(engine, out_dir, batches, [[vectors[i] for i in b] for b in batches], cfg.size, masks)
+            for b, result in zip(batches, results):
+                if not on_result(b, result, False):
+                    retry += [[i] for i in b]  # retried singly below, which names the culprit
+            results = _render_chunk(engine, out_dir, retry, [[vectors[i] for i in b] for b in retry], cfg.size, masks)
+            for b, result in zip(retry, results):
+                on_result(b, result, True)
         else:
             lock.share_with_workers()
             _render_in_pool(spec, cfg, out_dir, vectors, batches, masks, on_result, engine.name, str(lock.path))
@@ -262,33 +255,42 @@ def render_folder(cfg: RenderConfig, out_dir: str | Path, progress: ProgressFn |
             lock.release()
 
 
+def _chunks(batches: list[list[int]], workers: int) -> list[list[list[int]]]:
+    """Runs of consecutive batches, one worker task each: long enough for an engine to overlap file work
+    with drawing, short enough for steady progress and a fair share between workers."""
+    size = max(1, min(8, len(batches) // (4 * workers)))
+    return [batches[k:k + size] for k in range(0, len(batches), size)]
+
+
 def _render_in_pool(spec: EngineSpec, cfg: RenderConfig, out_dir: Path, vectors: list[AvatarVector],
                     batches: list[list[int]], masks: bool,
-                    on_result: Callable[[list[int], _BatchResult, bool], bool], engine_name: str,
+                    on_result: Callable[[list[int], FileBatchResult, bool], bool], engine_name: str,
                     lock_path: str) -> None:
     ctx = multiprocessing.get_context("spawn")  # skia and engine subprocesses do not survive fork well
     with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(spec, os.getpid(), lock_path)) as pool:
-        pending: dict[Future, tuple[list[int], bool]] = {}
+        pending: dict[Future, tuple[list[list[int]], bool]] = {}
 
-        def submit(indices: list[int], single: bool) -> None:
-            fut = pool.submit(_render_in_worker, out_dir, indices, [vectors[i] for i in indices], cfg.size, masks)
-            pending[fut] = (indices, single)
+        def submit(chunk: list[list[int]], single: bool) -> None:
+            fut = pool.submit(_render_in_worker, out_dir, chunk, [[vectors[i] for i in b] for b in chunk], cfg.size,
+                              masks)
+            pending[fut] = (chunk, single)
 
-        for b in batches:
-            submit(b, single=False)
+        for chunk in _chunks(batches, cfg.workers):
+            submit(chunk, single=False)
         while pending:
             finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
             for fut in finished:
-                indices, single = pending.pop(fut)
+                chunk, single = pending.pop(fut)
                 try:
-                    result = fut.result()
+                    results = fut.result()
                 except BrokenProcessPool:
-                    raise EngineError(f"a worker process died while rendering vectors #{indices[0]}..#{indices[-1]} "
+                    first, last = chunk[0][0], chunk[-1][-1]
+                    raise EngineError(f"a worker process died while rendering vectors #{first}..#{last} "
                                       "(crash inside the engine?); finished images are saved, rerun to resume",
                                       engine=engine_name) from None
-                except Exception as exc:  # e.g. the result could not be sent back
-                    result = _BatchResult(error=exc)
-                if not on_result(indices, result, single):
-                    for i in indices:
-                        submit([i], single=True)
+                except Exception as exc:  # noqa: BLE001 - e.g. the results could not be sent back
+                    results = [FileBatchResult(error=exc) for _ in chunk]
+                for indices, result in zip(chunk, results):
+                    if not on_result(indices, result, single):
+                        submit([[i] for i in indices], single=True)
