@@ -2,7 +2,7 @@
 
     python -m benchmarks RUN [--quick] [--only render,gan,...] [--out DIR]
     python -m benchmarks ablation --engine alter [--preset smoke] [--run DIR] [--set SECTION.FIELD=VALUE ...]
-    python -m benchmarks render-overhead [--n 512] [--size 256] [--profile]
+    python -m benchmarks render-overhead [--n 1024] [--n0 64] [--size 256] [--profile]
 
 Each table is measured now (nothing is read from an earlier benchmark result) and written as
 ``<out>/<name>.json`` + ``.md`` (+ ``.png`` plots), stamped with the run, the code commit, the command and

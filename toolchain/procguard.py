@@ -115,8 +115,11 @@ class FolderLock:
                                f"{'(kill ' + str(pid) + ') ' if pid else ''}before rerunning, or choose another --out folder")
 
     def acquire(self) -> "FolderLock":
-        import fcntl
         self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock, as before
+            return self
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
@@ -142,8 +145,9 @@ class FolderLock:
     def share_with_workers(self) -> None:
         """Downgrade to a shared hold that ``join`` can share. flock's conversion is not atomic, so if
         another run slipped in meanwhile we find out here and stop."""
+        if self._fd is None:
+            return
         import fcntl
-        assert self._fd is not None
         try:
             fcntl.flock(self._fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError:
@@ -153,12 +157,16 @@ class FolderLock:
     def join(path: str | Path) -> int | None:
         """In a worker: take a shared hold on the run's lock file; returns the fd to keep open (the hold
         lasts as long as the process)."""
-        import fcntl
         try:
+            import fcntl
             fd = os.open(path, os.O_RDWR)
+        except (ImportError, OSError):
+            return None
+        try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             return fd
         except OSError:
+            os.close(fd)
             return None
 
     def release(self) -> None:

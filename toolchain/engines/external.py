@@ -47,13 +47,15 @@ class ExternalEngine(Engine):
     Args:
         command: the command line (a string is split like a shell would).
         timeout_s: how long one reply may take before the engine is declared hung and killed.
+        cwd: the folder the command runs in (default: the current one).
     """
 
-    def __init__(self, command: str | list[str], timeout_s: float = DEFAULT_TIMEOUT_S):
+    def __init__(self, command: str | list[str], timeout_s: float = DEFAULT_TIMEOUT_S, cwd: str | None = None):
         self.command = shlex.split(command) if isinstance(command, str) else list(command)
         if not self.command:
             raise EngineError("empty external engine command")
         self.timeout_s = timeout_s
+        self.cwd = cwd
         self.name = _name_from_command(self.command)  # until the engine's hello names itself
         self._proc: subprocess.Popen | None = None
         self._lines: queue.Queue = queue.Queue()
@@ -74,9 +76,10 @@ class ExternalEngine(Engine):
     def _start(self) -> None:
         try:
             self._proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, text=True, bufsize=1, preexec_fn=popen_guard())
+                                          stderr=subprocess.PIPE, text=True, bufsize=1, preexec_fn=popen_guard(), cwd=self.cwd)
         except OSError as exc:
-            raise EngineError(f"cannot start command {self.command}: {exc}", engine=self.name) from None
+            where = f" in {self.cwd}" if self.cwd else ""
+            raise EngineError(f"cannot start command {self.command}{where}: {exc}", engine=self.name) from None
         self._lines = queue.Queue()
         self._stderr_tail.clear()
         proc = self._proc

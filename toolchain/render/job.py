@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import shutil
 import time
+import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any, Callable, Iterator
 from ..atomic_io import atomic_write_json, atomic_write_jsonl, check_or_write_manifest, read_jsonl
 from ..contact_sheet import write_contact_sheet
 from ..engines.base import Engine, FileBatch, FileBatchResult
-from ..engines.registry import EngineSpec
+from ..engines.registry import EXTERNAL_PREFIX, EngineSpec
 from ..errors import AvatarToolError, EngineError
 from ..procguard import FolderLock, start_parent_watchdog
 from ..schema import AvatarVector
@@ -29,6 +30,15 @@ from .folder import MANIFEST, VECTORS, image_path, mask_path
 RENDER_FORMAT_VERSION = 1
 ProgressFn = Callable[[int, int], None]
 
+# The defaults of every command that renders (CLI option group, build config): one place.
+DEFAULT_WORKERS = 1
+DEFAULT_BATCH_SIZE = 8
+DEFAULT_ENGINE_TIMEOUT_S = 60.0
+
+
+class EngineRestartWarning(UserWarning):
+    """An engine process was lost mid-run and restarted (the run went on)."""
+
 
 @dataclass
 class RenderConfig:
@@ -36,11 +46,23 @@ class RenderConfig:
     n: int
     seed: int = 0
     size: int = 256
-    workers: int = 1
-    batch_size: int = 8
+    workers: int = DEFAULT_WORKERS
+    batch_size: int = DEFAULT_BATCH_SIZE
     masks: bool = True
-    timeout_s: float = 60.0
+    timeout_s: float = DEFAULT_ENGINE_TIMEOUT_S
     sheet_count: int = 64
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How a command drives its engine when it renders: the options every rendering command shares."""
+    workers: int = DEFAULT_WORKERS
+    batch_size: int = DEFAULT_BATCH_SIZE
+    timeout_s: float = DEFAULT_ENGINE_TIMEOUT_S
+
+    def config(self, engine: str, n: int, **kw: Any) -> RenderConfig:
+        return RenderConfig(engine=engine, n=n, workers=self.workers, batch_size=self.batch_size,
+                            timeout_s=self.timeout_s, **kw)
 
 
 @dataclass
@@ -105,6 +127,8 @@ def _check_or_write_manifest(out_dir: Path, cfg: RenderConfig, engine: Engine) -
         "size": cfg.size,
         "masks": cfg.masks and engine.supports_masks,
         "schema": schema.to_json(),
+        # An external command may name files relative to where it was started: eval re-opens it there.
+        "engine_cwd": os.getcwd() if cfg.engine.strip().startswith(EXTERNAL_PREFIX) else None,
         "engine_restarts": _recorded_restarts(out_dir),
     }
     check_or_write_manifest(out_dir / MANIFEST, manifest, ("engine", "seed", "size", "masks", "schema"),
@@ -167,8 +191,9 @@ def render_folder(cfg: RenderConfig, out_dir: str | Path, progress: ProgressFn |
     """Render ``cfg.n`` vectors sampled with ``cfg.seed`` into ``out_dir``, skipping finished ones.
 
     A batch that fails is retried one vector at a time so that every good vector is still saved and
-    the bad one is named. Every engine restart is passed to ``on_restart`` as it happens, counted in
-    the summary and appended to ``render.json`` (``engine_restarts``). Raises :class:`EngineError` for
+    the bad one is named. Every engine restart is passed to ``on_restart`` as it happens (default: an
+    :class:`EngineRestartWarning`), counted in the summary and appended to ``render.json``
+    (``engine_restarts``). Raises :class:`EngineError` for
     the first failing vector after everything else has been rendered, and :class:`AvatarToolError` if
     another live process is writing the folder.
     """
@@ -204,13 +229,17 @@ def render_folder(cfg: RenderConfig, out_dir: str | Path, progress: ProgressFn |
                 restarts.append(r)
                 if on_restart:
                     on_restart(r)
+                else:
+                    warnings.warn(describe_restart(r), EngineRestartWarning, stacklevel=2)
 
         def on_result(indices: list[int], result: FileBatchResult, single: bool) -> bool:
             """Book one batch's result; returns False when the batch must be retried vector by vector."""
             nonlocal done
             book_restarts(indices, result.restarts or [])
             if result.error is not None:
-                if single or len(indices) == 1:
+                # A batch is retried vector by vector, which names the culprit; a lone vector only if the
+                # engine died on it (a crash or hang may not repeat), not after a reasoned refusal.
+                if single or (len(indices) == 1 and not result.restarts):
                     failures.append(_as_indexed_error(result.error, engine.name, indices[0], vectors[indices[0]]))
                     return True
                 return False
