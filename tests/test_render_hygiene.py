@@ -236,3 +236,33 @@ def test_every_rendering_command_takes_the_same_engine_options():
     helps = {name: {opt: next(p for p in group.commands[name].params if opt in p.opts).help.split(" Default:")[0]
                     for opt in expected} for name in RENDERING_COMMANDS}
     assert all(h == helps["render"] for h in helps.values())
+
+
+def test_eval_of_external_engine_renders_needs_no_engine_option(tmp_path, monkeypatch):
+    """The issue's path: train on an external engine's renders, evaluate on its held-out renders made
+    with a relative command elsewhere; and a set of another engine is refused with the fix named."""
+    from toolchain.estimator.train import preset, train
+    from toolchain.evaluation.evaluate import evaluate
+    from toolchain.pipeline.baseline import renders_to_dataset
+
+    workdir = tmp_path / "engine-home"
+    workdir.mkdir()
+    shutil.copy(BADGE, workdir / "my_engine.py")
+    monkeypatch.chdir(workdir)
+    spec = "cmd:" + shlex.quote(sys.executable) + " my_engine.py"
+    render_folder(RenderConfig(engine=spec, n=12, seed=0, size=SIZE, workers=0), tmp_path / "train-renders")
+    render_folder(RenderConfig(engine=spec, n=4, seed=1, size=SIZE, workers=0), tmp_path / "heldout")
+    monkeypatch.chdir(tmp_path)
+    renders_to_dataset(tmp_path / "train-renders", tmp_path / "ds", 12)
+    cfg = preset("tiny", epochs=1, batch_size=4)
+    cfg.input_size = 32
+    with pytest.warns(UserWarning):
+        train([tmp_path / "ds"], tmp_path / "run", cfg, device="cpu")
+    model = tmp_path / "run" / "estimator.pt"
+
+    report = evaluate(model, tmp_path / "heldout", tmp_path / "eval")
+    assert report["n"] == 4 and report["engine"] == spec
+
+    render_folder(RenderConfig(engine="alter", n=2, size=SIZE, workers=0), tmp_path / "alter")
+    with pytest.raises(AvatarToolError, match=r"labelled for engine 'alter'.*pass --engine SPEC"):
+        evaluate(model, tmp_path / "alter", tmp_path / "eval2")
