@@ -99,14 +99,14 @@ def test_kill9_leaves_no_survivors_and_rerun_completes(tmp_path):
             tree |= _descendants(parent.pid)
             engines = [p for p in tree if _alive(p) and _mentions(p, marker)]
             images = list((out / "images").glob("*.png")) if (out / "images").is_dir() else []
-            if len(engines) >= 3 and 2 <= len(images) < n:  # main's engine + one per worker
+            if len(engines) >= 2 and 2 <= len(images) < n:  # one engine per worker
                 break
             assert parent.poll() is None, parent.stderr.read().decode()
             time.sleep(0.05)
         else:
             pytest.fail("the render never got going")
         tree |= _descendants(parent.pid)
-        assert len(tree) >= 5  # 2 workers, 3 engines (and the resource tracker)
+        assert len(tree) >= 4  # 2 workers, their engines (and the resource tracker)
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=10)
         t0 = time.monotonic()

@@ -261,6 +261,7 @@ def render_folder(cfg: RenderConfig, out_dir: str | Path, progress: ProgressFn |
             for b, result in zip(retry, results):
                 on_result(b, result, True)
         else:
+            engine.close()  # each worker starts its own; this one has told us the schema and name
             lock.share_with_workers()
             _render_in_pool(spec, cfg, out_dir, vectors, batches, masks, on_result, engine.name, str(lock.path))
         failures.sort(key=lambda e: e.index if e.index is not None else -1)
