@@ -14,7 +14,9 @@ leaves out start-up and other one-off costs (process start, contact sheet), whic
 ``n / t(n)`` includes. The target (issue 14) is a steady rate >= 80 % of the engine's own with one worker.
 
 ``--profile`` also runs the tool in-process (``--workers 0``) under cProfile and prints where the time
-goes.
+goes (the main thread's view). ``--before FILE`` adds the rows of an earlier result of this benchmark
+(e.g. run on an older checkout) to the table, labelled with that result's commit; nothing earlier is
+read unless asked.
 """
 from __future__ import annotations
 
@@ -110,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--name", default="render_overhead", help="result file stem")
     ap.add_argument("--profile", action="store_true", help="also print a cProfile of the in-process tool path")
+    ap.add_argument("--before", type=Path, help="an earlier result JSON of this benchmark to show next to this one")
     a = ap.parse_args(argv)
     command = "python -m benchmarks render-overhead " + " ".join(shlex.quote(x) for x in (argv if argv is not None
                                                                                          else sys.argv[2:]))
@@ -141,6 +144,13 @@ def main(argv: list[str] | None = None) -> None:
         rows.append([r["path"], f"{r['median_n']:.2f}", f"{r['median_n0']:.2f}", f"{r['steady_images_per_s']:.1f}",
                      f"{100 * r['steady_fraction_of_engine']:.0f} %", f"{r['end_to_end_images_per_s']:.1f}",
                      f"{100 * r['end_to_end_fraction_of_engine']:.0f} %"])
+    before = None
+    if a.before:
+        before = json.loads(a.before.read_text())
+        for r in before["runs"]:
+            rows.append([f"{r['path']} — before, code {before['commit']}", f"{r['median_n']:.2f}", f"{r['median_n0']:.2f}",
+                         f"{r['steady_images_per_s']:.1f}", f"{100 * r['steady_fraction_of_engine']:.0f} %",
+                         f"{r['end_to_end_images_per_s']:.1f}", f"{100 * r['end_to_end_fraction_of_engine']:.0f} %"])
     stamp = (f"Code {commit()}, load average {load:.2f} at start (2 cores shared with other jobs: absolute rates "
              f"move with the load, the interleaved ratios much less), median of {a.repeats}; command: `{command}`")
     notes = ("Engine: examples/external_engine/badge_engine.py (image + mask per vector, PNGs written by the engine), "
@@ -149,8 +159,12 @@ def main(argv: list[str] | None = None) -> None:
              "with 1 worker.")
     headers = ["path", f"t({a.n}) s", f"t({a.n0}) s", "steady images/s", "of engine", "end-to-end images/s",
                "of engine"]
-    write_report(a.name, {"runs": runs, "commit": commit(), "command": command}, headers, rows, notes, out_dir=a.out,
-                 stamp=stamp)
+    if before:
+        notes += (f" Rows marked 'before' come from {a.before.name} (command `{before.get('command')}`, load average "
+                  f"{before['machine']['load_average_1m']} at its start, {before['machine']['date']}); each set's "
+                  "percentages are relative to its own engine-alone row.")
+    write_report(a.name, {"runs": runs, "commit": commit(), "command": command, "before": before}, headers, rows,
+                 notes, out_dir=a.out, stamp=stamp)
     print((a.out / f"{a.name}.md").read_text())
     if a.profile:
         print(profile_tool(spec, a.n, a.size, a.batch_size))

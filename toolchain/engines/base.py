@@ -89,7 +89,8 @@ class Engine(ABC):
         save_pngs_atomic(items + list(zip(image_files, batch.images)))
         return batch.masks is not None
 
-    def render_batches_to_files(self, batches: Iterable[FileBatch], size: int, masks: bool) -> Iterator[FileBatchResult]:
+    def render_batches_to_files(self, batches: Iterable[FileBatch], size: int,
+                                masks: bool) -> Iterator[FileBatchResult]:
         """:meth:`render_to_files` for a stream of batches, one result per batch in order; a failing batch
         does not stop the stream. Engines may overlap writing one batch with rendering the next."""
         for b in batches:

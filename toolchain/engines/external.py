@@ -76,7 +76,8 @@ class ExternalEngine(Engine):
     def _start(self) -> None:
         try:
             self._proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, text=True, bufsize=1, preexec_fn=popen_guard(), cwd=self.cwd)
+                                          stderr=subprocess.PIPE, text=True, bufsize=1, cwd=self.cwd,
+                                          preexec_fn=popen_guard())  # dies with us (Linux)
         except OSError as exc:
             where = f" in {self.cwd}" if self.cwd else ""
             raise EngineError(f"cannot start command {self.command}{where}: {exc}", engine=self.name) from None
@@ -253,7 +254,8 @@ class ExternalEngine(Engine):
         take to draw."""
         return self._commit(*self._request_files(FileBatch(vectors, image_files, mask_files), size, masks))
 
-    def render_batches_to_files(self, batches: Iterable[FileBatch], size: int, masks: bool) -> Iterator[FileBatchResult]:
+    def render_batches_to_files(self, batches: Iterable[FileBatch], size: int,
+                                masks: bool) -> Iterator[FileBatchResult]:
         """Checking and moving one batch's files (a thread) overlaps with the engine drawing the next
         batch. Still one request at a time: the next request is sent after the previous reply, the
         previous request's folder is just read later."""

@@ -114,7 +114,8 @@ def describe_restart(r: dict[str, Any]) -> str:
     where = (f"vector #{indices[0]}" if len(indices) == 1 else
              f"one of vectors #{indices[0]}..#{indices[-1]}" if indices else "start-up")
     tail = " | ".join(r.get("stderr_tail") or []) or "(nothing on stderr)"
-    return f"engine '{r.get('engine')}' was restarted after {r.get('reason')} while rendering {where}; last stderr: {tail}"
+    return (f"engine '{r.get('engine')}' was restarted after {r.get('reason')} while rendering {where}; "
+            f"last stderr: {tail}")
 
 
 def _check_or_write_manifest(out_dir: Path, cfg: RenderConfig, engine: Engine) -> None:
@@ -253,7 +254,8 @@ def render_folder(cfg: RenderConfig, out_dir: str | Path, progress: ProgressFn |
         book_restarts([], engine.pop_restarts())  # the main engine's start-up
         if cfg.workers == 0:
             retry: list[list[int]] = []
-            results = _render_chunk(engine, out_dir, batches, [[vectors[i] for i in b] for b in batches], cfg.size, masks)
+            results = _render_chunk(engine, out_dir, batches, [[vectors[i] for i in b] for b in batches], cfg.size,
+                                    masks)
             for b, result in zip(batches, results):
                 if not on_result(b, result, False):
                     retry += [[i] for i in b]  # retried singly below, which names the culprit
