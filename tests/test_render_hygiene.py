@@ -266,3 +266,16 @@ def test_eval_of_external_engine_renders_needs_no_engine_option(tmp_path, monkey
     render_folder(RenderConfig(engine="alter", n=2, size=SIZE, workers=0), tmp_path / "alter")
     with pytest.raises(AvatarToolError, match=r"labelled for engine 'alter'.*pass --engine SPEC"):
         evaluate(model, tmp_path / "alter", tmp_path / "eval2")
+
+
+def test_a_render_cut_short_is_rendered_again(tmp_path):
+    """Renders are renamed into place without an fsync each; a file cut short (a power cut) must not
+    count as done."""
+    cfg = RenderConfig(engine="alter", n=3, size=SIZE, workers=0)
+    render_folder(cfg, tmp_path / "r")
+    whole = image_path(tmp_path / "r", 1).read_bytes()
+    image_path(tmp_path / "r", 1).write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "r" / "masks" / "000002.png").write_bytes(b"")
+    summary = render_folder(cfg, tmp_path / "r")
+    assert (summary.rendered, summary.skipped) == (2, 1)
+    assert image_path(tmp_path / "r", 1).read_bytes() == whole

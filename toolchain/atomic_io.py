@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -58,37 +57,18 @@ def save_png_atomic(path: str | Path, array: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-_syncfs = None
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk every complete PNG ends with
 
 
-def _sync(paths: Sequence[Path]) -> None:
-    """Make the data of ``paths`` (all on one filesystem) durable: one ``syncfs`` on Linux, where an
-    fsync per file would cost a journal commit each, else an fsync per file."""
-    global _syncfs
-    if not paths:
-        return
-    if _syncfs is None:
-        _syncfs = False
-        if sys.platform.startswith("linux"):
-            import ctypes
-            import ctypes.util
-            try:
-                _syncfs = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).syncfs
-            except (OSError, AttributeError):
-                pass
-    if _syncfs:
-        fd = os.open(paths[0], os.O_RDONLY)
-        try:
-            if _syncfs(fd) == 0:
-                return
-        finally:
-            os.close(fd)
-    for p in paths:
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def png_complete(path: str | Path) -> bool:
+    """Whether ``path`` is a file ending with the PNG end chunk: cheap proof that it was written whole
+    (see ``commit_files``)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(-len(PNG_END), os.SEEK_END)
+            return f.read() == PNG_END
+    except OSError:  # missing, or shorter than the chunk
+        return False
 
 
 def temp_sibling(path: str | Path) -> Path:
@@ -102,13 +82,14 @@ def temp_sibling(path: str | Path) -> Path:
 
 
 def commit_files(moves: Sequence[tuple[Path, Path]]) -> None:
-    """Move finished files (``(source, destination)``, same filesystem) into place, durably and
-    atomically per file: one sync for all their data first, then the renames. A crash or power cut
-    leaves each destination absent or whole, never half-written. Sources are removed on failure."""
+    """Move finished files (``(source, destination)``, same filesystem) into place, each atomically: a
+    crashed process leaves each destination absent or whole. Not synced to disk: per-file fsyncs cost
+    more than rendering (journal commits, measured in ``benchmarks/render_overhead.py``), so after a
+    power cut a destination may be cut short instead — which is why these are PNGs, and readers that
+    resume check their end chunk (``png_complete``). Sources are removed on failure."""
     try:
         for parent in {Path(dst).parent for _, dst in moves}:
             parent.mkdir(parents=True, exist_ok=True)
-        _sync([src for src, _ in moves])
         for src, dst in moves:
             os.replace(src, dst)
     except BaseException:
@@ -124,7 +105,7 @@ def encode_png(path: str | Path, array: np.ndarray, compress_level: int = 6) -> 
 
 
 def save_pngs_atomic(items: Sequence[tuple[Path, np.ndarray]], compress_level: int = 6) -> None:
-    """Several PNGs written atomically with one sync for the lot (see ``commit_files``)."""
+    """Several PNGs, each written atomically (see ``commit_files``: not synced; check ``png_complete``)."""
     moves: list[tuple[Path, Path]] = []
     try:
         for path, array in items:

@@ -80,8 +80,8 @@ class Engine(ABC):
     def render_to_files(self, vectors: Sequence[Mapping], size: int, masks: bool, image_files: Sequence[Path],
                         mask_files: Sequence[Path]) -> bool:
         """Render ``vectors`` and write image ``k`` to ``image_files[k]`` (and its mask to ``mask_files[k]``
-        when ``masks`` and the engine draws them) as PNGs, each atomically, with one disk sync for the
-        batch; masks land before their images. Returns whether masks were written. Engines whose
+        when ``masks`` and the engine draws them) as PNGs, each atomically (``atomic_io.commit_files``);
+        masks land before their images. Returns whether masks were written. Engines whose
         renders arrive as files (external commands) override this to move them instead of re-encoding."""
         from ..atomic_io import save_pngs_atomic
         batch = self.render(vectors, size=size, masks=masks)

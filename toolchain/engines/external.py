@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 from PIL import Image
 
-from ..atomic_io import commit_files, encode_png
+from ..atomic_io import commit_files, encode_png, png_complete
 from ..errors import EngineError
 from ..procguard import popen_guard
 from ..schema import AvatarSchema, AvatarVector, SchemaError
@@ -65,6 +65,8 @@ class ExternalEngine(Engine):
         self._engine_masks = False
         self._stderr_thread: threading.Thread | None = None
         self._lost: list[dict[str, Any]] = []
+        self._scratch_free: list[Path] = []  # emptied request folders (render_to_files), reused
+        self._scratch_lock = threading.Lock()  # the commit thread hands folders back
 
     @property
     def supports_masks(self) -> bool:  # type: ignore[override]
@@ -130,6 +132,7 @@ class ExternalEngine(Engine):
         return lost
 
     def close(self) -> None:
+        self._drop_scratch()
         if self._proc is not None and self._proc.poll() is None:
             try:
                 assert self._proc.stdin is not None
@@ -286,14 +289,41 @@ class ExternalEngine(Engine):
         :meth:`_commit` needs. The scratch folder is removed here on failure, by ``_commit`` otherwise."""
         canonical = self._checked(batch.vectors, size)
         want_masks = masks and self.supports_masks
-        Path(batch.image_files[0]).parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=".engine-", dir=Path(batch.image_files[0]).parent))
+        scratch = self._scratch_folder(Path(batch.image_files[0]).parent)
         try:
             files = self._render_request(canonical, size, want_masks, scratch)
         except BaseException:
-            shutil.rmtree(scratch, ignore_errors=True)
+            self._recycle(scratch)
             raise
         return scratch, files, canonical, size, want_masks, batch
+
+    def _scratch_folder(self, beside: Path) -> Path:
+        """An empty folder for one request, on the destination's filesystem; emptied folders are reused
+        (creating and removing one per request costs journal writes on a busy disk)."""
+        with self._scratch_lock:
+            for i, d in enumerate(self._scratch_free):
+                if d.parent == beside:
+                    return self._scratch_free.pop(i)
+        beside.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".engine-", dir=beside))
+
+    def _recycle(self, scratch: Path) -> None:
+        """Back to the free list if the request left it empty (every file moved out), else removed."""
+        try:
+            empty = not any(os.scandir(scratch))
+        except OSError:
+            return
+        if not empty:
+            shutil.rmtree(scratch, ignore_errors=True)
+            return
+        with self._scratch_lock:
+            self._scratch_free.append(scratch)
+
+    def _drop_scratch(self) -> None:
+        with self._scratch_lock:
+            free, self._scratch_free = self._scratch_free, []
+        for d in free:
+            shutil.rmtree(d, ignore_errors=True)
 
     def _commit(self, scratch: Path, files: list[Any], vectors: list[AvatarVector], size: int, want_masks: bool,
                 batch: FileBatch) -> bool:
@@ -309,21 +339,26 @@ class ExternalEngine(Engine):
             commit_files(moves)
             return want_masks
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            self._recycle(scratch)
 
     def _checked_path(self, out_dir: Path, name: Any, blame: dict[str, Any]) -> Path:
         if not isinstance(name, str) or not name:
             raise EngineError("reply names no file for this vector", engine=self.name, **blame)
-        path = (out_dir / name).resolve()
-        if not path.is_relative_to(out_dir.resolve()):
-            raise EngineError(f"reply names a file outside the output folder: {name!r}", engine=self.name, **blame)
+        path = out_dir / name
+        # A plain file name that is not a link stays inside out_dir; anything else is resolved and checked.
+        if os.sep in name or (os.altsep and os.altsep in name) or name in (".", "..") or path.is_symlink():
+            path = path.resolve()
+            if not path.is_relative_to(out_dir.resolve()):
+                raise EngineError(f"reply names a file outside the output folder: {name!r}", engine=self.name,
+                                  **blame)
         if not path.is_file():
             raise EngineError(f"reply names {name!r} but no such file was written", engine=self.name, **blame)
         return path
 
     def _take(self, out_dir: Path, name: Any, size: int, mode: str, blame: dict[str, Any]) -> Path:
         """A file in ``out_dir`` holding the named render as a PNG of ``mode``: the engine's own file when
-        it already is one (decoded once to prove it whole), else a converted copy."""
+        it already is one (decoded once to prove it whole, and ending with the PNG end chunk, which is how
+        a resumed render tells whole files), else a converted copy."""
         path = self._checked_path(out_dir, name, blame)
         try:
             with Image.open(path) as im:
@@ -331,7 +366,7 @@ class ExternalEngine(Engine):
                     raise EngineError(f"image {name!r} is {im.size[0]}x{im.size[1]}, expected {size}x{size}",
                                       engine=self.name, **blame)
                 im.load()
-                if im.format == "PNG" and im.mode == mode:
+                if im.format == "PNG" and im.mode == mode and png_complete(path):
                     return path
                 converted = np.asarray(im.convert(mode), dtype=np.uint8)
         except (OSError, SyntaxError) as exc:

@@ -2,7 +2,9 @@
 The folder layout and its reader are in ``folder.py``.
 
 Every file is written atomically, so an interrupted or failed run leaves only whole files, and a
-rerun with the same options renders only what is missing.
+rerun with the same options renders only what is missing. Images and masks are renamed into place
+without an fsync each (that cost more than many engines take to draw); a rerun checks that each
+PNG ends with its end chunk, so one cut short by a power cut is rendered again.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ..atomic_io import atomic_write_json, atomic_write_jsonl, check_or_write_manifest, read_jsonl
+from ..atomic_io import atomic_write_json, atomic_write_jsonl, check_or_write_manifest, png_complete, read_jsonl
 from ..contact_sheet import write_contact_sheet
 from ..engines.base import Engine, FileBatch, FileBatchResult
 from ..engines.registry import EXTERNAL_PREFIX, EngineSpec
@@ -164,7 +166,9 @@ def _write_vectors(out_dir: Path, engine: Engine, cfg: RenderConfig) -> list[Ava
 
 
 def _is_done(out_dir: Path, i: int, masks: bool) -> bool:
-    return image_path(out_dir, i).exists() and (not masks or mask_path(out_dir, i).exists())
+    """Image (and mask) on disk and whole: renders are not fsynced one by one (see ``commit_files``), so a
+    file cut short by a power cut counts as missing and is rendered again."""
+    return png_complete(image_path(out_dir, i)) and (not masks or png_complete(mask_path(out_dir, i)))
 
 
 def _clear_leftovers(out_dir: Path) -> None:
@@ -266,6 +270,7 @@ def render_folder(cfg: RenderConfig, out_dir: str | Path, progress: ProgressFn |
             engine.close()  # each worker starts its own; this one has told us the schema and name
             lock.share_with_workers()
             _render_in_pool(spec, cfg, out_dir, vectors, batches, masks, on_result, engine.name, str(lock.path))
+            _clear_leftovers(out_dir)  # the workers' request folders (they end without closing their engines)
         failures.sort(key=lambda e: e.index if e.index is not None else -1)
         if not got_masks[0]:
             masks = False
