@@ -67,8 +67,10 @@ def load_labelled_set(set_dir: str | Path) -> EvalSet:
             raise AvatarToolError(f"{root} holds no rendered images")
         items = [(path, vector) for _, path, vector in rendered]
         names = [(path.name, vector) for path, vector in items]
-        return EvalSet(root=root, engine=folder.engine, set_id=compute_set_id(folder.engine, names),
-                       kind="engine-renders", items=items, masks=[folder.mask_path(i) for i, _, _ in rendered])
+        # Labelled with the engine's own name; the spec and working folder re-open it for rendering.
+        return EvalSet(root=root, engine=folder.engine_name, set_id=compute_set_id(folder.engine, names),
+                       kind="engine-renders", items=items, masks=[folder.mask_path(i) for i, _, _ in rendered],
+                       meta={"engine_spec": folder.engine, "engine_cwd": folder.engine_cwd})
     return load_eval_set(root)
 
 
@@ -84,10 +86,12 @@ def evaluate(model_path: str | Path, set_dir: str | Path, out_dir: str | Path, l
             raise LabelLeakError(f"the model was trained on data from {src}, which overlaps the evaluation set "
                                  f"{set_root}: its scores would be meaningless")
     schema = model.schema
-    engine_spec = engine or eval_set.engine
+    engine_spec = engine or eval_set.meta.get("engine_spec") or eval_set.engine
+    engine_cwd = None if engine else eval_set.meta.get("engine_cwd")
     if schema.engine != eval_set.engine and engine is None:
-        raise AvatarToolError(f"the model predicts for engine '{schema.engine}' but the set is labelled for "
-                              f"'{eval_set.engine}'")
+        raise AvatarToolError(f"the model predicts for engine '{schema.engine}' but the set {set_root} is labelled for "
+                              f"engine '{eval_set.engine}': evaluate on a set of '{schema.engine}', or, if it is the "
+                              f"same engine under another name, pass --engine SPEC (the engine to render with)")
     paths = [p for p, _ in eval_set.items]
     vectors = [schema.validate(v) for _, v in eval_set.items]
     size = model.config.input_size
@@ -100,7 +104,7 @@ def evaluate(model_path: str | Path, set_dir: str | Path, out_dir: str | Path, l
     lpips_fn, lpips_info = _lpips_metric(lpips_weights)
     distances, lp_values = [], []
     renders_pred, renders_gt = [], []
-    with create_engine(engine_spec) as eng:
+    with create_engine(engine_spec, cwd=engine_cwd) as eng:
         for k in range(0, len(vectors), 16):
             a = eng.render(predicted[k:k + 16], size=RENDER_METRIC_SIZE, masks=True)
             b = eng.render(vectors[k:k + 16], size=RENDER_METRIC_SIZE, masks=True)
