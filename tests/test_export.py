@@ -243,7 +243,7 @@ def test_face_detector_sources(tmp_path, monkeypatch):
     from sdk_python import contract
     monkeypatch.setenv("SWIFTAVATAR_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("SWIFTAVATAR_FACE_DETECTOR", raising=False)
-    with pytest.raises(AvatarToolError, match="no face detector.*--face-detector PATH"):
+    with pytest.raises(AvatarToolError, match="no short-range face detector.*--face-detector PATH"):
         F.find_face_detector(allow_download=False)
     (tmp_path / "x.bin").write_bytes(b"nope")
     with pytest.raises(AvatarToolError, match="not a TFLite model"):
