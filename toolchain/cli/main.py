@@ -366,6 +366,8 @@ def predict(
     faces: str = typer.Option("largest", "--faces", help="Several faces: largest, all, or error."),
     min_face_confidence: float = typer.Option(0.6, "--min-face-confidence", help="Detection score threshold."),
     min_face_size: int = typer.Option(24, "--min-face-size", help="Smaller faces (px) are reported, not estimated."),
+    mirror_tta: bool = typer.Option(False, "--mirror-tta", help="Average each face with its mirror image: steadier "
+                                    "answers and crops, a spread for continuous parameters; twice the inference."),
     render: bool = typer.Option(False, "--render", help="Render each avatar with the engine next to its photo."),
     out: Path = typer.Option(Path("predictions"), "--out", "-o", help="Folder for --render images."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
@@ -374,7 +376,7 @@ def predict(
     from .predict import predict_files
     results = predict_files(bundle, images, backend=backend, precision=precision, detection=detection,
                             render_dir=out if render else None, detector=detector, faces=faces,
-                            min_face_confidence=min_face_confidence, min_face_size=min_face_size)
+                            min_face_confidence=min_face_confidence, min_face_size=min_face_size, mirror_tta=mirror_tta)
     if as_json:
         print(json.dumps(results, indent=2))
     else:
@@ -387,17 +389,20 @@ def predict(
             for i, a in enumerate(res["avatars"]):
                 which = (f"face {i + 1} of {n_found}" if len(res["avatars"]) > 1
                          else (f"largest of {n_found} faces" if n_found > 1 else "1 face"))
-                table = Table("parameter", "value", "label", "confidence",
+                table = Table("parameter", "value", "label", "confidence", "alternatives",
                               title=f"{escape(r['image'])}: {which} ({r['backend']}, score {a['score']:.2f}, "
                                     f"{t['total']:.1f} ms)")
                 q = a.get("quality") or {}
                 unreliable = set(q.get("unreliable_parameters") or ())
                 for name, p in a["parameters"].items():
                     value = f"{p['value']:.3f}" if isinstance(p["value"], float) else str(p["value"])
+                    if p.get("uncertainty") is not None:
+                        value += f" ± {p['uncertainty']:.3f}"
                     conf = "" if p["confidence"] is None else f"{p['confidence']:.2f}"
                     if name in unreliable:
                         conf += " (unreliable: no colour)"
-                    table.add_row(name, value, p["label"] or "", conf)
+                    alts = ", ".join(f"{label} {prob:.2f}" for _, label, prob in p.get("alternatives", [])[1:])
+                    table.add_row(name, value, p["label"] or "", conf, escape(alts))
                 if q:
                     pose = "/".join("?" if q.get(k) is None else f"{q[k]:+.0f}" for k in ("yaw", "pitch", "roll"))
                     table.caption = (f"face {q['size_px']:.0f} px, sharpness {q['blur']:.0f}, brightness "
