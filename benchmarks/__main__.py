@@ -2,6 +2,11 @@
 
     python -m benchmarks RUN [--quick] [--only render,gan,...] [--out DIR]
     python -m benchmarks ablation --engine alter [--preset smoke] [--run DIR] [--set SECTION.FIELD=VALUE ...]
+    python -m benchmarks detection [--per-kind 20]     (face detection: false positives, misses, modes)
+    python -m benchmarks quality                        (input-quality measures: clean vs degraded photos)
+    python -m benchmarks render-overhead [--n 1024] [--n0 64] [--size 256] [--profile]
+    python -m benchmarks sdk-load BUNDLE [--before GIT_REF]     (estimator creation: time, memory, temp files)
+    python -m benchmarks sdk-stability BUNDLE                   (answers under jitter and mirroring, crop drift)
 
 Each table is measured now (nothing is read from an earlier benchmark result) and written as
 ``<out>/<name>.json`` + ``.md`` (+ ``.png`` plots), stamped with the run, the code commit, the command and
@@ -20,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 from benchmarks._report import RESULTS, load_note, write_report  # noqa: E402
 
+STANDALONE = {"ablation": "ablation", "detection": "detection", "quality": "quality",
+              "render-overhead": "render_overhead", "sdk-load": "sdk_load", "sdk-stability": "sdk_stability"}
 TABLES = ("render", "gan", "inversion", "pairs", "export_latency", "sdk_latency", "accuracy")
 
 
@@ -64,9 +71,8 @@ def run_tables(run_dir: Path, quick: bool, only: list[str], out: Path) -> list[P
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "ablation":
-        from benchmarks.ablation import main as ablation_main
-        ablation_main(argv[1:])
+    if argv and argv[0] in STANDALONE:   # benchmarks that measure something other than a build run's tables
+        importlib.import_module(f"benchmarks.{STANDALONE[argv[0]]}").main(argv[1:])
         return
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, help="a build run directory (avatartool build --run DIR)")

@@ -1,6 +1,6 @@
 """Time and memory of creating an SDK estimator from a bundle, for this code and (optionally) an older commit.
 
-    python -m benchmarks.sdk_load BUNDLE [--before GIT_REF] [--backends auto,litert] [--repeats 3] [--out DIR]
+    python -m benchmarks sdk-load BUNDLE [--before GIT_REF] [--backends auto,litert] [--repeats 3] [--out DIR]
 
 Each measurement is a fresh Python process that imports the SDK, then creates
 ``AvatarEstimator.create_from_bundle(BUNDLE, detection="none", backend=B)`` (default precision) and
@@ -64,7 +64,7 @@ def measure(code_root: Path, bundle: Path, backend: str, repeats: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.sdk_load", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks sdk-load", description=__doc__.splitlines()[0])
     ap.add_argument("bundle", type=Path)
     ap.add_argument("--before", help="a git ref whose SDK to measure too (e.g. the commit before a change)")
     ap.add_argument("--repeats", type=int, default=3)
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", wt], check=False)
     rows = [[name, f"{r['backend']} {r['precision']}", f"{r['create_s']:.3f}", f"{r['rss_peak_mb'] - r['rss_before_mb']:.0f}",
              f"{r['rss_peak_mb']:.0f}", f"{r['tmp_written_mb']:.1f}"] for name, r in results.items()]
-    command = "python -m benchmarks.sdk_load " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m benchmarks sdk-load " + " ".join(argv if argv is not None else sys.argv[1:])
     size = bundle.stat().st_size / 1e6
     write_report("sdk_load", {"bundle": str(bundle), "bundle_mb": size, "results": results, "command": command},
                  ["SDK", "model run", "create s (median)", "RSS growth MB", "peak RSS MB", "temp files MB"], rows,

@@ -1,6 +1,6 @@
 """How steady the SDK's answers are on one photo (IMAGE mode): under small jitter, and under mirroring.
 
-    python -m benchmarks.sdk_stability BUNDLE [--frames 30] [--jitter 3] [--images DIR] [--out DIR]
+    python -m benchmarks sdk-stability BUNDLE [--frames 30] [--jitter 3] [--images DIR] [--out DIR]
 
 For every photo (scikit-image's astronaut, matplotlib's Grace Hopper, each also at half size, and up to 6
 images of ``--images``, upscaled to 384 px), ``--frames`` frames are made by shifting it by up to ±``--jitter`` px (edge padding)
@@ -162,7 +162,7 @@ def table(res: dict) -> tuple[list[str], list[list]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.sdk_stability", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks sdk-stability", description=__doc__.splitlines()[0])
     ap.add_argument("bundle", type=Path)
     ap.add_argument("--frames", type=int, default=30)
     ap.add_argument("--jitter", type=int, default=3)
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     res = run(a.bundle.resolve(), a.frames, a.jitter, a.images)
     headers, rows = table(res)
-    command = "python -m benchmarks.sdk_stability " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m benchmarks sdk-stability " + " ".join(argv if argv is not None else sys.argv[1:])
     n_ok = {c: sum("frames" in r for r in per.values()) for c, per in res["results"].items()}
     write_report("sdk_stability", {**res, "bundle": str(a.bundle), "command": command}, headers, rows,
                  notes=(f"Bundle `{a.bundle.name}`; photos: {', '.join(res['photos'])} (faces found in "

@@ -260,21 +260,26 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
             members[member] = zip_directory(path) if t.row.is_folder else path.read_bytes()
             models.append({"format": t.format, "precision": t.precision, "file": member, **records[t.key],
                            "parity": r.to_json()})
-        detector = None
-        det_name = detector_name()
-        try:
-            det = find_face_detector(opts.face_detector, allow_download=opts.fetch_face_detector)
-            members[det_name] = det.path.read_bytes()
-            members["LICENSES/" + det_name + ".txt"] = det.license_text.encode("utf-8")
-            detector = {"file": det_name, "source": det.source, "sha256": det.sha256, "license": contract.DETECTOR_LICENSE,
-                        "license_file": "LICENSES/" + det_name + ".txt"}
-        except AvatarToolError as exc:
-            msg = f"bundle written WITHOUT a face detector ({exc})"
-            warns.append(msg)
-            warnings.warn(msg, stacklevel=2)
+        detectors: dict[str, dict[str, Any]] = {}
+        for kind in contract.DETECTORS:
+            try:
+                det = find_face_detector(opts.face_detector if kind == "short" else None,
+                                         allow_download=opts.fetch_face_detector, kind=kind)
+            except AvatarToolError as exc:
+                msg = f"bundle written WITHOUT the {kind}-range face detector ({exc})"
+                warns.append(msg)
+                warnings.warn(msg, stacklevel=2)
+                continue
+            name = detector_name(kind)
+            members[name] = det.path.read_bytes()
+            members["LICENSES/" + name + ".txt"] = det.license_text.encode("utf-8")
+            detectors[kind] = {"file": name, "source": det.source, "sha256": det.sha256,
+                               "license": contract.DETECTOR_LICENSE, "license_file": "LICENSES/" + name + ".txt"}
+        detector = detectors.get("short")
         manifest = {"created_by": meta["created_by"], "created": now_iso(), "engine": meta["engine"],
                     "schema": meta["schema"], "input": meta["input"], "outputs": meta["outputs"],
-                    "models": models, "face_detector": detector, "parity": [r.to_json() for r in row_list],
+                    "models": models, "face_detector": detector, "face_detectors": detectors,
+                    "parity": [r.to_json() for r in row_list],
                     "thresholds": opts.thresholds, "eval_images": eval_desc, "warnings": warns,
                     "confidence_calibration": calibration if "temperatures" in calibration else None,
                     "provenance": estimator_origin(model_path, est_meta)}

@@ -1,7 +1,7 @@
-"""The face-detector model a bundle carries: the model contract's detector (MediaPipe's BlazeFace
-short-range), fetched by the SDK's one fetcher (:func:`sdk_python.detector.fetch_detector_model`: the
-file is taken from the pinned mediapipe wheel with ``pip download``, checked against its sha256, cached),
-or a file the user gives. Either way its licence text goes into the bundle beside it.
+"""The face-detector models a bundle carries: the model contract's detectors (MediaPipe's BlazeFace
+short-range and full-range), fetched by the SDK's one fetcher (:func:`sdk_python.detector_models.fetch_model`:
+the file is taken from the pinned mediapipe wheel with ``pip download``, checked against its sha256, cached),
+or, for the short-range one, a file the user gives. Either way its licence text goes into the bundle beside it.
 """
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from toolchain.errors import AvatarToolError
 APACHE_TEXT = Path(__file__).resolve().parent / "licenses" / "APACHE-2.0.txt"
 
 
-def detector_name() -> str:
+def detector_name(kind: str = "short") -> str:
     """The detector's file name (and bundle member name), from the contract."""
-    return contract.detector("short").file
+    return contract.detector(kind).file
 
 
-def wheel_source() -> str:
-    pin = contract.detector("short")
+def wheel_source(kind: str = "short") -> str:
+    pin = contract.detector(kind)
     return (f"{contract.DETECTOR_WHEEL} wheel (pypi.org/project/mediapipe), member {pin.wheel_member}; "
             f"Copyright Google LLC, Apache License 2.0")
 
@@ -34,8 +34,8 @@ class DetectorFile:
     license_text: str
 
 
-def licence_text(source: str) -> str:
-    header = (f"{detector_name()}\n\nSource: {source}\n"
+def licence_text(source: str, kind: str = "short") -> str:
+    header = (f"{detector_name(kind)}\n\nSource: {source}\n"
               "This model is distributed under the Apache License, Version 2.0, reproduced below.\n\n")
     return header + APACHE_TEXT.read_text()
 
@@ -50,13 +50,14 @@ def _check_model(path: Path) -> None:
         raise AvatarToolError(f"{path} is not a TFLite model (no TFL3 identifier)")
 
 
-def find_face_detector(path: str | Path | None = None, allow_download: bool = True) -> DetectorFile:
-    """The detector from ``path``, else the SDK's cache, else (``allow_download``) the pinned mediapipe wheel.
+def find_face_detector(path: str | Path | None = None, allow_download: bool = True, kind: str = "short") -> DetectorFile:
+    """The ``kind`` detector from ``path``, else the SDK's cache, else (``allow_download``) the pinned mediapipe
+    wheel.
 
     Raises:
         AvatarToolError: not found; the message says how to provide it.
     """
-    from sdk_python.detector import fetch_detector_model, find_detector_model
+    from sdk_python.detector_models import fetch_model, find_model
     from sdk_python.errors import DetectorModelUnavailableError
     if path is not None:
         p = Path(path)
@@ -65,14 +66,15 @@ def find_face_detector(path: str | Path | None = None, allow_download: bool = Tr
         _check_model(p)
         return DetectorFile(p, _sha256(p), f"user-supplied file {p.name} (check its licence; "
                                            f"MediaPipe's is Apache-2.0)", licence_text(f"user-supplied file {p.name}"))
-    found = find_detector_model()
+    found = find_model(kind)
     if found is None:
         if not allow_download:
-            raise AvatarToolError(f"no face detector on this machine; pass --face-detector PATH (MediaPipe's "
-                                  f"{detector_name()}) or allow fetching it from the {contract.DETECTOR_WHEEL} wheel")
+            raise AvatarToolError(f"no {kind}-range face detector on this machine; "
+                                  + ("pass --face-detector PATH (MediaPipe's " + detector_name(kind) + ") or " if kind == "short" else "")
+                                  + f"allow fetching it from the {contract.DETECTOR_WHEEL} wheel")
         try:
-            found = fetch_detector_model()
+            found = fetch_model(kind)
         except DetectorModelUnavailableError as exc:
             raise AvatarToolError(str(exc)) from None
     _check_model(found)
-    return DetectorFile(found, _sha256(found), wheel_source(), licence_text(wheel_source()))
+    return DetectorFile(found, _sha256(found), wheel_source(kind), licence_text(wheel_source(kind), kind))

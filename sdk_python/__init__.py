@@ -18,12 +18,13 @@ from .errors import (AvatarSDKError, BackendUnavailableError, BundleDamagedError
                      UnsupportedImageFormatError)
 from .estimator import AvatarEstimator, InferenceError  # noqa: E402
 from .image_input import load_image  # noqa: E402
-from .options import AvatarEstimatorOptions, Detection, MultipleFacePolicy, RunningMode  # noqa: E402
+from .options import AvatarEstimatorOptions, Detection, DetectorMode, MultipleFacePolicy, RunningMode  # noqa: E402
+from .quality import FaceQuality  # noqa: E402
 from .result import (AvatarEstimatorResult, AvatarFace, FaceBox, FaceDetection, ParameterEstimate,  # noqa: E402
                      Timings)
 
 __all__ = [
-    "SDK_VERSION", "AvatarEstimator", "AvatarEstimatorOptions", "RunningMode", "MultipleFacePolicy", "Detection",
+    "SDK_VERSION", "AvatarEstimator", "AvatarEstimatorOptions", "RunningMode", "MultipleFacePolicy", "Detection", "DetectorMode", "FaceQuality",
     "AvatarEstimatorResult", "AvatarFace", "FaceBox", "FaceDetection", "ParameterEstimate", "Timings", "load_image",
     "AvatarSDKError", "InvalidImageError", "UnsupportedImageFormatError", "ImageTooSmallError", "ImageTooLargeError",
     "FaceError", "NoFaceError", "MultipleFacesError", "FaceTooSmallError", "BundleError", "BundleVersionError",

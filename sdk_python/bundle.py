@@ -132,6 +132,11 @@ def check_manifest(m: Any) -> dict[str, Any]:
     if det is not None:
         _field(isinstance(det.get("file"), str) and det.get("file") in members, "face_detector.file",
                "a member listed in 'members'", det.get("file"))
+    dets = m.get("face_detectors")
+    _field(dets is None or isinstance(dets, dict), "face_detectors", "an object {detector mode: detector}", dets)
+    for kind, d in (dets or {}).items():
+        _field(isinstance(d, dict) and isinstance(d.get("file"), str) and d.get("file") in members,
+               f"face_detectors.{kind}.file", "a member listed in 'members'", d.get("file") if isinstance(d, dict) else d)
     for k in ("parity", "warnings"):
         _field(m.get(k) is None or isinstance(m[k], list), k, "a list", m.get(k))
     cal = m.get("confidence_calibration")

@@ -187,6 +187,10 @@ DETECTORS: dict[str, DetectorPin] = {
     "short": DetectorPin("short", "face_detection_short_range.tflite",
                          "mediapipe/modules/face_detection/face_detection_short_range.tflite", 229_714,
                          "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"),
+    # faces farther from the camera (group photos): 192 px input, ~2-4x slower (sdk_python/face_finder.py)
+    "full": DetectorPin("full", "face_detection_full_range_sparse.tflite",
+                        "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite", 676_746,
+                        "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1"),
 }
 
 

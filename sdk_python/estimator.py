@@ -25,18 +25,33 @@ import numpy as np
 from .backends import create_backend
 from .decode import SchemaDecoder
 from .detector import FaceDetector, resolve_detector_model
+from .detector_models import resolve_model
+from .face_finder import FaceFinder
 from .errors import (AvatarSDKError, EstimatorClosedError, FaceTooSmallError, MultipleFacesError, NoFaceError,
                      RunningModeError, TimestampError)
 from .framing import CANONICAL_KEYPOINTS, align, frame_whole
 from .image_input import load_image
 from .model_source import open_model_source
-from .options import AvatarEstimatorOptions, Detection, MultipleFacePolicy, RunningMode
+from .options import AvatarEstimatorOptions, Detection, DetectorMode, MultipleFacePolicy, RunningMode
+from .quality import assess, color_parameters, is_grayscale
 from .result import AvatarEstimatorResult, AvatarFace, FaceBox, FaceDetection, Timings
 from .smoothing import VideoSmoother
 
 
 class InferenceError(AvatarSDKError):
     """The estimator runtime failed on a valid input (a damaged or mismatched model file)."""
+
+
+def _detector_model_resolver(options: AvatarEstimatorOptions, source: Any):
+    """``kind -> model path`` for :class:`FaceFinder`, from the options and the bundle (resolved lazily)."""
+    short_explicit, short_bundled = options.detector_model_path, source.detector_model
+    full_explicit, full_bundled = options.full_range_model_path, getattr(source, "full_range_detector", None)
+
+    def model_for(kind: str) -> Path:
+        if kind == "short":
+            return resolve_detector_model(short_explicit, short_bundled)
+        return resolve_model("full", full_explicit, full_bundled)
+    return model_for
 
 
 def _ms(t0: float) -> float:
@@ -51,7 +66,7 @@ class AvatarEstimator:
         """Use the ``create_from_*`` factories; this runs the same steps."""
         self.options = options.validate()
         self._closed = False
-        self.detector: Optional[FaceDetector] = None
+        self.finder: Optional[FaceFinder] = None
         self.backend = None
         self.source = open_model_source(options.bundle_path)
         self.decoder = SchemaDecoder(self.source.metadata["schema"], self.source.temperatures)
@@ -66,10 +81,34 @@ class AvatarEstimator:
             from .errors import BundleError
             raise BundleError(f"{self.source.origin}: no model output for {missing}; re-export the bundle")
         if options.detection == Detection.MEDIAPIPE:
-            model = resolve_detector_model(options.detector_model_path, self.source.detector_model)
-            self.detector = FaceDetector(model, options.min_face_confidence)
+            # a resolver that holds no reference to self: an estimator dropped without close() must not sit
+            # in a reference cycle, or its MediaPipe graphs are closed by the garbage collector at any
+            # allocation, which can deadlock inside MediaPipe's dispatcher lock
+            self.finder = FaceFinder(self._detector_mode(), _detector_model_resolver(options, self.source),
+                                     options.min_face_confidence,
+                                     checks=options.face_checks, tile_size=options.tile_size)
+        self._color_params = color_parameters(self.decoder.schema)
         self._smoother = VideoSmoother(options.smoothing_ms, options.hysteresis, options.reset_after_ms)
         self._last_ts: Optional[int] = None
+
+    def _detector_model(self, kind: str) -> Path:
+        return _detector_model_resolver(self.options, self.source)(kind)
+
+    def _detector_mode(self) -> str:
+        mode = DetectorMode(self.options.detector).value
+        if mode == "auto":
+            try:
+                self._detector_model("full")
+            except AvatarSDKError as exc:  # auto without the full-range model: still works for selfies
+                import warnings
+                warnings.warn(f"detector='auto' runs short-range only: {exc}", stacklevel=3)
+                return "short"
+        return mode
+
+    @property
+    def detector(self) -> Optional[FaceDetector]:
+        """The detector used for keypoints (short-range when loaded); ``None`` with ``detection='none'``."""
+        return self.finder.primary if self.finder is not None else None
 
     # ----- factories ------------------------------------------------------------------------------
     @classmethod
@@ -174,10 +213,10 @@ class AvatarEstimator:
     def close(self) -> None:
         """Release the detector and the runtime (idempotent)."""
         self._closed = True
-        detector, self.detector = getattr(self, "detector", None), None
+        finder, self.finder = getattr(self, "finder", None), None
         backend, self.backend = getattr(self, "backend", None), None
-        if detector is not None:
-            detector.close()
+        if finder is not None:
+            finder.close()
         if backend is not None:
             backend.close()
 
@@ -192,44 +231,52 @@ class AvatarEstimator:
         if self._closed:
             raise EstimatorClosedError("the estimator is closed: create a new one")
 
-    def _faces(self, rgb: np.ndarray) -> list[FaceDetection]:
+    def _faces(self, rgb: np.ndarray) -> tuple[list[FaceDetection], int, tuple[str, ...]]:
+        """The faces to estimate (largest first), how many faces the image holds, the detectors run."""
         h, w = rgb.shape[:2]
-        if self.detector is None:
+        if self.finder is None:
             kps = {k: (x * w, y * h) for k, (x, y) in CANONICAL_KEYPOINTS.items()}
-            return [FaceDetection(FaceBox(0.0, 0.0, float(w), float(h)), kps, 1.0)]
-        faces = [f for f in self.detector.detect(rgb) if f.score >= self.options.min_face_confidence]
+            return [FaceDetection(FaceBox(0.0, 0.0, float(w), float(h)), kps, 1.0)], 1, ()
+        found = self.finder.find(rgb)
+        faces, ran = found.faces, tuple(found.detectors)
         if not faces:
+            n_rej = len(found.rejected)
+            extra = (f"; {n_rej} face-like pattern(s) were not laid out or coloured like a human face" if n_rej else "")
             raise NoFaceError(f"no face found in the {w}x{h} image (min_face_confidence "
-                              f"{self.options.min_face_confidence}): use a frontal, well-lit face that fills at least "
-                              "about a fifth of the image (crop closer if it is far away); for already-framed avatar "
-                              "images use detection='none'")
+                              f"{self.options.min_face_confidence}, detector {'+'.join(ran)}{extra}): use a frontal, "
+                              "well-lit photo of a person's face (detector='full' finds faces farther away); for "
+                              "already-framed avatar images use detection='none'", rejected=n_rej)
         faces.sort(key=lambda f: -f.box.area)
+        count = len(faces)
         policy = self.options.multiple_faces
-        if len(faces) > 1 and policy == MultipleFacePolicy.ERROR:
-            raise MultipleFacesError(f"{len(faces)} faces found: crop the image to one person, or use "
-                                     "multiple_faces='largest' or 'all'", count=len(faces))
+        if count > 1 and policy == MultipleFacePolicy.ERROR:
+            raise MultipleFacesError(f"{count} faces found: crop the image to one person, or use "
+                                     "multiple_faces='largest' or 'all'", count=count)
         if policy != MultipleFacePolicy.ALL:
             faces = faces[:1]
         big = [f for f in faces if min(f.box.width, f.box.height) >= self.options.min_face_size]
         if not big:
-            f = faces[0]
-            raise FaceTooSmallError(f"the face is {f.box.width:.0f}x{f.box.height:.0f} px, below min_face_size "
-                                    f"{self.options.min_face_size}: use a closer or higher-resolution photo")
-        return big
+            size = min(faces[0].box.width, faces[0].box.height)
+            raise FaceTooSmallError(f"found a face, but it is only {size:.0f} px (below min_face_size "
+                                    f"{self.options.min_face_size}): move closer, or use a higher-resolution photo",
+                                    size_px=float(size), min_size_px=self.options.min_face_size, count=count)
+        return big, count, ran
 
     def _process(self, image: Any, color_order: Optional[str], ts: Optional[int]) -> AvatarEstimatorResult:
         t_start = time.perf_counter()
         rgb = load_image(image, color_order or self.options.color_order)
         t_load = _ms(t_start)
         t0 = time.perf_counter()
-        faces = self._faces(rgb)
+        faces, count, ran = self._faces(rgb)
         t_det = _ms(t0)
+        gray = None
         t_crop = t_inf = t_dec = 0.0
         avatars = []
         S = self.input_size
         for i, face in enumerate(faces):
             t0 = time.perf_counter()
-            if self.detector is None:
+            quality = None
+            if self.finder is None:
                 crop = frame_whole(rgb, S)
             else:
                 if self.options.refine_keypoints:   # second detection pass: counted as detection time
@@ -238,6 +285,9 @@ class AvatarEstimator:
                     t_det += _ms(t1)
                     t0 += time.perf_counter() - t1
                 crop = align(rgb, face.keypoints, S)
+                if self.options.quality:
+                    gray = is_grayscale(rgb) if gray is None else gray
+                    quality = assess(rgb, face, self._color_params, grayscale=gray)
             x = (crop.astype(np.float32).transpose(2, 0, 1)[None] / 255.0 - self._mean) / self._std
             x = np.ascontiguousarray(x, np.float32)
             t_crop += _ms(t0)
@@ -255,13 +305,14 @@ class AvatarEstimator:
             if ts is not None and i == 0:
                 raw, choices = self._smoother.update(raw, ts)
             params, vector = self.decoder.parameters(raw, choices, spread)
-            avatars.append(AvatarFace(face=face, parameters=params, vector=vector))
+            avatars.append(AvatarFace(face=face, parameters=params, vector=vector, quality=quality))
             t_dec += _ms(t0)
         timings = Timings(load_ms=t_load, detection_ms=t_det, crop_ms=t_crop, inference_ms=t_inf, decode_ms=t_dec,
                           total_ms=_ms(t_start))
         return AvatarEstimatorResult(avatars=tuple(avatars), timings=timings, timestamp_ms=ts,
                                      extras={"backend": self.backend.name, "input_size": S,
-                                             "mirror_tta": self.options.mirror_tta})
+                                             "mirror_tta": self.options.mirror_tta},
+                                     faces_found=count, detectors=ran)
 
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         try:
@@ -276,7 +327,7 @@ class AvatarEstimator:
         """The aligned crop the estimator would see for the largest face (for debugging and data writers)."""
         self._check_open()
         rgb = load_image(image, color_order or self.options.color_order)
-        face = self._faces(rgb)[0]
+        face = self._faces(rgb)[0][0]
         if self.detector is not None and self.options.refine_keypoints:
             face = self.detector.refine(rgb, face, mirror_average=self.options.mirror_tta)
         return frame_whole(rgb, self.input_size) if self.detector is None else align(rgb, face.keypoints, self.input_size)

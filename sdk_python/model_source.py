@@ -35,6 +35,7 @@ class ModelSource:
         detector_model: The bundle's face-detector model, if it has one.
         origin: What was opened (for messages).
         temperatures: The exporter's confidence calibration (discrete parameter → temperature); empty if none.
+        full_range_detector: The bundle's full-range face-detector model, if it has one.
     """
 
     metadata: dict
@@ -43,6 +44,7 @@ class ModelSource:
     detector_model: Optional[Path] = None
     origin: str = ""
     temperatures: dict = field(default_factory=dict)
+    full_range_detector: Optional[Path] = None
     keep_alive: Any = field(default=None, repr=False)   # e.g. the bundle reader's temp folder
 
     @property
@@ -135,11 +137,10 @@ def open_model_source(path: Union[str, Path]) -> ModelSource:
             sib = path.parent / name
             if r.key not in files.models and sib.exists():
                 files.add(ModelFile(r.key, path=sib, record=records.get(r.key, {})), rows.get(r.key))
-    detector = next((path.parent / d.file for d in contract.DETECTORS.values() if (path.parent / d.file).is_file()),
-                    None)
+    short, full = (path.parent / contract.detector(k).file for k in ("short", "full"))
     _check_outputs(meta, order, str(path))
-    return ModelSource(metadata=meta, files=files, output_order=order, detector_model=detector, origin=str(path),
-                       temperatures=temperatures)
+    return ModelSource(metadata=meta, files=files, output_order=order, detector_model=short if short.is_file() else None,
+                       origin=str(path), temperatures=temperatures, full_range_detector=full if full.is_file() else None)
 
 
 def _temperatures(cal: Any) -> dict:
@@ -194,9 +195,11 @@ def _from_bundle(path: Path) -> ModelSource:
                 continue  # a format this SDK cannot run (newer exporter): the others still work
             record = {k: v for k, v in entry.items() if k not in ("format", "precision", "file", "parity")}
             files.add(ModelFile(row.key, member=b.member(entry["file"]), record=record), entry.get("parity"))
-        detector, keep = None, None
-        if m.get("face_detector"):
-            keep = tempfile.TemporaryDirectory(prefix="swiftavatar-detector-")
-            detector = reader.extract_member(b.member(m["face_detector"]["file"]), keep.name)
-    return ModelSource(metadata=meta, files=files, output_order=list(m["outputs"]), detector_model=detector,
-                       origin=str(path), keep_alive=keep, temperatures=_temperatures(m.get("confidence_calibration")))
+        # The detectors are small; MediaPipe wants files. Bundles written before full-range detectors name the
+        # short-range one in 'face_detector' only.
+        wanted = {**({"short": m["face_detector"]} if m.get("face_detector") else {}), **(m.get("face_detectors") or {})}
+        keep = tempfile.TemporaryDirectory(prefix="swiftavatar-detector-") if wanted else None
+        found = {kind: reader.extract_member(b.member(d["file"]), keep.name) for kind, d in wanted.items()}
+    return ModelSource(metadata=meta, files=files, output_order=list(m["outputs"]), detector_model=found.get("short"),
+                       origin=str(path), keep_alive=keep, temperatures=_temperatures(m.get("confidence_calibration")),
+                       full_range_detector=found.get("full"))

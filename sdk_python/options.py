@@ -39,6 +39,16 @@ class Detection(str, enum.Enum):
     NONE = "none"
 
 
+class DetectorMode(str, enum.Enum):
+    """Which BlazeFace model finds the faces (see :mod:`sdk_python.face_finder`). ``SHORT``: selfies,
+    faces filling much of the frame, fastest. ``FULL``: faces far from the camera (group photos).
+    ``AUTO``: short first, full as well when short finds nothing or the image is large."""
+
+    SHORT = "short"
+    FULL = "full"
+    AUTO = "auto"
+
+
 BACKENDS = ("auto", "onnxruntime", "litert", "coreml", "torch")
 PRECISIONS = ("auto", *contract.PRECISIONS)
 
@@ -60,12 +70,25 @@ class AvatarEstimatorOptions:
             status, with a ``ParityWarning`` naming the agreement if it is below its threshold.
         running_mode: ``RunningMode.IMAGE`` or ``RunningMode.VIDEO``.
         num_threads: CPU threads for the estimator runtime.
-        min_face_confidence: Detections below this score are ignored.
-        min_face_size: Smallest accepted face, as the detector box's shorter side in pixels.
+        min_face_confidence: Detections below this score are ignored (0.6: calibrated on the corpus of
+            ``python -m benchmarks detection``, where noise reaches 0.63 with the full-range model).
+        min_face_size: Smallest face estimated, as the detector box's shorter side in pixels; a face
+            found but smaller raises ``FaceTooSmallError`` (with its size) instead of a guess.
         multiple_faces: :class:`MultipleFacePolicy` (or its string value).
         detection: :class:`Detection`; ``NONE`` skips the detector for pre-framed inputs.
-        detector_model_path: Face detector ``.tflite``; default: the bundle's, else the SDK cache
-            (see :func:`sdk_python.detector.fetch_detector_model`).
+        detector: :class:`DetectorMode` (or ``"short"``, ``"full"``, ``"auto"``).
+        detector_model_path: Short-range face detector ``.tflite``; default: the bundle's, else the SDK
+            cache (see :func:`sdk_python.detector.fetch_detector_model`).
+        full_range_model_path: Full-range face detector ``.tflite``; default: the bundle's, else the
+            SDK cache (:func:`sdk_python.detector_models.fetch_model`). With ``AUTO`` and no full-range
+            model anywhere, detection runs short-range only (with a warning).
+        tile_size: On large images (longer side >= 1024 px) the full-range detector also scans
+            half-overlapping tiles of this side, finding faces down to about a tenth of it (640: ~60 px
+            faces, +~40 ms; 320: ~40 px, +~160 ms on 2 cores); 0 turns tiling off.
+        face_checks: Reject detections not laid out like a human face or without skin colour
+            (:mod:`sdk_python.face_check`); off: every detection above the score counts.
+        quality: Measure input quality per face (size, blur, exposure, grayscale, head pose) and
+            attach it with warnings to each result (about 1 ms per face).
         refine_keypoints: Run the detector a second time on a window around each face before
             aligning, so keypoints come from the face at a fixed relative scale (more stable crops for
             small or off-centre faces; costs one more ~2 ms detection per face).
@@ -86,11 +109,16 @@ class AvatarEstimatorOptions:
     precision: str = "auto"
     running_mode: RunningMode = RunningMode.IMAGE
     num_threads: int = 2
-    min_face_confidence: float = 0.5
+    min_face_confidence: float = 0.6
     min_face_size: int = 24
     multiple_faces: MultipleFacePolicy = MultipleFacePolicy.LARGEST
     detection: Detection = Detection.MEDIAPIPE
+    detector: DetectorMode = DetectorMode.AUTO
     detector_model_path: Optional[Union[str, Path]] = None
+    full_range_model_path: Optional[Union[str, Path]] = None
+    tile_size: int = 640
+    face_checks: bool = True
+    quality: bool = True
     refine_keypoints: bool = True
     mirror_tta: bool = False
     color_order: Optional[str] = None
@@ -112,10 +140,12 @@ class AvatarEstimatorOptions:
             self.running_mode = RunningMode(self.running_mode)
             self.multiple_faces = MultipleFacePolicy(self.multiple_faces)
             self.detection = Detection(self.detection)
+            self.detector = DetectorMode(self.detector)
         except ValueError as exc:
             raise AvatarSDKError(f"bad option: {exc}; running_mode is one of {[m.value for m in RunningMode]}, "
                                  f"multiple_faces one of {[m.value for m in MultipleFacePolicy]}, "
-                                 f"detection one of {[m.value for m in Detection]}") from None
+                                 f"detection one of {[m.value for m in Detection]}, "
+                                 f"detector one of {[m.value for m in DetectorMode]}") from None
         if self.backend not in BACKENDS:
             raise AvatarSDKError(f"unknown backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
         if self.precision not in PRECISIONS:
@@ -124,6 +154,10 @@ class AvatarEstimatorOptions:
             raise AvatarSDKError(f"num_threads must be an integer in 1..64, got {self.num_threads!r}")
         if not 0.0 <= float(self.min_face_confidence) <= 1.0:
             raise AvatarSDKError(f"min_face_confidence must be in [0, 1], got {self.min_face_confidence!r}")
+        if not isinstance(self.tile_size, int) or not (self.tile_size == 0 or self.tile_size >= 128):
+            raise AvatarSDKError(f"tile_size must be 0 (off) or an integer >= 128, got {self.tile_size!r}")
+        if not isinstance(self.min_face_size, int) or self.min_face_size < 1:
+            raise AvatarSDKError(f"min_face_size must be a positive integer (pixels), got {self.min_face_size!r}")
         if self.color_order is not None and self.color_order.lower() not in ("rgb", "bgr"):
             raise AvatarSDKError(f"color_order must be 'rgb', 'bgr' or None, got {self.color_order!r}")
         if self.smoothing_ms < 0 or not 0 <= self.hysteresis < 1 or self.reset_after_ms <= 0:

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
+
+if TYPE_CHECKING:
+    from .quality import FaceQuality
 
 KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")
 """BlazeFace keypoint order. "right"/"left" are the subject's: ``right_eye`` is on the image's left."""
@@ -91,11 +94,14 @@ class AvatarFace:
         face: Where the face is.
         parameters: Per-parameter estimates, in schema order.
         vector: ``{name: value}`` ready for the engine's ``render`` (floats and option indices).
+        quality: Input-quality measures and warnings for this face (``None`` with ``quality=False``
+            or ``detection='none'``).
     """
 
     face: FaceDetection
     parameters: dict[str, ParameterEstimate]
     vector: dict[str, Union[float, int]]
+    quality: Optional["FaceQuality"] = None
 
 
 @dataclass(frozen=True)
@@ -104,12 +110,22 @@ class AvatarEstimatorResult:
 
     ``avatars`` holds one entry per estimated face, largest first (one unless the policy is
     ``MultipleFacePolicy.ALL``); ``face``, ``parameters`` and ``vector`` are shortcuts to the first.
+    ``faces_found`` counts every face the detector accepted in the image, estimated or not (with
+    ``LARGEST``, 3 means two other people were ignored); ``detectors`` names the models that ran.
     """
 
     avatars: tuple[AvatarFace, ...]
     timings: Timings
     timestamp_ms: Optional[int] = None
     extras: dict = field(default_factory=dict)
+    faces_found: int = 1
+    detectors: tuple[str, ...] = ()
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """The first face's input-quality warnings (empty when there are none or quality is off)."""
+        q = self.avatars[0].quality
+        return q.warnings if q is not None else ()
 
     @property
     def face(self) -> FaceDetection:
@@ -133,8 +149,10 @@ class AvatarEstimatorResult:
                     "parameters": {p.name: {"value": p.value, "label": p.label, "confidence": p.confidence,
                                             "raw": p.raw, "alternatives": [list(x) for x in p.alternatives],
                                             "uncertainty": p.uncertainty}
-                                   for p in a.parameters.values()}}
+                                   for p in a.parameters.values()},
+                    "quality": a.quality.to_json() if a.quality is not None else None}
         t = self.timings
-        return {"avatars": [face_json(a) for a in self.avatars], "timestamp_ms": self.timestamp_ms,
+        return {"avatars": [face_json(a) for a in self.avatars], "faces_found": self.faces_found,
+                "detectors": list(self.detectors), "timestamp_ms": self.timestamp_ms,
                 "timings_ms": {"load": t.load_ms, "detection": t.detection_ms, "crop": t.crop_ms,
                                "inference": t.inference_ms, "decode": t.decode_ms, "total": t.total_ms}}

@@ -58,3 +58,13 @@ def grace_hopper() -> np.ndarray:
     import matplotlib.cbook as cbook
     with cbook.get_sample_data("grace_hopper.jpg") as f:
         return np.asarray(Image.open(f).convert("RGB"))
+
+
+@pytest.fixture(scope="session")
+def full_range_model() -> Path:
+    from sdk_python.detector_models import fetch_model
+    from sdk_python.errors import DetectorModelUnavailableError
+    try:
+        return fetch_model("full")
+    except DetectorModelUnavailableError as exc:
+        skip_unless_ci(f"full-range face-detector model unavailable: {exc}")

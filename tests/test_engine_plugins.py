@@ -3,8 +3,10 @@ specs and ``swiftavatar.engines`` entry points, including how failures are repor
 from __future__ import annotations
 
 import importlib.util
+import json
 import shlex
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from toolchain.engines.external import ExternalEngine
 from toolchain.engines.registry import create_engine, list_engines
 from toolchain.errors import EngineError, EngineNotFound
 from toolchain.render import RenderConfig, image_path, mask_path, render_folder
+from toolchain.render.job import EngineRestartWarning
 from toolchain.schema import AvatarSchema
 
 from ._cli import run_cli
@@ -107,11 +110,19 @@ def test_fault_is_named_and_rerun_renders_only_missing(tmp_path, fault):
     cfg = RenderConfig(engine=spec, n=N, seed=SEED, size=SIZE, workers=0, batch_size=3, timeout_s=timeout)
     out = tmp_path / "out"
 
-    with pytest.raises(EngineError) as info:
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(EngineError) as info:
+        warnings.simplefilter("always")
         render_folder(cfg, out)
     err = info.value
     assert err.engine == "badge" and err.index == BAD
     assert str(err).startswith(f"engine 'badge', vector #{BAD}: ")
+    # A crash or a hang costs the engine process (the batch, then the vector alone): each loss is
+    # reported and recorded; an engine that answers with a reason keeps running.
+    lost = 2 if fault in ("crash", "hang") else 0
+    restarts = json.loads((out / "render.json").read_text())["engine_restarts"]
+    assert [r["indices"] for r in restarts] == [[0, 1, 2], [BAD]][:lost]
+    assert all(r["engine"] == "badge" for r in restarts)
+    assert len([w for w in caught if issubclass(w.category, EngineRestartWarning)]) == lost
     assert detail in str(err)
     assert "1 vector(s) failed" in str(err)
 

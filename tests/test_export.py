@@ -244,7 +244,7 @@ def test_face_detector_sources(tmp_path, monkeypatch):
     from sdk_python import contract
     monkeypatch.setenv("SWIFTAVATAR_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("SWIFTAVATAR_FACE_DETECTOR", raising=False)
-    with pytest.raises(AvatarToolError, match="no face detector.*--face-detector PATH"):
+    with pytest.raises(AvatarToolError, match="no short-range face detector.*--face-detector PATH"):
         F.find_face_detector(allow_download=False)
     (tmp_path / "x.bin").write_bytes(b"nope")
     with pytest.raises(AvatarToolError, match="not a TFLite model"):
@@ -299,6 +299,8 @@ def test_export_report_parity_and_bundle(exported):
                                    "streams": [], "made_from": []}
         assert m["engine"] == "morph" and m["input"]["size"] == SIZE
         assert m["face_detector"]["license"] == "Apache-2.0"
+        assert set(m["face_detectors"]) == {"short", "full"}      # both detector modes travel with the model
+        assert b.read(m["face_detectors"]["full"]["file"])[4:8] == b"TFL3"
         assert b.read("LICENSES/face_detection_short_range.tflite.txt").startswith(b"face_detection_short_range")
         assert set(m["outputs"]) == {output_name(h) for h in ["continuous"] + [p["name"] for p in m["schema"]["params"]
                                                                             if p["kind"] == "discrete"]}
@@ -317,7 +319,7 @@ def test_export_without_detector_warns_and_marks_bundle(tiny, tmp_path, monkeypa
     from sdk_python.bundle import open_bundle
     monkeypatch.setenv("SWIFTAVATAR_CACHE", str(tmp_path / "empty-cache"))
     _, path, _ = tiny
-    with pytest.warns(UserWarning, match="WITHOUT a face detector"):
+    with pytest.warns(UserWarning, match="WITHOUT the short-range face detector"):
         report = export_model(path, tmp_path, ExportOptions(targets=parse_targets("onnx"), fetch_face_detector=False,
                                                             no_parity=True))
     assert report["face_detector"] is False and any("WITHOUT" in w for w in report["warnings"])

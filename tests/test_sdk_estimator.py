@@ -365,15 +365,16 @@ def test_cli_predict(tiny_export, detector_model, astronaut, tmp_path):
 
 
 def test_detector_model_fetch_and_missing_model_message(tmp_path, monkeypatch):
-    from sdk_python.detector import MODEL_SHA256, _sha256, fetch_detector_model, resolve_detector_model
+    import hashlib
+    from sdk_python.detector import MODEL_SHA256, fetch_detector_model, resolve_detector_model
     from sdk_python.errors import DetectorModelUnavailableError
     monkeypatch.delenv("SWIFTAVATAR_FACE_DETECTOR", raising=False)
     monkeypatch.setenv("SWIFTAVATAR_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(DetectorModelUnavailableError, match="fetch_detector_model"):
+    with pytest.raises(DetectorModelUnavailableError, match=r"fetch_model\('short'\)"):
         resolve_detector_model()                       # nothing here, and nothing is downloaded implicitly
     try:
         path = fetch_detector_model()
     except DetectorModelUnavailableError as exc:
         skip_unless_ci(f"package index unreachable: {exc}")
-    assert path.parent == tmp_path / "cache" and _sha256(path) == MODEL_SHA256
+    assert path.parent == tmp_path / "cache" and hashlib.sha256(path.read_bytes()).hexdigest() == MODEL_SHA256
     assert resolve_detector_model() == path

@@ -57,6 +57,68 @@ def save_png_atomic(path: str | Path, array: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk every complete PNG ends with
+
+
+def png_complete(path: str | Path) -> bool:
+    """Whether ``path`` is a file ending with the PNG end chunk: cheap proof that it was written whole
+    (see ``commit_files``)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(-len(PNG_END), os.SEEK_END)
+            return f.read() == PNG_END
+    except OSError:  # missing, or shorter than the chunk
+        return False
+
+
+def temp_sibling(path: str | Path) -> Path:
+    """A new empty hidden file next to ``path`` (same filesystem, so it can be renamed onto it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, _FILE_MODE)
+    os.close(fd)
+    return Path(tmp)
+
+
+def commit_files(moves: Sequence[tuple[Path, Path]]) -> None:
+    """Move finished files (``(source, destination)``, same filesystem) into place, each atomically: a
+    crashed process leaves each destination absent or whole. Not synced to disk: per-file fsyncs cost
+    more than rendering (journal commits, measured in ``benchmarks/render_overhead.py``), so after a
+    power cut a destination may be cut short instead — which is why these are PNGs, and readers that
+    resume check their end chunk (``png_complete``). Sources are removed on failure."""
+    try:
+        for parent in {Path(dst).parent for _, dst in moves}:
+            parent.mkdir(parents=True, exist_ok=True)
+        for src, dst in moves:
+            os.replace(src, dst)
+    except BaseException:
+        for src, _ in moves:
+            Path(src).unlink(missing_ok=True)
+        raise
+
+
+def encode_png(path: str | Path, array: np.ndarray, compress_level: int = 6) -> None:
+    """Write ``array`` as a PNG to ``path`` (no sync, no rename: for temporaries that ``commit_files``
+    finishes)."""
+    Image.fromarray(np.ascontiguousarray(array)).save(path, format="PNG", compress_level=compress_level)
+
+
+def save_pngs_atomic(items: Sequence[tuple[Path, np.ndarray]], compress_level: int = 6) -> None:
+    """Several PNGs, each written atomically (see ``commit_files``: not synced; check ``png_complete``)."""
+    moves: list[tuple[Path, Path]] = []
+    try:
+        for path, array in items:
+            tmp = temp_sibling(path)
+            moves.append((tmp, Path(path)))
+            encode_png(tmp, array, compress_level)
+    except BaseException:
+        for tmp, _ in moves:
+            tmp.unlink(missing_ok=True)
+        raise
+    commit_files(moves)
+
+
 def read_jsonl(path: str | Path) -> list[Any]:
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]

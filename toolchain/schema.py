@@ -48,6 +48,7 @@ class ContinuousParam:
     prior: Mapping[str, Any] | None = None
     description: str = ""
     mirror: str = "same"    # under a horizontal flip of the face: "same", or "reflect" (value -> low + high - value)
+    color: bool = False     # describes a colour: cannot be judged from a grayscale photo (SDK input-quality flag)
 
     kind = "continuous"
 
@@ -89,6 +90,8 @@ class ContinuousParam:
             d["description"] = self.description
         if self.mirror != "same":
             d["mirror"] = self.mirror
+        if self.color:
+            d["color"] = True
         return d
 
 
@@ -111,6 +114,7 @@ class DiscreteParam:
     # Under a horizontal flip of the face option i becomes option mirror[i] (e.g. a side parting swaps sides);
     # None: every option looks the same mirrored.
     mirror: tuple[int, ...] | None = None
+    color: bool = False     # describes a colour (hair, skin, eyes): flagged unreliable on grayscale photos
 
     kind = "discrete"
 
@@ -160,6 +164,8 @@ class DiscreteParam:
             d["description"] = self.description
         if self.mirror is not None:
             d["mirror"] = list(self.mirror)
+        if self.color:
+            d["color"] = True
         return d
 
 
@@ -247,7 +253,7 @@ class AvatarSchema:
                         name=str(raw["name"]), low=float(raw["low"]), high=float(raw["high"]),
                         default=float(raw.get("default", raw["low"])), part=raw.get("part"),
                         prior=raw.get("prior"), description=raw.get("description", ""),
-                        mirror=str(raw.get("mirror", "same")),
+                        mirror=str(raw.get("mirror", "same")), color=bool(raw.get("color", False)),
                     ))
                 elif kind == "discrete":
                     weights = raw.get("weights")
@@ -257,6 +263,7 @@ class AvatarSchema:
                         weights=None if weights is None else tuple(float(w) for w in weights),
                         absent_option=raw.get("absent_option"), description=raw.get("description", ""),
                         mirror=None if raw.get("mirror") is None else tuple(int(i) for i in raw["mirror"]),
+                        color=bool(raw.get("color", False)),
                     ))
                 else:
                     raise SchemaError(f"parameter {raw.get('name')!r}: kind must be 'continuous' or 'discrete', got {kind!r}")

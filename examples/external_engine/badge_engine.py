@@ -20,7 +20,9 @@ They can be repeated to target several vectors.
 
 ``--fault-switch PATH`` makes every test hook (including ``--protocol``) apply only while PATH
 exists. A test deletes the file to "fix" the engine without changing the command line, which a
-resumed render requires to match.
+resumed render requires to match. With ``--once`` the engine deletes PATH itself when a hook fires,
+so the fault happens once (a crash that a restarted engine does not repeat). ``--delay SECONDS``
+sleeps before each vector (a slow engine, for tests that must catch a run in the middle).
 """
 from __future__ import annotations
 
@@ -128,7 +130,13 @@ class BadgeEngine:
         self.send(reply)
 
     def hit(self, option: list[float] | None, vector: dict) -> bool:
-        return bool(option) and self.faults_active() and vector.get("scale") in option
+        fired = bool(option) and self.faults_active() and vector.get("scale") in option
+        if fired and self.args.once and self.args.fault_switch:
+            try:
+                os.remove(self.args.fault_switch)
+            except FileNotFoundError:  # another copy of this engine fired first
+                return False
+        return fired
 
     def handle(self, request: dict) -> bool:
         """Answer one request; False means stop."""
@@ -175,6 +183,8 @@ class BadgeEngine:
                 self.error(problem, index=i)
                 return
             # ---- test hooks ----
+            if a.delay:
+                time.sleep(a.delay)
             if self.hit(a.error_on, vector):
                 self.error(f"refusing to draw scale={vector['scale']!r} [test hook: --error-on]", index=i)
                 return
@@ -231,6 +241,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                        help="reply with a protocol error naming the vector")
     hooks.add_argument("--protocol", type=int, metavar="N", help="announce protocol version N in every reply")
     hooks.add_argument("--fault-switch", metavar="PATH", help="the hooks above apply only while PATH exists")
+    hooks.add_argument("--once", action="store_true", help="with --fault-switch: delete PATH when a hook fires")
+    hooks.add_argument("--delay", type=float, metavar="SECONDS", help="sleep this long before drawing each vector")
     return p.parse_args(argv)
 
 

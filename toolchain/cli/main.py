@@ -19,6 +19,8 @@ from sdk_python.errors import AvatarSDKError
 from ..errors import AvatarToolError
 from ..pipeline.config import DEFAULT_EXPORT_FORMATS
 from ..schema import ContinuousParam, SchemaError, VectorError
+from .engine_options import (DEFAULT_BATCH_SIZE, DEFAULT_ENGINE_TIMEOUT_S, DEFAULT_WORKERS, BatchSize, BatchSizeOverride,
+                             EngineTimeout, EngineTimeoutOverride, Workers, WorkersOverride, engine_options)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="SwiftAvatar toolchain: engines, data production, estimator training and export.")
@@ -33,7 +35,8 @@ _state = {"debug": False}
 
 
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors, and the "
+                                    "TensorFlow / MediaPipe / LiteRT logs that are hidden otherwise.")) -> None:
     _state["debug"] = debug
 
 
@@ -81,20 +84,33 @@ def render(
     seed: int = typer.Option(0, "--seed", help="Sampling seed; the same seed gives the same vectors."),
     size: int = typer.Option(256, "--size", help="Square image size in pixels."),
     out: Path = typer.Option(Path("renders"), "--out", "-o", help="Output folder (resumed if it exists)."),
-    workers: int = typer.Option(1, "--workers", "-w", help="Worker processes (0 renders in this process)."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Vectors per render request."),
     masks: bool = typer.Option(True, "--masks/--no-masks", help="Also write part masks when the engine has them."),
-    engine_timeout: float = typer.Option(60.0, "--engine-timeout", help="Seconds an external engine may take per request."),
+    workers: Workers = DEFAULT_WORKERS,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
+    engine_timeout: EngineTimeout = DEFAULT_ENGINE_TIMEOUT_S,
 ) -> None:
     """Sample avatar vectors and render them: PNGs, masks, vectors.jsonl and a contact sheet."""
-    from ..render.job import RenderConfig, render_folder
-    cfg = RenderConfig(engine=engine, n=n, seed=seed, size=size, workers=workers, batch_size=batch_size,
-                       masks=masks, timeout_s=engine_timeout)
+    from ..render.job import render_folder
+    cfg = engine_options(workers, batch_size, engine_timeout).config(engine, n, seed=seed, size=size, masks=masks)
     with make_progress() as progress:
         task = progress.add_task(f"render {engine}", total=n)
-        summary = render_folder(cfg, out, progress=lambda done, total: progress.update(task, completed=done))
+        summary = render_folder(cfg, out, progress=lambda done, total: progress.update(task, completed=done),
+                                on_restart=_print_restart)
     console.print(f"[green]done[/]: {summary.rendered} rendered, {summary.skipped} already there -> {out}/ "
                   f"(images/, {'masks/, ' if summary.has_masks else ''}vectors.jsonl, contact_sheet.png)")
+    _print_restart_count(len(summary.restarts), out / "render.json")
+
+
+def _print_restart(restart: dict) -> None:
+    from ..render.job import describe_restart
+    err_console.print(f"[bold yellow]warning:[/] {escape(describe_restart(restart))}", highlight=False, soft_wrap=True)
+
+
+def _print_restart_count(count: int, where: Path) -> None:
+    if count:
+        err_console.print(f"[bold yellow]note:[/] the engine crashed or hung and was restarted {count} time(s) during "
+                          f"this run (each listed above and in {escape(str(where))} under 'engine_restarts'); every "
+                          "image was rendered", highlight=False, soft_wrap=True)
 
 
 def _train_progress(progress: Progress):
@@ -148,8 +164,10 @@ def baseline(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Override the preset's epochs."),
     seed: int = typer.Option(0, "--seed", help="Render sampling seed."),
     render_size: int = typer.Option(256, "--render-size", help="Render size in pixels."),
-    workers: int = typer.Option(2, "--workers", "-w", help="Render worker processes."),
     backbone_weights: Optional[Path] = typer.Option(None, "--backbone-weights", help="ImageNet ResNet-18 weights."),
+    workers: Workers = DEFAULT_WORKERS,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
+    engine_timeout: EngineTimeout = DEFAULT_ENGINE_TIMEOUT_S,
 ) -> None:
     """The paper's Baseline: render, build a paired dataset of renders, train the estimator on it."""
     from ..pipeline.baseline import run_baseline
@@ -157,8 +175,10 @@ def baseline(
     cfg = preset(config, epochs=epochs)
     with make_progress() as progress:
         summary = run_baseline(engine, n, out, cfg, seed=seed, render_size=render_size, workers=workers,
+                               batch_size=batch_size, engine_timeout=engine_timeout,
                                backbone_weights=backbone_weights, progress=_train_progress(progress))
     _print_train_summary(summary, out / "train")
+    _print_restart_count(summary.get("render_restarts", 0), out / "renders" / "render.json")
 
 
 @app.command("eval")
@@ -336,19 +356,27 @@ def bundle_verify(file: Path = typer.Argument(..., help="A .swiftavatar bundle."
 
 @app.command()
 def predict(
-    images: list[Path] = typer.Argument(..., help="Image files (JPEG, PNG, WebP...)."),
+    images: list[str] = typer.Argument(..., help="Image files, folders of images, or glob patterns ('photos/*.jpg')."),
     bundle: Path = typer.Option(..., "--bundle", "-b", help="A .swiftavatar bundle or an exported estimator.onnx."),
     backend: str = typer.Option("auto", "--backend", help="auto, onnxruntime, litert, coreml or torch."),
     precision: str = typer.Option("auto", "--precision", help="auto or one of " + ", ".join(contract.PRECISIONS) + "."),
     detection: str = typer.Option("mediapipe", "--detection", help="mediapipe, or none for pre-framed avatar images."),
+    detector: str = typer.Option("auto", "--detector", help="short (selfies), full (faces far away) or auto "
+                                 "(short, then full when it finds nothing or the image is large)."),
+    faces: str = typer.Option("largest", "--faces", help="Several faces: largest, all, or error."),
+    min_face_confidence: float = typer.Option(0.6, "--min-face-confidence", help="Detection score threshold."),
+    min_face_size: int = typer.Option(24, "--min-face-size", help="Smaller faces (px) are reported, not estimated."),
+    mirror_tta: bool = typer.Option(False, "--mirror-tta", help="Average each face with its mirror image: steadier "
+                                    "answers and crops, a spread for continuous parameters; twice the inference."),
     render: bool = typer.Option(False, "--render", help="Render each avatar with the engine next to its photo."),
     out: Path = typer.Option(Path("predictions"), "--out", "-o", help="Folder for --render images."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
-    """Estimate avatar vectors for face photos with the reference SDK."""
+    """Estimate avatar vectors for face photos with the reference SDK (the model loads once for all images)."""
     from .predict import predict_files
     results = predict_files(bundle, images, backend=backend, precision=precision, detection=detection,
-                            render_dir=out if render else None)
+                            render_dir=out if render else None, detector=detector, faces=faces,
+                            min_face_confidence=min_face_confidence, min_face_size=min_face_size, mirror_tta=mirror_tta)
     if as_json:
         print(json.dumps(results, indent=2))
     else:
@@ -356,15 +384,33 @@ def predict(
             if "error" in r:
                 err_console.print(f"[bold red]{escape(r['image'])}[/]: {escape(r['error'])}")
                 continue
-            a = r["result"]["avatars"][0]
-            t = r["result"]["timings_ms"]
-            table = Table("parameter", "value", "label", "confidence",
-                          title=f"{r['image']} ({r['backend']}, face score {a['score']:.2f}, {t['total']:.1f} ms)")
-            for name, p in a["parameters"].items():
-                value = f"{p['value']:.3f}" if isinstance(p["value"], float) else str(p["value"])
-                conf = "" if p["confidence"] is None else f"{p['confidence']:.2f}"
-                table.add_row(name, value, p["label"] or "", conf)
-            console.print(table)
+            res = r["result"]
+            n_found, t = res.get("faces_found", 1), res["timings_ms"]
+            for i, a in enumerate(res["avatars"]):
+                which = (f"face {i + 1} of {n_found}" if len(res["avatars"]) > 1
+                         else (f"largest of {n_found} faces" if n_found > 1 else "1 face"))
+                table = Table("parameter", "value", "label", "confidence", "alternatives",
+                              title=f"{escape(r['image'])}: {which} ({r['backend']}, score {a['score']:.2f}, "
+                                    f"{t['total']:.1f} ms)")
+                q = a.get("quality") or {}
+                unreliable = set(q.get("unreliable_parameters") or ())
+                for name, p in a["parameters"].items():
+                    value = f"{p['value']:.3f}" if isinstance(p["value"], float) else str(p["value"])
+                    if p.get("uncertainty") is not None:
+                        value += f" ± {p['uncertainty']:.3f}"
+                    conf = "" if p["confidence"] is None else f"{p['confidence']:.2f}"
+                    if name in unreliable:
+                        conf += " (unreliable: no colour)"
+                    alts = ", ".join(f"{label} {prob:.2f}" for _, label, prob in p.get("alternatives", [])[1:])
+                    table.add_row(name, value, p["label"] or "", conf, escape(alts))
+                if q:
+                    pose = "/".join("?" if q.get(k) is None else f"{q[k]:+.0f}" for k in ("yaw", "pitch", "roll"))
+                    table.caption = (f"face {q['size_px']:.0f} px, sharpness {q['blur']:.0f}, brightness "
+                                     f"{q['brightness']:.2f}, yaw/pitch/roll {pose} deg"
+                                     + (", grayscale" if q.get("grayscale") else ""))
+                console.print(table)
+                for w in q.get("warnings", []):
+                    err_console.print(f"[yellow]quality:[/] {escape(w)}")
             if r.get("render"):
                 console.print(f"rendered: {r['render']}")
     if any("error" in r for r in results):
@@ -419,6 +465,9 @@ def finetune(
     freeze_local: bool = typer.Option(False, "--freeze-local", help="Keep the local generators (part shapes) fixed."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+    workers: Workers = DEFAULT_WORKERS,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
+    engine_timeout: EngineTimeout = DEFAULT_ENGINE_TIMEOUT_S,
 ) -> None:
     """Finetune G_avatar from G_real on engine renders (StyleGAN2 losses + colour-matching loss)."""
     from ..generators.finetune import finetune as run_finetune
@@ -430,7 +479,8 @@ def finetune(
     with make_progress() as progress:
         summary = run_finetune(engine, real_generator, out, tcfg, colour_weight=color_weight, freeze_local=freeze_local,
                                renders=renders, n_renders=n, render_size=render_size, device=device,
-                               progress=_gan_progress(progress))
+                               progress=_gan_progress(progress),
+                               engine_options=engine_options(workers, batch_size, engine_timeout))
     console.print(f"[green]done[/]: {summary['steps_done']} steps -> {out}/generator.safetensors, samples/, stats.jsonl")
 
 
@@ -479,6 +529,9 @@ def pairs(
     init: str = typer.Option("modified", "--init", help="Start codes: modified (asset present/absent codes), present (w~_mean) or mean (w_mean)."),
     lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="torchvision AlexNet weights for LPIPS."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+    workers: Workers = DEFAULT_WORKERS,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
+    engine_timeout: EngineTimeout = DEFAULT_ENGINE_TIMEOUT_S,
 ) -> None:
     """Paired data: invert renders in G_avatar, synthesise with G_real, augment; resumable sharded dataset."""
     from ..production.augment import AugmentConfig
@@ -493,7 +546,8 @@ def pairs(
     cfg = PairsConfig(engine=engine, n=n, renders=str(renders) if renders else None, render_size=render_size, chunk=chunk,
                       max_loss=limit, latent_anchor=latent_anchor, lpips_weights=str(lpips_weights) if lpips_weights else None,
                       init=InitConfig(mode=init), augment=AugmentConfig(k=k),
-                      inversion=InversionConfig(steps=steps, batch_size=batch, early_stop_tol=EARLY_STOP_TOL if early_stop else 0.0))
+                      inversion=InversionConfig(steps=steps, batch_size=batch, early_stop_tol=EARLY_STOP_TOL if early_stop else 0.0),
+                      render_options=engine_options(workers, batch_size, engine_timeout))
     with make_progress() as progress:
         task = progress.add_task("pairs", total=n)
 
@@ -532,9 +586,10 @@ def build(
     early_stop: Optional[bool] = typer.Option(None, "--early-stop/--no-early-stop", help="Stop a sample's inversion when it stops improving."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Render worker processes."),
-    engine_timeout: Optional[float] = typer.Option(None, "--engine-timeout", help="Seconds an external engine may take per request."),
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Time a few units of each stage first and print estimates."),
+    workers: WorkersOverride = None,
+    batch_size: BatchSizeOverride = None,
+    engine_timeout: EngineTimeoutOverride = None,
 ) -> None:
     """Build an estimator for ENGINE end to end: renders, generators, pairs, training, export, a verified
     bundle and a report. Rerun the same command to resume; finished stages are skipped."""
@@ -547,7 +602,7 @@ def build(
                 "eval.set": str(eval_set) if eval_set else None, "eval.lpips_weights": lp, "pairs.lpips_weights": lp,
                 "train.backbone_weights": str(backbone_weights) if backbone_weights else None,
                 "pairs.early_stop": early_stop, "device": device, "threads": threads, "render.workers": workers,
-                "render.engine_timeout": engine_timeout}
+                "render.batch_size": batch_size, "render.engine_timeout": engine_timeout}
     cfg = resolve_config(engine, preset, config_file, settings or [], **explicit)
     run_dir = run_dir or _default_run_dir(engine, preset)
     estimates = None
@@ -584,6 +639,9 @@ def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 1."""
     import warnings
     warnings.showwarning = _show_warning
+    if "--debug" not in sys.argv[1:]:
+        from sdk_python.native_logs import silence_native_logs
+        silence_native_logs()   # before anything imports mediapipe / tensorflow / LiteRT
     try:
         app()
     except (AvatarToolError, SchemaError, VectorError, AvatarSDKError) as exc:

@@ -1,6 +1,7 @@
 """``avatartool predict``: run the reference SDK on image files and optionally render the avatars."""
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -8,18 +9,58 @@ import numpy as np
 from PIL import Image
 
 from sdk_python import AvatarEstimator, AvatarEstimatorOptions, AvatarSDKError
+from toolchain.errors import AvatarToolError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+
+
+def expand_inputs(items: Sequence[str | Path]) -> list[Path]:
+    """Files, folders (their images, sorted, not recursive) and glob patterns (``**`` recurses) -> files.
+
+    A path that does not exist and is no pattern stays in the list (its entry reports "no such
+    file"); a pattern or folder that holds no image is an error, since nothing would be estimated.
+
+    Raises:
+        AvatarToolError: a folder or pattern without images.
+    """
+    out: list[Path] = []
+    for item in items:
+        text = str(item)
+        p = Path(text)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise AvatarToolError(f"{p}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            out += found
+        elif not p.exists() and glob.has_magic(text):
+            found = sorted(Path(f) for f in glob.glob(text, recursive=True) if Path(f).is_file())
+            if not found:
+                raise AvatarToolError(f"{text}: no file matches this pattern")
+            out += found
+        else:
+            out.append(p)
+    return out
 
 
 def predict_files(bundle: str | Path, images: Sequence[str | Path], backend: str = "auto", precision: str = "auto",
                   detection: str = "mediapipe", render_dir: Optional[str | Path] = None,
-                  num_threads: int = 2) -> list[dict[str, Any]]:
-    """Estimate every image; one dict per image: ``{"image", "result" (JSON) | "error", "render"}``.
+                  num_threads: int = 2, detector: str = "auto", faces: str = "largest",
+                  **options: Any) -> list[dict[str, Any]]:
+    """Estimate every image with one estimator (the models load once); one dict per image:
+    ``{"image", "result" (JSON) | "error", "render"}``.
+
+    Args:
+        images: Files, folders or glob patterns (see :func:`expand_inputs`).
+        detector: ``short``, ``full`` or ``auto`` (see ``sdk_python.DetectorMode``).
+        faces: ``largest``, ``all`` or ``error`` (several faces raise, reported per image).
+        options: More ``AvatarEstimatorOptions`` fields.
 
     Per-image SDK errors (no face, bad file...) are reported in the entry, not raised; errors creating
     the estimator (bundle, backend) are raised.
     """
+    images = expand_inputs(images)
     opts = AvatarEstimatorOptions(bundle_path=bundle, backend=backend, precision=precision, detection=detection,
-                                  num_threads=num_threads)
+                                  num_threads=num_threads, detector=detector, multiple_faces=faces, **options)
     out: list[dict[str, Any]] = []
     engine = None
     with AvatarEstimator.create_from_options(opts) as est:
@@ -36,6 +77,10 @@ def predict_files(bundle: str | Path, images: Sequence[str | Path], backend: str
                     entry["render"] = str(_render_side_by_side(engine, img, res.vector, Path(render_dir)))
             except AvatarSDKError as exc:
                 entry["error"] = f"{type(exc).__name__}: {exc}"
+                entry["error_type"] = type(exc).__name__
+                for attr in ("count", "size_px", "rejected"):
+                    if hasattr(exc, attr):
+                        entry[attr] = getattr(exc, attr)
             out.append(entry)
     if engine is not None and hasattr(engine, "close"):
         engine.close()

@@ -39,9 +39,10 @@ class EngineSpec:
 
     spec: str
     timeout_s: float = 60.0
+    cwd: str | None = None  # where an external command runs (its relative paths resolve there)
 
     def create(self) -> Engine:
-        return create_engine(self.spec, timeout_s=self.timeout_s)
+        return create_engine(self.spec, timeout_s=self.timeout_s, cwd=self.cwd)
 
 
 def list_engines() -> list[tuple[str, str]]:
@@ -59,8 +60,9 @@ def _check_engine_class(obj: object, where: str) -> type[Engine]:
     return obj
 
 
-def create_engine(spec: str, timeout_s: float = 60.0) -> Engine:
-    """Build the engine named by ``spec`` (see the module docstring)."""
+def create_engine(spec: str, timeout_s: float = 60.0, cwd: str | None = None) -> Engine:
+    """Build the engine named by ``spec`` (see the module docstring). ``cwd``: the folder an external
+    command runs in (default: the current one)."""
     spec = spec.strip()
     builtins = _builtins()
     if spec in builtins:
@@ -70,7 +72,7 @@ def create_engine(spec: str, timeout_s: float = 60.0) -> Engine:
         command = spec[len(EXTERNAL_PREFIX):].strip()
         if not command:
             raise EngineNotFound("'cmd:' needs a command line after it, e.g. --engine 'cmd:python my_engine.py'")
-        return ExternalEngine(command, timeout_s=timeout_s)
+        return ExternalEngine(command, timeout_s=timeout_s, cwd=cwd)
     if _MODULE_CLASS.match(spec):
         module_name, class_name = spec.split(":")
         try:

@@ -68,14 +68,16 @@ def load_labelled_set(set_dir: str | Path) -> EvalSet:
             raise AvatarToolError(f"{root} holds no rendered images")
         items = [(path, vector) for _, path, vector in rendered]
         names = [(path.name, vector) for path, vector in items]
-        return EvalSet(root=root, engine=folder.engine, set_id=compute_set_id(folder.engine, names),
-                       kind="engine-renders", items=items, masks=[folder.mask_path(i) for i, _, _ in rendered])
+        # Labelled with the engine's own name; the spec and working folder re-open it for rendering.
+        return EvalSet(root=root, engine=folder.engine_name, set_id=compute_set_id(folder.engine, names),
+                       kind="engine-renders", items=items, masks=[folder.mask_path(i) for i, _, _ in rendered],
+                       meta={"engine_spec": folder.engine, "engine_cwd": folder.engine_cwd})
     return load_eval_set(root)
 
 
 def labelled_set_origin(eval_set: EvalSet) -> Origin:
     """The provenance record of a set ``load_labelled_set`` returned (render folder or set.json folder)."""
-    if eval_set.kind == "engine-renders" and not eval_set.meta:
+    if eval_set.kind == "engine-renders":
         return render_folder_origin(eval_set.root)
     return set_origin(eval_set.root, eval_set.meta, eval_set.set_id, len(eval_set))
 
@@ -93,10 +95,12 @@ def evaluate(model_path: str | Path, set_dir: str | Path, out_dir: str | Path, l
     if leak:
         raise LabelLeakError(f"refusing to evaluate {model_path} on {set_root}: {leak}, so its scores would be "
                              "meaningless; evaluate on a set made from other data (another seed, another folder)")
-    engine_spec = engine or eval_set.engine
+    engine_spec = engine or eval_set.meta.get("engine_spec") or eval_set.engine
+    engine_cwd = None if engine else eval_set.meta.get("engine_cwd")
     if schema.engine != eval_set.engine and engine is None:
-        raise AvatarToolError(f"the model predicts for engine '{schema.engine}' but the set is labelled for "
-                              f"'{eval_set.engine}'")
+        raise AvatarToolError(f"the model predicts for engine '{schema.engine}' but the set {set_root} is labelled for "
+                              f"engine '{eval_set.engine}': evaluate on a set of '{schema.engine}', or, if it is the "
+                              f"same engine under another name, pass --engine SPEC (the engine to render with)")
     paths = [p for p, _ in eval_set.items]
     vectors = [schema.validate(v) for _, v in eval_set.items]
     size = model.config.input_size
@@ -109,7 +113,7 @@ def evaluate(model_path: str | Path, set_dir: str | Path, out_dir: str | Path, l
     lpips_fn, lpips_info = _lpips_metric(lpips_weights)
     distances, lp_values = [], []
     renders_pred, renders_gt = [], []
-    with create_engine(engine_spec) as eng:
+    with create_engine(engine_spec, cwd=engine_cwd) as eng:
         for k in range(0, len(vectors), 16):
             a = eng.render(predicted[k:k + 16], size=RENDER_METRIC_SIZE, masks=True)
             b = eng.render(vectors[k:k + 16], size=RENDER_METRIC_SIZE, masks=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -23,6 +23,9 @@ from . import losses
 from .generator import SemanticGenerator
 from .io import load_discriminator, load_generator
 from .train_real import GANTrainConfig, ProgressFn, run_gan
+
+if TYPE_CHECKING:
+    from ..render.job import EngineOptions
 
 COLOUR_PARTS = ("hair", "skin")
 
@@ -39,19 +42,21 @@ def colour_loss_fn(g_real: SemanticGenerator, parts: list[int], weight: float):
 def finetune(engine: str, real_generator: str | Path, out_dir: str | Path, tcfg: GANTrainConfig, *,
              colour_weight: float = 1.0, freeze_local: bool = False, renders: str | Path | None = None,
              n_renders: int = 2000, render_size: int = 64, render_seed: int = 0, device: str | None = None,
-             progress: ProgressFn | None = None, stop_after: int | None = None) -> dict[str, Any]:
+             progress: ProgressFn | None = None, stop_after: int | None = None,
+             engine_options: "EngineOptions | None" = None) -> dict[str, Any]:
     """Render ``n_renders`` avatars with ``engine`` into ``out_dir/renders`` (or use ``renders``), then train.
+    ``engine_options`` (workers, batch size, timeout) default to rendering in this process.
 
     ``tcfg.seg_discriminator`` is switched off when the engine draws no masks (image-only D).
     """
-    from ..render.job import RenderConfig, render_folder
+    from ..render.job import EngineOptions, render_folder
     out = Path(out_dir)
     g_real, meta = load_generator(real_generator, device="cpu")
     gcfg = g_real.cfg
     if renders is None:
         renders = out / "renders"
-        summary = render_folder(RenderConfig(engine=engine, n=n_renders, seed=render_seed, size=max(render_size, gcfg.size),
-                                             workers=0), renders)
+        opts = engine_options or EngineOptions(workers=0)
+        summary = render_folder(opts.config(engine, n_renders, seed=render_seed, size=max(render_size, gcfg.size)), renders)
         has_masks = summary.has_masks
     else:
         has_masks = (Path(renders) / "masks").is_dir()

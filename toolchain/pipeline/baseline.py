@@ -15,7 +15,7 @@ from ..data.paired_dataset import PairedDatasetWriter
 from ..estimator.train import TrainConfig, train
 from ..provenance import render_folder_origin
 from ..render.folder import RenderFolder
-from ..render.job import RenderConfig, render_folder
+from ..render.job import DEFAULT_BATCH_SIZE, DEFAULT_ENGINE_TIMEOUT_S, DEFAULT_WORKERS, RenderConfig, render_folder
 
 
 def renders_to_dataset(render_dir: str | Path, dataset_dir: str | Path, n: int, shard_size: int = 256,
@@ -39,12 +39,17 @@ def renders_to_dataset(render_dir: str | Path, dataset_dir: str | Path, n: int, 
 
 
 def run_baseline(engine: str, n: int, out_dir: str | Path, cfg: TrainConfig, seed: int = 0, render_size: int = 256,
-                 workers: int = 1, backbone_weights: str | Path | None = None,
-                 progress: Callable[..., None] | None = None) -> dict[str, Any]:
-    """Render ``n`` vectors, pair them into a dataset, train. ``progress(phase, done, total, info=None)``."""
+                 workers: int = DEFAULT_WORKERS, backbone_weights: str | Path | None = None,
+                 progress: Callable[..., None] | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                 engine_timeout: float = DEFAULT_ENGINE_TIMEOUT_S) -> dict[str, Any]:
+    """Render ``n`` vectors, pair them into a dataset, train. ``progress(phase, done, total, info=None)``.
+    Engine restarts during rendering are warned about as they happen and counted in the summary
+    (``render_restarts``)."""
     out_dir = Path(out_dir)
     stage = (lambda name: (lambda done, total, *_: progress(name, done, total))) if progress else (lambda name: None)
-    render_folder(RenderConfig(engine=engine, n=n, seed=seed, size=render_size, workers=workers, masks=False),
-                  out_dir / "renders", progress=stage("render"))
+    rendered = render_folder(RenderConfig(engine=engine, n=n, seed=seed, size=render_size, workers=workers, masks=False,
+                                          batch_size=batch_size, timeout_s=engine_timeout),
+                             out_dir / "renders", progress=stage("render"))
     renders_to_dataset(out_dir / "renders", out_dir / "dataset", n, progress=stage("dataset"))
-    return train([out_dir / "dataset"], out_dir / "train", cfg, backbone_weights=backbone_weights, progress=progress)
+    summary = train([out_dir / "dataset"], out_dir / "train", cfg, backbone_weights=backbone_weights, progress=progress)
+    return {**summary, "render_restarts": len(rendered.restarts)}

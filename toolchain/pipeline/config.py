@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import AvatarToolError
+from ..render.job import DEFAULT_BATCH_SIZE, DEFAULT_ENGINE_TIMEOUT_S, DEFAULT_WORKERS
 
 
 @dataclass
@@ -31,9 +32,9 @@ class RenderStage:
     n: int = 10_000                 # avatar vectors sampled and rendered
     size: int = 256
     seed: int = 0
-    workers: int = 1
-    batch_size: int = 8
-    engine_timeout: float = 60.0
+    workers: int = DEFAULT_WORKERS  # the engine options share their defaults with every rendering command
+    batch_size: int = DEFAULT_BATCH_SIZE
+    engine_timeout: float = DEFAULT_ENGINE_TIMEOUT_S
 
 
 @dataclass

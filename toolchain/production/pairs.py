@@ -74,6 +74,7 @@ class PairsConfig:
     inversion: InversionConfig = field(default_factory=InversionConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     grid_sources: int = 8
+    render_options: Any = None      # render.job.EngineOptions when renders are made here (default: in-process)
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -134,10 +135,11 @@ def source_generator(seed: int, source: int) -> torch.Generator:
 
 
 def _ensure_renders(cfg: PairsConfig, out: Path) -> RenderFolder:
-    from ..render.job import RenderConfig, render_folder
+    from ..render.job import EngineOptions, render_folder
     rdir = Path(cfg.renders) if cfg.renders else out / "renders"
     if not (is_render_folder(rdir) and RenderFolder.open(rdir).rendered(cfg.n)):
-        render_folder(RenderConfig(engine=cfg.engine, n=cfg.n, seed=cfg.render_seed, size=cfg.render_size, workers=0), rdir)
+        opts = cfg.render_options or EngineOptions(workers=0)
+        render_folder(opts.config(cfg.engine, cfg.n, seed=cfg.render_seed, size=cfg.render_size), rdir)
     folder = RenderFolder.open(rdir)
     if folder.engine != cfg.engine:
         raise AvatarToolError(f"{rdir} holds renders of engine '{folder.engine}', not '{cfg.engine}'")
@@ -197,8 +199,8 @@ def produce_pairs(cfg: PairsConfig, out_dir: str | Path, real_generator: str | P
     fingerprint = {**cfg.fingerprint(), "lpips": {k: lpips_info.get(k) for k in ("used", "fallback")},
                    "generators": {"real": str(Path(real_generator).resolve()), "avatar": str(Path(avatar_generator).resolve())}}
     made_from = [render_folder_origin(rdir, cfg.n), generator_origin(real_generator), generator_origin(avatar_generator)]
-    meta = {"kind": "gan-pairs", "engine": cfg.engine, "sources": [str(rdir.resolve())], "fingerprint": fingerprint,
-            "made_from": made_from,
+    meta = {"kind": "gan-pairs", "engine": folder.engine_name, "engine_spec": cfg.engine, "sources": [str(rdir.resolve())],
+            "fingerprint": fingerprint, "made_from": made_from,
             "lpips": lpips_info, "samples_per_source": 1 + cfg.augment.k,
             "progress": {"sources_done": 0, "dropped": []}}
     writer = PairedDatasetWriter(out, schema, meta=meta, shard_size=10 ** 12)  # we seal shards ourselves

@@ -2,7 +2,8 @@
 
 Layout::
 
-    render.json          format version, engine spec and name, seed, size, masks, schema
+    render.json          format version, engine spec, name (as the engine announces it) and working
+                         folder (external commands), seed, size, masks, schema, engine restarts
     vectors.jsonl        {"index": i, "vector": {...}} per line, option indices for discrete values
     images/000000.png    RGB renders
     masks/000000.png     part label maps (value k = schema.parts[k]), when the engine draws masks
@@ -13,11 +14,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..atomic_io import read_jsonl
 from ..errors import AvatarToolError
 from ..schema import AvatarSchema, AvatarVector
+
+if TYPE_CHECKING:
+    from ..engines.base import Engine
 
 MANIFEST = "render.json"
 VECTORS = "vectors.jsonl"
@@ -64,7 +68,22 @@ class RenderFolder:
 
     @property
     def engine_name(self) -> str:
+        """The engine's own name (an external engine's hello), which models and sets are labelled with."""
         return self.manifest.get("engine_name", self.engine)
+
+    @property
+    def engine_cwd(self) -> str | None:
+        """Where an external engine's command ran, so it can be started again from anywhere."""
+        return self.manifest.get("engine_cwd")
+
+    @property
+    def engine_restarts(self) -> list[dict[str, Any]]:
+        return list(self.manifest.get("engine_restarts") or [])
+
+    def open_engine(self, timeout_s: float = 60.0) -> "Engine":
+        """The engine that rendered this folder, started the way it was (spec and working folder)."""
+        from ..engines.registry import create_engine
+        return create_engine(self.engine, timeout_s=timeout_s, cwd=self.engine_cwd)
 
     @property
     def seed(self) -> int:

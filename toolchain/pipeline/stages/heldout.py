@@ -9,7 +9,7 @@ from typing import Any
 from ...engines.registry import BUILTIN_NAMES
 from ...evaluation.evaluate import load_labelled_set
 from ...proxy.eval_set import write_proxy_set
-from ...render.job import RenderConfig, render_folder
+from ...render.job import RenderConfig, describe_restart, render_folder
 from ..runner import StageContext
 
 HELDOUT_RENDER_SEED = 1_000_003   # added to eval.seed: never the training stream's seed
@@ -35,7 +35,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
         seed = heldout_render_seed(c.seed, r.seed)
         render_folder(RenderConfig(engine=ctx.cfg.engine, n=c.n, seed=seed, size=max(c.size, 32), workers=r.workers,
                                    batch_size=r.batch_size, masks=True, timeout_s=r.engine_timeout),
-                      set_dir, progress=lambda d, t: ctx.progress(d, t, "held-out renders"))
+                      set_dir, progress=lambda d, t: ctx.progress(d, t, "held-out renders"),
+                      on_restart=lambda r: ctx.warn(describe_restart(r)))
         kind = "held-out renders"
         note = f"{c.n} held-out renders (seed {seed})"
         ctx.warn(f"engine '{ctx.cfg.engine}' has no labelled photo set here: evaluated on {note}, which measures fit "

@@ -1,0 +1,172 @@
+"""Finding the faces in one image: which BlazeFace model(s) to run, and which detections to believe.
+
+Modes (:class:`~sdk_python.options.DetectorMode`):
+
+* ``short``: the short-range model only (selfies; ~2 ms);
+* ``full``: the full-range model only (faces far from the camera; ~2-4x slower);
+* ``auto``: short first; the full-range model too when the short one keeps nothing or the image is
+  large (longer side >= :data:`LARGE_SIDE` px, where faces small in the frame are likely). Detections
+  of both are merged (overlapping boxes: the short-range one, whose keypoints are finer, wins).
+
+On a large image the full-range model also runs on half-overlapping square tiles of ``tile_size`` px
+(default :data:`TILE_SIZE`): it sees its input at 192 px, so on a whole 1280 px photo a face needs
+about 120 px to be found; on 640 px tiles about 60 px, on 320 px tiles about 40 px (measured on the
+group scene of ``python -m benchmarks detection``; each halving of the tile costs ~4x the time).
+
+Every detection must clear ``min_confidence`` and :func:`sdk_python.face_check.rejection` (keypoint
+geometry, skin colour); what was dropped is counted so a caller can say "found something, not a face".
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+
+from .detector import FaceDetector
+from .face_check import rejection
+from .result import FaceBox, FaceDetection
+
+LARGE_SIDE = 1024
+TILE_SIZE = 640
+MODES = ("short", "full", "auto")
+
+
+@dataclass
+class FoundFaces:
+    """What :meth:`FaceFinder.find` saw.
+
+    Attributes:
+        faces: Accepted detections, highest score first.
+        rejected: ``(detection, reasons)`` for detections above the score threshold that failed the checks.
+        detectors: Models run, in order (``"short"``, ``"full"``).
+        ms: Milliseconds per model run.
+    """
+
+    faces: list[FaceDetection]
+    rejected: list[tuple[FaceDetection, list[str]]] = field(default_factory=list)
+    detectors: list[str] = field(default_factory=list)
+    ms: dict[str, float] = field(default_factory=dict)
+
+
+def tiles(h: int, w: int, side: int) -> list[tuple[int, int]]:
+    """Top-left corners of half-overlapping ``side`` squares covering an ``h`` x ``w`` image (a face up
+    to ``side / 2`` wide lies wholly inside at least one)."""
+    def starts(n: int) -> list[int]:
+        if n <= side:
+            return [0]
+        out = list(range(0, n - side + 1, side // 2))
+        if out[-1] + side < n:
+            out.append(n - side)
+        return out
+    return [(x, y) for y in starts(h) for x in starts(w)]
+
+
+def iou(a: FaceDetection, b: FaceDetection) -> float:
+    ax1, ay1 = a.box.x + a.box.width, a.box.y + a.box.height
+    bx1, by1 = b.box.x + b.box.width, b.box.y + b.box.height
+    iw = max(0.0, min(ax1, bx1) - max(a.box.x, b.box.x))
+    ih = max(0.0, min(ay1, by1) - max(a.box.y, b.box.y))
+    inter = iw * ih
+    union = a.box.area + b.box.area - inter
+    return inter / union if union > 0 else 0.0
+
+
+class FaceFinder:
+    """One or two :class:`FaceDetector` s behind a mode, with the human-face checks.
+
+    Args:
+        mode: ``"short"``, ``"full"`` or ``"auto"``.
+        model_for: ``kind -> Path`` of the model (called lazily: ``auto`` loads the full-range model only
+            when an image first needs it).
+        min_confidence: Score threshold for both models.
+        checks: Apply the geometry/skin checks (off: every detection above the threshold counts, the
+            behaviour before they existed).
+        large_side: Images whose longer side reaches this get the full-range pass (auto) and tiles.
+        tile_size: Side of the full-range model's tiles on large images (0: no tiles).
+    """
+
+    def __init__(self, mode: str, model_for: Callable[[str], Union[str, Path]], min_confidence: float = 0.6,
+                 checks: bool = True, large_side: int = LARGE_SIDE, tile_size: int = TILE_SIZE):
+        if mode not in MODES:
+            raise ValueError(f"detector mode {mode!r}: choose one of {', '.join(MODES)}")
+        self.mode = mode
+        self.tile_size = int(tile_size)
+        self.min_confidence = float(min_confidence)
+        self.checks = checks
+        self.large_side = large_side
+        self._model_for = model_for
+        self._detectors: dict[str, FaceDetector] = {}
+        if mode in ("short", "auto"):
+            self.detector("short")
+        else:
+            self.detector("full")
+
+    def detector(self, kind: str) -> FaceDetector:
+        """The ``kind`` detector, built on first use (raises ``DetectorModelUnavailableError``)."""
+        det = self._detectors.get(kind)
+        if det is None:
+            # the detector's own floor sits below the threshold so rejected candidates can be reported
+            det = FaceDetector(self._model_for(kind), min(self.min_confidence, 0.5))
+            self._detectors[kind] = det
+        return det
+
+    @property
+    def primary(self) -> FaceDetector:
+        """The detector used for the keypoint-refining second pass (short-range when it is loaded)."""
+        return self._detectors.get("short") or self._detectors["full"]
+
+    def _detect(self, kind: str, image: np.ndarray) -> list[FaceDetection]:
+        """Whole image, plus (full-range, large image) every half-overlapping tile, in image pixels."""
+        det = self.detector(kind)
+        found = [f for f in det.detect(image) if f.score >= self.min_confidence]
+        h, w = image.shape[:2]
+        T = self.tile_size
+        if kind != "full" or T <= 0 or max(h, w) < self.large_side or max(h, w) <= T:
+            return found
+        for x, y in tiles(h, w, T):
+            sub = np.ascontiguousarray(image[y:y + T, x:x + T])
+            for f in det.detect(sub):
+                if f.score < self.min_confidence:
+                    continue
+                g = FaceDetection(FaceBox(f.box.x + x, f.box.y + y, f.box.width, f.box.height),
+                                  {n: (a + x, b + y) for n, (a, b) in f.keypoints.items()}, f.score)
+                if all(iou(g, o) < 0.3 for o in found):
+                    found.append(g)
+        return found
+
+    def _run(self, kind: str, image: np.ndarray, out: FoundFaces) -> list[FaceDetection]:
+        t0 = time.perf_counter()
+        found = self._detect(kind, image)
+        out.ms[kind] = (time.perf_counter() - t0) * 1000.0
+        out.detectors.append(kind)
+        kept: list[FaceDetection] = []
+        for f in sorted(found, key=lambda f: -f.score):
+            why = rejection(image, f) if self.checks else []
+            if why:
+                out.rejected.append((f, why))
+            elif all(iou(f, g) < 0.3 for g in kept):
+                kept.append(f)
+        return kept
+
+    def find(self, image: np.ndarray) -> FoundFaces:
+        """Detect, check and merge. ``image``: ``uint8 [H, W, 3]`` RGB."""
+        out = FoundFaces(faces=[])
+        if self.mode == "full":
+            out.faces = self._run("full", image, out)
+            return out
+        faces = self._run("short", image, out)
+        if self.mode == "auto" and (not faces or max(image.shape[:2]) >= self.large_side):
+            for f in self._run("full", image, out):
+                if all(iou(f, g) < 0.3 for g in faces):
+                    faces.append(f)
+        faces.sort(key=lambda f: -f.score)
+        out.faces = faces
+        return out
+
+    def close(self) -> None:
+        for det in self._detectors.values():
+            det.close()
+        self._detectors.clear()

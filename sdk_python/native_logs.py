@@ -1,0 +1,126 @@
+"""Keep MediaPipe / TensorFlow / LiteRT start-up chatter off the terminal, and keep TensorFlow out of the
+process when nothing needs it.
+
+Two separate costs, both measured on ``avatartool predict`` (2 cores, see README "Start-up"):
+
+* ``import mediapipe`` imports its audio tasks, whose ``optional_dependencies`` module imports
+  ``tensorflow.tools.docs`` *only* to get a no-op docstring decorator. With TensorFlow installed
+  (the export extra) that is ~3 s and ~400 MB before the first image. :func:`import_mediapipe`
+  gives MediaPipe the same no-op decorator it uses when TensorFlow is absent, so the import is what a
+  phone team's TensorFlow-free environment gets.
+* Native libraries write INFO/WARNING lines straight to file descriptor 2 (absl, glog, LiteRT's own
+  logger) before and regardless of Python's logging. :func:`silence_native_logs` sets the level
+  variables they read at start-up; :func:`quiet_stderr` redirects fd 2 around one call for the lines
+  no variable reaches (LiteRT's "Creating LiteRT environment" at graph creation).
+
+The SDK calls neither by default except :func:`import_mediapipe` (a library should not hide a host
+application's stderr); ``avatartool`` calls :func:`silence_native_logs` unless ``--debug``.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import types
+from typing import Iterator
+
+_QUIET = {"on": False}
+
+#: Variables read once by the native libraries when they load: set before they are imported.
+LOG_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "3",      # TensorFlow C++ (0 all ... 3 errors hidden too; fatal still shows)
+    "GLOG_minloglevel": "2",          # glog inside MediaPipe: INFO and WARNING hidden, ERROR shown
+    "ABSL_MIN_LOG_LEVEL": "2",        # absl C++ logging (newer builds read this)
+    "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1"),
+}
+
+_OPTIONAL_DEPS = "mediapipe.tasks.python.core.optional_dependencies"
+# Imported by mediapipe's package __init__ files but never used by face detection: loaded lazily (on
+# first attribute access) while :func:`import_mediapipe` runs. drawing_utils imports matplotlib.pyplot
+# and cv2 (~1 s on 2 cores), audio imports sounddevice (~0.2 s).
+_LAZY = ("mediapipe.tasks.python.vision.drawing_utils", "mediapipe.tasks.python.vision.drawing_styles",
+         "mediapipe.tasks.python.audio")
+
+
+def silence_native_logs() -> None:
+    """Ask TensorFlow, glog, absl and LiteRT to print errors only, for the rest of the process.
+
+    Call before the first import of mediapipe / tensorflow / ai_edge_litert (later calls still turn
+    on :func:`quiet_stderr` around detector creation, but cannot lower levels already read).
+    """
+    for k, v in LOG_ENV.items():
+        os.environ.setdefault(k, v)
+    _QUIET["on"] = True
+    try:  # Python-side absl logging (used by TensorFlow's Python code), if it is installed
+        import absl.logging
+        absl.logging.set_verbosity(absl.logging.ERROR)
+        absl.logging.set_stderrthreshold("error")
+    except Exception:
+        pass
+
+
+def is_quiet() -> bool:
+    return _QUIET["on"]
+
+
+@contextlib.contextmanager
+def quiet_stderr(enabled: bool | None = None) -> Iterator[None]:
+    """Redirect file descriptor 2 to ``/dev/null`` for the block (when ``enabled``; default: after
+    :func:`silence_native_logs`). Python exceptions still propagate; only what native code writes
+    during the block is dropped."""
+    if not (is_quiet() if enabled is None else enabled):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (embedded interpreters, some test runners)
+        yield
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_mediapipe() -> types.ModuleType:
+    """``import mediapipe`` without pulling TensorFlow in through its docs decorator (see module doc).
+
+    Raises:
+        ImportError: mediapipe is not installed.
+    """
+    if "mediapipe" in sys.modules:
+        return sys.modules["mediapipe"]
+    if _OPTIONAL_DEPS not in sys.modules and "tensorflow" not in sys.modules:
+        # exactly MediaPipe's own fallback for an environment without TensorFlow
+        stub = types.ModuleType(_OPTIONAL_DEPS)
+        doc_controls = types.SimpleNamespace(do_not_generate_docs=lambda x: x)
+        stub.doc_controls = doc_controls  # type: ignore[attr-defined]
+        sys.modules[_OPTIONAL_DEPS] = stub
+    finder = _LazyFinder()
+    sys.meta_path.insert(0, finder)
+    try:
+        with quiet_stderr():
+            import mediapipe
+    finally:
+        sys.meta_path.remove(finder)
+    return mediapipe
+
+
+class _LazyFinder:
+    """Meta-path finder that hands :data:`_LAZY` modules to ``importlib.util.LazyLoader``."""
+
+    def find_spec(self, name, path, target=None):
+        if name not in _LAZY:
+            return None
+        import importlib.machinery
+        import importlib.util
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return None
+        spec.loader = importlib.util.LazyLoader(spec.loader)
+        return spec
