@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from converters import parity as P
     from converters.images import load_images, normalise
-    from converters.int8_quant import Int8Quantizer, float_op_count
+    from converters.int8_quant import Int8Quantizer, _ops_by_output, choose_float_layers, float_op_count, rank_layers, tflite_scorer
     from converters.metadata import build_metadata
     from converters.onnx_export import export_onnx
     from converters.tflite_export import TFLiteRunner, interpreter_output_map, make_interpreter, nchw_to_nhwc, run_onnx2tf
@@ -80,17 +80,18 @@ def main(argv: list[str] | None = None) -> int:
     x_eval = normalise(eval_u8, mean, std)
     ref_eval = P.torch_reference(model, x_eval)
     n_pairs = len(pairs_u8)
-    # the exporter's subset rule (converters.images._pick, seed 0) decides which images calibrate at count N
-    from converters.images import _pick
+    # the exporter's subset rule (converters.images.pick_subset, seed 0) decides which images calibrate at count N
+    from converters.images import pick_subset
 
     def subset(n: int) -> np.ndarray:
-        return _pick(n_pairs, n, 0)
+        return pick_subset(n_pairs, n, 0)
 
-    # selection images: paired images outside the 1000-image calibration subset (and the 300 one, which it holds?)
-    rest = np.setdiff1d(np.arange(n_pairs), np.union1d(subset(1000), subset(300)))
-    sel_idx = rest[np.linspace(0, len(rest) - 1, min(400, len(rest))).astype(int)]
-    x_sel = normalise(pairs_u8[sel_idx], mean, std)
+    # selection images: what the exporter uses to choose float layers (paired images outside the calibration subset)
+    from converters.export import split_calibration
+    _, sel_u8, _, _ = split_calibration(pairs_u8, pairs_desc, 300, 400)
+    x_sel = normalise(sel_u8, mean, std)
     ref_sel = P.torch_reference(model, x_sel)
+    sel_idx = sel_u8
 
     onnx_path = work / "estimator.onnx"
     export_onnx(model, onnx_path, meta)
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"onnx2tf: {time.time() - t0:.0f} s", flush=True)
 
     rows: list[dict[str, Any]] = []
+    eval_outputs: dict[str, dict[str, np.ndarray]] = {}
 
     def measure(label: str, path: Path, calib_n: int, quant: str, float_layers: list[str], extra: dict | None = None):
         interp = make_interpreter(path)
@@ -117,18 +119,18 @@ def main(argv: list[str] | None = None) -> int:
                           "decisions": row.n_images * len(row.per_head),
                           "logit_mean_abs_error": float(np.mean([np.abs(ref[n] - got[n]).mean() for n in names]))}
             if split == "heldout":
-                res["_got_eval"] = got
+                eval_outputs[label] = got
         data = path.read_bytes()
         r = {"variant": label, "calibration_images": calib_n, "quant_type": quant, "float_layers": float_layers,
              "size_bytes": len(data), "ops": float_op_count(data), "latency_p50_ms_2threads": _latency_p50(path, size),
-             **{k: v for k, v in res.items() if not k.startswith("_")}, **(extra or {})}
+             **res, **(extra or {})}
         rows.append(r)
         h = r["heldout"]
         print(f"{label:55s} heldout {h['agreement']:.4f} ({h['disagreements']}/{h['decisions']}) worst {h['worst_head']} "
               f"{h['worst_head_agreement']:.3f} | selection {r['selection']['agreement']:.4f} | "
               f"{len(data) / 1e6:.2f} MB {r['latency_p50_ms_2threads']:.2f} ms", flush=True)
         (work / "rows.json").write_text(json.dumps(rows, indent=1))
-        return r, res["_got_eval"]
+        return r
 
     measure("fp32 (reference)", produced["fp32"], 0, "-", [])
     measure("onnx2tf -oiqt (the exporter today)", produced["int8"], 300, "per-channel", [])
@@ -150,51 +152,55 @@ def main(argv: list[str] | None = None) -> int:
     variant(q_pt, "calibration 300, per-tensor", [], 300)
     del q_pt
 
-    # selective float: rank layers by quantization error on calibration images, keep the k worst in float
-    best_n = max((r for r in rows if r["variant"].startswith("calibration") and r["quant_type"] == "per-channel"
-                  and not r["float_layers"]), key=lambda r: (r["selection"]["agreement"], -r["calibration_images"]))
-    best_n = best_n["calibration_images"]
-    q = quantizers[(best_n, True)]
+    # selective float, exporter default calibration (300). (a) rank by the debugger's per-layer error
+    q = quantizers[(300, True)]
     t0 = time.time()
     errors = q.layer_errors()
     print(f"layer errors ({len(errors)} layers): {time.time() - t0:.0f} s", flush=True)
-    for e in errors[:12]:
-        print(f"  {e.rmse_over_scale:7.3f}  {e.op:20s} {e.tensor}", flush=True)
-    got_by_k = {}
-    for k in [int(v) for v in args.ks.split(",")]:
-        if k > len(errors):
-            break
-        layers = [e.tensor for e in errors[:k]]
-        _, got_by_k[k] = variant(q, f"calibration {best_n}, {k} worst layers float", layers, best_n)
-    # the heads' classifier layers (FULLY_CONNECTED) in float, whatever their measured error
-    fc = [e.tensor for e in errors if e.op == "FULLY_CONNECTED"]
-    if fc:
-        variant(q, f"calibration {best_n}, all {len(fc)} FULLY_CONNECTED float", fc, best_n)
+    ks = [int(v) for v in args.ks.split(",")]
+    for k in ks:
+        variant(q, f"300, {k} worst layers by debugger rmse/scale float", [e.tensor for e in errors[:k]], 300)
+    # (b) rank by measured sensitivity: each weight layer alone in float, softmax KL vs torch on the selection images
+    t0 = time.time()
+    score = tflite_scorer(x_sel, ref_sel, meta["outputs"], work)
+    ranking = rank_layers(q.quantize, score, progress=lambda m: print(m, flush=True))
+    scan_s = time.time() - t0
+    print(f"sensitivity scan ({len(ranking)} layers): {scan_s:.0f} s", flush=True)
+    for r in ranking[:10]:
+        print(f"  kl {r['kl']:.2e} agreement {r['agreement']:.4f}  {r['layer'][:80]}", flush=True)
+    for k in ks:
+        variant(q, f"300, {k} most sensitive layers float (measured)", [r["layer"] for r in ranking[:k]], 300)
+    outputs_fc = [t for t, op in _ops_by_output(q.quantize()).items() if t.startswith("PartitionedCall")]
+    variant(q, f"300, the {len(outputs_fc)} output (logit) layers float", outputs_fc, 300)
+    # the exporter's own choice (threshold + 0.005 on the selection images)
+    auto = choose_float_layers(q.quantize, score, threshold + 0.005, 16, ranking=ranking)
+    auto.pop("model")
+    variant(q, f"300, exporter auto choice ({len(auto['float_layers'])} float)", auto["float_layers"], 300)
+    for n in (1000, n_pairs):
+        qn = quantizers[(n, True)]
+        variant(qn, f"{n}, the {len(outputs_fc)} output (logit) layers float", outputs_fc, n)
 
-    # near ties: how close were torch's own top-2 for the images int8 disagrees on?
-    best = max(rows[1:], key=lambda r: r["heldout"]["agreement"])
+    # near ties: how close were torch's own top-2 for the decisions int8 flips?
     ties = {}
-    ref_int8 = None
-    for r in rows:
-        if r["variant"] == "onnx2tf -oiqt (the exporter today)":
-            ref_int8 = r
-    margins_all, margins_dis = [], []
-    got = P.run_batched(lambda b: TFLiteRunner(produced["int8"], interpreter_output_map(make_interpreter(produced["int8"]), names))(nchw_to_nhwc(b)), x_eval, 16)
-    for n in names:
-        m = _margins(ref_eval[n])
-        dis = ref_eval[n].argmax(1) != got[n].argmax(1)
-        margins_all.append(m)
-        margins_dis.append(m[dis])
-    m_all, m_dis = np.concatenate(margins_all), np.concatenate(margins_dis)
-    ties = {"variant": ref_int8["variant"] if ref_int8 else None, "disagreements": int(len(m_dis)),
-            "torch_margin_of_disagreements": {"median": float(np.median(m_dis)) if len(m_dis) else None,
-                                              "max": float(m_dis.max()) if len(m_dis) else None},
-            "torch_margin_all": {"median": float(np.median(m_all)), "p05": float(np.quantile(m_all, 0.05))},
-            "decisions_with_margin_below_max_disagreement": int((m_all <= (m_dis.max() if len(m_dis) else 0)).sum())}
+    for label in ("onnx2tf -oiqt (the exporter today)", f"300, exporter auto choice ({len(auto['float_layers'])} float)"):
+        got = eval_outputs[label]
+        m_all, m_dis = [], []
+        for n in names:
+            m = _margins(ref_eval[n])
+            m_all.append(m)
+            m_dis.append(m[ref_eval[n].argmax(1) != got[n].argmax(1)])
+        m_all, m_dis = np.concatenate(m_all), np.concatenate(m_dis)
+        ties[label] = {"disagreements": int(len(m_dis)),
+                       "torch_top2_prob_gap_of_flipped": sorted(round(float(v), 4) for v in m_dis),
+                       "torch_top2_prob_gap_all": {"median": float(np.median(m_all)), "p05": float(np.quantile(m_all, 0.05)),
+                                                   "p10": float(np.quantile(m_all, 0.10))},
+                       "decisions_with_gap_at_most_max_flipped": int((m_all <= (m_dis.max() if len(m_dis) else 0)).sum())}
+    best = max(rows[1:], key=lambda r: r["heldout"]["agreement"])
 
     data = {"run": str(run), "eval_images": eval_desc, "pairs": pairs_desc, "threshold": threshold,
             "selection_images": int(len(sel_idx)), "rows": rows, "layer_errors": [e.to_json() for e in errors],
-            "best_heldout": best["variant"], "near_ties": ties, "command": "python -m benchmarks.int8_study " + shlex.join(argv or sys.argv[1:])}
+            "best_heldout": best["variant"], "near_ties": ties,
+            "sensitivity_ranking": ranking, "sensitivity_scan_seconds": scan_s, "exporter_auto_choice": auto, "command": "python -m benchmarks.int8_study " + shlex.join(argv or sys.argv[1:])}
     headers = ["variant", "calibration images", "weights", "float layers", "held-out agreement (disagreements)",
                "worst head", "selection agreement", "size MB", "p50 ms (2 thr, batch 1)", "float / int8 ops"]
     table = []

@@ -16,7 +16,7 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -161,3 +161,131 @@ def float_op_count(model: bytes) -> dict[str, int]:
         else:
             counts["int8"] += 1
     return counts
+
+
+# ----- which layers stay in float: decided by measurement ------------------------------------------------
+COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+
+
+def compute_layers(model: bytes, ops: Sequence[str] = COMPUTE_OPS) -> list[str]:
+    """Output tensor names of the weight-carrying layers of a quantized model, in graph order.
+
+    Only these are candidates: measured on the alter estimator, keeping an ADD, MEAN or PAD in float
+    changed nothing (they only requantize), while each weight layer's rounding adds error.
+    """
+    return [t for t, op in _ops_by_output(model).items() if op in ops]
+
+
+def softmax_kl(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], names: Sequence[str]) -> float:
+    """Mean KL(torch || exported) of the heads' softmax, averaged over heads: a smooth measure of logit damage
+    (argmax agreement moves in whole decisions; this ranks layers whose effect is smaller than one flip)."""
+    vals = []
+    for n in names:
+        a = ref[n] - ref[n].max(1, keepdims=True)
+        b = got[n] - got[n].max(1, keepdims=True)
+        la = a - np.log(np.exp(a).sum(1, keepdims=True))
+        lb = b - np.log(np.exp(b).sum(1, keepdims=True))
+        vals.append(float((np.exp(la) * (la - lb)).sum(1).mean()))
+    return float(np.mean(vals))
+
+
+@dataclass
+class Score:
+    agreement: float   # pooled argmax agreement with torch on the selection images
+    kl: float          # softmax_kl on the same images
+
+
+def rank_layers(quantize: Callable[[Sequence[str]], bytes], score: Callable[[bytes], Score],
+                base_model: bytes | None = None, progress: Callable[[str], None] | None = None,
+                candidates: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Each candidate layer (default :func:`compute_layers`) kept in float alone and scored; the layer whose
+    rounding does most damage (lowest KL left when it is float) first."""
+    say = progress or (lambda msg: None)
+    cands = list(candidates) if candidates is not None else compute_layers(
+        base_model if base_model is not None else quantize([]))
+    ranking = []
+    for i, layer in enumerate(cands):
+        s = score(quantize([layer]))
+        ranking.append({"layer": layer, "agreement": s.agreement, "kl": s.kl})
+        say(f"int8 layer sensitivity {i + 1}/{len(cands)}: kl {s.kl:.2e} agreement {s.agreement:.4f}")
+    return sorted(ranking, key=lambda r: (r["kl"], -r["agreement"]))
+
+
+def choose_float_layers(quantize: Callable[[Sequence[str]], bytes], score: Callable[[bytes], Score],
+                        target: float, max_layers: int = 16, progress: Callable[[str], None] | None = None,
+                        ranking: list[dict[str, Any]] | None = None,
+                        candidates: Sequence[str] | None = None) -> dict[str, Any]:
+    """The smallest set of layers to keep in float for the int8 model to reach ``target`` agreement.
+
+    1. the plain int8 model is scored; if it reaches ``target`` nothing stays float;
+    2. otherwise each candidate layer (:func:`compute_layers`) is kept in float *alone* and the model scored:
+       the layers are ranked by the KL they leave (lowest first = the layer whose rounding hurts most);
+    3. the k best-ranked layers are kept in float for k = 1, 2, 4, … up to ``max_layers``; the first k that
+       reaches ``target`` wins, else the k with the best (agreement, then lowest KL), if it beats plain int8;
+       the record says the target was missed.
+
+    Args:
+        quantize: float layer names -> int8 model bytes (:meth:`Int8Quantizer.quantize`).
+        score: model bytes -> :class:`Score` on images that were not used for calibration.
+        ranking: a :func:`rank_layers` result to reuse (skips step 2).
+        candidates: the layers step 2 may keep float (default: every weight layer of the model).
+    Returns:
+        a JSON-able record: ``float_layers``, ``reached``, ``base``, ``ranking``, ``steps``, ``model`` (bytes).
+    """
+    say = progress or (lambda msg: None)
+    base_model = quantize([])
+    base = score(base_model)
+    rec: dict[str, Any] = {"target": target, "base": base.__dict__, "ranking": [], "steps": []}
+    if base.agreement >= target:
+        return {**rec, "float_layers": [], "reached": True, "model": base_model, "agreement": base.agreement,
+                "why": f"plain int8 reaches {base.agreement:.4f} >= {target:.4f} on the selection images"}
+    if ranking is None:
+        ranking = rank_layers(quantize, score, base_model, say, candidates)
+    rec["ranking"] = ranking
+    best: tuple[tuple[float, float], int, list[str], bytes] | None = None
+    for k in _sizes(min(max_layers, len(ranking))):
+        layers = [r["layer"] for r in ranking[:k]]
+        model = quantize(layers)
+        s = score(model)
+        rec["steps"].append({"k": k, "agreement": s.agreement, "kl": s.kl})
+        say(f"int8 with the {k} most sensitive layer(s) in float: agreement {s.agreement:.4f}")
+        if best is None or (s.agreement, -s.kl) > best[0]:
+            best = ((s.agreement, -s.kl), k, layers, model)
+        if s.agreement >= target:
+            return {**rec, "float_layers": layers, "reached": True, "model": model, "agreement": s.agreement,
+                    "why": f"plain int8 {base.agreement:.4f} < {target:.4f} on the selection images; keeping the {k} "
+                           f"layer(s) whose rounding costs most (measured one at a time) in float gives {s.agreement:.4f}"}
+    if best is None or best[0] <= (base.agreement, -base.kl):
+        return {**rec, "float_layers": [], "reached": False, "model": base_model, "agreement": base.agreement,
+                "why": f"no float layer set up to {max_layers} layers beats plain int8 ({base.agreement:.4f} < {target:.4f})"}
+    return {**rec, "float_layers": best[2], "reached": False, "model": best[3], "agreement": best[0][0],
+            "why": f"target {target:.4f} not reached with up to {max_layers} float layers; best {best[0][0]:.4f} "
+                   f"(plain {base.agreement:.4f}) with the {best[1]} most sensitive in float"}
+
+
+def _sizes(limit: int) -> list[int]:
+    """1, 2, 4, … below ``limit``, then ``limit`` itself."""
+    out, k = [], 1
+    while k < limit:
+        out.append(k)
+        k *= 2
+    return out + ([limit] if limit >= 1 else [])
+
+
+def tflite_scorer(x_nchw: np.ndarray, ref: dict[str, np.ndarray], outputs: dict[str, dict], work_dir: str | Path,
+                  batch: int = 50) -> Callable[[bytes], Score]:
+    """A :class:`Score` function for int8 candidates against torch outputs ``ref`` on ``x_nchw``."""
+    from . import parity as P
+    from .tflite_export import TFLiteRunner, interpreter_output_map, make_interpreter, nchw_to_nhwc
+    names = list(outputs)
+    discrete = [n for n, info in outputs.items() if info["kind"] == "discrete"]
+    path = Path(work_dir) / "int8_candidate.tflite"
+
+    def score(model: bytes) -> Score:
+        path.write_bytes(model)
+        runner = TFLiteRunner(path, interpreter_output_map(make_interpreter(path), names))
+        got = P.run_batched(lambda b: runner(nchw_to_nhwc(b)), x_nchw, batch)
+        row = P.compare(P.ParityRow("tflite", "int8", path.name), ref, got, outputs)
+        return Score(1.0 if row.agreement is None else row.agreement, softmax_kl(ref, got, discrete))
+
+    return score

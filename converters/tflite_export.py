@@ -235,14 +235,18 @@ def read_metadata(path: str | Path) -> dict[str, Any] | None:
     return embedded_metadata(Path(path).read_bytes())
 
 
-def finish_tflite(path: str | Path, metadata: dict[str, Any], onnx_outputs: Sequence[str], precision: str) -> dict[str, Any]:
-    """Map outputs by name, embed the metadata (with that map, the layout and quantization); return the file's record."""
+def finish_tflite(path: str | Path, metadata: dict[str, Any], onnx_outputs: Sequence[str], precision: str,
+                  float_layers: Sequence[str] = ()) -> dict[str, Any]:
+    """Map outputs by name, embed the metadata (with that map, the layout and quantization); return the file's record.
+
+    ``float_layers``: int8 layers (output tensor names) that were kept in float (:mod:`converters.int8_quant`).
+    """
     interp = make_interpreter(path)
     omap = interpreter_output_map(interp, onnx_outputs)
     quant = {"fp32": None, "fp16": {"weights": "float16"},
              "dynamic_int8": {"weights": "int8", "activations": "float (quantised at run time)"},
              "int8": {"weights": "int8 per-channel", "activations": "int8", "io": "float32",
-                      "calibration": "see manifest"}}[precision]
+                      "calibration": "see manifest", "float_layers": list(float_layers)}}[precision]
     record = {"input_layout": "NHWC", "output_map": omap, "quantization": quant}
     embed_metadata(path, {**metadata, "format": "tflite", "precision": precision, **record})
     return record
