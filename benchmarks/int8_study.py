@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 import time
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._report import RESULTS, write_report
+from benchmarks._report import RESULTS, machine_info
 
 LAT_RUNS = 40
 
@@ -51,15 +52,24 @@ def _margins(logits: np.ndarray) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", required=True, help="a finished build run (train/estimator.pt, pairs/, heldout/set)")
+    ap.add_argument("--render-only", help="re-write the report from an int8_quality.json (no measuring)")
+    ap.add_argument("--run", help="a finished build run (train/estimator.pt, pairs/, heldout/set)")
     ap.add_argument("--work", default="/tmp/int8_study", help="scratch folder (ONNX, saved model, variants)")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--ks", default="1,2,4,8,16", help="numbers of worst layers kept in float")
     args = ap.parse_args(argv)
+    if args.render_only:
+        src = Path(args.render_only)
+        render(json.loads(src.read_text()), Path(args.out) if args.out != str(RESULTS) else src.parent)
+        return 0
+    if not args.run:
+        ap.error("--run is required")
+    machine = machine_info(("numpy", "torch", "tensorflow", "onnx2tf", "ai-edge-litert"))
 
     from converters import parity as P
     from converters.images import load_images, normalise
-    from converters.int8_quant import Int8Quantizer, _ops_by_output, choose_float_layers, float_op_count, rank_layers, tflite_scorer
+    from converters.int8_quant import (Int8Quantizer, choose_float_layers, compute_layers, float_op_count, output_tensor_names,
+                                       rank_layers, tflite_scorer)
     from converters.metadata import build_metadata
     from converters.onnx_export import export_onnx
     from converters.tflite_export import TFLiteRunner, interpreter_output_map, make_interpreter, nchw_to_nhwc, run_onnx2tf
@@ -87,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         return pick_subset(n_pairs, n, 0)
 
     # selection images: what the exporter uses to choose float layers (paired images outside the calibration subset)
-    from converters.export import split_calibration
+    from converters.export import ExportOptions, split_calibration
     _, sel_u8, _, _ = split_calibration(pairs_u8, pairs_desc, 300, 400)
     x_sel = normalise(sel_u8, mean, std)
     ref_sel = P.torch_reference(model, x_sel)
@@ -163,17 +173,19 @@ def main(argv: list[str] | None = None) -> int:
     # (b) rank by measured sensitivity: each weight layer alone in float, softmax KL vs torch on the selection images
     t0 = time.time()
     score = tflite_scorer(x_sel, ref_sel, meta["outputs"], work)
-    ranking = rank_layers(q.quantize, score, progress=lambda m: print(m, flush=True))
+    ranking = rank_layers(q.quantize, score, compute_layers(errors), progress=lambda m: print(m, flush=True))
     scan_s = time.time() - t0
     print(f"sensitivity scan ({len(ranking)} layers): {scan_s:.0f} s", flush=True)
     for r in ranking[:10]:
         print(f"  kl {r['kl']:.2e} agreement {r['agreement']:.4f}  {r['layer'][:80]}", flush=True)
     for k in ks:
         variant(q, f"300, {k} most sensitive layers float (measured)", [r["layer"] for r in ranking[:k]], 300)
-    outputs_fc = [t for t, op in _ops_by_output(q.quantize()).items() if t.startswith("PartitionedCall")]
+    outputs_fc = [t for t in output_tensor_names(q.quantize()) if t in set(compute_layers(errors))]
     variant(q, f"300, the {len(outputs_fc)} output (logit) layers float", outputs_fc, 300)
-    # the exporter's own choice (threshold + 0.005 on the selection images)
-    auto = choose_float_layers(q.quantize, score, threshold + 0.005, 16, ranking=ranking)
+    # the exporter's own choice (threshold + its selection margin, on the selection images)
+    opts = ExportOptions(targets=[])
+    auto = choose_float_layers(q.quantize, score, threshold + opts.int8_selection_margin, opts.int8_max_float_layers,
+                               ranking=ranking)
     auto.pop("model")
     variant(q, f"300, exporter auto choice ({len(auto['float_layers'])} float)", auto["float_layers"], 300)
     for n in (1000, n_pairs):
@@ -200,20 +212,110 @@ def main(argv: list[str] | None = None) -> int:
     data = {"run": str(run), "eval_images": eval_desc, "pairs": pairs_desc, "threshold": threshold,
             "selection_images": int(len(sel_idx)), "rows": rows, "layer_errors": [e.to_json() for e in errors],
             "best_heldout": best["variant"], "near_ties": ties,
-            "sensitivity_ranking": ranking, "sensitivity_scan_seconds": scan_s, "exporter_auto_choice": auto, "command": "python -m benchmarks.int8_study " + shlex.join(argv or sys.argv[1:])}
-    headers = ["variant", "calibration images", "weights", "float layers", "held-out agreement (disagreements)",
+            "sensitivity_ranking": ranking, "output_layers": outputs_fc, "sensitivity_scan_seconds": scan_s, "exporter_auto_choice": auto, "command": "python -m benchmarks.int8_study " + shlex.join(argv or sys.argv[1:])}
+    data["machine"] = machine
+    render(data, Path(args.out))
+    return 0
+
+
+def _ci95(p: float, n: int) -> float:
+    return 1.96 * math.sqrt(max(p * (1 - p), 1e-12) / n)
+
+
+def render(data: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    """Write ``int8_quality.json`` and ``.md`` from the measured ``data`` (also: ``--render-only JSON``)."""
+    rows, thr = data["rows"], data["threshold"]
+    headers = ["variant", "calibration images", "weights", "float layers", "held-out agreement (flips / decisions)",
                "worst head", "selection agreement", "size MB", "p50 ms (2 thr, batch 1)", "float / int8 ops"]
     table = []
     for r in rows:
         h = r["heldout"]
         table.append([r["variant"], r["calibration_images"] or "–", r["quant_type"], len(r["float_layers"]),
-                      f"{h['agreement']:.4f} ({h['disagreements']}/{h['decisions']})",
+                      f"{h['agreement']:.4f} ({h['disagreements']}/{h['decisions']})" + (" ✓" if h["agreement"] >= thr else ""),
                       f"{h['worst_head']} {h['worst_head_agreement']:.3f}", f"{r['selection']['agreement']:.4f}",
                       f"{r['size_bytes'] / 1e6:.2f}", f"{r['latency_p50_ms_2threads']:.2f}",
                       f"{r['ops']['float']} / {r['ops']['int8']}"])
-    write_report("int8_quality", data, headers, table, notes="", out_dir=Path(args.out),
-                 stamp=f"Run `{run}`; command `{data['command']}`.")
-    return 0
+    by = {r["variant"]: r for r in rows}
+    plain = by["onnx2tf -oiqt (the exporter today)"]
+    n_dec = plain["heldout"]["decisions"]
+    ci = _ci95(plain["heldout"]["agreement"], n_dec)
+    errs = [e["rmse_over_scale"] for e in data["layer_errors"] if e["op"] in ("CONV_2D", "FULLY_CONNECTED")]
+    rank = data["sensitivity_ranking"]
+    top = rank[:8]
+    out_layers = set(data["output_layers"])
+    n_out_top = sum(1 for r in top if r["layer"] in out_layers)
+    logit_rows = [r for r in rows if "output (logit) layers float" in r["variant"]]
+    auto = data["exporter_auto_choice"]
+    auto_row = next(r for r in rows if r["variant"].startswith("300, exporter auto choice"))
+    ties = data["near_ties"]
+    t_plain = ties[plain["variant"]]
+    best = max(rows[1:], key=lambda r: (r["heldout"]["agreement"], -len(r["float_layers"])))
+    cal = {r["calibration_images"]: r for r in rows
+           if r["variant"].startswith("calibration ") and r["quant_type"] == "per-channel" and not r["float_layers"]}
+    pt = next(r for r in rows if r["quant_type"] == "per-tensor")
+    lines = [
+        f"Held-out = the run's photo-proxy evaluation set ({data['eval_images']}), the export gate's images: "
+        f"{n_dec} discrete decisions (images × discrete heads); agreement = argmax agreement with torch, gate {thr}. "
+        f"Selection = {data['selection_images']} paired images outside the 300-image calibration subset (what the "
+        "exporter uses to choose float layers; for the 1000 / all-image calibration rows they are partly calibration "
+        "images). Latency: LiteRT, 2 threads, batch 1, median of 40 on a shared, loaded 2-core machine (± ~1 ms noise). "
+        "All int8 variants have float input/output; 'float / int8 ops' counts ops by output type (quantize/dequantize not counted).",
+        "",
+        "**Findings**",
+        "",
+        f"- *Noise floor.* One decision is {1 / n_dec:.4f} of the pooled figure; the 95 % binomial interval of the "
+        f"plain int8 figure is ±{ci:.4f}. The plain model misses 98 % by "
+        f"{max(0, round(thr * n_dec) - (n_dec - plain['heldout']['disagreements']))} decision(s).",
+        "- *Calibration size* (per-channel, realistic paired images): "
+        + ", ".join(f"{n} images → {r['heldout']['agreement']:.4f} ({r['heldout']['disagreements']} flips)"
+                    for n, r in sorted(cal.items()))
+        + ". More calibration images move the figure by a few decisions, inside the noise; not a fix on its own.",
+        f"- *Per-tensor* weights: {pt['heldout']['agreement']:.4f}, worst head {pt['heldout']['worst_head']} "
+        f"{pt['heldout']['worst_head_agreement']:.3f} (per-channel {plain['heldout']['worst_head_agreement']:.3f}): per-channel stays.",
+        f"- *Debugger per-layer error* (TFLite QuantizationDebugger, RMS error / quantization step, weight layers): "
+        f"{min(errs):.2f}–{max(errs):.2f}, i.e. every layer sits at the rounding floor (1/√12 ≈ 0.29 step); no layer "
+        "is an outlier, so this ranking picks essentially arbitrary layers (see its rows: no gain).",
+        f"- *Measured sensitivity* (each weight layer alone in float, softmax KL vs torch on the selection images, "
+        f"{len(rank)} layers, {data['sensitivity_scan_seconds']:.0f} s here): {n_out_top} of the 8 most damaging "
+        "roundings are the heads' output (logit) layers: quantizing the logits to 8 bits rounds near-ties together. "
+        "Keeping the k most sensitive layers in float gives held-out "
+        + ", ".join(f"{r['heldout']['agreement']:.4f} (k={len(r['float_layers'])}, {r['size_bytes'] / 1e6:.2f} MB)"
+                    for r in rows if "most sensitive" in r["variant"]) + "; all "
+        + f"{len(out_layers)} logit layers in float: "
+        + ", ".join(f"{r['heldout']['agreement']:.4f} with {r['calibration_images']} calibration images" for r in logit_rows)
+        + f" (+{(logit_rows[0]['size_bytes'] - plain['size_bytes']) / 1e6:.2f} MB, no measurable latency cost)." if logit_rows else ".",
+        f"- *Exporter auto choice* (`--int8-float-layers auto`, target {auto['target']:.3f} on the selection images): "
+        f"{len(auto['float_layers'])} layer(s) float → selection {auto_row['selection']['agreement']:.4f}, held-out "
+        f"{auto_row['heldout']['agreement']:.4f} ({auto_row['heldout']['disagreements']} flips), worst head "
+        f"{auto_row['heldout']['worst_head']} {auto_row['heldout']['worst_head_agreement']:.3f}, "
+        f"{auto_row['size_bytes'] / 1e6:.2f} MB. {auto['why']}.",
+        f"- *Near ties.* The {t_plain['disagreements']} decisions plain int8 flips had torch top-2 probability gaps of "
+        f"median {np.median(t_plain['torch_top2_prob_gap_of_flipped']) if t_plain['torch_top2_prob_gap_of_flipped'] else float('nan'):.3f}"
+        f" (max {max(t_plain['torch_top2_prob_gap_of_flipped'] or [float('nan')]):.3f}); over all decisions the median gap "
+        f"is {t_plain['torch_top2_prob_gap_all']['median']:.3f} and the 10th percentile "
+        f"{t_plain['torch_top2_prob_gap_all']['p10']:.3f}. The flips are the near-ties of an under-trained smoke "
+        "estimator; any rounding of the logits decides some of them.",
+        "",
+        f"**Conclusion.** Best held-out figure: {best['heldout']['agreement']:.4f} ({best['variant']}). "
+        + ("The 98 % gate is reached with the full-integer model once the measured most sensitive layers stay float; "
+           "the exporter now does this by default (`auto`), choosing on images it did not calibrate on and gating "
+           "on the held-out set as before."
+           if auto_row["heldout"]["agreement"] >= thr else
+           "The exporter's own choice does not reach the gate on the held-out set; see the rows for the best figure."),
+    ]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / "int8_quality.json", out_dir / "int8_quality.md"
+    json_path.write_text(json.dumps({"benchmark": "int8_quality", **data}, indent=1) + "\n")
+    m = data["machine"]
+    md = [f"# int8_quality", "", f"Machine: {m['platform']}, {m['cpu_count']} CPUs, Python {m['python']}, load average "
+          f"{m['load_average_1m']} at start, {m['date']}; OMP_NUM_THREADS=1, one conversion at a time.", "",
+          f"Run `{data['run']}`; command `{data['command']}` (re-render: `python -m benchmarks.int8_study --render-only "
+          "benchmarks/results/int8_quality.json`).", "",
+          "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    md += ["| " + " | ".join(str(c) for c in r) + " |" for r in table]
+    md += [""] + lines
+    md_path.write_text("\n".join(md) + "\n")
+    return json_path, md_path
 
 
 if __name__ == "__main__":

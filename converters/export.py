@@ -63,7 +63,7 @@ class ExportOptions:
     # layers' output tensor names.
     int8_float_layers: str | list[str] = "auto"
     int8_selection_count: int = 400
-    int8_selection_margin: float = 0.005
+    int8_selection_margin: float = 0.01
     int8_max_float_layers: int = 16
 
 
@@ -324,7 +324,7 @@ def _int8_float_layers(model, meta: dict[str, Any], int8_path: Path, saved_model
                        say: Progress) -> dict[str, Any]:
     """Decide which layers of the full-integer model stay float (``opts.int8_float_layers``); rewrite
     ``int8_path`` when any do. Returns the record that goes into the model's quantization entry."""
-    from .int8_quant import Int8Quantizer, choose_float_layers, tflite_scorer
+    from .int8_quant import Int8Quantizer, choose_float_layers, compute_layers, tflite_scorer
     target = opts.thresholds.get("int8", contract.AGREEMENT_THRESHOLDS["int8"]) + opts.int8_selection_margin
     x_sel = normalise(sel_u8, model.config.mean, model.config.std)
     score = tflite_scorer(x_sel, P.torch_reference(model, x_sel), meta["outputs"], work)
@@ -342,7 +342,8 @@ def _int8_float_layers(model, meta: dict[str, Any], int8_path: Path, saved_model
                 "why": f"plain int8 reaches {plain.agreement:.4f} >= {target:.4f} on the selection images"}
     say(f"int8: {plain.agreement:.4f} < {target:.4f} on {len(sel_u8)} selection images; measuring which layers to keep float")
     q = Int8Quantizer(saved_model, calib, model.config.mean, model.config.std)
-    res = choose_float_layers(q.quantize, score, target, opts.int8_max_float_layers, say)
+    res = choose_float_layers(q.quantize, score, target, opts.int8_max_float_layers, say,
+                              candidates=compute_layers(q.layer_errors()))
     data = res.pop("model")
     if res["float_layers"]:
         _write_atomic(int8_path, data)

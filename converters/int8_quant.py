@@ -167,13 +167,28 @@ def float_op_count(model: bytes) -> dict[str, int]:
 COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
 
 
-def compute_layers(model: bytes, ops: Sequence[str] = COMPUTE_OPS) -> list[str]:
-    """Output tensor names of the weight-carrying layers of a quantized model, in graph order.
+def compute_layers(errors: Sequence[LayerError], ops: Sequence[str] = COMPUTE_OPS) -> list[str]:
+    """The weight-carrying layers among :meth:`Int8Quantizer.layer_errors` (their names are the ones a denylist
+    understands: the final model renames some outputs, e.g. a logit layer's int8 output before its DEQUANTIZE).
 
-    Only these are candidates: measured on the alter estimator, keeping an ADD, MEAN or PAD in float
-    changed nothing (they only requantize), while each weight layer's rounding adds error.
+    Only these are candidates: measured on the alter estimator, keeping an ADD, MEAN or PAD in float changed
+    nothing (they only requantize), while each weight layer's rounding adds error.
     """
-    return [t for t, op in _ops_by_output(model).items() if op in ops]
+    return [e.tensor for e in errors if e.op in ops]
+
+
+def output_tensor_names(model: bytes) -> list[str]:
+    """Names of the tensors a TFLite model's signatures (or graph) output; in the debugger's namespace these are
+    the layers that produce the model's outputs (here: each head's logit layer)."""
+    from ai_edge_litert import schema_py_generated as fb
+    m = fb.Model.GetRootAsModel(model, 0)
+    g = m.Subgraphs(0)
+    if m.SignatureDefsLength():
+        sig = m.SignatureDefs(0)
+        idx = [sig.Outputs(i).TensorIndex() for i in range(sig.OutputsLength())]
+    else:
+        idx = [g.Outputs(i) for i in range(g.OutputsLength())]
+    return [g.Tensors(i).Name().decode() for i in idx]
 
 
 def softmax_kl(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], names: Sequence[str]) -> float:
@@ -195,14 +210,12 @@ class Score:
     kl: float          # softmax_kl on the same images
 
 
-def rank_layers(quantize: Callable[[Sequence[str]], bytes], score: Callable[[bytes], Score],
-                base_model: bytes | None = None, progress: Callable[[str], None] | None = None,
-                candidates: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Each candidate layer (default :func:`compute_layers`) kept in float alone and scored; the layer whose
-    rounding does most damage (lowest KL left when it is float) first."""
+def rank_layers(quantize: Callable[[Sequence[str]], bytes], score: Callable[[bytes], Score], candidates: Sequence[str],
+                progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Each candidate layer (:func:`compute_layers`) kept in float alone and scored; the layer whose rounding
+    does most damage (lowest KL left when it is float) first."""
     say = progress or (lambda msg: None)
-    cands = list(candidates) if candidates is not None else compute_layers(
-        base_model if base_model is not None else quantize([]))
+    cands = list(candidates)
     ranking = []
     for i, layer in enumerate(cands):
         s = score(quantize([layer]))
@@ -228,7 +241,7 @@ def choose_float_layers(quantize: Callable[[Sequence[str]], bytes], score: Calla
         quantize: float layer names -> int8 model bytes (:meth:`Int8Quantizer.quantize`).
         score: model bytes -> :class:`Score` on images that were not used for calibration.
         ranking: a :func:`rank_layers` result to reuse (skips step 2).
-        candidates: the layers step 2 may keep float (default: every weight layer of the model).
+        candidates: the layers step 2 may keep float (:func:`compute_layers` of the quantizer's layer errors).
     Returns:
         a JSON-able record: ``float_layers``, ``reached``, ``base``, ``ranking``, ``steps``, ``model`` (bytes).
     """
@@ -240,7 +253,9 @@ def choose_float_layers(quantize: Callable[[Sequence[str]], bytes], score: Calla
         return {**rec, "float_layers": [], "reached": True, "model": base_model, "agreement": base.agreement,
                 "why": f"plain int8 reaches {base.agreement:.4f} >= {target:.4f} on the selection images"}
     if ranking is None:
-        ranking = rank_layers(quantize, score, base_model, say, candidates)
+        if candidates is None:
+            raise ValueError("choose_float_layers needs candidates (compute_layers) or a ranking")
+        ranking = rank_layers(quantize, score, candidates, say)
     rec["ranking"] = ranking
     best: tuple[tuple[float, float], int, list[str], bytes] | None = None
     for k in _sizes(min(max_layers, len(ranking))):

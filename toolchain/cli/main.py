@@ -240,7 +240,7 @@ def export(
     int8_float_layers: str = typer.Option("auto", "--int8-float-layers",
                                           help="Full-integer int8: 'auto' keeps float the fewest layers, chosen by "
                                                "measurement on calibration-source images not used to calibrate, that "
-                                               "reach the int8 threshold + 0.005 there (none if plain int8 does); "
+                                               "reach the int8 threshold + 0.01 there (none if plain int8 does); "
                                                "'none'; or a comma list of layer output tensor names."),
 ) -> None:
     """Export an estimator to ONNX / TFLite / CoreML, print the parity table, write the model bundle.
