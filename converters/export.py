@@ -10,6 +10,12 @@ without one unless ``no_parity``) and gets a status (:mod:`converters.parity`: `
 threshold``, ``not run here``, ``unvalidated``). A model below its threshold is written to ``out`` but
 left out of the bundle unless ``keep_failed``; the SDK's ``auto`` precision only picks ``validated``
 models.
+
+Full-integer int8 (``tflite:int8``) calibrates on ``calibration_count`` images of ``int8_calibration``. With
+``int8_float_layers="auto"`` (default) the model is then scored on up to ``int8_selection_count`` *other* images
+of that source; below the int8 threshold + ``int8_selection_margin`` the fewest layers whose rounding measurably
+does most damage stay float (:func:`converters.int8_quant.choose_float_layers`; benchmarks/results/int8_quality.md
+has the study behind it). The held-out gate above then judges the result as for every other model.
 """
 from __future__ import annotations
 
@@ -331,6 +337,11 @@ def _int8_float_layers(model, meta: dict[str, Any], int8_path: Path, saved_model
     selection = {"images": int(len(sel_u8)), "disjoint_from_calibration": sel_disjoint, "target": round(target, 6)}
     if isinstance(opts.int8_float_layers, (list, tuple)):
         q = Int8Quantizer(saved_model, calib, model.config.mean, model.config.std)
+        known = {e.tensor for e in q.layer_errors()}
+        unknown = [n for n in opts.int8_float_layers if n not in known]
+        if unknown:
+            raise AvatarToolError(f"--int8-float-layers: no layer named {unknown} in this model (names are recorded "
+                                  "under quantization.float_layers_choice.ranking of an 'auto' export)")
         data = q.quantize(list(opts.int8_float_layers))
         s = score(data)
         _write_atomic(int8_path, data)
