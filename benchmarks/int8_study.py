@@ -306,8 +306,10 @@ def render(data: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
         f"**Conclusion.** Best held-out figure: {best['heldout']['agreement']:.4f} ({best['variant']}); the exporter's "
         f"own measured choice (default `auto`, 300 calibration images): {auto_row['heldout']['agreement']:.4f} "
         + f"({auto_row['heldout']['disagreements']} flips; the gate allows {n_dec - math.ceil(thr * n_dec - 1e-9)}) "
-        + ("— at or above the 98 % gate with the full-integer model, only the chosen layers in float. The margin is "
-           "within the noise interval above, so the exporter still gates every export on its held-out set."
+        + ("— at or above the 98 % gate with the full-integer model, only the chosen layers in float."
+           + (" The margin is within the noise interval above, so the exporter still gates every export on its "
+              "held-out set." if n_dec - math.ceil(thr * n_dec - 1e-9) - auto_row["heldout"]["disagreements"] < ci * n_dec
+              else "")
            if auto_row["heldout"]["agreement"] >= thr else "— below the 98 % gate."),
     ]
     out_dir.mkdir(parents=True, exist_ok=True)
