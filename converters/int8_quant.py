@@ -4,8 +4,11 @@ onnx2tf's own ``-oiqt`` path is ``TFLiteConverter.from_saved_model`` with a repr
 (batch 1, ``TFLITE_BUILTINS_INT8`` + ``SELECT_TF_OPS``). :class:`Int8Quantizer` does the same conversion
 from the saved model onnx2tf writes, but through TensorFlow Lite's ``QuantizationDebugger``: the model is
 calibrated once, then re-quantized cheaply with any set of layers (named by their output tensor) left in
-float. The debugger also measures each layer's quantization error on calibration images, which ranks the
-layers worth keeping in float (:meth:`Int8Quantizer.layer_errors`).
+float. The debugger also reports each layer's own quantization error (:meth:`Int8Quantizer.layer_errors`):
+that names the layers a denylist understands, but as a *ranking* it was uninformative on the alter estimator
+(every layer sits at the rounding floor). Which layers stay float is therefore decided end to end
+(:func:`choose_float_layers`): each layer alone in float, the model scored against torch on images that were
+not used to calibrate (benchmarks/results/int8_quality.md).
 
 Inputs are NHWC float images in [0, 1]; ``(x - mean) / std`` is applied here, exactly as at inference.
 """
