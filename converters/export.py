@@ -10,10 +10,19 @@ without one unless ``no_parity``) and gets a status (:mod:`converters.parity`: `
 threshold``, ``not run here``, ``unvalidated``). A model below its threshold is written to ``out`` but
 left out of the bundle unless ``keep_failed``; the SDK's ``auto`` precision only picks ``validated``
 models.
+
+Full-integer int8 (``tflite:int8``) calibrates on ``calibration_count`` images of ``int8_calibration``. With
+``int8_float_layers="auto"`` (default) the model is then scored on up to ``int8_selection_count`` *other* images
+of that source; below the int8 threshold + ``int8_selection_margin`` the fewest layers whose rounding measurably
+does most damage stay float (:func:`converters.int8_quant.choose_float_layers`; benchmarks/results/int8_quality.md
+has the study behind it). The held-out gate above then judges the result as for every other model.
 """
 from __future__ import annotations
 
 import json
+import os
+import re
+import tempfile
 import time
 import traceback
 import warnings
@@ -30,7 +39,7 @@ from toolchain.errors import AvatarToolError
 
 from . import parity as P
 from .formats import Target, coreml_predicts_here
-from .images import labelled_vectors, load_images, normalise
+from .images import labelled_vectors, load_images, normalise, pick_subset
 from .metadata import build_metadata
 
 MIN_CALIBRATION = 300
@@ -54,6 +63,14 @@ class ExportOptions:
     head_order: list[str] | None = None      # tests: export ONNX outputs in another order
     keep_failed: bool = False                # bundle models below their parity threshold too (marked so)
     no_parity: bool = False                  # export without an evaluation set: every model "unvalidated"
+    # Full-integer int8: which layers stay in float. "auto": none if plain int8 reaches the int8 threshold plus
+    # ``int8_selection_margin`` on selection images (calibration-source images not used to calibrate), else the
+    # smallest measured set (converters.int8_quant.choose_float_layers); "none": plain int8; or a list of the
+    # layers' output tensor names.
+    int8_float_layers: str | list[str] = "auto"
+    int8_selection_count: int = 400
+    int8_selection_margin: float = 0.01
+    int8_max_float_layers: int = 16
 
 
 Progress = Callable[[str], None]
@@ -86,12 +103,17 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
     targets = opts.targets
     warns: list[str] = []
 
-    calib_u8, calib_desc = None, None
+    calib_u8, calib_desc, sel_u8, sel_disjoint = None, None, None, False
     if any(t.precision in t.spec.needs_calibration for t in targets):
         if opts.int8_calibration is None:
             raise AvatarToolError("TFLite int8 needs calibration images: pass --int8-calibration DATASET (a paired "
                                   f"dataset or evaluation set with >= {opts.min_calibration} images), or drop tflite:int8")
-        calib_u8, calib_desc = load_images(opts.int8_calibration, size, limit=opts.calibration_count)
+        if not (opts.int8_float_layers in ("auto", "none") or isinstance(opts.int8_float_layers, (list, tuple))):
+            raise AvatarToolError(f"int8_float_layers {opts.int8_float_layers!r}: give 'auto', 'none' or a list of "
+                                  "layer output tensor names")
+        all_u8, all_desc = load_images(opts.int8_calibration, size)
+        calib_u8, sel_u8, calib_desc, sel_disjoint = split_calibration(all_u8, all_desc, opts.calibration_count,
+                                                         opts.int8_selection_count)
         if len(calib_u8) < opts.min_calibration:
             raise AvatarToolError(f"--int8-calibration {opts.int8_calibration} has {len(calib_u8)} images; int8 "
                                   f"calibration needs at least {opts.min_calibration}")
@@ -163,21 +185,35 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
         from .tflite_export import TFLiteRunner, finish_tflite, nchw_to_nhwc, run_onnx2tf
         say("tflite (onnx2tf): " + ", ".join(t.precision for t in tfl))
         calib = None if calib_u8 is None else calib_u8.astype(np.float32) / 255.0
+        work = tempfile.TemporaryDirectory(prefix="swiftavatar-int8-")
+        saved_model = Path(work.name) / "saved_model" if calib is not None and opts.int8_float_layers != "none" else None
+        int8_choice: dict[str, Any] | None = None
         try:
             produced = run_onnx2tf(onnx_path, out, [t.precision for t in tfl], model.config.mean, model.config.std,
-                                   calibration=calib, log_path=out / "onnx2tf.log")
+                                   calibration=calib, log_path=out / "onnx2tf.log", saved_model_to=saved_model)
         except Exception as exc:  # noqa: BLE001
             produced = {}
             for t in tfl:
                 fail(t, exc)
+        if "int8" in produced and saved_model is not None:
+            try:
+                int8_choice = _int8_float_layers(model, meta, produced["int8"], saved_model, calib, sel_u8,
+                                                 sel_disjoint, opts, Path(work.name), say)
+            except Exception as exc:  # noqa: BLE001 - only the int8 model is lost
+                fail(Target("tflite", "int8"), exc)
+                del produced["int8"]
+        work.cleanup()
         for t in tfl:
             if t.precision not in produced:
                 continue
             try:
-                rec = finish_tflite(produced[t.precision], meta, _onnx_names(onnx_path), t.precision)
+                rec = finish_tflite(produced[t.precision], meta, _onnx_names(onnx_path), t.precision,
+                                    (int8_choice or {}).get("float_layers", []) if t.precision == "int8" else ())
                 if t.precision == "int8":
                     rec["quantization"]["calibration"] = {"images": int(len(calib_u8)), "source": calib_desc,
                                                           "normalisation": "(x/255 - mean) / std, as at inference"}
+                    if int8_choice is not None:
+                        rec["quantization"]["float_layers_choice"] = int8_choice
                 records[t.key] = rec
                 rows[t.key].size_bytes = _size(produced[t.precision])
                 if ref is not None:
@@ -289,6 +325,68 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
         report["face_detector"] = detector is not None
         atomic_write_json(out / "parity.json", report)
     return report
+
+
+def split_calibration(images: np.ndarray, desc: str, count: int,
+                      selection: int) -> tuple[np.ndarray, np.ndarray, str, bool]:
+    """Calibration images (``count``, the fixed subset :func:`converters.images.load_images` picks) and up to
+    ``selection`` *other* images of the same source, evenly spread, for choosing float layers. When the source has
+    no others, the selection images are the calibration images (the last value, ``disjoint``, is then False)."""
+    idx = pick_subset(len(images), count, 0)
+    rest = np.setdiff1d(np.arange(len(images)), idx)
+    if len(rest) == 0:
+        sel = idx[np.linspace(0, len(idx) - 1, min(selection, len(idx))).astype(int)] if len(idx) else idx
+    else:
+        sel = rest[np.linspace(0, len(rest) - 1, min(selection, len(rest))).astype(int)]
+    m = re.match(r"^(.*) \((\d+) of (\d+)\)$", desc)
+    base = m.group(1) if m else desc
+    return images[idx], images[sel], f"{base} ({len(idx)} of {len(images)})", bool(len(rest))
+
+
+def _int8_float_layers(model, meta: dict[str, Any], int8_path: Path, saved_model: Path, calib: np.ndarray,
+                       sel_u8: np.ndarray, sel_disjoint: bool, opts: ExportOptions, work: Path,
+                       say: Progress) -> dict[str, Any]:
+    """Decide which layers of the full-integer model stay float (``opts.int8_float_layers``); rewrite
+    ``int8_path`` when any do. Returns the record that goes into the model's quantization entry."""
+    from .int8_quant import Int8Quantizer, choose_float_layers, compute_layers, output_tensor_names, tflite_scorer
+    target = opts.thresholds.get("int8", contract.AGREEMENT_THRESHOLDS["int8"]) + opts.int8_selection_margin
+    x_sel = normalise(sel_u8, model.config.mean, model.config.std)
+    score = tflite_scorer(x_sel, P.torch_reference(model, x_sel), meta["outputs"], work)
+    selection = {"images": int(len(sel_u8)), "disjoint_from_calibration": sel_disjoint, "target": round(target, 6)}
+    if isinstance(opts.int8_float_layers, (list, tuple)):
+        q = Int8Quantizer(saved_model, calib, model.config.mean, model.config.std)
+        known = {e.tensor for e in q.layer_errors()}
+        unknown = [n for n in opts.int8_float_layers if n not in known]
+        if unknown:
+            raise AvatarToolError(f"--int8-float-layers: no layer named {unknown} in this model (names are recorded "
+                                  "under quantization.float_layers_choice.ranking of an 'auto' export)")
+        data = q.quantize(list(opts.int8_float_layers))
+        s = score(data)
+        _write_atomic(int8_path, data)
+        return {"mode": "given", "float_layers": list(opts.int8_float_layers), "selection": selection,
+                "agreement": s.agreement, "why": "layers given by the caller"}
+    plain = score(int8_path.read_bytes())
+    if plain.agreement >= target:
+        return {"mode": "auto", "float_layers": [], "selection": selection, "agreement": plain.agreement,
+                "why": f"plain int8 reaches {plain.agreement:.4f} >= {target:.4f} on the selection images"}
+    say(f"int8: {plain.agreement:.4f} < {target:.4f} on {len(sel_u8)} selection images; measuring which layers to keep float")
+    q = Int8Quantizer(saved_model, calib, model.config.mean, model.config.std)
+    candidates = compute_layers(q.layer_errors())
+    outputs = [n for n in output_tensor_names(int8_path.read_bytes()) if n in candidates]
+    res = choose_float_layers(q.quantize, score, target, opts.int8_max_float_layers, say, candidates=candidates,
+                              first_try=outputs)
+    data = res.pop("model")
+    if res["float_layers"]:
+        _write_atomic(int8_path, data)
+    res["ranked_layers"] = len(res["ranking"])
+    res["ranking"] = res["ranking"][:opts.int8_max_float_layers]  # the rest never stay float
+    return {"mode": "auto", "selection": selection, "onnx2tf_agreement": plain.agreement, **res}
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _onnx_names(path: Path) -> list[str]:

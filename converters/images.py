@@ -20,7 +20,8 @@ def _resize(img: np.ndarray | Image.Image, size: int) -> np.ndarray:
     return np.asarray(im, np.uint8)
 
 
-def _pick(n: int, limit: int | None, seed: int) -> np.ndarray:
+def pick_subset(n: int, limit: int | None, seed: int) -> np.ndarray:
+    """The fixed random subset (sorted indices) of ``n`` items that ``limit`` keeps."""
     if limit is None or limit >= n:
         return np.arange(n)
     return np.sort(np.random.default_rng([seed, 0xCA11B]).choice(n, size=limit, replace=False))
@@ -40,7 +41,7 @@ def load_images(source: str | Path, size: int, limit: int | None = None, seed: i
         from toolchain.data.paired_dataset import PairedDataset
         ds = PairedDataset.open(root)
         imgs = ds.images
-        idx = _pick(len(imgs), limit, seed)
+        idx = pick_subset(len(imgs), limit, seed)
         return np.stack([_resize(imgs[i], size) for i in idx]) if len(idx) else np.zeros((0, size, size, 3), np.uint8), \
             f"paired dataset {root} ({len(idx)} of {len(imgs)})"
     if (root / "set.json").is_file() or (root / "render.json").is_file():
@@ -56,7 +57,7 @@ def load_images(source: str | Path, size: int, limit: int | None = None, seed: i
         kind = "image folder"
     if not paths:
         raise AvatarToolError(f"{root} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-    idx = _pick(len(paths), limit, seed)
+    idx = pick_subset(len(paths), limit, seed)
     out = np.empty((len(idx), size, size, 3), np.uint8)
     for j, i in enumerate(idx):
         with Image.open(paths[i]) as im:
@@ -75,7 +76,7 @@ def labelled_vectors(source: str | Path, limit: int | None = None, seed: int = 0
         items = load_labelled_set(root).items
     except AvatarToolError:
         return None
-    return [dict(items[i][1]) for i in _pick(len(items), limit, seed)]
+    return [dict(items[i][1]) for i in pick_subset(len(items), limit, seed)]
 
 
 def normalise(images_uint8: np.ndarray, mean, std) -> np.ndarray:

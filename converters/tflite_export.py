@@ -50,11 +50,15 @@ def _venv_bin() -> str:
 
 def run_onnx2tf(onnx_path: str | Path, out_dir: str | Path, precisions: Sequence[str], mean: Sequence[float],
                 std: Sequence[float], calibration: np.ndarray | None = None, timeout: float = 3600,
-                log_path: str | Path | None = None) -> dict[str, Path]:
+                log_path: str | Path | None = None, saved_model_to: str | Path | None = None,
+                quant_type: str = "per-channel") -> dict[str, Path]:
     """Convert ``onnx_path`` with onnx2tf; return {precision: produced .tflite in ``out_dir``}.
 
     Args:
         calibration: float32 NHWC images in [0, 1] (required when ``"int8"`` is asked for).
+        saved_model_to: also keep onnx2tf's TensorFlow saved model (with its ``serving_default`` signature)
+            in this folder: :mod:`converters.int8_quant` quantizes from it with layers kept in float.
+        quant_type: ``per-channel`` or ``per-tensor`` int8 weight scales.
     Raises:
         AvatarToolError: onnx2tf failed (the log tail is in the message) or a file is missing.
     """
@@ -64,7 +68,11 @@ def run_onnx2tf(onnx_path: str | Path, out_dir: str | Path, precisions: Sequence
         raise AvatarToolError(f"TFLite precisions {bad} are not supported (choose from {', '.join(ONNX2TF_FILES)})")
     with tempfile.TemporaryDirectory(prefix="swiftavatar-onnx2tf-") as work:
         work = Path(work)
-        args = ["-i", str(onnx_path), "-o", str(work / "tf"), "-qt", "per-channel"]
+        if quant_type not in ("per-channel", "per-tensor"):
+            raise AvatarToolError(f"quant_type {quant_type!r}: choose per-channel or per-tensor")
+        args = ["-i", str(onnx_path), "-o", str(work / "tf"), "-qt", quant_type]
+        if saved_model_to is not None:
+            args += ["-osd"]
         if "int8" in precisions:
             if calibration is None:
                 raise AvatarToolError("TFLite int8 needs calibration images (--int8-calibration DATASET)")
@@ -102,6 +110,19 @@ def run_onnx2tf(onnx_path: str | Path, out_dir: str | Path, precisions: Sequence
             dst = out_dir / contract.row("tflite", p).file
             shutil.copyfile(src, dst)
             produced[p] = dst
+        if saved_model_to is not None:
+            dest = Path(saved_model_to)
+            if dest.exists():
+                shutil.rmtree(dest)
+            dest.mkdir(parents=True)
+            for name in ("saved_model.pb", "variables", "assets", "fingerprint.pb"):
+                src = work / "tf" / name
+                if src.is_dir():
+                    shutil.copytree(src, dest / name)
+                elif src.is_file():
+                    shutil.copyfile(src, dest / name)
+            if not (dest / "saved_model.pb").is_file():
+                raise AvatarToolError("onnx2tf wrote no saved model (saved_model.pb) although -osd was given")
         return produced
 
 
@@ -214,14 +235,18 @@ def read_metadata(path: str | Path) -> dict[str, Any] | None:
     return embedded_metadata(Path(path).read_bytes())
 
 
-def finish_tflite(path: str | Path, metadata: dict[str, Any], onnx_outputs: Sequence[str], precision: str) -> dict[str, Any]:
-    """Map outputs by name, embed the metadata (with that map, the layout and quantization); return the file's record."""
+def finish_tflite(path: str | Path, metadata: dict[str, Any], onnx_outputs: Sequence[str], precision: str,
+                  float_layers: Sequence[str] = ()) -> dict[str, Any]:
+    """Map outputs by name, embed the metadata (with that map, the layout and quantization); return the file's record.
+
+    ``float_layers``: int8 layers (output tensor names) that were kept in float (:mod:`converters.int8_quant`).
+    """
     interp = make_interpreter(path)
     omap = interpreter_output_map(interp, onnx_outputs)
     quant = {"fp32": None, "fp16": {"weights": "float16"},
              "dynamic_int8": {"weights": "int8", "activations": "float (quantised at run time)"},
              "int8": {"weights": "int8 per-channel", "activations": "int8", "io": "float32",
-                      "calibration": "see manifest"}}[precision]
+                      "calibration": "see manifest", "float_layers": list(float_layers)}}[precision]
     record = {"input_layout": "NHWC", "output_map": omap, "quantization": quant}
     embed_metadata(path, {**metadata, "format": "tflite", "precision": precision, **record})
     return record

@@ -183,6 +183,32 @@ def test_int8_calibration_offline_and_signature_mapping(tiny, tmp_path, monkeypa
         assert np.abs(got[output_name(h)] - ref[h].numpy()).max() < 0.25, h
 
 
+@pytest.mark.slow
+def test_int8_auto_float_layers_are_measured_written_and_recorded(tiny, images, tmp_path, monkeypatch):
+    """A target plain int8 cannot reach: export ranks the weight layers by measurement on calibration-source images
+    it did not calibrate on, rewrites the int8 file with the chosen ones in float and records the choice."""
+    from converters.export import ExportOptions, export_model
+    from converters.int8_quant import float_op_count
+    from sdk_python import contract
+    _no_network_env(monkeypatch)
+    _, path, _ = tiny
+    opts = ExportOptions(targets=parse_targets("tflite:int8"), int8_calibration=images, calibration_count=16,
+                         min_calibration=16, int8_selection_count=8, int8_max_float_layers=2, eval_set=images,
+                         thresholds={**contract.AGREEMENT_THRESHOLDS, "int8": 1.0}, bundle=False)
+    report = export_model(path, tmp_path, opts)
+    quant = report["records"]["tflite:int8"]["quantization"]
+    choice = quant["float_layers_choice"]
+    assert choice["mode"] == "auto" and not choice["reached"] and choice["selection"] == {
+        "images": 8, "disjoint_from_calibration": True, "target": 1.01}
+    assert [s["k"] for s in choice["steps"]] == [1, 2] and choice["ranked_layers"] >= 2
+    assert 1 <= len(quant["float_layers"]) <= 2 and quant["float_layers"] == choice["float_layers"]
+    data = (tmp_path / "estimator_int8.tflite").read_bytes()
+    assert float_op_count(data)["float"] >= len(quant["float_layers"])   # those layers really compute in float
+    row = report["rows"][0]
+    assert row["agreement"] is not None and row["n_images"] == 24        # the rewritten file was gated
+    assert quant["calibration"]["images"] == 16
+
+
 def test_int8_without_calibration_is_refused(tiny, tmp_path):
     from converters.export import ExportOptions, export_model
     _, path, _ = tiny

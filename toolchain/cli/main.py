@@ -257,6 +257,11 @@ def export(
                                            help="Pass threshold for fp32/fp16."),
     min_agreement_int8: float = typer.Option(contract.AGREEMENT_THRESHOLDS["int8"], "--min-agreement-int8",
                                              help="Pass threshold for int8 variants."),
+    int8_float_layers: str = typer.Option("auto", "--int8-float-layers",
+                                          help="Full-integer int8: 'auto' keeps float the fewest layers, chosen by "
+                                               "measurement on calibration-source images not used to calibrate, that "
+                                               "reach the int8 threshold + 0.01 there (none if plain int8 does); "
+                                               "'none'; or a comma list of layer output tensor names."),
 ) -> None:
     """Export an estimator to ONNX / TFLite / CoreML, print the parity table, write the model bundle.
 
@@ -273,7 +278,9 @@ def export(
     opts = ExportOptions(targets=targets, int8_calibration=int8_calibration, eval_set=eval_set, thresholds=thresholds,
                          calibration_count=calibration_images, min_calibration=min(calibration_images, 300),
                          bundle=bundle, face_detector=face_detector, fetch_face_detector=fetch_detector,
-                         keep_failed=keep_failed, no_parity=no_parity)
+                         keep_failed=keep_failed, no_parity=no_parity,
+                         int8_float_layers=(int8_float_layers if int8_float_layers in ("auto", "none")
+                                            else [v.strip() for v in int8_float_layers.split(",") if v.strip()]))
     with err_console.status("exporting") as status:
         report = export_model(model, out, opts, progress=lambda msg: status.update(f"exporting: {msg}"))
     table = Table("format", "precision", "size MB", "status", "agreement", "worst head", "cont. mean/max abs",
