@@ -131,3 +131,79 @@ def test_estimator_ddp_training_and_resume(tmp_path):
     run_ranks(_train_worker, 2, tmp_path / "ds", tmp_path / "resumed", cfg)
     assert float(_diffs(tmp_path / "full" / "estimator.pt", tmp_path / "resumed" / "estimator.pt").max()) == 0.0
     assert len((tmp_path / "full" / "stats.jsonl").read_text().splitlines()) == 2
+
+
+# --- pairs production over ranks -------------------------------------------------------------------
+
+from .test_production import gen_pair, renders  # noqa: E402,F401  (module fixtures: tiny generators, 12 renders)
+
+
+def _pairs_cfg(renders):
+    from toolchain.production.augment import AugmentConfig
+    from toolchain.production.init_latent import InitConfig
+    from toolchain.production.inversion import InversionConfig
+    from toolchain.production.pairs import PairsConfig
+    return PairsConfig(engine="alter", n=12, renders=str(renders), chunk=3, max_loss=0.6, grid_sources=0,
+                       init=InitConfig(n_mean=256, calib_steps=5), augment=AugmentConfig(k=2),
+                       inversion=InversionConfig(steps=6, batch_size=3))
+
+
+def _pairs_worker(cfg, out, real, avatar, die_after_parts=None):
+    import os
+    from toolchain.production import pairs_ranks
+    from toolchain.production.pairs import produce_pairs
+    if die_after_parts is not None and distributed.info().rank == 1:
+        write = pairs_ranks._write_part
+        written = []
+
+        def write_then_die(*a, **k):
+            write(*a, **k)
+            written.append(1)
+            if len(written) >= die_after_parts:
+                os._exit(3)   # as a killed process: no cleanup, no barrier
+        pairs_ranks._write_part = write_then_die
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        produce_pairs(cfg, out, real, avatar)
+
+
+def _dataset_record(root):
+    import json
+    from toolchain.data.paired_dataset import PairedDataset
+    ds = PairedDataset.open(root)
+    index = json.loads((root / "index.json").read_text())
+    return ds, [s["count"] for s in index["shards"]], index["meta"]
+
+
+def test_pairs_on_two_ranks_equal_one_process_and_a_killed_rank_is_filled(gen_pair, renders, tmp_path, monkeypatch):
+    from toolchain.production.pairs import resolve_generators
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))   # weight-free perceptual fallback
+    real, avatar = resolve_generators(gen_pair[0])
+    cfg = _pairs_cfg(renders)
+    _pairs_worker(cfg, tmp_path / "one", real, avatar)
+    ref, ref_shards, ref_meta = _dataset_record(tmp_path / "one")
+    assert ref_meta["progress"]["sources_done"] == 12
+
+    def same_as_one_process(root):
+        ds, shards, meta = _dataset_record(root)
+        assert shards == ref_shards
+        assert ds.provenance == ref.provenance
+        assert np.array_equal(ds.images, ref.images) and np.array_equal(ds.latents, ref.latents)
+        assert np.array_equal(ds.continuous, ref.continuous) and np.array_equal(ds.discrete, ref.discrete)
+        assert meta["progress"] == ref_meta["progress"] and meta["init"] == ref_meta["init"]
+        assert not list((root / "parts").glob("*"))
+
+    run_ranks(_pairs_worker, 2, cfg, tmp_path / "two", real, avatar)
+    same_as_one_process(tmp_path / "two")
+
+    # rank 1 dies right after its first finished chunk; the launcher then stops rank 0
+    with pytest.raises(Exception):
+        run_ranks(_pairs_worker, 2, cfg, tmp_path / "killed", real, avatar, 1)
+    import json
+    done = json.loads((tmp_path / "killed" / "index.json").read_text())["meta"]["progress"]["sources_done"]
+    parts = sorted(p.name for p in (tmp_path / "killed" / "parts").glob("*.json"))
+    assert done < 12 and "chunk-000001.json" in parts   # rank 1's first chunk (of 1, 3) survived
+    assert "chunk-000003.json" not in parts               # its unfinished chunk was lost
+    # the same command fills exactly the gaps
+    run_ranks(_pairs_worker, 2, cfg, tmp_path / "killed", real, avatar)
+    same_as_one_process(tmp_path / "killed")
