@@ -207,3 +207,42 @@ def test_pairs_on_two_ranks_equal_one_process_and_a_killed_rank_is_filled(gen_pa
     # the same command fills exactly the gaps
     run_ranks(_pairs_worker, 2, cfg, tmp_path / "killed", real, avatar)
     same_as_one_process(tmp_path / "killed")
+
+
+# --- GAN training (G_real / G_avatar finetune) over ranks ------------------------------------------
+
+def _gan_worker(data, out, tcfg):
+    from toolchain.generators.finetune import colour_loss_fn
+    from toolchain.generators.generator import SemanticGenerator
+    from toolchain.generators.train_real import run_gan
+    from .test_generators import MICRO
+    torch.manual_seed(5)
+    g_real = SemanticGenerator(MICRO).eval().requires_grad_(False)   # the frozen reference of the colour loss
+    parts = [MICRO.part_index(p) for p in ("hair", "skin")]
+    run_gan(data, out, MICRO, tcfg, init_generator=g_real.state_dict(), extra_g_loss=colour_loss_fn(g_real, parts, 1.0),
+            run_meta={"role": "avatar"}, device="cpu")
+
+
+def test_gan_finetune_ddp_step_equals_one_process(tmp_path):
+    """G_avatar finetuning, one step on a global batch of 8 with every term on (D loss, R1 on image and
+    mask, G loss, mask loss, colour loss, style mixing, path length, EMA): 2 ranks vs 1 process."""
+    import json
+    from toolchain.generators.io import load_discriminator, load_generator
+    from toolchain.generators.train_real import train_preset
+    from .test_generators import _mask_folder
+    data = _mask_folder(tmp_path / "data", n=8)
+    tcfg = train_preset("tiny", iters=1, batch_size=8, d_reg_every=1, g_reg_every=1, mixing=1.0, snapshot_every=1,
+                        sample_every=1, log_every=1, n_samples=4)
+    _gan_worker(data, tmp_path / "one", tcfg)
+    run_ranks(_gan_worker, 2, data, tmp_path / "two", tcfg)
+    # the forward values of the step (logged as the mean over ranks) equal the one-process values
+    s1, s2 = (json.loads((tmp_path / r / "stats.jsonl").read_text().splitlines()[0]) for r in ("one", "two"))
+    for k in ("d", "r1_img", "r1_seg", "g", "mask", "color", "path", "path_length", "real_score", "fake_score"):
+        assert s2[k] == pytest.approx(s1[k], rel=1e-4, abs=1e-6), (k, s1[k], s2[k])
+    for name, load in (("generator", load_generator), ("discriminator", load_discriminator)):
+        a, _ = load(tmp_path / "one" / f"{name}.safetensors")
+        b, _ = load(tmp_path / "two" / f"{name}.safetensors")
+        d = torch.cat([(x.double() - y.double()).abs().flatten() for x, y in zip(a.state_dict().values(),
+                                                                                   b.state_dict().values())])
+        assert float(d.max()) <= 4 * tcfg.lr + 1e-6
+        assert float((d > 1e-5).double().mean()) < 1e-3, (name, float((d > 1e-5).double().mean()))
