@@ -18,6 +18,7 @@ Backend: NCCL when the process uses a CUDA device, gloo otherwise (CPU runs and 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime
 import os
 from dataclasses import dataclass
@@ -29,6 +30,9 @@ from torch import nn
 from .errors import AvatarToolError
 
 DEFAULT_MASTER_PORT = "29500"
+# how long a rank may wait in a collective: in a build the others wait while rank 0 alone runs a serial
+# stage (export, evaluation), which can take long on a paper-scale run
+BUILD_TIMEOUT_S = float(os.environ.get("AVATARTOOL_DIST_TIMEOUT_S", 6 * 3600))
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,24 @@ def detect(env: Mapping[str, str] | None = None) -> DistInfo:
     return DistInfo()
 
 
+_LOCAL_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("local_only", default=False)
+
+
+@contextlib.contextmanager
+def local_only() -> Iterator[None]:
+    """Code in this block runs on one rank alone (rank 0 doing a serial stage): it sees one process, so
+    nothing inside waits for ranks that are not there."""
+    token = _LOCAL_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _LOCAL_ONLY.reset(token)
+
+
 def info() -> DistInfo:
     """This process's place: from the live process group when there is one, else from the environment."""
+    if _LOCAL_ONLY.get():
+        return DistInfo(local_rank=detect().local_rank)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         d = detect()
         return DistInfo(torch.distributed.get_rank(), torch.distributed.get_world_size(), d.local_rank, d.source)
@@ -76,16 +96,19 @@ def info() -> DistInfo:
 
 def active() -> bool:
     """True inside an initialised process group of more than one process."""
-    return (torch.distributed.is_available() and torch.distributed.is_initialized()
+    return (not _LOCAL_ONLY.get() and torch.distributed.is_available() and torch.distributed.is_initialized()
             and torch.distributed.get_world_size() > 1)
 
 
 def device_for_rank(device: str | torch.device | None = None, local_rank: int | None = None) -> torch.device:
-    """``device`` as given; else this rank's GPU (``cuda:LOCAL_RANK``) when CUDA is there, else CPU."""
+    """``device`` as given (``cuda`` without an index: this rank's GPU, ``cuda:LOCAL_RANK``); else this
+    rank's GPU when CUDA is there, else CPU."""
+    rank = info().local_rank if local_rank is None else local_rank
     if device is not None:
-        return torch.device(device)
+        dev = torch.device(device)
+        return torch.device("cuda", rank) if dev.type == "cuda" and dev.index is None else dev
     if torch.cuda.is_available():
-        return torch.device("cuda", info().local_rank if local_rank is None else local_rank)
+        return torch.device("cuda", rank)
     return torch.device("cpu")
 
 
@@ -262,6 +285,26 @@ def _convert_global_bn(module: nn.Module) -> nn.Module:
     for name, child in module.named_children():
         setattr(module, name, _convert_global_bn(child))
     return module
+
+
+def on_main(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` on rank 0 alone (inside :func:`local_only`); every rank returns its result
+    (picklable) or raises: rank 0 its own error, the others an error naming it."""
+    if not active():
+        return fn(*args, **kwargs)
+    result, error = None, None
+    if info().is_main:
+        try:
+            with local_only():
+                result = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, after telling the other ranks
+            error = exc
+    status, value = broadcast_object(("error", f"{type(error).__name__}: {error}") if error is not None else ("ok", result))
+    if error is not None:
+        raise error
+    if status == "error":
+        raise AvatarToolError(f"rank 0 failed: {value}")
+    return value
 
 
 def main_only_write(fn, *args, **kwargs):

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from .. import distributed
 from ..errors import AvatarToolError
 from ..torch_utils import select_device
 from . import losses
@@ -50,8 +51,8 @@ def finetune(engine: str, real_generator: str | Path, out_dir: str | Path, tcfg:
     gcfg = g_real.cfg
     if renders is None:
         renders = out / "renders"
-        summary = render_folder(RenderConfig(engine=engine, n=n_renders, seed=render_seed, size=max(render_size, gcfg.size),
-                                             workers=0), renders)
+        summary = distributed.on_main(render_folder, RenderConfig(engine=engine, n=n_renders, seed=render_seed,
+                                                                  size=max(render_size, gcfg.size), workers=0), renders)
         has_masks = summary.has_masks
     else:
         has_masks = (Path(renders) / "masks").is_dir()

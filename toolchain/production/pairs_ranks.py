@@ -103,20 +103,21 @@ def produce_on_ranks(cfg, out: Path, writer: PairedDatasetWriter, g_real, g_av, 
              for i in sources)
     finished: dict[int, InvertedSample] = {}
     pending = list(mine)
-    sealed = 0
+    sealed, kept, n_dropped = 0, 0, 0
     stream = invert_stream(g_av, perceptual, items, cfg.inversion)
     try:
         for n_inverted, (i, res) in enumerate(stream, 1):
             finished[i] = res
             if progress and dist.is_main:
-                progress(n_inverted, len(sources), {"rank_chunks": len(mine), "sealed": sealed})
+                # this rank's share: sources inverted, kept and dropped, chunks sealed
+                progress(n_inverted, len(sources), {"kept": kept, "dropped": n_dropped, "sealed": sealed})
             while pending and all(j in finished for j in chunk_sources(cfg, pending[0])):
                 c = pending.pop(0)
                 src = chunk_sources(cfg, c)
                 samples, dropped = chunk_samples(cfg, g_real, src, [finished.pop(j) for j in src],
                                                  [vectors[j] for j in src], max_loss, auto_floor)
                 _write_part(out, c, folder.schema, samples, dropped)
-                sealed += 1
+                sealed, kept, n_dropped = sealed + 1, kept + len(src) - len(dropped), n_dropped + len(dropped)
             if stop_after_chunks is not None and sealed >= stop_after_chunks:
                 break
     finally:
