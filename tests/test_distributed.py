@@ -246,3 +246,50 @@ def test_gan_finetune_ddp_step_equals_one_process(tmp_path):
                                                                                    b.state_dict().values())])
         assert float(d.max()) <= 4 * tcfg.lr + 1e-6
         assert float((d > 1e-5).double().mean()) < 1e-3, (name, float((d > 1e-5).double().mean()))
+
+
+# --- the build under torchrun ------------------------------------------------------------------------
+
+def _build_worker(run, stop_before):
+    from toolchain.pipeline.build import build
+    from .test_build import Recorder, tiny_config
+    ui = Recorder()
+    results = build(tiny_config(), run, ui=ui, stop_before=stop_before)
+    if distributed.info().is_main:
+        import json
+        (run / f"results-{len(list(run.glob('results-*')))}.json").write_text(
+            json.dumps([[r.name, r.status] for r in results]))
+
+
+def test_build_stages_on_two_ranks_then_skip(tmp_path):
+    """The training stages of the tiny build on 2 ranks: rank 0 renders alone, all ranks train, records are
+    written once and a rerun on 2 ranks skips every stage."""
+    import json
+    from toolchain.data.paired_dataset import PairedDataset
+    from toolchain.pipeline.runner import read_record
+    run = tmp_path / "run"
+    run_ranks(_build_worker, 2, run, "heldout")
+    first = json.loads((run / "results-0.json").read_text())
+    assert first == [[s, "ran"] for s in ("render", "real_generator", "avatar_generator", "pairs", "train")]
+    for s in ("render", "real_generator", "avatar_generator", "pairs", "train"):
+        assert read_record(run / s)["status"] == "complete"
+    assert len(PairedDataset.open(run / "pairs")) > 0 and (run / "train" / "estimator.pt").is_file()
+    assert not list((run / "pairs" / "parts").glob("*"))
+    run_ranks(_build_worker, 2, run, "heldout")
+    assert json.loads((run / "results-1.json").read_text()) == [[s, "skipped"] for s, _ in first]
+
+
+def test_launcher_builds_the_torchrun_command_and_does_not_relaunch_a_rank(monkeypatch):
+    from toolchain import launch
+    cmd = launch.torchrun_command(["build", "-e", "alter", "--nproc-per-node", "4", "--preset=smoke",
+                                   "--nproc-per-node=4"], 4)
+    assert cmd[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4", "-m"]
+    assert cmd[6:] == ["toolchain.cli.main", "build", "-e", "alter", "--preset=smoke"]
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("SLURM_PROCID", raising=False)
+    assert launch.should_launch(2) and not launch.should_launch(1) and not launch.should_launch(None)
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert not launch.should_launch(2)
+    with pytest.raises(Exception, match="at least 1"):
+        launch.torchrun_command(["build"], 0)
