@@ -283,8 +283,8 @@ def test_launcher_builds_the_torchrun_command_and_does_not_relaunch_a_rank(monke
     from toolchain import launch
     cmd = launch.torchrun_command(["build", "-e", "alter", "--nproc-per-node", "4", "--preset=smoke",
                                    "--nproc-per-node=4"], 4)
-    assert cmd[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4", "-m"]
-    assert cmd[6:] == ["toolchain.cli.main", "build", "-e", "alter", "--preset=smoke"]
+    assert cmd[1:7] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4", "-m", "--"]
+    assert cmd[7:] == ["toolchain.cli.main", "build", "-e", "alter", "--preset=smoke"]
     monkeypatch.delenv("RANK", raising=False)
     monkeypatch.delenv("SLURM_PROCID", raising=False)
     assert launch.should_launch(2) and not launch.should_launch(1) and not launch.should_launch(None)

@@ -32,8 +32,9 @@ def torchrun_command(argv: Sequence[str], nproc: int) -> list[str]:
     """The torchrun command that runs ``avatartool <argv>`` in ``nproc`` local processes."""
     if nproc < 1:
         raise AvatarToolError(f"{OPTION} must be at least 1, got {nproc}")
+    # "--": torchrun's parser would otherwise take our options for abbreviations of its own (--run)
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            "-m", "toolchain.cli.main", *without_option(argv)]
+            "-m", "--", "toolchain.cli.main", *without_option(argv)]
 
 
 def should_launch(nproc: int | None) -> bool:
