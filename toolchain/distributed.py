@@ -106,9 +106,12 @@ def device_for_rank(device: str | torch.device | None = None, local_rank: int | 
     rank = info().local_rank if local_rank is None else local_rank
     if device is not None:
         dev = torch.device(device)
-        return torch.device("cuda", rank) if dev.type == "cuda" and dev.index is None else dev
+        if dev.type == "cuda" and dev.index is None:
+            # modulo: a scheduler that binds one GPU per task shows each rank a single device
+            return torch.device("cuda", rank % max(1, torch.cuda.device_count()))
+        return dev
     if torch.cuda.is_available():
-        return torch.device("cuda", rank)
+        return torch.device("cuda", rank % torch.cuda.device_count())
     return torch.device("cpu")
 
 
