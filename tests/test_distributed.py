@@ -3,6 +3,7 @@ on the same global batch; distributed helpers behave as documented."""
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -261,21 +262,30 @@ def _build_worker(run, stop_before):
             json.dumps([[r.name, r.status] for r in results]))
 
 
-def test_build_stages_on_two_ranks_then_skip(tmp_path):
-    """The training stages of the tiny build on 2 ranks: rank 0 renders alone, all ranks train, records are
-    written once and a rerun on 2 ranks skips every stage."""
+@pytest.mark.slow
+def test_tiny_build_on_two_ranks_verifies_and_reruns_as_skips(tmp_path):
+    """The whole tiny build on 2 ranks: each rank renders its slice, the training stages run on both, the
+    serial stages (held-out set, export, evaluation, report) on rank 0; records are written once, the
+    bundle verifies, and a rerun on 2 ranks skips every stage."""
     import json
+    from sdk_python.bundle import open_bundle
     from toolchain.data.paired_dataset import PairedDataset
+    from toolchain.pipeline.build import STAGE_NAMES
     from toolchain.pipeline.runner import read_record
+    from toolchain.render.folder import RenderFolder
     run = tmp_path / "run"
-    run_ranks(_build_worker, 2, run, "heldout")
+    run_ranks(_build_worker, 2, run, None)
     first = json.loads((run / "results-0.json").read_text())
-    assert first == [[s, "ran"] for s in ("render", "real_generator", "avatar_generator", "pairs", "train")]
-    for s in ("render", "real_generator", "avatar_generator", "pairs", "train"):
+    assert first == [[s, "ran"] for s in STAGE_NAMES]
+    for s in STAGE_NAMES:
         assert read_record(run / s)["status"] == "complete"
-    assert len(PairedDataset.open(run / "pairs")) > 0 and (run / "train" / "estimator.pt").is_file()
-    assert not list((run / "pairs" / "parts").glob("*"))
-    run_ranks(_build_worker, 2, run, "heldout")
+    assert RenderFolder.open(run / "render").rendered(40)
+    assert len(PairedDataset.open(run / "pairs")) > 0 and not list((run / "pairs" / "parts").glob("*"))
+    with open_bundle(Path(read_record(run / "export")["outputs"]["bundle"])) as b:
+        checks = b.checks()
+    assert checks and all(c.ok for c in checks)
+    assert (run / "report.html").is_file()
+    run_ranks(_build_worker, 2, run, None)
     assert json.loads((run / "results-1.json").read_text()) == [[s, "skipped"] for s, _ in first]
 
 
@@ -293,3 +303,20 @@ def test_launcher_builds_the_torchrun_command_and_does_not_relaunch_a_rank(monke
     assert not launch.should_launch(2)
     with pytest.raises(Exception, match="at least 1"):
         launch.torchrun_command(["build"], 0)
+
+
+def test_render_share_renders_only_that_slice_then_the_folder_completes(tmp_path):
+    from toolchain.render import RenderConfig, render_folder
+    from toolchain.render.folder import RenderFolder, image_path
+    cfg = RenderConfig(engine="alter", n=7, seed=1, size=32, workers=0)
+    render_folder(cfg, tmp_path / "r", share=(1, 2))          # rank 1 of 2: indices 4..6
+    assert [i for i in range(7) if image_path(tmp_path / "r", i).exists()] == [4, 5, 6]
+    assert not (tmp_path / "r" / "contact_sheet.png").exists()
+    render_folder(cfg, tmp_path / "r", share=(0, 2))
+    s = render_folder(cfg, tmp_path / "r")                    # rank 0's final pass: nothing left to render
+    assert s.rendered == 0 and RenderFolder.open(tmp_path / "r").rendered(7)
+    assert (tmp_path / "r" / "contact_sheet.png").exists()
+    ref = render_folder(cfg, tmp_path / "one")
+    assert ref.rendered == 7
+    for i in range(7):
+        assert image_path(tmp_path / "r", i).read_bytes() == image_path(tmp_path / "one", i).read_bytes()

@@ -156,12 +156,15 @@ def broadcast_object(obj):
 
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum over ranks (a new tensor; ``t`` itself when single)."""
+    """Sum over ranks (a new tensor on ``t``'s device; ``t`` itself when single). NCCL reduces CUDA
+    tensors only, so a CPU tensor (logged values) travels through this rank's GPU there."""
     if not active():
         return t
-    t = t.clone()
-    torch.distributed.all_reduce(t)
-    return t
+    work = t.detach().clone()
+    if torch.distributed.get_backend() == "nccl" and work.device.type != "cuda":
+        work = work.to(torch.device("cuda", torch.cuda.current_device()))
+    torch.distributed.all_reduce(work)
+    return work.to(t.device)
 
 
 def all_gather_objects(obj) -> list:

@@ -4,7 +4,8 @@ named stages in one run directory (see ``runner.py`` for skipping and resuming).
     render → real_generator → avatar_generator → pairs → train → heldout → export → baseline → evaluate → report
 
 Under torchrun (``avatartool build --nproc-per-node N`` starts it) the GAN trainings, pairs, the estimator
-and the baseline run on every rank (data parallel); the other stages run on rank 0 while the rest wait.
+and the baseline run on every rank (data parallel), each rank renders its slice of the vectors; the other
+stages run on rank 0 while the rest wait.
 """
 from __future__ import annotations
 
@@ -22,11 +23,12 @@ from .stages import (avatar_generator, baseline, evaluate, export, heldout, pair
                      train)
 
 _ENGINE_CODE = ("toolchain/engines", "toolchain/schema.py", "toolchain/render")
-_GAN_CODE = ("toolchain/generators",)
-_TRAIN_CODE = ("toolchain/estimator", "toolchain/data")
+_GAN_CODE = ("toolchain/generators", "toolchain/distributed.py")
+_TRAIN_CODE = ("toolchain/estimator", "toolchain/data", "toolchain/distributed.py")
 
 STAGES: tuple[Stage, ...] = (
-    Stage("render", "sample avatar vectors and render them", render.run, reads=("render",), code=_ENGINE_CODE),
+    Stage("render", "sample avatar vectors and render them", render.run, reads=("render",), code=_ENGINE_CODE,
+          distributed=True),
     Stage("real_generator", "G_real: the realistic-face generator", real_generator.run, reads=("real",),
           code=_GAN_CODE + ("toolchain/proxy",), distributed=True),
     Stage("avatar_generator", "G_avatar: G_real finetuned on the renders", avatar_generator.run, reads=("avatar",),

@@ -114,12 +114,17 @@ def _as_indexed_error(exc: BaseException, engine_name: str, index: int, vector: 
     return EngineError(detail, engine=name, index=index, vector=vector)
 
 
-def render_folder(cfg: RenderConfig, out_dir: str | Path, progress: ProgressFn | None = None) -> RenderSummary:
+def render_folder(cfg: RenderConfig, out_dir: str | Path, progress: ProgressFn | None = None,
+                  share: tuple[int, int] | None = None) -> RenderSummary:
     """Render ``cfg.n`` vectors sampled with ``cfg.seed`` into ``out_dir``, skipping finished ones.
 
     A batch that fails is retried one vector at a time so that every good vector is still saved and
     the bad one is named. Raises :class:`EngineError` for the first failing vector after everything
     else has been rendered.
+
+    ``share=(rank, world)``: render only that rank's contiguous slice of the indices (several processes
+    filling one folder; every one writes the same manifest and vectors) and leave the contact sheet to a
+    final call without ``share``.
     """
     out_dir = Path(out_dir)
     if cfg.n < 1:
@@ -133,7 +138,11 @@ def render_folder(cfg: RenderConfig, out_dir: str | Path, progress: ProgressFn |
         _check_or_write_manifest(out_dir, cfg, engine)
         masks = cfg.masks and engine.supports_masks
         vectors = _write_vectors(out_dir, engine, cfg)
-        todo = [i for i in range(cfg.n) if not _is_done(out_dir, i, masks)]
+        indices = range(cfg.n)
+        if share is not None:
+            from ..distributed import rank_share
+            indices = indices[rank_share(cfg.n, share[1], share[0])]
+        todo = [i for i in indices if not _is_done(out_dir, i, masks)]
         done = cfg.n - len(todo)
         if progress:
             progress(done, cfg.n)
@@ -165,8 +174,9 @@ def render_folder(cfg: RenderConfig, out_dir: str | Path, progress: ProgressFn |
             failures = _render_in_pool(spec, cfg, out_dir, vectors, batches, masks, on_result, engine.name)
         if not got_masks[0]:
             masks = False
-        write_contact_sheet(out_dir / "contact_sheet.png",
-                            [(i, image_path(out_dir, i)) for i in range(min(cfg.n, cfg.sheet_count))])
+        if share is None:
+            write_contact_sheet(out_dir / "contact_sheet.png",
+                                [(i, image_path(out_dir, i)) for i in range(min(cfg.n, cfg.sheet_count))])
         summary = RenderSummary(out_dir, cfg.n, rendered=done - (cfg.n - len(todo)), skipped=cfg.n - len(todo),
                                 has_masks=masks, failures=failures)
         if failures:
