@@ -172,6 +172,9 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
     # this rank's rows of the global batch (None: one process, all rows, the random draws untouched)
     rows = rows_p = None
     if dist.enabled:
+        if tcfg.path_weight > 0 and pb < dist.world_size:
+            raise AvatarToolError(f"batch size {b} is too small for {dist.world_size} processes: the path-length batch "
+                                  f"(batch / {tcfg.path_batch_shrink}) needs a sample per process; raise the batch size")
         rows = torch.tensor(distributed.group_preserving_rows(b, dist.world_size, dist.rank, D.stddev_group))
         rows_p = torch.arange(pb)[distributed.rank_share(pb, dist.world_size, dist.rank)]
     pl_weight = 1.0 if rows_p is None else len(rows_p) * dist.world_size / pb  # DDP averages: weight by share
