@@ -114,8 +114,11 @@ class FolderLock:
         return AvatarToolError(f"{self.folder} is being written by {who}; wait for it to finish or stop it "
                                f"{'(kill ' + str(pid) + ') ' if pid else ''}before rerunning, or choose another --out folder")
 
-    def acquire(self) -> "FolderLock":
+    def acquire(self, shared: bool = False) -> "FolderLock":
+        """Take the hold; ``shared``: one of several processes of one run filling the folder together (the
+        ranks of a distributed render), which exclude any other run but not each other."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._shared = shared
         try:
             import fcntl
         except ImportError:  # not POSIX: no lock, as before
@@ -123,7 +126,7 @@ class FolderLock:
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             except OSError as exc:
                 err = self._busy(fd) if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) else exc
                 os.close(fd)
@@ -137,8 +140,9 @@ class FolderLock:
             if same:
                 break
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        if not shared:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
         return self
 
@@ -173,7 +177,8 @@ class FolderLock:
         if self._fd is None:
             return
         try:
-            self.path.unlink(missing_ok=True)  # keep finished folders clean; see the inode check above
+            if not getattr(self, "_shared", False):   # a shared holder leaves the file to the others
+                self.path.unlink(missing_ok=True)  # keep finished folders clean; see the inode check above
         finally:
             os.close(self._fd)
             self._fd = None

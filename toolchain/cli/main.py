@@ -1,6 +1,7 @@
 """``avatartool``: the command line. A thin layer: every command calls a library function."""
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import traceback
@@ -41,8 +42,10 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 
 def make_progress() -> Progress:
+    """A rich progress display (hidden on torchrun ranks other than 0: one display per job)."""
+    from ..distributed import detect
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=err_console, transient=False)
+                    TimeRemainingColumn(), console=err_console, transient=False, disable=not detect().is_main)
 
 
 @engines_app.command("list")
@@ -137,8 +140,9 @@ def train(
 ) -> None:
     """Train the avatar estimator on paired datasets."""
     from ..estimator.train import preset, train as run_train
+    from .. import distributed
     cfg = preset(config, epochs=epochs, batch_size=batch_size)
-    with make_progress() as progress:
+    with distributed.process_group(device), make_progress() as progress:
         summary = run_train(data, out, cfg, backbone_weights=backbone_weights, device=device,
                             progress=_train_progress(progress))
     _print_train_summary(summary, out)
@@ -453,7 +457,8 @@ def gan_train(
         import torch
         torch.set_num_threads(threads)
     tcfg = train_preset(train_config or ("tiny" if config == "tiny" else "paper"), iters=iters, batch_size=batch_size)
-    with make_progress() as progress:
+    from .. import distributed
+    with distributed.process_group(device), make_progress() as progress:
         summary = train_real(data, out, generator_preset(config), tcfg, device=device, progress=_gan_progress(progress))
     console.print(f"[green]done[/]: {summary['steps_done']} steps -> {out}/generator.safetensors, samples/, stats.jsonl")
 
@@ -483,7 +488,8 @@ def finetune(
         import torch
         torch.set_num_threads(threads)
     tcfg = train_preset(train_config, iters=iters)
-    with make_progress() as progress:
+    from .. import distributed
+    with distributed.process_group(device), make_progress() as progress:
         summary = run_finetune(engine, real_generator, out, tcfg, colour_weight=color_weight, freeze_local=freeze_local,
                                renders=renders, n_renders=n, render_size=render_size, device=device,
                                progress=_gan_progress(progress),
@@ -555,7 +561,8 @@ def pairs(
                       init=InitConfig(mode=init), augment=AugmentConfig(k=k),
                       inversion=InversionConfig(steps=steps, batch_size=batch, early_stop_tol=EARLY_STOP_TOL if early_stop else 0.0),
                       render_options=engine_options(workers, batch_size, engine_timeout))
-    with make_progress() as progress:
+    from .. import distributed
+    with distributed.process_group(), make_progress() as progress:
         task = progress.add_task("pairs", total=n)
 
         def update(done: int, total: int, info: dict) -> None:
@@ -597,11 +604,17 @@ def build(
     workers: WorkersOverride = None,
     batch_size: BatchSizeOverride = None,
     engine_timeout: EngineTimeoutOverride = None,
+    nproc_per_node: Optional[int] = typer.Option(None, "--nproc-per-node", help="Start torchrun with N processes on this "
+                                                 "node (one per GPU); ignored inside torchrun/SLURM. See docs/cluster.md."),
 ) -> None:
     """Build an estimator for ENGINE end to end: renders, generators, pairs, training, export, a verified
     bundle and a report. Rerun the same command to resume; finished stages are skipped."""
+    from .. import distributed, launch
+    if launch.should_launch(nproc_per_node):
+        raise typer.Exit(launch.relaunch(sys.argv[1:], nproc_per_node))
     from ..pipeline.build import build as run_build
     from ..pipeline.config import resolve_config
+    from ..pipeline.runner import QuietUI
     from .build_ui import RichBuildUI
     lp = str(lpips_weights) if lpips_weights else None
     explicit = {"real.generator": str(real_generator) if real_generator else None,
@@ -612,16 +625,20 @@ def build(
                 "render.batch_size": batch_size, "render.engine_timeout": engine_timeout}
     cfg = resolve_config(engine, preset, config_file, settings or [], **explicit)
     run_dir = run_dir or _default_run_dir(engine, preset)
+    dist = distributed.detect()
     estimates = None
-    if calibrate:
+    if calibrate and not dist.enabled:   # the estimates time one process; under torchrun they would mislead
         from ..pipeline.calibrate import calibrate_build, describe
         estimates = calibrate_build(cfg)
         err_console.print(describe(cfg, estimates), highlight=False, soft_wrap=True)
     try:
-        with RichBuildUI(err_console) as ui:
+        with distributed.process_group(cfg.device, timeout_s=distributed.BUILD_TIMEOUT_S), \
+                (RichBuildUI(err_console) if dist.is_main else contextlib.nullcontext(QuietUI())) as ui:
             results = run_build(cfg, run_dir, ui=ui, force=force or [], estimates=estimates)
     except (AvatarToolError, SchemaError, VectorError, AvatarSDKError) as exc:
         raise AvatarToolError(f"{exc} — finished work is kept; resume with: {_resume_command()}") from exc
+    if not dist.is_main:
+        return
     ran = [r for r in results if r.status != "skipped"]
     total = sum(r.seconds for r in ran)
     out = {r.name: r.record.get("outputs", {}) for r in results}

@@ -38,6 +38,20 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def encode_shard(schema: AvatarSchema, images: Sequence[np.ndarray], vectors: Sequence[Mapping[str, Any]],
+                 latents: Sequence[np.ndarray | None]) -> bytes:
+    """One shard's npz bytes: the same arrays whichever process encodes them."""
+    cont, disc = schema.encode([schema.validate(v) for v in vectors])
+    arrays = {"images": np.stack(images), "continuous": cont, "discrete": disc}
+    if any(l is not None for l in latents):
+        if any(l is None for l in latents):
+            raise DatasetError("within a shard either every sample has a latent or none has")
+        arrays["latents"] = np.stack(latents).astype(np.float32)
+    bio = io.BytesIO()
+    np.savez(bio, **arrays)
+    return bio.getvalue()
+
+
 class PairedDatasetWriter:
     """Append pairs; every ``shard_size`` samples a shard is sealed. Reopening an existing folder
     continues after its last finished shard (``len(writer)`` says how many samples are there)."""
@@ -79,21 +93,16 @@ class PairedDatasetWriter:
         n = len(self._buf["images"])
         if n == 0:
             return
-        cont, disc = self.schema.encode(self._buf["vectors"])
-        arrays = {"images": np.stack(self._buf["images"]), "continuous": cont, "discrete": disc}
-        if any(l is not None for l in self._buf["latents"]):
-            if any(l is None for l in self._buf["latents"]):
-                raise DatasetError("within a shard either every sample has a latent or none has")
-            arrays["latents"] = np.stack(self._buf["latents"]).astype(np.float32)
-        bio = io.BytesIO()
-        np.savez(bio, **arrays)
-        data = bio.getvalue()
+        data = encode_shard(self.schema, self._buf["images"], self._buf["vectors"], self._buf["latents"])
+        self.add_encoded_shard(data, n, self._buf["provenance"])
+        self._buf = {"images": [], "vectors": [], "latents": [], "provenance": []}
+
+    def add_encoded_shard(self, data: bytes, count: int, provenance: list[dict[str, Any]]) -> None:
+        """Append a shard made by :func:`encode_shard` elsewhere (e.g. by another rank) and write the index."""
         name = f"shard-{len(self.index['shards']):06d}.npz"
         atomic_write_bytes(self.root / name, data)
-        self.index["shards"].append({"file": name, "count": n, "sha256": _sha256(data),
-                                     "provenance": self._buf["provenance"]})
+        self.index["shards"].append({"file": name, "count": count, "sha256": _sha256(data), "provenance": provenance})
         self.save_index()
-        self._buf = {"images": [], "vectors": [], "latents": [], "provenance": []}
 
     def save_index(self) -> None:
         """Write the index atomically: after a shard, or after ``index["meta"]`` changed on its own."""

@@ -9,22 +9,31 @@ from .model import CONTINUOUS_HEAD, AvatarEstimator
 
 
 def prepare_batch(images: np.ndarray, model: AvatarEstimator, size: int, device: torch.device,
-                  generator: torch.Generator | None) -> torch.Tensor:
+                  generator: torch.Generator | None, rows: slice | None = None, global_batch: int | None = None
+                  ) -> torch.Tensor:
     """uint8 [B,H,W,3] → normalised float [B,3,size,size]; with a generator, a random zoom/shift and a
-    mild brightness/contrast jitter (no flips: many assets are asymmetric)."""
+    mild brightness/contrast jitter (no flips: many assets are asymmetric).
+
+    Under data parallelism ``images`` are the ``rows`` of a global batch of ``global_batch``: the jitter is
+    drawn for the whole global batch (the same draws as one process makes) and these rows are kept."""
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
     b = x.shape[0]
     if generator is not None:
-        scale = 0.85 + 0.15 * torch.rand(b, generator=generator)
-        shift = (torch.rand(b, 2, generator=generator) * 2 - 1) * (1 - scale).unsqueeze(1)
+        nb, keep = (b, slice(None)) if rows is None else (global_batch, rows)
+        # drawn in this order before use: the same numbers as the one-process code drew them
+        scale_all = 0.85 + 0.15 * torch.rand(nb, generator=generator)
+        shift_all = (torch.rand(nb, 2, generator=generator) * 2 - 1) * (1 - scale_all).unsqueeze(1)
+        bright = (1 + (torch.rand(nb, 1, 1, 1, generator=generator) - 0.5) * 0.2)[keep]
+        contrast = (1 + (torch.rand(nb, 1, 1, 1, generator=generator) - 0.5) * 0.2)[keep]
+        scale, shift = scale_all[keep], shift_all[keep]
+        if b == 0:  # a rank with no share of a small last batch (after drawing: the stream stays in step)
+            return torch.zeros(0, 3, size, size, device=device)
         theta = torch.zeros(b, 2, 3)
         theta[:, 0, 0] = scale
         theta[:, 1, 1] = scale
         theta[:, :, 2] = shift
         grid = F.affine_grid(theta, (b, 3, size, size), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        bright = 1 + (torch.rand(b, 1, 1, 1, generator=generator) - 0.5) * 0.2
-        contrast = 1 + (torch.rand(b, 1, 1, 1, generator=generator) - 0.5) * 0.2
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         x = ((x - mean) * contrast + mean) * bright
         x = x.clamp_(0, 1)

@@ -3,6 +3,13 @@
 Resumes exactly: the data order and augmentation of epoch ``e`` depend only on ``(seed, e)``, and the
 checkpoint written atomically after each epoch holds model, optimiser and scheduler state, so an
 interrupted run continued from its checkpoint ends with the same weights as an uninterrupted one.
+
+Under torchrun (toolchain/distributed.py) the model is wrapped in DistributedDataParallel with batch
+statistics over all ranks, and every rank takes a contiguous share of the *same* global batch (batch_size
+is global, not per GPU), drawing the augmentation for the whole batch and keeping its rows. Each rank's
+loss is weighted by its share, so the averaged gradient is the gradient of the global batch's mean loss:
+a step equals the one-process step up to float summation order, whatever the number of ranks, and a run
+may resume on another number of ranks. Rank 0 validates and writes checkpoints and stats.
 """
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from .. import distributed
 from ..atomic_io import atomic_write_json, atomic_write_jsonl, read_jsonl
 from ..data.paired_dataset import PairedDataset
 from ..errors import AvatarToolError, LabelLeakError
@@ -119,6 +127,32 @@ def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
+def rank_batch_loss(net: torch.nn.Module, model: AvatarEstimator, arrays: tuple[np.ndarray, np.ndarray, np.ndarray],
+                    batch: np.ndarray, schema: AvatarSchema, cfg: TrainConfig, dev: torch.device,
+                    gen: torch.Generator | None, use_amp: bool, dist: distributed.DistInfo
+                    ) -> tuple[torch.Tensor, float, int]:
+    """This rank's share of the global ``batch`` through ``net``: (loss to back-propagate, its unweighted
+    value, share size). DDP averages gradients over ranks, so the loss is weighted by the share: the
+    averaged gradient is then that of the global batch's mean loss, shares equal or not."""
+    images, cont, disc = arrays
+    rows = distributed.rank_share(len(batch), dist.world_size, dist.rank)
+    idx = batch[rows]
+    x = prepare_batch(images[idx], model, cfg.input_size, dev, gen, rows=rows, global_batch=len(batch))
+    if use_amp:
+        x = x.contiguous(memory_format=torch.channels_last)
+    c = torch.from_numpy(cont[idx]).to(dev)
+    d = torch.from_numpy(disc[idx]).to(dev)
+    with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
+        out = net(x)
+    if not len(idx):  # a last batch smaller than the world: this rank still joins the gradient all-reduce
+        return sum(o.float().sum() for o in out.values()) * 0.0, 0.0, 0
+    loss, _ = estimator_loss(out, c, d, schema, cfg.loss)
+    value = float(loss.detach())
+    if dist.enabled:
+        loss = loss * (len(idx) * dist.world_size / len(batch))
+    return loss, value, len(idx)
+
+
 def train(datasets: Sequence[str | Path], out_dir: str | Path, cfg: TrainConfig, backbone_weights: str | Path | None = None,
           device: str | None = None, progress: ProgressFn | None = None, stop_after_epoch: int | None = None) -> dict[str, Any]:
     """Train (or resume) an estimator. Returns the run summary also written to ``out_dir/run.json``.
@@ -127,7 +161,8 @@ def train(datasets: Sequence[str | Path], out_dir: str | Path, cfg: TrainConfig,
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    dev = select_device(device)
+    dist = distributed.info()
+    dev = distributed.device_for_rank(device) if dist.enabled else select_device(device)
     schema, images, cont, disc, sources = _load_datasets(datasets)
     train_idx, val_idx = _split(len(images), cfg.val_fraction, cfg.seed)
     if len(train_idx) == 0:
@@ -152,6 +187,10 @@ def train(datasets: Sequence[str | Path], out_dir: str | Path, cfg: TrainConfig,
     use_amp = dev.type == "cuda"
     if use_amp:
         model = model.to(memory_format=torch.channels_last)
+    net = model  # what is trained through: the DDP wrapper under torchrun, the model itself otherwise
+    if dist.enabled:
+        model = distributed.sync_batchnorm(model, dev)
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step_epochs, gamma=cfg.lr_gamma)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -168,7 +207,8 @@ def train(datasets: Sequence[str | Path], out_dir: str | Path, cfg: TrainConfig,
                "backbone": backbone_report,
                "device": str(dev), "amp": use_amp, "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
                "warnings": [backbone_report["warning"]] if backbone_report.get("warning") else []}
-    atomic_write_json(run_path, {**summary, "status": "running"})
+    if dist.is_main:
+        atomic_write_json(run_path, {**summary, "status": "running"})
     steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
@@ -176,41 +216,42 @@ def train(datasets: Sequence[str | Path], out_dir: str | Path, cfg: TrainConfig,
         order = train_idx[torch.randperm(len(train_idx), generator=gen).numpy()]
         t0, running, seen = time.perf_counter(), 0.0, 0
         for step in range(steps_per_epoch):
-            idx = np.sort(order[step * cfg.batch_size:(step + 1) * cfg.batch_size])
-            x = prepare_batch(images[idx], model, cfg.input_size, dev, gen if cfg.augment else None)
-            if use_amp:
-                x = x.contiguous(memory_format=torch.channels_last)
-            c = torch.from_numpy(cont[idx]).to(dev)
-            d = torch.from_numpy(disc[idx]).to(dev)
-            with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
-                out = model(x)
-            loss, _ = estimator_loss(out, c, d, schema, cfg.loss)
+            batch = np.sort(order[step * cfg.batch_size:(step + 1) * cfg.batch_size])
+            loss, local_loss, n_local = rank_batch_loss(net, model, (images, cont, disc), batch, schema, cfg, dev,
+                                                        gen if cfg.augment else None, use_amp, dist)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
-            running += float(loss.detach()) * len(idx)
-            seen += len(idx)
-            if progress:
+            running += local_loss * n_local
+            seen += n_local
+            if progress and dist.is_main:
                 progress("train", epoch * steps_per_epoch + step + 1, cfg.epochs * steps_per_epoch,
                          {"epoch": epoch + 1, "loss": running / seen})
         lr = opt.param_groups[0]["lr"]
         sched.step()
+        running, seen = (float(v) for v in distributed.all_reduce_sum(torch.tensor([running, float(seen)], dtype=torch.float64)))
         row = {"epoch": epoch, "lr": lr, "train_loss": running / max(seen, 1), "seconds": time.perf_counter() - t0}
-        if len(val_idx):
-            row["val"] = evaluate_arrays(model, images[val_idx], cont[val_idx], disc[val_idx], cfg.input_size, dev)
-        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                 "epoch": epoch, "train_config": cfg.to_json(), "sources": [s["path"] for s in sources]}
-        if use_amp:
-            state["scaler"] = scaler.state_dict()
-        save_checkpoint_atomic(ckpt_path, state)
-        stats.append(row)
-        atomic_write_jsonl(stats_path, stats)
+        if dist.is_main:
+            if len(val_idx):
+                row["val"] = evaluate_arrays(model, images[val_idx], cont[val_idx], disc[val_idx], cfg.input_size, dev)
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "epoch": epoch, "train_config": cfg.to_json(), "sources": [s["path"] for s in sources]}
+            if use_amp:
+                state["scaler"] = scaler.state_dict()
+            save_checkpoint_atomic(ckpt_path, state)
+            stats.append(row)
+            atomic_write_jsonl(stats_path, stats)
+        distributed.barrier()  # every rank sees this epoch's checkpoint before going on (or stopping)
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             return {**summary, "status": "stopped", "epochs_done": epoch + 1}
-    final = {"config": model.config.to_json(), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-             "backbone": backbone_report, "sources": [s["path"] for s in sources], "provenance": provenance}
-    save_checkpoint_atomic(out_dir / "estimator.pt", final)
+    if dist.is_main:
+        final = {"config": model.config.to_json(),
+                 "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                 "backbone": backbone_report, "sources": [s["path"] for s in sources], "provenance": provenance}
+        save_checkpoint_atomic(out_dir / "estimator.pt", final)
     summary.update(status="done", epochs_done=cfg.epochs, final=stats[-1] if stats else {})
-    atomic_write_json(run_path, summary)
+    if dist.is_main:
+        atomic_write_json(run_path, summary)
+    distributed.barrier()
     return summary

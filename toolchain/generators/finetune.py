@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .. import distributed
 from ..errors import AvatarToolError
 from ..torch_utils import select_device
 from . import losses
@@ -56,7 +57,8 @@ def finetune(engine: str, real_generator: str | Path, out_dir: str | Path, tcfg:
     if renders is None:
         renders = out / "renders"
         opts = engine_options or EngineOptions(workers=0)
-        summary = render_folder(opts.config(engine, n_renders, seed=render_seed, size=max(render_size, gcfg.size)), renders)
+        summary = distributed.on_main(render_folder, opts.config(engine, n_renders, seed=render_seed,
+                                                                 size=max(render_size, gcfg.size)), renders)
         has_masks = summary.has_masks
     else:
         has_masks = (Path(renders) / "masks").is_dir()

@@ -7,13 +7,40 @@ learning rate"), as in StyleGAN2, so official checkpoints load without rescaling
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 SQRT2 = math.sqrt(2.0)
+
+# (global batch, rows) while a data-parallel rank runs its share of a batch: see noise_rows
+_NOISE_ROWS: contextvars.ContextVar[tuple[int, torch.Tensor] | None] = contextvars.ContextVar("noise_rows", default=None)
+
+
+@contextlib.contextmanager
+def noise_rows(global_batch: int, rows: torch.Tensor | None) -> Iterator[None]:
+    """Within this block the per-layer random noise is drawn for a batch of ``global_batch`` and only
+    ``rows`` are kept: a data-parallel rank running its share of a batch then sees the noise (and leaves
+    the random stream where) one process running the whole batch would. ``rows=None``: no effect."""
+    token = _NOISE_ROWS.set(None if rows is None else (global_batch, rows))
+    try:
+        yield
+    finally:
+        _NOISE_ROWS.reset(token)
+
+
+def batch_noise(batch: int, tail: tuple[int, ...], device, dtype) -> torch.Tensor:
+    """``randn(batch, *tail)``, or this rank's rows of the global batch's draw (see :func:`noise_rows`)."""
+    ctx = _NOISE_ROWS.get()
+    if ctx is None or len(ctx[1]) != batch:
+        return torch.randn(batch, *tail, device=device, dtype=dtype)
+    global_batch, rows = ctx
+    return torch.randn(global_batch, *tail, device=device, dtype=dtype)[rows.to(device)]
 
 
 def fir_kernel(k=(1, 3, 3, 1), gain: float = 1.0) -> torch.Tensor:
@@ -162,7 +189,7 @@ class FixedConv(nn.Module):
         add = None
         if self.noise_strength is not None:
             if noise is None:
-                noise = torch.randn(out.shape[0], 1, *out.shape[2:], device=out.device, dtype=out.dtype)
+                noise = batch_noise(out.shape[0], (1, *out.shape[2:]), out.device, out.dtype)
             add = (self.noise_strength * gain).to(out.dtype) * noise.to(out.dtype)
         if self.act is not None:
             b = (self.act.bias * gain).to(out.dtype).view(1, -1, 1, 1)

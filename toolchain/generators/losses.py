@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -22,15 +23,21 @@ def r1_penalty(real_pred: torch.Tensor, inputs: list[torch.Tensor]) -> list[torc
 
 
 def path_length_penalty(image: torch.Tensor, wplus: torch.Tensor, mean_path: torch.Tensor, decay: float = 0.01,
-                        noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                        noise: torch.Tensor | None = None,
+                        batch_mean: Callable[[torch.Tensor], torch.Tensor] | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """StyleGAN2 path-length regulariser: deviation of |J^T y| (y random image-space noise, J the Jacobian
-    w.r.t. the W+ codes) from its running mean. Returns (penalty, new running mean, path lengths)."""
+    w.r.t. the W+ codes) from its running mean. Returns (penalty, new running mean, path lengths).
+
+    ``batch_mean`` takes the mean path length of the batch (under data parallelism: over all ranks, so
+    the running mean stays one number everywhere); default: this batch's mean."""
     if noise is None:
         noise = torch.randn_like(image)
     noise = noise / math.sqrt(image.shape[2] * image.shape[3])
     (grad,) = torch.autograd.grad((image.float() * noise).sum(), wplus, create_graph=True)
     lengths = grad.float().pow(2).sum(2).mean(1).sqrt()
-    new_mean = mean_path + decay * (lengths.mean().detach() - mean_path)
+    mean_now = lengths.mean().detach() if batch_mean is None else batch_mean(lengths.detach())
+    new_mean = mean_path + decay * (mean_now - mean_path)
     return (lengths - new_mean).pow(2).mean(), new_mean, lengths
 
 

@@ -11,6 +11,15 @@ checkpoint (G, D, G_ema, both optimisers, the path-length mean) is written atomi
 ``snapshot_every`` steps, so a run continued from its checkpoint ends with the same weights as an
 uninterrupted one. Writes ``stats.jsonl``, ``samples/*.png``, ``generator.safetensors`` (+ .json, the EMA
 generator), ``discriminator.safetensors`` and ``run.json``.
+
+Data parallel under torchrun (toolchain/distributed.py): ``batch_size`` stays the global batch. Every rank
+draws the random numbers of the whole batch (image indices, latents, mixing, the generator's noise via
+``layers.noise_rows``, the path-length noise) and keeps its rows, chosen so that the discriminator's
+minibatch-stddev groups stay whole (``distributed.group_preserving_rows``); gradients are averaged over
+ranks after each backward pass (one flat all-reduce, as NVlabs' trainers do, since a step runs several
+passes through model methods) and the path-length mean is taken over all ranks. So R1, path length, the
+colour loss and the EMA generator see what one process would see, and a step equals the one-process
+step up to float summation order. Rank 0 writes snapshots, samples and weights.
 """
 from __future__ import annotations
 
@@ -25,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import distributed
 from ..atomic_io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl, read_jsonl, save_png_atomic
 from ..errors import AvatarToolError
 from ..presets import lookup_preset
@@ -36,6 +46,7 @@ from .discriminator import DualBranchDiscriminator
 from .generator import SemanticGenerator
 from .grids import sample_grid
 from .io import save_weights
+from .layers import noise_rows
 from .mask_folder import load_mask_folder
 
 ProgressFn = Callable[[str, int, int, dict], None]
@@ -110,7 +121,8 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
     (as a crash would; tests). ``images``/``masks`` may be passed pre-loaded instead of read from ``data_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dev = select_device(device)
+    dist = distributed.info()
+    dev = distributed.device_for_rank(device) if dist.enabled else select_device(device)
     amp = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
     if images is None:
         images, masks = load_mask_folder(data_dir, gcfg, need_masks=tcfg.seg_discriminator)
@@ -154,20 +166,43 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
     # what the weights were made from (kept out of ``identity``: a resume check, not a provenance record)
     made_from = [o for o in (path_origin(data_dir), path_origin((run_meta or {}).get("real_generator"))) if o]
     identity_out = {**identity, "made_from": made_from}
-    atomic_write_json(out / "run.json", {**identity_out, "status": "running", "device": str(dev)})
+    if dist.is_main:
+        atomic_write_json(out / "run.json", {**identity_out, "status": "running", "device": str(dev)})
+    distributed.broadcast_module(G), distributed.broadcast_module(D), distributed.broadcast_module(G_ema)
     sample_z = torch.randn(tcfg.n_samples, gcfg.style_dim, generator=torch.Generator().manual_seed(tcfg.seed + 99)).to(dev)
     ema_beta = 0.5 ** (tcfg.batch_size / max(tcfg.ema_half_life_img, 1e-8))
     n, b, sd = len(images), tcfg.batch_size, gcfg.style_dim
+    pb = max(1, b // tcfg.path_batch_shrink)
+    # this rank's rows of the global batch (None: one process, all rows, the random draws untouched)
+    rows = rows_p = None
+    if dist.enabled:
+        if tcfg.path_weight > 0 and pb < dist.world_size:
+            raise AvatarToolError(f"batch size {b} is too small for {dist.world_size} processes: the path-length batch "
+                                  f"(batch / {tcfg.path_batch_shrink}) needs a sample per process; raise the batch size")
+        rows = torch.tensor(distributed.group_preserving_rows(b, dist.world_size, dist.rank, D.stddev_group))
+        rows_p = torch.arange(pb)[distributed.rank_share(pb, dist.world_size, dist.rank)]
+    pl_weight = 1.0 if rows_p is None else len(rows_p) * dist.world_size / pb  # DDP averages: weight by share
+
+    def take(t: torch.Tensor | None, r: torch.Tensor | None) -> torch.Tensor | None:
+        return t if t is None or r is None else t[r.to(t.device)]
 
     def g_trainable(flag: bool) -> None:
         for p in g_params:
             p.requires_grad_(flag)
 
-    def latents(batch: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    def latents(batch: int, r: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         z = torch.randn(batch, sd, device=dev)
         if torch.rand(()) < tcfg.mixing:
-            return z, torch.randn(batch, sd, device=dev), G.mixing_pick(batch)
-        return z, None, None
+            return take(z, r), take(torch.randn(batch, sd, device=dev), r), take(G.mixing_pick(batch), r)
+        return take(z, r), None, None
+
+    def rank_mean(row: dict[str, float]) -> dict[str, float]:
+        """Logged values averaged over ranks (equal shares: the global batch's values)."""
+        if not dist.enabled:
+            return row
+        keys = sorted(row)
+        vals = distributed.all_reduce_sum(torch.tensor([row[k] for k in keys], dtype=torch.float64)) / dist.world_size
+        return dict(zip(keys, vals.tolist()))
 
     def save_snapshot(step: int) -> None:
         save_checkpoint_atomic(ckpt_path, {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
@@ -180,7 +215,7 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
     step = start
     for step in range(start, tcfg.iters):
         torch.manual_seed(step_seed(tcfg.seed, step))
-        idx = torch.randint(0, n, (b,))
+        idx = take(torch.randint(0, n, (b,)), rows)
         real = uint8_to_signed(imgs_t[idx.to(dev)])
         real_seg = to_model_mask(masks_t[idx.to(dev)], gcfg.n_parts) if tcfg.seg_discriminator else None
         row: dict[str, float] = {}
@@ -188,8 +223,8 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
         # --- discriminator ---
         g_trainable(False)
         D.requires_grad_(True)
-        z, z2, pick = latents(b)
-        with torch.no_grad(), torch.autocast(**amp):
+        z, z2, pick = latents(b, rows)
+        with torch.no_grad(), torch.autocast(**amp), noise_rows(b, rows):
             fake = G.sample(z, z2, pick=pick)
         with torch.autocast(**amp):
             real_pred = D(real, real_seg)
@@ -197,6 +232,7 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
             d_loss = losses.d_logistic(real_pred.float(), fake_pred.float())
         d_opt.zero_grad(set_to_none=True)
         d_loss.backward()
+        distributed.average_gradients(D.parameters())
         d_opt.step()
         row.update(d=d_loss.item(), real_score=real_pred.detach().mean().item(), fake_score=fake_pred.detach().mean().item())
         if step % tcfg.d_reg_every == 0:
@@ -208,6 +244,7 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
             reg = tcfg.r1_img / 2 * r1[0] + (tcfg.r1_seg / 2 * r1[1] if len(r1) > 1 else 0)
             d_opt.zero_grad(set_to_none=True)
             (reg * tcfg.d_reg_every + 0 * pred[0, 0]).backward()
+            distributed.average_gradients(D.parameters())
             d_opt.step()
             row["r1_img"] = r1[0].item()
             if len(r1) > 1:
@@ -216,8 +253,8 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
         # --- generator ---
         g_trainable(True)
         D.requires_grad_(False)
-        z, z2, pick = latents(b)
-        with torch.autocast(**amp):
+        z, z2, pick = latents(b, rows)
+        with torch.autocast(**amp), noise_rows(b, rows):  # the colour loss's G_real sample too
             fake = G.sample(z, z2, pick=pick)
             fake_pred = D(fake.image, fake.seg if tcfg.seg_discriminator else None)
             g_loss = losses.g_nonsaturating(fake_pred.float())
@@ -229,22 +266,29 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
                 row.update(extra_stats)
         g_opt.zero_grad(set_to_none=True)
         total.backward()
+        distributed.average_gradients(g_params)
         g_opt.step()
         row.update(g=g_loss.item(), mask=mask_loss.item())
         if tcfg.path_weight > 0 and step % tcfg.g_reg_every == 0:
-            pb = max(1, b // tcfg.path_batch_shrink)
             with torch.no_grad():
-                zp, zp2, ppick = latents(pb)
+                zp, zp2, ppick = latents(pb, rows_p)
                 wplus = G.z_to_wplus(zp, zp2, pick=ppick)
             wplus.requires_grad_(True)
-            po = G.synthesize(wplus)
-            pl, mean_path, lengths = losses.path_length_penalty(po.image, wplus, mean_path)
+            with noise_rows(pb, rows_p):
+                po = G.synthesize(wplus)
+            path_noise = take(torch.randn(pb, *po.image.shape[1:], device=dev, dtype=po.image.dtype), rows_p)
+            pl, mean_path, lengths = losses.path_length_penalty(
+                po.image, wplus, mean_path, noise=path_noise,
+                batch_mean=None if rows_p is None else lambda l: distributed.all_reduce_sum(l.sum()) / pb)
             g_opt.zero_grad(set_to_none=True)
-            (tcfg.path_weight * tcfg.g_reg_every * pl + 0 * po.image[0, 0, 0, 0] + 0 * po.seg[0, 0, 0, 0]).backward()
+            (tcfg.path_weight * tcfg.g_reg_every * pl * pl_weight + 0 * po.image[0, 0, 0, 0]
+             + 0 * po.seg[0, 0, 0, 0]).backward()
+            distributed.average_gradients(g_params)
             g_opt.step()
             row.update(path=pl.item(), path_length=lengths.mean().item())
         ema_update(G_ema, G, ema_beta)
 
+        row = rank_mean(row)
         for k, v in row.items():
             acc.setdefault(k, []).append(v)
         done = step + 1
@@ -253,21 +297,25 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
             stats.append({"step": done, **{k: float(np.mean(v)) for k, v in acc.items()},
                           "it_per_s": (done - step_last) / max(now - t_last, 1e-9)})
             acc, t_last, step_last = {}, now, done
-        if progress:
+        if progress and dist.is_main:
             progress("train", done, tcfg.iters, {"d": row["d"], "g": row["g"]})
-        if done % tcfg.sample_every == 0 or done == tcfg.iters:
+        if dist.is_main and (done % tcfg.sample_every == 0 or done == tcfg.iters):
             save_png_atomic(out / "samples" / f"step_{done:06d}.png", sample_grid(G_ema, sample_z))
         if done % tcfg.snapshot_every == 0 or done == tcfg.iters or (stop_after is not None and done >= stop_after):
-            save_snapshot(done)
+            if dist.is_main:
+                save_snapshot(done)
         if stop_after is not None and done >= stop_after:
+            distributed.barrier()
             return {**identity, "status": "stopped", "steps_done": done}
 
     meta = {"steps": tcfg.iters, **{k: v for k, v in (run_meta or {}).items() if isinstance(v, (str, int, float))}}
-    save_weights(out / "generator.safetensors", G_ema.cpu(), gcfg, meta)
-    save_weights(out / "discriminator.safetensors", D.cpu(), gcfg, {**meta, "use_seg": tcfg.seg_discriminator})
     summary = {**identity_out, "status": "done", "steps_done": tcfg.iters, "device": str(dev),
                "final": stats[-1] if stats else {}}
-    atomic_write_json(out / "run.json", summary)
+    if dist.is_main:
+        save_weights(out / "generator.safetensors", G_ema.cpu(), gcfg, meta)
+        save_weights(out / "discriminator.safetensors", D.cpu(), gcfg, {**meta, "use_seg": tcfg.seg_discriminator})
+        atomic_write_json(out / "run.json", summary)
+    distributed.barrier()
     return summary
 
 

@@ -2,14 +2,20 @@
 named stages in one run directory (see ``runner.py`` for skipping and resuming).
 
     render → real_generator → avatar_generator → pairs → train → heldout → export → baseline → evaluate → report
+
+Under torchrun (``avatartool build --nproc-per-node N`` starts it) the GAN trainings, pairs, the estimator
+and the baseline run on every rank (data parallel), each rank renders its slice of the vectors; the other
+stages run on rank 0 while the rest wait.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
 from typing import Iterable
 
+from .. import distributed
 from ..atomic_io import atomic_write_text
 from .config import BuildConfig, config_json
 from .runner import BuildUI, RunLock, Stage, StageResult, run_stages
@@ -17,24 +23,28 @@ from .stages import (avatar_generator, baseline, evaluate, export, heldout, pair
                      train)
 
 _ENGINE_CODE = ("toolchain/engines", "toolchain/schema.py", "toolchain/render")
-_GAN_CODE = ("toolchain/generators",)
-_TRAIN_CODE = ("toolchain/estimator", "toolchain/data")
+_GAN_CODE = ("toolchain/generators", "toolchain/distributed.py")
+_TRAIN_CODE = ("toolchain/estimator", "toolchain/data", "toolchain/distributed.py")
 
 STAGES: tuple[Stage, ...] = (
-    Stage("render", "sample avatar vectors and render them", render.run, reads=("render",), code=_ENGINE_CODE),
+    Stage("render", "sample avatar vectors and render them", render.run, reads=("render",), code=_ENGINE_CODE,
+          distributed=True),
     Stage("real_generator", "G_real: the realistic-face generator", real_generator.run, reads=("real",),
-          code=_GAN_CODE + ("toolchain/proxy",)),
+          code=_GAN_CODE + ("toolchain/proxy",), distributed=True),
     Stage("avatar_generator", "G_avatar: G_real finetuned on the renders", avatar_generator.run, reads=("avatar",),
-          after=("render", "real_generator"), code=_GAN_CODE),
+          after=("render", "real_generator"), code=_GAN_CODE, distributed=True),
     Stage("pairs", "invert renders, synthesise faces, augment", pairs.run, reads=("pairs", "render"),
-          after=("render", "real_generator", "avatar_generator"), code=_GAN_CODE + ("toolchain/production",)),
-    Stage("train", "train the estimator on the pairs", train.run, reads=("train",), after=("pairs",), code=_TRAIN_CODE),
+          after=("render", "real_generator", "avatar_generator"), code=_GAN_CODE + ("toolchain/production",),
+          distributed=True),
+    Stage("train", "train the estimator on the pairs", train.run, reads=("train",), after=("pairs",), code=_TRAIN_CODE,
+          distributed=True),
     Stage("heldout", "the held-out evaluation set", heldout.run, reads=("eval", "render"),
           code=_ENGINE_CODE + ("toolchain/proxy",)),
     Stage("export", "ONNX / TFLite / CoreML, parity, bundle, latency", export.run, reads=("export",),
           after=("train", "pairs", "heldout"), code=("converters", "sdk_python/bundle.py")),
     Stage("baseline", "the paper's Baseline: the estimator trained on renders", baseline.run,
-          reads=("train", "baseline"), after=("render", "train"), code=_TRAIN_CODE, enabled=lambda c: c.baseline.enabled),
+          reads=("train", "baseline"), after=("render", "train"), code=_TRAIN_CODE, enabled=lambda c: c.baseline.enabled,
+          distributed=True),
     Stage("evaluate", "accuracy and render distance on the held-out set", evaluate.run, reads=("eval",),
           after=("train", "heldout", "baseline"), code=("toolchain/evaluation", "toolchain/estimator")),
     Stage("report", "report.md and report.html", report.run, reads=(),
@@ -50,12 +60,15 @@ def build(cfg: BuildConfig, run_dir: str | Path, ui: BuildUI | None = None, forc
     """Run the whole build into ``run_dir`` (resuming, skipping what is done). Writes ``config.json`` and
     ``command.txt`` there; returns one result per stage."""
     run_dir = Path(run_dir)
-    with RunLock(run_dir):
+    main = distributed.info().is_main
+    with RunLock(run_dir) if main else contextlib.nullcontext():   # the ranks of one torchrun build share it
         if cfg.threads:
             import torch
             torch.set_num_threads(cfg.threads)
-        atomic_write_text(run_dir / "config.json", config_json(cfg) + "\n")
-        atomic_write_text(run_dir / "command.txt", " ".join(_quote(a) for a in sys.argv) + "\n")
+        if main:
+            atomic_write_text(run_dir / "config.json", config_json(cfg) + "\n")
+            atomic_write_text(run_dir / "command.txt", " ".join(_quote(a) for a in sys.argv) + "\n")
+        distributed.barrier()
         return run_stages(STAGES, cfg, run_dir, ui=ui, force=force, stop_before=stop_before, estimates=estimates)
 
 

@@ -4,6 +4,10 @@ a *complete* record in ``RUN/<stage>/stage.json`` is skipped; a stage recorded a
 same fingerprint (a crash, ``kill -9``) is called again and resumes from what it finished; a stage
 whose fingerprint changed, or that ``--force`` names (and every stage after it), has its old outputs
 moved to ``RUN/.stale/`` and runs afresh.
+
+Under torchrun every rank runs this loop: rank 0 alone decides, moves folders and writes the records;
+stages marked ``distributed`` (the GAN trainings, pairs, estimator training) run on every rank, the others
+on rank 0 while the rest wait, and every rank gets rank 0's outputs so the next stage starts alike.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
+from .. import distributed
 from ..atomic_io import atomic_write_json
 from ..errors import AvatarToolError
 from .config import BuildConfig
@@ -84,6 +89,7 @@ class Stage:
     after: tuple[str, ...] = ()          # stages whose outputs it reads
     code: tuple[str, ...] = ()           # package paths (relative to the repo root) whose source it runs
     enabled: Callable[[BuildConfig], bool] = lambda cfg: True
+    distributed: bool = False            # runs on every torchrun rank (else on rank 0 alone)
 
 
 @dataclass
@@ -207,54 +213,73 @@ def run_stages(stages: Sequence[Stage], cfg: BuildConfig, run_dir: str | Path, u
     outputs: dict[str, dict[str, Any]] = {}
     fps: dict[str, str] = {}
     results: list[StageResult] = []
+    main = distributed.info().is_main
     for i, stage in enumerate(active):
         if stop_before == stage.name:
             break
         stage_dir = run_dir / stage.name
-        fp, basis = stage_fingerprint(stage, cfg, {u: fps[u] for u in stage.after if u in fps})
-        record = read_record(stage_dir)
-        forced = forced_from is not None and i >= forced_from
-        if (record and not forced and record.get("fingerprint") == fp and record.get("status") == COMPLETE
-                and _outputs_present(stage_dir, record)):
+
+        def prepare() -> tuple[str, str, dict[str, Any], dict[str, Any] | None, bool]:
+            """Skip, or get the stage folder ready (rank 0): (action, fingerprint, basis, record, resuming)."""
+            fp, basis = stage_fingerprint(stage, cfg, {u: fps[u] for u in stage.after if u in fps})
+            record = read_record(stage_dir)
+            forced = forced_from is not None and i >= forced_from
+            if (record and not forced and record.get("fingerprint") == fp and record.get("status") == COMPLETE
+                    and _outputs_present(stage_dir, record)):
+                return "skip", fp, basis, record, False
+            resuming = bool(record and not forced and record.get("fingerprint") == fp and record.get("status") == RUNNING)
+            if not resuming and stage_dir.exists():
+                stale = _move_aside(run_dir, stage_dir)
+                why = "forced" if forced else ("settings, inputs or code changed" if record else "unfinished")
+                ui.warn(f"{stage.name}: earlier outputs moved to {stale} ({why})")
+            stage_dir.mkdir(parents=True, exist_ok=True)
+            return "run", fp, basis, record, resuming
+
+        action, fp, basis, record, resuming = distributed.on_main(prepare)
+        if action == "skip":
             fps[stage.name], outputs[stage.name] = fp, record["outputs"]
             ui.stage_started(i + 1, len(active), stage.name, stage.title, 0.0)
             ui.stage_finished(stage.name, "skipped", 0.0)
             results.append(StageResult(stage.name, "skipped", 0.0, record))
             continue
-        resuming = bool(record and not forced and record.get("fingerprint") == fp and record.get("status") == RUNNING)
-        if not resuming and stage_dir.exists():
-            stale = _move_aside(run_dir, stage_dir)
-            why = "forced" if forced else ("settings, inputs or code changed" if record else "unfinished")
-            ui.warn(f"{stage.name}: earlier outputs moved to {stale} ({why})")
-        stage_dir.mkdir(parents=True, exist_ok=True)
         started = time.time()
         prior_seconds = float(record.get("seconds", 0.0)) if resuming and record else 0.0
         running = {"stage": stage.name, "title": stage.title, "status": RUNNING, "fingerprint": fp, "basis": basis,
                    "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": prior_seconds,
                    "inputs": {u: {"fingerprint": fps[u], "dir": str((run_dir / u).resolve())} for u in stage.after if u in fps},
                    "resumed": resuming}
-        _write_record(stage_dir, running)
+        if main:
+            _write_record(stage_dir, running)
         ui.stage_started(i + 1, len(active), stage.name, stage.title, (estimates or {}).get(stage.name))
         ctx = StageContext(name=stage.name, dir=stage_dir, run_dir=run_dir, cfg=cfg, upstream=outputs, ui=ui)
         t0 = time.perf_counter()
-        try:
+
+        def run_stage() -> dict[str, Any]:
             with warnings.catch_warnings():
                 # a library's warning (no LPIPS weights, trunk from scratch...) becomes the stage's: shown
                 # once, kept in stage.json and listed in the report
                 warnings.simplefilter("always", UserWarning)
                 warnings.showwarning = lambda message, category, *a, **k: (
                     ctx.warn(str(message)) if issubclass(category, UserWarning) else None)
-                out = stage.run(ctx)
+                return stage.run(ctx)
+        try:
+            if stage.distributed:
+                out = distributed.broadcast_object(run_stage())   # every rank continues with rank 0's outputs
+            else:
+                out = distributed.on_main(run_stage)
         except BaseException:
             running["seconds"] = prior_seconds + time.perf_counter() - t0
             running["last_error"] = traceback.format_exc(limit=3)[-2000:]
-            _write_record(stage_dir, running)
+            if main:
+                _write_record(stage_dir, running)
             raise
         seconds = prior_seconds + time.perf_counter() - t0
         record = {**running, "status": COMPLETE, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                   "seconds": round(seconds, 2), "outputs": out, "warnings": ctx.warnings,
                   "wall_this_session": round(time.time() - started, 2)}
-        _write_record(stage_dir, record)
+        if main:
+            _write_record(stage_dir, record)
+        distributed.barrier()   # the record is on disk before any rank moves on
         fps[stage.name], outputs[stage.name] = fp, out
         status = "resumed" if resuming else "ran"
         ui.stage_finished(stage.name, status, seconds)

@@ -13,6 +13,10 @@ noise is seeded by the source index), so a rerun reproduces what was lost.
 Generators (``--generators RUN``): either a folder with ``real/`` and ``avatar/`` (each holding a
 ``generator.safetensors``), or a finetune run folder (``avatartool finetune``: its generator is
 G_avatar and its run.json names the G_real it started from). Explicit paths override both.
+
+Under torchrun (several ranks) the chunks are split over ranks (pairs_ranks.py): each rank seals its
+chunks as *parts* in ``parts/``, and rank 0 merges finished parts into the index in chunk order, so the
+dataset is the one a single process makes, whatever the number of ranks.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .. import distributed
 from ..data.paired_dataset import PairedDatasetWriter
 from ..errors import AvatarToolError
 from ..generators.io import load_generator
@@ -146,15 +151,13 @@ def _ensure_renders(cfg: PairsConfig, out: Path) -> RenderFolder:
     return folder
 
 
-def _seal_chunk(cfg: PairsConfig, writer: PairedDatasetWriter, g_real, src: list[int], results: list[InvertedSample],
-                vectors: list[dict], max_loss: float | None, auto_floor: float | None = None) -> dict[str, Any]:
-    """Filter, synthesise and augment one chunk of finished sources; write it as one shard together with
-    the progress record (one atomic index write). Returns the new progress record. With ``auto_floor``
-    the threshold is this chunk's :func:`chunk_threshold`."""
-    wmeta = writer.index["meta"]
+def chunk_samples(cfg: PairsConfig, g_real, src: list[int], results: list[InvertedSample], vectors: list[dict],
+                  max_loss: float | None, auto_floor: float | None = None) -> tuple[list[tuple], list[dict]]:
+    """Filter, synthesise and augment one chunk of finished sources: ([(image, vector, provenance, latent)],
+    dropped sources). With ``auto_floor`` the threshold is this chunk's :func:`chunk_threshold`."""
     if auto_floor is not None:
         max_loss = chunk_threshold([r.loss for r in results], auto_floor)
-    dropped, added = [], 0
+    dropped, samples = [], []
     with torch.no_grad():
         for i, res, vector in zip(src, results, vectors):
             if max_loss is not None and res.loss > max_loss:
@@ -166,9 +169,20 @@ def _seal_chunk(cfg: PairsConfig, writer: PairedDatasetWriter, g_real, src: list
             stats = {"loss": round(res.loss, 5), "perceptual": round(res.perceptual, 5), "mse": round(res.mse, 5),
                      "steps": res.steps}
             for j in range(len(codes)):
-                writer.add(images[j], vector, provenance={"source": i, "aug": j, **(stats if j == 0 else {})},
-                           latent=codes[j].cpu().numpy())
-                added += 1
+                samples.append((images[j], vector, {"source": i, "aug": j, **(stats if j == 0 else {})},
+                                codes[j].cpu().numpy()))
+    return samples, dropped
+
+
+def _seal_chunk(cfg: PairsConfig, writer: PairedDatasetWriter, g_real, src: list[int], results: list[InvertedSample],
+                vectors: list[dict], max_loss: float | None, auto_floor: float | None = None) -> dict[str, Any]:
+    """:func:`chunk_samples`, written as one shard together with the progress record (one atomic index
+    write). Returns the new progress record."""
+    wmeta = writer.index["meta"]
+    samples, dropped = chunk_samples(cfg, g_real, src, results, vectors, max_loss, auto_floor)
+    for image, vector, provenance, latent in samples:
+        writer.add(image, vector, provenance=provenance, latent=latent)
+    added = len(samples)
     prog = {"sources_done": src[-1] + 1, "dropped": wmeta["progress"]["dropped"] + dropped}
     wmeta["progress"] = prog
     if added:
@@ -183,7 +197,10 @@ def produce_pairs(cfg: PairsConfig, out_dir: str | Path, real_generator: str | P
     """Produce (or resume) the paired dataset in ``out_dir``. Returns a summary."""
     out = Path(out_dir)
     t0 = time.perf_counter()
-    folder = _ensure_renders(cfg, out)
+    dist = distributed.info()
+    folder = distributed.main_only_write(_ensure_renders, cfg, out) if dist.enabled else _ensure_renders(cfg, out)
+    if folder is None:
+        folder = _ensure_renders(cfg, out)  # rank 0 rendered; this only opens and checks the folder
     folder.require(cfg.n)
     schema, rdir, vectors = folder.schema, folder.root, folder.vectors[: cfg.n]
     g_real, _ = load_generator(real_generator)
@@ -203,7 +220,10 @@ def produce_pairs(cfg: PairsConfig, out_dir: str | Path, real_generator: str | P
             "fingerprint": fingerprint, "made_from": made_from,
             "lpips": lpips_info, "samples_per_source": 1 + cfg.augment.k,
             "progress": {"sources_done": 0, "dropped": []}}
-    writer = PairedDatasetWriter(out, schema, meta=meta, shard_size=10 ** 12)  # we seal shards ourselves
+    # rank 0 creates the index, the other ranks read it (we seal shards ourselves: no size limit)
+    writer = distributed.main_only_write(PairedDatasetWriter, out, schema, meta=meta, shard_size=10 ** 12)
+    if writer is None:
+        writer = PairedDatasetWriter(out, schema, meta=meta, shard_size=10 ** 12)
     wmeta = writer.index["meta"]
     if wmeta.get("fingerprint") != fingerprint:
         raise AvatarToolError(f"{out} holds paired data made with other settings; rerun with the same options to "
@@ -211,6 +231,14 @@ def produce_pairs(cfg: PairsConfig, out_dir: str | Path, real_generator: str | P
     wmeta.setdefault("made_from", made_from)   # a dataset begun before provenance was recorded
     init = build_init(g_av, schema, cfg.init)
     wmeta["init"] = init.to_json()
+    if dist.enabled:
+        from .pairs_ranks import produce_on_ranks
+        produce_on_ranks(cfg, out, writer, g_real, g_av, perceptual, init, folder, vectors, max_loss, auto_floor,
+                         progress, stop_after_chunks)
+        return distributed.broadcast_object(
+            _summary(cfg, out, writer, g_av, rdir, lpips_info, init, auto_floor, max_loss, t0) if dist.is_main else None)
+    from .pairs_ranks import merge_parts
+    merge_parts(cfg, out, writer)  # chunks an interrupted run on several ranks finished
     prog = wmeta["progress"]
     start = prog["sources_done"]
     if progress:
@@ -240,6 +268,13 @@ def produce_pairs(cfg: PairsConfig, out_dir: str | Path, real_generator: str | P
                 break
     finally:
         stream.close()
+    merge_parts(cfg, out, writer)  # only deletes parts of chunks this run made itself
+    return _summary(cfg, out, writer, g_av, rdir, lpips_info, init, auto_floor, max_loss, t0)
+
+
+def _summary(cfg: PairsConfig, out: Path, writer: PairedDatasetWriter, g_av, rdir: Path, lpips_info: dict, init,
+             auto_floor: float | None, max_loss: float | None, t0: float) -> dict[str, Any]:
+    wmeta = writer.index["meta"]
     prog = wmeta["progress"]
     done = prog["sources_done"] >= cfg.n
     summary = {"out": str(out), "sources": cfg.n, "sources_done": prog["sources_done"], "samples": len(writer),

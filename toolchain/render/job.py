@@ -192,7 +192,8 @@ def _as_indexed_error(exc: BaseException, engine_name: str, index: int, vector: 
 
 
 def render_folder(cfg: RenderConfig, out_dir: str | Path, progress: ProgressFn | None = None,
-                  on_restart: Callable[[dict[str, Any]], None] | None = None) -> RenderSummary:
+                  on_restart: Callable[[dict[str, Any]], None] | None = None,
+                  share: tuple[int, int] | None = None) -> RenderSummary:
     """Render ``cfg.n`` vectors sampled with ``cfg.seed`` into ``out_dir``, skipping finished ones.
 
     A batch that fails is retried one vector at a time so that every good vector is still saved and
@@ -201,13 +202,17 @@ def render_folder(cfg: RenderConfig, out_dir: str | Path, progress: ProgressFn |
     (``engine_restarts``). Raises :class:`EngineError` for
     the first failing vector after everything else has been rendered, and :class:`AvatarToolError` if
     another live process is writing the folder.
+
+    ``share=(rank, world)``: render only that rank's contiguous slice of the indices (several processes
+    filling one folder under a shared lock; every one writes the same manifest and vectors) and leave the
+    scratch clean-up and the contact sheet to a final call without ``share``.
     """
     out_dir = Path(out_dir)
     if cfg.n < 1:
         raise AvatarToolError(f"-n must be at least 1, got {cfg.n}")
     if cfg.workers < 0 or cfg.batch_size < 1:
         raise AvatarToolError("--workers must be >= 0 and --batch-size >= 1")
-    lock = FolderLock(out_dir).acquire()
+    lock = FolderLock(out_dir).acquire(shared=share is not None)
     spec = EngineSpec(cfg.engine, timeout_s=cfg.timeout_s)
     restarts: list[dict[str, Any]] = []
     try:
@@ -217,10 +222,15 @@ def render_folder(cfg: RenderConfig, out_dir: str | Path, progress: ProgressFn |
         raise
     try:
         _check_or_write_manifest(out_dir, cfg, engine)
-        _clear_leftovers(out_dir)
+        if share is None:   # ranks filling the folder together must not clear each other's scratch
+            _clear_leftovers(out_dir)
         masks = cfg.masks and engine.supports_masks
         vectors = _write_vectors(out_dir, engine, cfg)
-        todo = [i for i in range(cfg.n) if not _is_done(out_dir, i, masks)]
+        indices = range(cfg.n)
+        if share is not None:
+            from ..distributed import rank_share
+            indices = indices[rank_share(cfg.n, share[1], share[0])]
+        todo = [i for i in indices if not _is_done(out_dir, i, masks)]
         done = cfg.n - len(todo)
         if progress:
             progress(done, cfg.n)
@@ -270,13 +280,15 @@ def render_folder(cfg: RenderConfig, out_dir: str | Path, progress: ProgressFn |
             engine.close()  # each worker starts its own; this one has told us the schema and name
             lock.share_with_workers()
             _render_in_pool(spec, cfg, out_dir, vectors, batches, masks, on_result, engine.name, str(lock.path))
-            _clear_leftovers(out_dir)  # the workers' request folders (they end without closing their engines)
+            if share is None:  # the workers' request folders (they end without closing their engines)
+                _clear_leftovers(out_dir)
         failures.sort(key=lambda e: e.index if e.index is not None else -1)
         if not got_masks[0]:
             masks = False
         _record_restarts(out_dir, restarts)
-        write_contact_sheet(out_dir / "contact_sheet.png",
-                            [(i, image_path(out_dir, i)) for i in range(min(cfg.n, cfg.sheet_count))])
+        if share is None:
+            write_contact_sheet(out_dir / "contact_sheet.png",
+                                [(i, image_path(out_dir, i)) for i in range(min(cfg.n, cfg.sheet_count))])
         summary = RenderSummary(out_dir, cfg.n, rendered=done - (cfg.n - len(todo)), skipped=cfg.n - len(todo),
                                 has_masks=masks, failures=failures, restarts=restarts)
         if failures:

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from ... import distributed
 from ...atomic_io import save_png_atomic
 from ...generators.finetune import finetune
 from ...generators.grids import dual_domain_grid
@@ -13,6 +14,13 @@ from ...generators.io import load_generator
 from ...generators.train_real import train_preset
 from ..runner import StageContext
 from .progress import gan_progress
+
+
+def _grid(real: str, out) -> None:
+    g_real, _ = load_generator(real)
+    g_avatar, _ = load_generator(out / "generator.safetensors")
+    z = torch.randn(16, g_real.cfg.style_dim, generator=torch.Generator().manual_seed(0))
+    save_png_atomic(out / "dual_domain_grid.png", dual_domain_grid(g_real, g_avatar, z, truncation=0.7))
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
@@ -24,10 +32,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         ctx.warn("colour loss off (avatar.colour_weight=0): hair and skin colours may drift between the domains")
     finetune(ctx.cfg.engine, real, ctx.dir, tcfg, colour_weight=c.colour_weight, freeze_local=c.freeze_local,
              renders=renders, device=ctx.cfg.device, progress=gan_progress(ctx))
-    g_real, _ = load_generator(real)
-    g_avatar, _ = load_generator(ctx.dir / "generator.safetensors")
-    z = torch.randn(16, g_real.cfg.style_dim, generator=torch.Generator().manual_seed(0))
-    save_png_atomic(ctx.dir / "dual_domain_grid.png", dual_domain_grid(g_real, g_avatar, z, truncation=0.7))
+    distributed.on_main(_grid, real, ctx.dir)
     return {"generator": str((ctx.dir / "generator.safetensors").resolve()), "real_generator": real,
             "iters": tcfg.iters, "colour_weight": c.colour_weight,
             "files": ["generator.safetensors", "stats.jsonl", "dual_domain_grid.png"]}

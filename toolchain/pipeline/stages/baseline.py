@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ... import distributed
 from ...estimator.train import matched_budget, train
 from ..baseline import renders_to_dataset
 from ..runner import StageContext
@@ -14,8 +15,8 @@ from .train import finish, train_config
 
 def run(ctx: StageContext) -> dict[str, Any]:
     render = ctx.output("render")
-    n = renders_to_dataset(render["folder"], ctx.dir / "dataset", render["n"],
-                           progress=lambda d, t: ctx.progress(d, t, "renders -> dataset"))
+    n = distributed.on_main(renders_to_dataset, render["folder"], ctx.dir / "dataset", render["n"],
+                            progress=lambda d, t: ctx.progress(d, t, "renders -> dataset"))
     if ctx.cfg.baseline.epochs:
         tc = train_config(ctx, ctx.cfg.baseline.epochs)
     else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ... import distributed
 from ...generators.config import generator_preset
 from ...generators.io import load_generator
 from ...generators.train_real import train_preset, train_real
@@ -28,13 +29,14 @@ def run(ctx: StageContext) -> dict[str, Any]:
                 "files": [str(path)]}
     if c.images:
         from ...generators.celebamask import prepare_photo_folder
-        photos = prepare_photo_folder(Path(c.images), ctx.dir / "photos", size=c.proxy_size,
-                                      progress=lambda d, t: ctx.progress(d, t, "photos"))
+        photos = distributed.on_main(prepare_photo_folder, Path(c.images), ctx.dir / "photos", size=c.proxy_size,
+                                     progress=lambda d, t: ctx.progress(d, t, "photos"))
         source = f"face photos from {c.images}"
     else:
         ctx.progress(0, c.proxy_n, "drawing photo proxy")
-        write_proxy_set(c.proxy_engine, ctx.dir / "photos", n=c.proxy_n, seed=c.proxy_seed, size=c.proxy_size,
-                        role="unlabelled", progress=lambda d, t: ctx.progress(d, t, "drawing photo proxy"))
+        distributed.on_main(write_proxy_set, c.proxy_engine, ctx.dir / "photos", n=c.proxy_n, seed=c.proxy_seed,
+                            size=c.proxy_size, role="unlabelled",
+                            progress=lambda d, t: ctx.progress(d, t, "drawing photo proxy"))
         photos = ctx.dir / "photos"
         ctx.warn(f"no --real-generator or --real-images: G_real is trained on {c.proxy_n} unlabelled photo-proxy "
                  f"faces drawn here ({c.proxy_engine} painter, photo style), a stand-in for real face photos")
