@@ -355,6 +355,11 @@ class ExternalEngine(Engine):
             raise EngineError(f"reply names {name!r} but no such file was written", engine=self.name, **blame)
         return path
 
+    def _check_size(self, im: Image.Image, name: Any, size: int, blame: dict[str, Any]) -> None:
+        if im.size != (size, size):
+            raise EngineError(f"image {name!r} is {im.size[0]}x{im.size[1]}, expected {size}x{size}",
+                              engine=self.name, **blame)
+
     def _take(self, out_dir: Path, name: Any, size: int, mode: str, blame: dict[str, Any]) -> Path:
         """A file in ``out_dir`` holding the named render as an 8-bit PNG of ``mode``: the engine's own file
         when it already is one — its chunk checksums verified up to the end chunk, and nothing after it
@@ -363,9 +368,7 @@ class ExternalEngine(Engine):
         path = self._checked_path(out_dir, name, blame)
         try:
             with Image.open(path) as im:
-                if im.size != (size, size):
-                    raise EngineError(f"image {name!r} is {im.size[0]}x{im.size[1]}, expected {size}x{size}",
-                                      engine=self.name, **blame)
+                self._check_size(im, name, size, blame)
                 as_is = im.format == "PNG" and im.mode == mode and [t[3] for t in im.tile] == [mode]
                 if as_is:
                     im.verify()  # every chunk's CRC, through IEND: whole, and as the engine wrote it
@@ -384,9 +387,7 @@ class ExternalEngine(Engine):
         path = self._checked_path(out_dir, name, blame)
         try:
             with Image.open(path) as im:
-                if im.size != (size, size):
-                    raise EngineError(f"image {name!r} is {im.size[0]}x{im.size[1]}, expected {size}x{size}",
-                                      engine=self.name, **blame)
+                self._check_size(im, name, size, blame)
                 return np.asarray(im.convert(mode), dtype=np.uint8)
         except (OSError, SyntaxError) as exc:
             raise EngineError(f"file {name!r} is not a readable image: {exc}", engine=self.name, **blame) from None
