@@ -40,6 +40,7 @@ def _export_at(build: BuildRun, size: int, out: Path) -> Path:
     trained, _ = load_estimator(build.output("train")["model"])
     torch.manual_seed(0)
     model = AvatarEstimator(dataclasses.replace(EstimatorConfig.from_json(trained.config.to_json()), input_size=size))
+    out.mkdir(parents=True, exist_ok=True)
     path = out / "estimator.pt"
     torch.save({"config": model.config.to_json(), "state_dict": model.state_dict()}, path)
     c = build.cfg.export
@@ -105,8 +106,12 @@ def run(build: BuildRun, quick: bool) -> Table:
                 skipped.append(f"{size} px {backend} {prec}: runtime not available here")
                 continue
             for det in detectors:
-                res = {"input_px": size, "backend": backend, "precision": prec, "detector": det or "none",
-                       **_time(bundle_path, backend, prec, det, image, detection, runs, warmup)}
+                try:
+                    timed = _time(bundle_path, backend, prec, det, image, detection, runs, warmup)
+                except FaceError as exc:
+                    skipped.append(f"{size} px {backend} {prec} detector {det}: {type(exc).__name__} on the image")
+                    continue
+                res = {"input_px": size, "backend": backend, "precision": prec, "detector": det or "none", **timed}
                 results.append(res)
                 tot = res["total"]
                 rows.append([size, backend, prec, res["detector"], res["parity"], f"{res['detection'][50]:.2f}",
