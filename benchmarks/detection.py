@@ -85,13 +85,8 @@ def corpus_rates(per_kind: int) -> tuple[list[list[Any]], dict[str, Any]]:
 
 
 def _median_ms(fn, repeats: int = 5) -> float:
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - t0) * 1000.0)
-    return float(np.median(ts))
+    from converters.latency import time_calls
+    return float(np.median(time_calls(fn, warmup=1, runs=repeats)))
 
 
 def mode_table() -> tuple[list[list[Any]], dict[str, Any]]:
