@@ -113,11 +113,9 @@ def skin_fraction(image: np.ndarray, face: FaceDetection) -> Optional[float]:
     """
     from .framing import align
     try:
-        crop = align(image, face.keypoints, 64).astype(np.float32)
+        reg = align(image, face.keypoints, 64, window=[int(round(v / 4)) for v in _SKIN_BOX]).astype(np.float32)
     except ValueError:
         return None
-    x0, y0, x1, y1 = (int(round(v / 4)) for v in _SKIN_BOX)
-    reg = crop[y0:y1, x0:x1]
     r, g, b = reg[..., 0], reg[..., 1], reg[..., 2]
     cb = 128 - 0.168736 * r - 0.331264 * g + 0.5 * b
     cr = 128 + 0.5 * r - 0.418688 * g - 0.081312 * b

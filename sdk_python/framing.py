@@ -86,7 +86,8 @@ def alignment_transform(keypoints: Union[Mapping[str, Sequence[float]], np.ndarr
                                 [KEYPOINT_WEIGHTS[k] for k in ALIGN_NAMES])
 
 
-def align(image: np.ndarray, keypoints: Union[Mapping[str, Sequence[float]], np.ndarray], out_size: int) -> np.ndarray:
+def align(image: np.ndarray, keypoints: Union[Mapping[str, Sequence[float]], np.ndarray], out_size: int,
+          window: Sequence[int] | None = None) -> np.ndarray:
     """Crop ``image`` so the face lands on the canonical framing.
 
     Args:
@@ -94,17 +95,24 @@ def align(image: np.ndarray, keypoints: Union[Mapping[str, Sequence[float]], np.
         keypoints: ``{name: (x, y)}`` in pixels (continuous coordinates: pixel ``i`` spans
             ``[i, i + 1)``) with at least :data:`ALIGN_NAMES`, or a ``[>=4, 2]`` array in that order.
         out_size: Side of the square output in pixels.
+        window: Optional ``(x0, y0, x1, y1)`` in output pixels: sample only that part of the crop
+            (a measurement that needs a few cheek pixels need not resample the whole head).
 
     Returns:
-        ``uint8 [out_size, out_size, 3]``. Areas outside the image repeat its edge pixels; a large
-        downscale is box-filtered first so the crop does not alias.
+        ``uint8 [out_size, out_size, 3]`` (or the window's size). Areas outside the image repeat its
+        edge pixels; a large downscale is box-filtered first so the crop does not alias.
     """
+    wx0, wy0, wx1, wy1 = (0, 0, out_size, out_size) if window is None else (int(v) for v in window)
+    if not (0 <= wx0 < wx1 <= out_size and 0 <= wy0 < wy1 <= out_size):
+        raise ValueError(f"window {tuple(window or ())} must lie inside the {out_size} px crop")
     M = alignment_transform(keypoints, out_size)
     A = np.vstack([M, [0.0, 0.0, 1.0]])
-    inv = np.linalg.inv(A)                       # output pixel -> input pixel
+    # output pixel (window-local) -> input pixel
+    inv = np.linalg.inv(A) @ np.array([[1.0, 0.0, wx0], [0.0, 1.0, wy0], [0.0, 0.0, 1.0]])
     scale = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))   # output px per input px
     h, w = image.shape[:2]
-    corners = np.array([[0, 0, 1], [out_size, 0, 1], [0, out_size, 1], [out_size, out_size, 1]], np.float64)
+    ow, oh = wx1 - wx0, wy1 - wy0
+    corners = np.array([[0, 0, 1], [ow, 0, 1], [0, oh, 1], [ow, oh, 1]], np.float64)
     src = corners @ inv[:2].T
     factor = max(1, int(np.floor(1.0 / scale))) if scale < 0.5 else 1
     x0, y0 = int(np.floor(src[:, 0].min())) - 2, int(np.floor(src[:, 1].min())) - 2
@@ -124,7 +132,7 @@ def align(image: np.ndarray, keypoints: Union[Mapping[str, Sequence[float]], np.
     # output -> region-local (and reduced) input coordinates
     T = np.array([[1.0 / factor, 0, -x0 / factor], [0, 1.0 / factor, -y0 / factor], [0, 0, 1]]) @ inv
     coeffs = tuple(T[:2].reshape(-1))
-    out = pil.transform((out_size, out_size), Image.AFFINE, coeffs, resample=Image.BILINEAR)
+    out = pil.transform((ow, oh), Image.AFFINE, coeffs, resample=Image.BILINEAR)
     return np.asarray(out)
 
 
