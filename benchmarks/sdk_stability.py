@@ -23,19 +23,13 @@ import numpy as np
 from PIL import Image
 
 from benchmarks._report import RESULTS, write_report
+from benchmarks.face_corpus import portraits
 
 CONFIGS = {"baseline": {"mirror_tta": False}, "mirror_tta": {"mirror_tta": True}}
 
 
 def photos(folder: Path | None, size: int = 384) -> dict[str, np.ndarray]:
-    from skimage import data
-    out = {"astronaut": data.astronaut()}
-    try:
-        import matplotlib.cbook as cbook
-        with cbook.get_sample_data("grace_hopper.jpg") as f:
-            out["grace_hopper"] = np.asarray(Image.open(f).convert("RGB"))
-    except (OSError, ValueError):
-        pass
+    out = portraits()
     for name in list(out):   # the same faces smaller in the frame: detection and alignment get harder
         im = Image.fromarray(out[name])
         out[f"{name}@0.5"] = np.asarray(im.resize((im.width // 2, im.height // 2), Image.LANCZOS))

@@ -106,6 +106,11 @@ def _mirror_face(face: FaceDetection, width: int) -> FaceDetection:
                          score=face.score)
 
 
+#: :meth:`FaceDetector.refine` runs only when its window shows the face at least this many times larger
+#: than the whole image did to the first pass.
+MIN_REFINE_GAIN = 1.25
+
+
 class FaceDetector:
     """MediaPipe Tasks ``FaceDetector`` with input validation and rebuild-on-error.
 
@@ -199,6 +204,10 @@ class FaceDetector:
         come from the face at the same relative scale wherever and however large it was in the image:
         BlazeFace sees images at 128x128, and small faces otherwise get coarse keypoints.
 
+        Skipped (``face`` is returned) when the image is less than :data:`MIN_REFINE_GAIN` times the
+        window: the first pass then saw the face at nearly the same scale, and a second detection would
+        cost ~2 ms for no finer keypoints (a selfie filling the frame).
+
         ``mirror_average`` runs the pass on the mirrored image too and averages the two keypoint sets
         (left and right swapped back): one more detection, and the aligned crop moves about 40 % less
         under small jitter (``benchmarks/results/sdk_stability.md``).
@@ -206,6 +215,8 @@ class FaceDetector:
         Returns:
             The refined detection in ``image`` pixels (the box of the first pass if the second misses).
         """
+        if not mirror_average and max(image.shape[:2]) < MIN_REFINE_GAIN * context * max(face.box.width, face.box.height):
+            return face   # the first pass already saw this face at nearly the window's scale
         once = self._refine_once(image, face, context)
         if not mirror_average:
             return once

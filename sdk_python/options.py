@@ -91,7 +91,8 @@ class AvatarEstimatorOptions:
             attach it with warnings to each result (about 1 ms per face).
         refine_keypoints: Run the detector a second time on a window around each face before
             aligning, so keypoints come from the face at a fixed relative scale (more stable crops for
-            small or off-centre faces; costs one more ~2 ms detection per face).
+            small or off-centre faces; costs one more ~2 ms detection per face, skipped for a face that
+            already fills most of the image: ``sdk_python.detector.MIN_REFINE_GAIN``).
         mirror_tta: Also run the estimator on the mirrored crop and average the two answers (mirror-sensitive
             parameters mapped through the schema's ``mirror`` field), and average the refined keypoints of
             the image and its mirror before aligning: steadier answers and crops, and a spread as each
