@@ -112,11 +112,18 @@ def align(image: np.ndarray, keypoints: Union[Mapping[str, Sequence[float]], np.
     scale = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))   # output px per input px
     h, w = image.shape[:2]
     ow, oh = wx1 - wx0, wy1 - wy0
-    corners = np.array([[0, 0, 1], [ow, 0, 1], [0, oh, 1], [ow, oh, 1]], np.float64)
-    src = corners @ inv[:2].T
     factor = max(1, int(np.floor(1.0 / scale))) if scale < 0.5 else 1
-    x0, y0 = int(np.floor(src[:, 0].min())) - 2, int(np.floor(src[:, 1].min())) - 2
-    x1, y1 = int(np.ceil(src[:, 0].max())) + 2, int(np.ceil(src[:, 1].max())) + 2
+
+    def source_box(T: np.ndarray, cw: int, ch: int) -> tuple[int, int, int, int]:
+        src = np.array([[0, 0, 1], [cw, 0, 1], [0, ch, 1], [cw, ch, 1]], np.float64) @ T[:2].T
+        return (int(np.floor(src[:, 0].min())) - 2, int(np.floor(src[:, 1].min())) - 2,
+                int(np.ceil(src[:, 0].max())) + 2, int(np.ceil(src[:, 1].max())) + 2)
+    x0, y0, x1, y1 = source_box(inv, ow, oh)
+    if window is not None and factor > 1:
+        # start on the whole crop's reduction grid, so a window shows exactly the whole crop's pixels
+        fx0, fy0, _, _ = source_box(np.linalg.inv(A), out_size, out_size)
+        x0 -= (x0 - fx0) % factor
+        y0 -= (y0 - fy0) % factor
     # round the region up to whole reduction blocks
     x1 += (-(x1 - x0)) % factor
     y1 += (-(y1 - y0)) % factor

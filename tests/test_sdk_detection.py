@@ -261,3 +261,33 @@ def test_schema_color_flag_round_trips_and_drives_the_quality_flag():
     assert AvatarSchema.from_json(data) == schema
     # marked parameters win over the name rule ("hair_color" is not marked here)
     assert color_parameters(data) == ("fur", "hue_shift")
+
+
+def test_grayscale_allows_a_few_coloured_pixels_only():
+    """A black-and-white photo with a coloured speck (a stamp, JPEG chroma noise) is still grayscale; one
+    with a coloured patch over a few percent of it is not."""
+    rng = np.random.default_rng(1)
+    gray = np.repeat(rng.integers(0, 256, (300, 400, 1), dtype=np.uint8), 3, axis=2)
+    assert is_grayscale(gray)
+    speck, patch = gray.copy(), gray.copy()
+    speck[:20, :20] = (200, 40, 40)      # 0.3 % of the image
+    patch[:60, :80] = (200, 40, 40)      # 4 %
+    assert is_grayscale(speck) and not is_grayscale(patch)
+
+
+def test_refinement_runs_only_where_it_sees_the_face_larger():
+    """The second detection pass is skipped for a face that fills the image (the first pass saw it at the
+    window's scale) and runs for a face small in a large image."""
+    from sdk_python.detector import MIN_REFINE_GAIN, FaceDetector
+    det = FaceDetector.__new__(FaceDetector)      # no MediaPipe graph: only the decision is under test
+    calls = []
+    det._refine_once = lambda image, face, context: calls.append(face) or face
+    big_face = FaceDetection(FaceBox(100, 100, 250, 250), keypoints_from_canonical(256), 0.9)
+    image = np.zeros((480, 640, 3), np.uint8)       # window 2.2 x 250 = 550 px: 640 / 550 < MIN_REFINE_GAIN
+    assert 640 < MIN_REFINE_GAIN * 2.2 * 250
+    assert det.refine(image, big_face) is big_face and not calls
+    small_face = FaceDetection(FaceBox(100, 100, 60, 60), keypoints_from_canonical(256), 0.9)
+    det.refine(image, small_face)
+    assert calls == [small_face]
+    det.refine(image, big_face, mirror_average=True)   # mirror averaging needs the pass on both images
+    assert len(calls) == 3

@@ -77,3 +77,19 @@ def test_align_downscales_without_aliasing_and_pads_edges():
     assert abs(float(crop.mean()) - 127.5) < 10 and crop.std() < 20
     corner = align(np.full((100, 100, 3), 50, np.uint8), canonical_points(256) * 0.3 - 20, 64)  # face off the edge
     assert (corner == 50).all()
+
+
+def test_align_window_is_that_part_of_the_crop():
+    """A window of the crop resamples the same pixels as the whole crop (a measurement on a few cheek
+    pixels must see what the estimator's crop shows); a window outside the crop is refused."""
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (400, 500, 3), dtype=np.uint8)
+    theta = math.radians(12)
+    R = 1.3 * np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+    pts = canonical_points(256) @ R.T + [-40.0, 30.0]   # partly off the left edge: the padded path too
+    whole = align(img, pts, 128)
+    for win in ((42, 50, 86, 92), (0, 0, 128, 20), (100, 90, 128, 128)):
+        x0, y0, x1, y1 = win
+        assert np.array_equal(align(img, pts, 128, window=win), whole[y0:y1, x0:x1]), win
+    with pytest.raises(ValueError, match="window"):
+        align(img, pts, 128, window=(10, 10, 140, 40))
