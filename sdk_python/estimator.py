@@ -74,7 +74,8 @@ class AvatarEstimator:
         self._mean = np.asarray(self.source.mean, np.float32).reshape(1, 3, 1, 1)
         self._std = np.asarray(self.source.std, np.float32).reshape(1, 3, 1, 1)
         self.backend = create_backend(options.backend, self.source.files, self.source.output_order,
-                                      options.num_threads, options.precision)
+                                      options.num_threads, options.precision,
+                                      normalization=(self.source.mean, self.source.std))
         missing = [h for h in self.decoder.head_names
                    if h not in {self.source.head_of(n) for n in self.source.output_order}]
         if missing:

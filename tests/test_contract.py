@@ -138,3 +138,27 @@ def test_dynamic_int8_tflite_runs_by_precision_name(model_path, images, tmp_path
     assert set(got) == set(want) and "continuous" in got
     # continuous outputs are fractions of each parameter's range: int8 weights keep them close
     assert np.abs(got["continuous"] - want["continuous"]).max() < 0.1
+
+
+def test_image_layout_models_get_the_crop_pixels_back():
+    """A CoreML model's input is an RGB image normalised inside (contract layout ``image``, as the exporter
+    builds it): the backend hands it the very crop the estimator normalised, as a picture, not the floats."""
+    from PIL import Image
+
+    from sdk_python.backends.coreml_backend import CoreMLBackend
+    mean, std = (0.5, 0.45, 0.4), (0.25, 0.22, 0.2)
+    crop = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    x = ((crop.astype(np.float32).transpose(2, 0, 1)[None] / 255.0
+          - np.reshape(mean, (1, 3, 1, 1))) / np.reshape(std, (1, 3, 1, 1))).astype(np.float32)
+    fed = []
+
+    class FakeModel:   # coremltools predicts only on macOS: stand in for MLModel.predict
+        def predict(self, feed):
+            fed.append(feed["image"])
+            return {"continuous": np.zeros((1, 2), np.float32)}
+
+    be = CoreMLBackend.__new__(CoreMLBackend)
+    be.model, be.input_name, be.image_input, be.output_names = FakeModel(), "image", True, ["continuous"]
+    be.normalization = (mean, std)
+    be.run(x)
+    assert isinstance(fed[0], Image.Image) and np.array_equal(np.asarray(fed[0]), crop)

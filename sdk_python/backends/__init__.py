@@ -44,7 +44,8 @@ def available_backends(files: Optional[ModelFiles] = None) -> list[str]:
 
 
 def create_backend(name: str, files: ModelFiles, output_names: Sequence[str], num_threads: int = 2,
-                   precision: str = "auto") -> Backend:
+                   precision: str = "auto",
+                   normalization: Optional[tuple[Sequence[float], Sequence[float]]] = None) -> Backend:
     """Instantiate a backend.
 
     Args:
@@ -55,6 +56,8 @@ def create_backend(name: str, files: ModelFiles, output_names: Sequence[str], nu
         precision: ``auto`` or a contract precision (``fp32``, ``fp16``, ``dynamic_int8``, ``int8``). ``auto`` runs the fastest model whose parity status is
             ``validated`` (see :meth:`ModelFiles.choose`); an explicit precision runs its model whatever its
             status, with a :class:`~sdk_python.errors.ParityWarning` if it is below its threshold.
+        normalization: The bundle's input ``(mean, std)``: a model whose contract input layout is
+            ``image`` (CoreML: RGB 0-255, normalised inside) gets its pixels back from the normalised input.
 
     Raises:
         BackendUnavailableError: the runtime is missing, the platform cannot run it, or the bundle has
@@ -85,6 +88,7 @@ def create_backend(name: str, files: ModelFiles, output_names: Sequence[str], nu
     backend = module.create(choice.model, list(output_names), num_threads)
     backend.precision = choice.precision
     backend.parity_status = choice.status
+    backend.normalization = normalization
     return backend
 
 

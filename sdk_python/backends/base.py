@@ -147,6 +147,17 @@ class Backend(abc.ABC):
     name: str = "base"
     precision: str = "fp32"
     parity_status: str = "unvalidated"    # the exporter's parity status of the model file (set by create_backend)
+    normalization: Optional[tuple[Sequence[float], Sequence[float]]] = None   # input (mean, std), set likewise
+
+    def pixels(self, x: np.ndarray) -> np.ndarray:
+        """The ``uint8 [S, S, 3]`` RGB crop a normalised ``[1, 3, S, S]`` input was made from (for models whose
+        input layout is ``image``: they normalise inside)."""
+        if self.normalization is None:
+            from ..errors import AvatarSDKError
+            raise AvatarSDKError(f"{self.model.name} takes RGB pixels: create the backend with the bundle's "
+                                 "normalization (create_backend(..., normalization=(mean, std)))")
+        mean, std = (np.asarray(v, np.float32).reshape(3, 1, 1) for v in self.normalization)
+        return np.clip(np.rint((x[0] * std + mean) * 255.0), 0, 255).astype(np.uint8).transpose(1, 2, 0)
 
     def __init__(self, model: ModelFile, output_names: Sequence[str], num_threads: int):
         self.model = model

@@ -33,10 +33,17 @@ class CoreMLBackend(Backend):
             raise BundleError(f"CoreML cannot load {model.name} ({exc})") from None
         spec = self.model.get_spec()
         self.input_name = spec.description.input[0].name
+        # the exporter's models take an RGB image (0-255, normalised inside: converters/coreml_export.py)
+        self.image_input = spec.description.input[0].type.WhichOneof("Type") == "imageType"
         self.model_outputs = [o.name for o in spec.description.output]
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        out = self.model.predict({self.input_name: x.astype(np.float32)})
+        if self.image_input:
+            from PIL import Image
+            feed = Image.fromarray(self.pixels(x))
+        else:
+            feed = x.astype(np.float32)
+        out = self.model.predict({self.input_name: feed})
         return {n: np.asarray(out[n], np.float32) for n in self.output_names}
 
 
