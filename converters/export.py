@@ -302,7 +302,7 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
                 det = find_face_detector(opts.face_detector if kind == "short" else None,
                                          allow_download=opts.fetch_face_detector, kind=kind)
             except AvatarToolError as exc:
-                msg = f"bundle written WITHOUT the {kind}-range face detector ({exc})"
+                msg = f"bundle written WITHOUT the {contract.detector(kind).label} ({exc})"
                 warns.append(msg)
                 warnings.warn(msg, stacklevel=2)
                 continue

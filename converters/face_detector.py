@@ -69,7 +69,7 @@ def find_face_detector(path: str | Path | None = None, allow_download: bool = Tr
     found = find_model(kind)
     if found is None:
         if not allow_download:
-            raise AvatarToolError(f"no {kind}-range face detector on this machine; "
+            raise AvatarToolError(f"no {contract.detector(kind).label} on this machine; "
                                   + ("pass --face-detector PATH (MediaPipe's " + detector_name(kind) + ") or " if kind == "short" else "")
                                   + f"allow fetching it from the {contract.DETECTOR_WHEEL} wheel")
         try:

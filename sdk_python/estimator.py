@@ -45,12 +45,13 @@ class InferenceError(AvatarSDKError):
 def _detector_model_resolver(options: AvatarEstimatorOptions, source: Any):
     """``kind -> model path`` for :class:`FaceFinder`, from the options and the bundle (resolved lazily)."""
     short_explicit, short_bundled = options.detector_model_path, source.detector_model
-    full_explicit, full_bundled = options.full_range_model_path, getattr(source, "full_range_detector", None)
+    explicit = {"full": options.full_range_model_path, "mesh": options.face_mesh_model_path}
+    bundled = {"full": getattr(source, "full_range_detector", None), "mesh": getattr(source, "face_mesh", None)}
 
     def model_for(kind: str) -> Path:
         if kind == "short":
             return resolve_detector_model(short_explicit, short_bundled)
-        return resolve_model("full", full_explicit, full_bundled)
+        return resolve_model(kind, explicit[kind], bundled[kind])
     return model_for
 
 
@@ -88,6 +89,7 @@ class AvatarEstimator:
             self.finder = FaceFinder(self._detector_mode(), _detector_model_resolver(options, self.source),
                                      options.min_face_confidence,
                                      checks=options.face_checks, tile_size=options.tile_size)
+            self.finder.track = options.running_mode == RunningMode.VIDEO
         self._color_params = color_parameters(self.decoder.schema)
         self._smoother = VideoSmoother(options.smoothing_ms, options.hysteresis, options.reset_after_ms)
         self._last_ts: Optional[int] = None

@@ -13,12 +13,14 @@ On a large image the full-range model also runs on half-overlapping square tiles
 about 120 px to be found; on 640 px tiles about 60 px, on 320 px tiles about 40 px (measured on the
 group scene of ``python -m benchmarks detection``; each halving of the tile costs ~4x the time).
 
-Every detection must clear ``min_confidence`` and :func:`sdk_python.face_check.rejection` (keypoint
-geometry, skin colour); what was dropped is counted so a caller can say "found something, not a face".
+Every detection must clear ``min_confidence``, :func:`sdk_python.face_check.rejection` (keypoint
+geometry, skin colour) and the face-mesh presence test of :mod:`sdk_python.face_presence` (when its model
+is at hand); what was dropped is counted so a caller can say "found something, not a face".
 """
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Union
@@ -26,7 +28,9 @@ from typing import Callable, Optional, Union
 import numpy as np
 
 from .detector import FaceDetector
+from .errors import AvatarSDKError
 from .face_check import rejection
+from .face_presence import MIN_PRESENCE, FacePresence
 from .result import FaceBox, FaceDetection
 
 LARGE_SIDE = 1024
@@ -82,8 +86,9 @@ class FaceFinder:
         model_for: ``kind -> Path`` of the model (called lazily: ``auto`` loads the full-range model only
             when an image first needs it).
         min_confidence: Score threshold for both models.
-        checks: Apply the geometry/skin checks (off: every detection above the threshold counts, the
-            behaviour before they existed).
+        checks: Apply the geometry/skin checks and the face-mesh presence test (``model_for("mesh")``;
+            without that model a warning, and :attr:`presence_unavailable` says why). Off: every detection
+            above the threshold counts, the behaviour before the checks existed.
         large_side: Images whose longer side reaches this get the full-range pass (auto) and tiles.
         tile_size: Side of the full-range model's tiles on large images (0: no tiles).
     """
@@ -99,10 +104,24 @@ class FaceFinder:
         self.large_side = large_side
         self._model_for = model_for
         self._detectors: dict[str, FaceDetector] = {}
+        self.presence: Optional[FacePresence] = None
+        #: Video: a face overlapping one accepted in the previous frame keeps its presence verdict, so the
+        #: face-mesh model runs when a face appears, not on every frame (IMAGE mode: every image is new).
+        self.track = False
+        self._accepted: list[FaceDetection] = []
+        #: Why the face-mesh presence check does not run (``None``: it runs, or checks are off).
+        self.presence_unavailable: Optional[str] = None
         if mode in ("short", "auto"):
             self.detector("short")
         else:
             self.detector("full")
+        if checks:
+            try:
+                self.presence = FacePresence(model_for("mesh"))
+            except AvatarSDKError as exc:   # still useful without it: geometry and skin checks remain
+                self.presence_unavailable = str(exc)
+                warnings.warn(f"face checks run without the face-mesh presence test, so drawn animals may pass as "
+                              f"faces: {exc}", stacklevel=3)
 
     def detector(self, kind: str) -> FaceDetector:
         """The ``kind`` detector, built on first use (raises ``DetectorModelUnavailableError``)."""
@@ -144,29 +163,47 @@ class FaceFinder:
         out.detectors.append(kind)
         kept: list[FaceDetection] = []
         for f in sorted(found, key=lambda f: -f.score):
-            why = rejection(image, f) if self.checks else []
+            if any(iou(f, g) >= 0.3 for g in kept):
+                continue   # the same face again (a tile, a weaker box): nothing new to check
+            why = self._reject(image, f)
             if why:
                 out.rejected.append((f, why))
-            elif all(iou(f, g) < 0.3 for g in kept):
+            else:
                 kept.append(f)
         return kept
+
+    def _reject(self, image: np.ndarray, face: FaceDetection) -> list[str]:
+        """Why ``face`` is not a human face: geometry and skin first (cheap), then the face-mesh presence."""
+        if not self.checks:
+            return []
+        why = rejection(image, face)
+        tracked = self.track and any(iou(face, g) >= 0.5 for g in self._accepted)
+        if not why and self.presence is not None and not tracked:
+            p = self.presence.score(image, face)
+            if p < MIN_PRESENCE:
+                why = [f"face-mesh presence {p:.2f} < {MIN_PRESENCE}"]
+        return why
 
     def find(self, image: np.ndarray) -> FoundFaces:
         """Detect, check and merge. ``image``: ``uint8 [H, W, 3]`` RGB."""
         out = FoundFaces(faces=[])
         if self.mode == "full":
             out.faces = self._run("full", image, out)
-            return out
-        faces = self._run("short", image, out)
-        if self.mode == "auto" and (not faces or max(image.shape[:2]) >= self.large_side):
-            for f in self._run("full", image, out):
-                if all(iou(f, g) < 0.3 for g in faces):
-                    faces.append(f)
-        faces.sort(key=lambda f: -f.score)
-        out.faces = faces
+        else:
+            faces = self._run("short", image, out)
+            if self.mode == "auto" and (not faces or max(image.shape[:2]) >= self.large_side):
+                for f in self._run("full", image, out):
+                    if all(iou(f, g) < 0.3 for g in faces):
+                        faces.append(f)
+            faces.sort(key=lambda f: -f.score)
+            out.faces = faces
+        self._accepted = list(out.faces) if self.track else []
         return out
 
     def close(self) -> None:
         for det in self._detectors.values():
             det.close()
         self._detectors.clear()
+        if self.presence is not None:
+            self.presence.close()
+            self.presence = None

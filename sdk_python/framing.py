@@ -102,10 +102,16 @@ def align(image: np.ndarray, keypoints: Union[Mapping[str, Sequence[float]], np.
         ``uint8 [out_size, out_size, 3]`` (or the window's size). Areas outside the image repeat its
         edge pixels; a large downscale is box-filtered first so the crop does not alias.
     """
+    return warp(image, alignment_transform(keypoints, out_size), out_size, window)
+
+
+def warp(image: np.ndarray, M: np.ndarray, out_size: int, window: Sequence[int] | None = None) -> np.ndarray:
+    """Resample ``image`` through the ``[2, 3]`` similarity ``M`` (image pixels -> output pixels) into an
+    ``out_size`` square (or its ``window``, as for :func:`align`): edges repeated, large downscales
+    box-filtered first."""
     wx0, wy0, wx1, wy1 = (0, 0, out_size, out_size) if window is None else (int(v) for v in window)
     if not (0 <= wx0 < wx1 <= out_size and 0 <= wy0 < wy1 <= out_size):
         raise ValueError(f"window {tuple(window or ())} must lie inside the {out_size} px crop")
-    M = alignment_transform(keypoints, out_size)
     A = np.vstack([M, [0.0, 0.0, 1.0]])
     # output pixel (window-local) -> input pixel
     inv = np.linalg.inv(A) @ np.array([[1.0, 0.0, wx0], [0.0, 1.0, wy0], [0.0, 0.0, 1.0]])
@@ -128,8 +134,8 @@ def align(image: np.ndarray, keypoints: Union[Mapping[str, Sequence[float]], np.
     x1 += (-(x1 - x0)) % factor
     y1 += (-(y1 - y0)) % factor
     region = image[max(y0, 0):max(min(y1, h), 0), max(x0, 0):max(min(x1, w), 0)]
-    if region.size == 0:  # the face box lies entirely outside the image: nothing sensible to crop
-        raise ValueError("the keypoints place the face outside the image")
+    if region.size == 0:  # nothing of the image in the crop: nothing sensible to resample
+        raise ValueError("the crop (the face the keypoints place) lies outside the image")
     pad = ((max(0, -y0), max(0, y1 - h)), (max(0, -x0), max(0, x1 - w)), (0, 0))
     if any(p for pair in pad[:2] for p in pair):
         region = np.pad(region, pad, mode="edge")

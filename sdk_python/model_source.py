@@ -36,6 +36,7 @@ class ModelSource:
         origin: What was opened (for messages).
         temperatures: The exporter's confidence calibration (discrete parameter → temperature); empty if none.
         full_range_detector: The bundle's full-range face-detector model, if it has one.
+        face_mesh: The bundle's face-mesh model (the presence check of the face checks), if it has one.
     """
 
     metadata: dict
@@ -45,6 +46,7 @@ class ModelSource:
     origin: str = ""
     temperatures: dict = field(default_factory=dict)
     full_range_detector: Optional[Path] = None
+    face_mesh: Optional[Path] = None
     keep_alive: Any = field(default=None, repr=False)   # e.g. the bundle reader's temp folder
 
     @property
@@ -137,10 +139,11 @@ def open_model_source(path: Union[str, Path]) -> ModelSource:
             sib = path.parent / name
             if r.key not in files.models and sib.exists():
                 files.add(ModelFile(r.key, path=sib, record=records.get(r.key, {})), rows.get(r.key))
-    short, full = (path.parent / contract.detector(k).file for k in ("short", "full"))
+    short, full, mesh = (path.parent / contract.detector(k).file for k in ("short", "full", "mesh"))
     _check_outputs(meta, order, str(path))
     return ModelSource(metadata=meta, files=files, output_order=order, detector_model=short if short.is_file() else None,
-                       origin=str(path), temperatures=temperatures, full_range_detector=full if full.is_file() else None)
+                       origin=str(path), temperatures=temperatures, full_range_detector=full if full.is_file() else None,
+                       face_mesh=mesh if mesh.is_file() else None)
 
 
 def _temperatures(cal: Any) -> dict:
@@ -202,4 +205,4 @@ def _from_bundle(path: Path) -> ModelSource:
         found = {kind: reader.extract_member(b.member(d["file"]), keep.name) for kind, d in wanted.items()}
     return ModelSource(metadata=meta, files=files, output_order=list(m["outputs"]), detector_model=found.get("short"),
                        origin=str(path), keep_alive=keep, temperatures=_temperatures(m.get("confidence_calibration")),
-                       full_range_detector=found.get("full"))
+                       full_range_detector=found.get("full"), face_mesh=found.get("mesh"))

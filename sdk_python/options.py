@@ -82,13 +82,18 @@ class AvatarEstimatorOptions:
         full_range_model_path: Full-range face detector ``.tflite``; default: the bundle's, else the
             SDK cache (:func:`sdk_python.detector_models.fetch_model`). With ``AUTO`` and no full-range
             model anywhere, detection runs short-range only (with a warning).
+        face_mesh_model_path: MediaPipe's ``face_landmark.tflite`` for the face checks' presence test;
+            default: the bundle's, else the SDK cache (``fetch_model("mesh")``); none anywhere: the other
+            checks run alone, with a warning.
         tile_size: On large images (longer side >= 1024 px) the full-range detector also scans
             half-overlapping tiles of this side, finding faces down to about a tenth of it (640: ~60 px
             faces, +~40 ms; 320: ~40 px, +~160 ms on 2 cores); 0 turns tiling off.
         face_checks: Reject detections not laid out like a human face or without skin colour
-            (:mod:`sdk_python.face_check`); off: every detection above the score counts.
+            (:mod:`sdk_python.face_check`), or whose crop MediaPipe's face-mesh model does not take for a
+            face (:mod:`sdk_python.face_presence`: ~1.2 ms per new face; in VIDEO mode a face already
+            accepted in the previous frame is not asked again); off: every detection above the score counts.
         quality: Measure input quality per face (size, blur, exposure, grayscale, head pose) and
-            attach it with warnings to each result (about 1 ms per face).
+            attach it with warnings to each result (about 0.5 ms per face).
         refine_keypoints: Run the detector a second time on a window around each face before
             aligning, so keypoints come from the face at a fixed relative scale (more stable crops for
             small or off-centre faces; costs one more ~2 ms detection per face, skipped for a face that
@@ -117,6 +122,7 @@ class AvatarEstimatorOptions:
     detector: DetectorMode = DetectorMode.AUTO
     detector_model_path: Optional[Union[str, Path]] = None
     full_range_model_path: Optional[Union[str, Path]] = None
+    face_mesh_model_path: Optional[Union[str, Path]] = None
     tile_size: int = 640
     face_checks: bool = True
     quality: bool = True

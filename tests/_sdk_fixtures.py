@@ -38,7 +38,19 @@ def tiny_export(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def detector_model() -> Path:
+def face_mesh_model() -> Path:
+    """The face-mesh model of the face checks' presence test (in the SDK cache, where the estimator finds it)."""
+    from sdk_python.detector_models import fetch_model
+    from sdk_python.errors import DetectorModelUnavailableError
+    try:
+        return fetch_model("mesh")
+    except DetectorModelUnavailableError as exc:
+        skip_unless_ci(f"face-mesh model unavailable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def detector_model(face_mesh_model) -> Path:
+    """The short-range detector; depends on the face-mesh model so every detecting test runs the full checks."""
     from sdk_python.detector import fetch_detector_model
     from sdk_python.errors import DetectorModelUnavailableError
     try:

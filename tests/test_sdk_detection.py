@@ -21,7 +21,7 @@ from sdk_python.framing import keypoints_from_canonical
 from sdk_python.quality import THRESHOLDS, assess, color_parameters, head_pose, is_grayscale
 from sdk_python.result import FaceBox, FaceDetection
 
-from ._sdk_fixtures import astronaut, detector_model, full_range_model, grace_hopper, tiny_export  # noqa: F401
+from ._sdk_fixtures import astronaut, detector_model, face_mesh_model, full_range_model, grace_hopper, tiny_export  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -113,7 +113,8 @@ def test_quality_warns_on_degraded_copies_only(proxy_face):
 
 # ----- detectors (real models) -----------------------------------------------------------------------
 def _finder(mode, detector_model, full_range_model, **kw):
-    models = {"short": detector_model, "full": full_range_model}
+    from sdk_python.detector_models import fetch_model
+    models = {"short": detector_model, "full": full_range_model, "mesh": fetch_model("mesh")}
     return FaceFinder(mode, models.__getitem__, **kw)
 
 
@@ -291,3 +292,32 @@ def test_refinement_runs_only_where_it_sees_the_face_larger():
     assert calls == [small_face]
     det.refine(image, big_face, mirror_average=True)   # mirror averaging needs the pass on both images
     assert len(calls) == 3
+
+
+def test_face_mesh_presence_rejects_a_drawn_animal_the_layout_checks_pass(detector_model, full_range_model,
+                                                                          astronaut):
+    """A drawn animal with a human layout and skin-coloured fur passes geometry and skin; the face-mesh
+    model does not take it for a face. Portraits keep their face; in video a tracked face is not re-asked."""
+    from benchmarks.face_corpus import cartoon_animal
+    animal = cartoon_animal(np.random.default_rng([0, 7, 18]))
+    finder = _finder("auto", detector_model, full_range_model)
+    assert finder.presence is not None and finder.presence_unavailable is None
+    res = finder.find(animal)
+    assert not res.faces and any("face-mesh presence" in w for _, why in res.rejected for w in why)
+    without = _finder("auto", detector_model, full_range_model)
+    without.presence.close()
+    without.presence = None                      # geometry and skin only: the animal passes
+    assert len(without.find(animal).faces) == 1
+    assert len(finder.find(astronaut).faces) == 1
+    calls = []
+    score = finder.presence.score
+    finder.presence.score = lambda img, face: calls.append(1) or score(img, face)
+    finder.track = True
+    for _ in range(3):
+        assert len(finder.find(astronaut).faces) == 1
+    assert len(calls) == 1                      # asked when the face appeared, not on every frame
+    finder.track = False
+    finder.find(astronaut)
+    assert len(calls) == 2
+    finder.close()
+    without.close()
