@@ -28,28 +28,34 @@ from typing import Any
 
 import numpy as np
 
-# name -> (mode, min_confidence, checks, tile_size)
-CONFIGS: dict[str, tuple[str, float, bool, int]] = {
-    "before (short, >=0.5, no checks)": ("short", 0.5, False, 0),
-    "short, >=0.6, checks": ("short", 0.6, True, 640),
-    "full, >=0.6, checks": ("full", 0.6, True, 640),
-    "after: auto, >=0.6, checks (SDK default)": ("auto", 0.6, True, 640),
+# name -> (mode, min_confidence, checks, tile_size); checks: "none", "layout" (keypoint geometry and skin
+# colour only) or "all" (and the face-mesh presence test: the SDK default)
+CONFIGS: dict[str, tuple[str, float, str, int]] = {
+    "before (short, >=0.5, no checks)": ("short", 0.5, "none", 0),
+    "auto, >=0.6, layout checks only": ("auto", 0.6, "layout", 640),
+    "short, >=0.6, all checks": ("short", 0.6, "all", 640),
+    "full, >=0.6, all checks": ("full", 0.6, "all", 640),
+    "after: auto, >=0.6, all checks (SDK default)": ("auto", 0.6, "all", 640),
 }
-MODE_ROWS: dict[str, tuple[str, float, bool, int]] = {
-    "before: short >=0.5, no checks": ("short", 0.5, False, 0),
-    "short": ("short", 0.6, True, 0),
-    "full (tiles 640)": ("full", 0.6, True, 640),
-    "auto (tiles 640, default)": ("auto", 0.6, True, 640),
-    "auto, tiles 320": ("auto", 0.6, True, 320),
-    "full, no tiles": ("full", 0.6, True, 0),
+MODE_ROWS: dict[str, tuple[str, float, str, int]] = {
+    "before: short >=0.5, no checks": ("short", 0.5, "none", 0),
+    "short": ("short", 0.6, "all", 0),
+    "full (tiles 640)": ("full", 0.6, "all", 640),
+    "auto (tiles 640, default)": ("auto", 0.6, "all", 640),
+    "auto, tiles 320": ("auto", 0.6, "all", 320),
+    "full, no tiles": ("full", 0.6, "all", 0),
 }
 
 
-def _finder(cfg: tuple[str, float, bool, int]):
+def _finder(cfg: tuple[str, float, str, int]):
     from sdk_python.detector_models import fetch_model
     from sdk_python.face_finder import FaceFinder
     mode, thr, checks, tile = cfg
-    return FaceFinder(mode, fetch_model, thr, checks=checks, tile_size=tile)
+    finder = FaceFinder(mode, fetch_model, thr, checks=checks != "none", tile_size=tile)
+    if checks == "layout" and finder.presence is not None:
+        finder.presence.close()
+        finder.presence = None
+    return finder
 
 
 def corpus_rates(per_kind: int) -> tuple[list[list[Any]], dict[str, Any]]:
@@ -131,7 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     rows, data = corpus_rates(a.per_kind)
     stamp = f"Code {commit()}, load average {load:.2f} at start, {time.perf_counter() - t0:.0f} s; command: `{command.strip()}`"
     notes = ("A negative counts as a false positive when any face is accepted; a positive as a miss when none is. "
-             "Checks: keypoint geometry and skin colour (sdk_python/face_check.py). Pasted positives are proxy faces "
+             "Layout checks: keypoint geometry and skin colour (sdk_python/face_check.py); all checks: and the "
+             "face-mesh presence test (sdk_python/face_presence.py, presence >= 0.5). Pasted positives are proxy faces "
              "110-220 px wide in 640-800 px scenes. Misnamed samples are listed in the JSON (`wrong`).")
     j, m = write_report("detection", {**data, "command": command.strip(), "commit": commit()},
                         ["family", "n"] + list(CONFIGS), rows, notes, out_dir=a.out, stamp=stamp)
