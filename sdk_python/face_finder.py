@@ -8,7 +8,8 @@ Modes (:class:`~sdk_python.options.DetectorMode`):
   large (longer side >= :data:`LARGE_SIDE` px, where faces small in the frame are likely). Detections
   of both are merged (overlapping boxes: the short-range one, whose keypoints are finer, wins).
 
-On a large image the full-range model also runs on half-overlapping square tiles of ``tile_size`` px
+On a large image, and in ``auto`` on any image larger than a tile where the short-range model kept
+nothing, the full-range model also runs on half-overlapping square tiles of ``tile_size`` px
 (default :data:`TILE_SIZE`): it sees its input at 192 px, so on a whole 1280 px photo a face needs
 about 120 px to be found; on 640 px tiles about 60 px, on 320 px tiles about 40 px (measured on the
 group scene of ``python -m benchmarks detection``; each halving of the tile costs ~4x the time).
@@ -137,13 +138,14 @@ class FaceFinder:
         """The detector used for the keypoint-refining second pass (short-range when it is loaded)."""
         return self._detectors.get("short") or self._detectors["full"]
 
-    def _detect(self, kind: str, image: np.ndarray) -> list[FaceDetection]:
-        """Whole image, plus (full-range, large image) every half-overlapping tile, in image pixels."""
+    def _detect(self, kind: str, image: np.ndarray, searching: bool = False) -> list[FaceDetection]:
+        """Whole image, plus (full-range, on a large image or ``searching`` one where nothing was found yet)
+        every half-overlapping tile, in image pixels."""
         det = self.detector(kind)
         found = [f for f in det.detect(image) if f.score >= self.min_confidence]
         h, w = image.shape[:2]
         T = self.tile_size
-        if kind != "full" or T <= 0 or max(h, w) < self.large_side or max(h, w) <= T:
+        if kind != "full" or T <= 0 or max(h, w) <= T or (max(h, w) < self.large_side and not searching):
             return found
         for x, y in tiles(h, w, T):
             sub = np.ascontiguousarray(image[y:y + T, x:x + T])
@@ -156,9 +158,9 @@ class FaceFinder:
                     found.append(g)
         return found
 
-    def _run(self, kind: str, image: np.ndarray, out: FoundFaces) -> list[FaceDetection]:
+    def _run(self, kind: str, image: np.ndarray, out: FoundFaces, searching: bool = False) -> list[FaceDetection]:
         t0 = time.perf_counter()
-        found = self._detect(kind, image)
+        found = self._detect(kind, image, searching)
         out.ms[kind] = (time.perf_counter() - t0) * 1000.0
         out.detectors.append(kind)
         kept: list[FaceDetection] = []
@@ -192,7 +194,7 @@ class FaceFinder:
         else:
             faces = self._run("short", image, out)
             if self.mode == "auto" and (not faces or max(image.shape[:2]) >= self.large_side):
-                for f in self._run("full", image, out):
+                for f in self._run("full", image, out, searching=not faces):
                     if all(iou(f, g) < 0.3 for g in faces):
                         faces.append(f)
             faces.sort(key=lambda f: -f.score)
