@@ -88,7 +88,8 @@ class AvatarEstimator:
             # allocation, which can deadlock inside MediaPipe's dispatcher lock
             self.finder = FaceFinder(self._detector_mode(), _detector_model_resolver(options, self.source),
                                      options.min_face_confidence,
-                                     checks=options.face_checks, tile_size=options.tile_size)
+                                     checks=options.face_checks, tile_size=options.tile_size,
+                                     num_threads=options.num_threads)
             self.finder.track = options.running_mode == RunningMode.VIDEO
         self._color_params = color_parameters(self.decoder.schema)
         self._smoother = VideoSmoother(options.smoothing_ms, options.hysteresis, options.reset_after_ms)

@@ -92,10 +92,11 @@ class FaceFinder:
             above the threshold counts, the behaviour before the checks existed.
         large_side: Images whose longer side reaches this get the full-range pass (auto) and tiles.
         tile_size: Side of the full-range model's tiles on large images (0: no tiles).
+        num_threads: Threads of the face-mesh model's LiteRT interpreter.
     """
 
     def __init__(self, mode: str, model_for: Callable[[str], Union[str, Path]], min_confidence: float = 0.6,
-                 checks: bool = True, large_side: int = LARGE_SIDE, tile_size: int = TILE_SIZE):
+                 checks: bool = True, large_side: int = LARGE_SIDE, tile_size: int = TILE_SIZE, num_threads: int = 1):
         if mode not in MODES:
             raise ValueError(f"detector mode {mode!r}: choose one of {', '.join(MODES)}")
         self.mode = mode
@@ -118,7 +119,7 @@ class FaceFinder:
             self.detector("full")
         if checks:
             try:
-                self.presence = FacePresence(model_for("mesh"))
+                self.presence = FacePresence(model_for("mesh"), num_threads)
             except AvatarSDKError as exc:   # still useful without it: geometry and skin checks remain
                 self.presence_unavailable = str(exc)
                 warnings.warn(f"face checks run without the face-mesh presence test, so drawn animals may pass as "
