@@ -326,7 +326,7 @@ def test_export_report_parity_and_bundle(exported):
                                    "streams": [], "made_from": []}
         assert m["engine"] == "morph" and m["input"]["size"] == SIZE
         assert m["face_detector"]["license"] == "Apache-2.0"
-        assert set(m["face_detectors"]) == {"short", "full"}      # both detector modes travel with the model
+        assert set(m["face_detectors"]) == {"short", "full", "mesh"}   # both detectors and the face-mesh check travel
         assert b.read(m["face_detectors"]["full"]["file"])[4:8] == b"TFL3"
         assert b.read("LICENSES/face_detection_short_range.tflite.txt").startswith(b"face_detection_short_range")
         assert set(m["outputs"]) == {output_name(h) for h in ["continuous"] + [p["name"] for p in m["schema"]["params"]
