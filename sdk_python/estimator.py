@@ -245,7 +245,8 @@ class AvatarEstimator:
         faces, ran = found.faces, tuple(found.detectors)
         if not faces:
             n_rej = len(found.rejected)
-            extra = (f"; {n_rej} face-like pattern(s) were not laid out or coloured like a human face" if n_rej else "")
+            extra = (f"; {n_rej} face-like pattern(s) failed the human-face checks (keypoint layout, skin colour, "
+                     "face-mesh presence)" if n_rej else "")
             raise NoFaceError(f"no face found in the {w}x{h} image (min_face_confidence "
                               f"{self.options.min_face_confidence}, detector {'+'.join(ran)}{extra}): use a frontal, "
                               "well-lit photo of a person's face (detector='full' finds faces farther away); for "
