@@ -9,6 +9,7 @@ depend on them; int8 calibrated on the build's paired images; parity not measure
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import tempfile
 import warnings
 from pathlib import Path
@@ -63,7 +64,7 @@ def _time(bundle: Path, backend: str, precision: str, detector: str | None, imag
         warnings.simplefilter("ignore", ParityWarning)
         est = AvatarEstimator.create_from_bundle(bundle, backend=backend, precision=precision, num_threads=2,
                                                  detection=detection, running_mode=RunningMode(mode), **kw)
-    frame_no = iter(range(1, 10**9))
+    frame_no = itertools.count(1)
     if mode == "video":   # a 30 fps stream of the same frame: what a camera preview sends
         def call():
             return est.estimate_for_video(image, next(frame_no) * 33, color_order="rgb")
@@ -86,8 +87,9 @@ def _frame(build: BuildRun) -> tuple[np.ndarray, str]:
     often read as no face to the full-range model), else an image of the build's held-out set; at
     ``FRAME`` px, since detection cost grows with the frame."""
     from benchmarks.face_corpus import portraits
-    for name, img in portraits().items():
-        im = Image.fromarray(img)
+    first = next(iter(portraits().items()), None)
+    if first is not None:
+        name, im = first[0], Image.fromarray(first[1])
         k = FRAME / max(im.size)
         return (np.asarray(im.resize((round(im.width * k), round(im.height * k)), Image.BICUBIC)),
                 f"the {name} portrait at {FRAME} px")
