@@ -37,26 +37,28 @@ def tiny_export(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def face_mesh_model() -> Path:
-    """The face-mesh model of the face checks' presence test (in the SDK cache, where the estimator finds it)."""
+def _mediapipe_model(kind: str) -> Path:
+    """The ``kind`` MediaPipe model from the SDK cache (fetched once from the pinned wheel); skipped where it
+    cannot be had, except under CI, which reaches the registry (offline laptops may not)."""
+    from sdk_python import contract
     from sdk_python.detector_models import fetch_model
     from sdk_python.errors import DetectorModelUnavailableError
     try:
-        return fetch_model("mesh")
+        return fetch_model(kind)
     except DetectorModelUnavailableError as exc:
-        skip_unless_ci(f"face-mesh model unavailable: {exc}")
+        skip_unless_ci(f"{contract.detector(kind).label} unavailable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def face_mesh_model() -> Path:
+    """The face-mesh model of the face checks' presence test (in the SDK cache, where the estimator finds it)."""
+    return _mediapipe_model("mesh")
 
 
 @pytest.fixture(scope="session")
 def detector_model(face_mesh_model) -> Path:
     """The short-range detector; depends on the face-mesh model so every detecting test runs the full checks."""
-    from sdk_python.detector import fetch_detector_model
-    from sdk_python.errors import DetectorModelUnavailableError
-    try:
-        return fetch_detector_model()
-    except DetectorModelUnavailableError as exc:  # CI reaches the registry; offline laptops may not
-        skip_unless_ci(f"face-detector model unavailable: {exc}")
+    return _mediapipe_model("short")
 
 
 @pytest.fixture(scope="session")
@@ -74,9 +76,4 @@ def grace_hopper() -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def full_range_model() -> Path:
-    from sdk_python.detector_models import fetch_model
-    from sdk_python.errors import DetectorModelUnavailableError
-    try:
-        return fetch_model("full")
-    except DetectorModelUnavailableError as exc:
-        skip_unless_ci(f"full-range face-detector model unavailable: {exc}")
+    return _mediapipe_model("full")
