@@ -34,7 +34,6 @@ import numpy as np
 ROWS = ("baseline", "da", "sa", "no_colour", "oracle")
 LABELS = {"baseline": "Baseline (renders)", "da": "+ DA (pairs, no augmentation)", "sa": "+ SA (full method)",
           "no_colour": "full method, no colour loss", "oracle": "oracle (labelled photos)"}
-ORACLE_SEED_OFFSET = 7_919   # the oracle's photos never share a seed with the held-out set's
 
 
 def _hardlink_tree(src: Path, dst: Path) -> None:
@@ -57,27 +56,6 @@ def _subset_dataset(src: str | Path, dst: Path, keep: Callable[[dict], bool], ki
     for j in range(len(writer), len(idx)):
         i = idx[j]
         writer.add(ds.images[i], vectors[j], provenance=ds.provenance[i])
-    writer.close()
-    return len(writer)
-
-
-def _oracle_dataset(engine: str, root: Path, n: int, seed: int, size: int, progress) -> int:
-    """Labelled photo-proxy faces as a training set: the upper bound no user could train on."""
-    from PIL import Image
-
-    from toolchain.data.paired_dataset import PairedDatasetWriter
-    from toolchain.proxy.eval_set import load_eval_set, write_proxy_set
-    write_proxy_set(engine, root / "photos", n=n, seed=seed, size=size, role="oracle", progress=progress)
-    photos = load_eval_set(root / "photos", roles=("oracle",))
-    schema = engine_schema(engine)
-    # no "sources": the training loop refuses labelled photo folders as sources (rightly, for users); the
-    # oracle is the one deliberate exception, so it is named under its own key
-    writer = PairedDatasetWriter(root / "dataset", schema, meta={"kind": "oracle-photo-proxy",
-                                                                   "oracle_photos": str((root / "photos").resolve())})
-    for i in range(len(writer), len(photos.items)):
-        path, vector = photos.items[i]
-        with Image.open(path) as im:
-            writer.add(np.asarray(im.convert("RGB")), vector, provenance={"oracle_photo": path.name})
     writer.close()
     return len(writer)
 
@@ -117,6 +95,7 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
     from toolchain.pipeline.config import resolve_config
     from toolchain.pipeline.runner import RunLock, read_record, run_stages
     from toolchain.pipeline.stages.train import estimator_train_config
+    from toolchain.proxy.oracle import ORACLE_SEED_OFFSET, oracle_dataset
 
     console = Console(stderr=True)
     if (run_dir / "config.json").is_file():
@@ -167,8 +146,8 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
     nc_pairs = read_record(nc_run / "pairs")["outputs"]["dataset"]
     datasets["no_colour"] = (nc_pairs, len(PairedDataset.open(nc_pairs)))
     datasets["oracle"] = (abl / "oracle" / "dataset",
-                          _oracle_dataset(cfg.engine, abl / "oracle", n=cfg.render.n,
-                                          seed=cfg.eval.seed + ORACLE_SEED_OFFSET, size=cfg.render.size, progress=None))
+                          oracle_dataset(cfg.engine, abl / "oracle", n=cfg.render.n,
+                                         seed=cfg.eval.seed + ORACLE_SEED_OFFSET, size=cfg.render.size))
 
     heldout = out("heldout")["set"]
     reuse = {"sa": sa_train}

@@ -182,7 +182,8 @@ def test_changed_setting_reruns_only_that_stage_and_what_reads_it(built, tmp_pat
     # the Baseline reads the train section too (same estimator recipe); the renders and generators do not
     assert {k for k, v in results.items() if v == "skipped"} == {"render", "real_generator", "avatar_generator", "pairs",
                                                                   "heldout"}
-    assert {k for k, v in results.items() if v == "ran"} == {"train", "export", "baseline", "evaluate", "report"}
+    assert {k for k, v in results.items() if v == "ran"} == {"train", "pair_measures", "export", "baseline", "evaluate",
+                                                             "report"}
     assert json.loads((copy / "train" / "run.json").read_text())["epochs_done"] == 2
     assert (copy / ".stale" / "train").is_dir()   # the old outputs were moved aside, not deleted
 

@@ -42,6 +42,7 @@ from ..provenance import path_origin
 from ..torch_utils import save_checkpoint_atomic, select_device, uint8_to_signed
 from . import losses
 from .config import GeneratorConfig
+from .diffaugment import diff_augment, parse_policy
 from .discriminator import DualBranchDiscriminator
 from .generator import SemanticGenerator
 from .grids import sample_grid
@@ -68,6 +69,11 @@ class GANTrainConfig:
     mixing: float = 0.3
     lambda_mask: float = 100.0
     ema_half_life_img: float = 10_000.0
+    # EMA ramp-up: the half-life grows with the images seen (at most ``ema_rampup`` x them), so early EMA
+    # weights are not mostly the random start (stylegan2-ada's ema_rampup; None: a constant half-life)
+    ema_rampup: float | None = None
+    # DiffAugment policy for every D input, real and generated (see diffaugment.py); "" = none
+    augment: str = ""
     seg_discriminator: bool = True       # dual-branch D (needs masks); False: image-only D
     seed: int = 0
     snapshot_every: int = 1000
@@ -94,6 +100,14 @@ def train_preset(name: str, **overrides: Any) -> GANTrainConfig:
 
 def step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step * 7919 + 12345) % (2 ** 63)
+
+
+def ema_beta_at(tcfg: GANTrainConfig, images_seen: int) -> float:
+    """EMA decay per step after ``images_seen`` images (with ramp-up, the half-life is capped by them)."""
+    half_life = tcfg.ema_half_life_img
+    if tcfg.ema_rampup is not None:
+        half_life = min(half_life, images_seen * tcfg.ema_rampup)
+    return 0.5 ** (tcfg.batch_size / max(half_life, 1e-8))
 
 
 def to_model_mask(parts: torch.Tensor, n_parts: int) -> torch.Tensor:
@@ -170,7 +184,11 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
         atomic_write_json(out / "run.json", {**identity_out, "status": "running", "device": str(dev)})
     distributed.broadcast_module(G), distributed.broadcast_module(D), distributed.broadcast_module(G_ema)
     sample_z = torch.randn(tcfg.n_samples, gcfg.style_dim, generator=torch.Generator().manual_seed(tcfg.seed + 99)).to(dev)
-    ema_beta = 0.5 ** (tcfg.batch_size / max(tcfg.ema_half_life_img, 1e-8))
+    aug_ops = parse_policy(tcfg.augment)
+
+    def d_view(img: torch.Tensor, seg: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What D sees: the augmented image and mask (the same policy for real and generated)."""
+        return diff_augment(img, seg, aug_ops) if aug_ops else (img, seg)
     n, b, sd = len(images), tcfg.batch_size, gcfg.style_dim
     pb = max(1, b // tcfg.path_batch_shrink)
     # this rank's rows of the global batch (None: one process, all rows, the random draws untouched)
@@ -227,8 +245,8 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
         with torch.no_grad(), torch.autocast(**amp), noise_rows(b, rows):
             fake = G.sample(z, z2, pick=pick)
         with torch.autocast(**amp):
-            real_pred = D(real, real_seg)
-            fake_pred = D(fake.image.detach(), fake.seg.detach() if tcfg.seg_discriminator else None)
+            real_pred = D(*d_view(real, real_seg))
+            fake_pred = D(*d_view(fake.image.detach(), fake.seg.detach() if tcfg.seg_discriminator else None))
             d_loss = losses.d_logistic(real_pred.float(), fake_pred.float())
         d_opt.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -256,7 +274,7 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
         z, z2, pick = latents(b, rows)
         with torch.autocast(**amp), noise_rows(b, rows):  # the colour loss's G_real sample too
             fake = G.sample(z, z2, pick=pick)
-            fake_pred = D(fake.image, fake.seg if tcfg.seg_discriminator else None)
+            fake_pred = D(*d_view(fake.image, fake.seg if tcfg.seg_discriminator else None))
             g_loss = losses.g_nonsaturating(fake_pred.float())
             mask_loss = losses.mask_consistency(fake.seg, fake.seg_coarse)
             total = g_loss + tcfg.lambda_mask * mask_loss
@@ -286,7 +304,7 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
             distributed.average_gradients(g_params)
             g_opt.step()
             row.update(path=pl.item(), path_length=lengths.mean().item())
-        ema_update(G_ema, G, ema_beta)
+        ema_update(G_ema, G, ema_beta_at(tcfg, (step + 1) * b))
 
         row = rank_mean(row)
         for k, v in row.items():
@@ -301,6 +319,8 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
             progress("train", done, tcfg.iters, {"d": row["d"], "g": row["g"]})
         if dist.is_main and (done % tcfg.sample_every == 0 or done == tcfg.iters):
             save_png_atomic(out / "samples" / f"step_{done:06d}.png", sample_grid(G_ema, sample_z))
+            # the raw generator too: early on it shows what the EMA average still hides
+            save_png_atomic(out / "samples_raw" / f"step_{done:06d}.png", sample_grid(G, sample_z))
         if done % tcfg.snapshot_every == 0 or done == tcfg.iters or (stop_after is not None and done >= stop_after):
             if dist.is_main:
                 save_snapshot(done)

@@ -1,7 +1,8 @@
 """``avatartool build``: every step of the method, from an engine to a verified bundle and a report, as
 named stages in one run directory (see ``runner.py`` for skipping and resuming).
 
-    render → real_generator → avatar_generator → pairs → train → heldout → export → baseline → evaluate → report
+    render → real_generator → avatar_generator → pairs → train → heldout → pair_measures → export → baseline
+           → evaluate → report
 
 Under torchrun (``avatartool build --nproc-per-node N`` starts it) the GAN trainings, pairs, the estimator
 and the baseline run on every rank (data parallel), each rank renders its slice of the vectors; the other
@@ -19,8 +20,8 @@ from .. import distributed
 from ..atomic_io import atomic_write_text
 from .config import BuildConfig, config_json
 from .runner import BuildUI, RunLock, Stage, StageResult, run_stages
-from .stages import (avatar_generator, baseline, evaluate, export, heldout, pairs, real_generator, render, report,
-                     train)
+from .stages import (avatar_generator, baseline, evaluate, export, heldout, pair_measures, pairs, real_generator,
+                     render, report, train)
 
 _ENGINE_CODE = ("toolchain/engines", "toolchain/schema.py", "toolchain/render")
 _GAN_CODE = ("toolchain/generators", "toolchain/distributed.py")
@@ -40,6 +41,10 @@ STAGES: tuple[Stage, ...] = (
           distributed=True),
     Stage("heldout", "the held-out evaluation set", heldout.run, reads=("eval", "render"),
           code=_ENGINE_CODE + ("toolchain/proxy",)),
+    Stage("pair_measures", "what the pairs carry: face-likeness, label consistency", pair_measures.run,
+          reads=("real", "render", "eval", "train"), after=("real_generator", "avatar_generator", "pairs", "train", "heldout"),
+          code=("toolchain/evaluation", "toolchain/proxy", "toolchain/estimator", "sdk_python/face_finder.py",
+                "sdk_python/face_check.py", "sdk_python/face_presence.py", "sdk_python/detector.py")),
     Stage("export", "ONNX / TFLite / CoreML, parity, bundle, latency", export.run, reads=("export",),
           after=("train", "pairs", "heldout"), code=("converters", "sdk_python/bundle.py")),
     Stage("baseline", "the paper's Baseline: the estimator trained on renders", baseline.run,
@@ -48,8 +53,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("evaluate", "accuracy and render distance on the held-out set", evaluate.run, reads=("eval",),
           after=("train", "heldout", "baseline"), code=("toolchain/evaluation", "toolchain/estimator")),
     Stage("report", "report.md and report.html", report.run, reads=(),
-          after=("render", "real_generator", "avatar_generator", "pairs", "train", "heldout", "export", "baseline",
-                 "evaluate"), code=("toolchain/pipeline/report.py",)),
+          after=("render", "real_generator", "avatar_generator", "pairs", "train", "heldout", "pair_measures", "export",
+                 "baseline", "evaluate"), code=("toolchain/pipeline/report.py",)),
 )
 
 STAGE_NAMES = tuple(s.name for s in STAGES)

@@ -201,6 +201,55 @@ def headline(models: dict[str, Any]) -> str | None:
     return text + "."
 
 
+def _share(d: dict[str, Any]) -> str:
+    return f"{d['found']}/{d['n']} ({100 * d['rate']:.1f} %)"
+
+
+def pair_measures_section(doc: Doc, m: dict[str, Any], real_generator: dict[str, Any]) -> None:
+    """What the pairs carry: face-likeness and label consistency, and the generators' samples over steps."""
+    doc.heading("What the pairs carry", 3)
+    cache = real_generator.get("cache") or {}
+    if cache.get("reused"):
+        doc.para(f"G_real was reused from the machine-wide cache ({cache.get('path')}, trained by "
+                 f"{cache.get('trained_by')} on {cache.get('created')}); --force real_generator retrains it.")
+    elif cache.get("path"):
+        doc.para(f"G_real was trained in this build and stored in the machine-wide cache ({cache.get('path')}).")
+    elif cache:
+        doc.para("G_real was trained in this build; the machine-wide cache is off (SWIFTAVATAR_GAN_CACHE=off).")
+    if not m:
+        doc.para("(not measured in this run)", "muted")
+        return
+    fl = m.get("face_likeness")
+    if fl:
+        doc.para(f"Face-likeness: the share of images in which the SDK's face finder (detector + human-face checks) "
+                 f"finds a face, each image upscaled from {fl['size']} px to {fl['upscaled_to']} px. Ceiling: "
+                 f"{fl['ceiling_photos']}, at G_real's size; floor: smoothed noise of that size.")
+        ratio = lambda r: "—" if r is None else f"{100 * r:.0f} % of the ceiling"  # noqa: E731
+        doc.table(["images", "with a face", "vs ceiling"],
+                  [["G_real samples", _share(fl["g_real"]), ratio(fl.get("g_real_vs_ceiling"))],
+                   ["pairs' realistic faces", _share(fl["pairs"]), ratio(fl.get("pairs_vs_ceiling"))],
+                   ["ceiling: held-out photos", _share(fl["ceiling"]), ""],
+                   ["floor: noise", _share(fl["floor"]), ""]])
+    lc = m.get("label_consistency")
+    if lc:
+        doc.para(f"Label consistency: an oracle estimator trained on {m['oracle']['n']} labelled proxy photos reads "
+                 f"{lc['n_pairs']} pairs' realistic faces; its agreement with each pair's vector, beside its accuracy "
+                 f"on the {lc['n_heldout']} held-out photos (the ceiling) and the majority option's share (what a "
+                 "reader of blurs would score)"
+                 + (f". Mean: {lc['pairs']['mean_accuracy']:.3f} vs {lc['heldout']['mean_accuracy']:.3f} "
+                    f"({100 * lc['ratio']:.0f} % of the ceiling)." if lc.get("ratio") is not None else "."))
+        rows = [[p, _fmt(a), _fmt(lc["heldout"]["accuracy"][p]), _fmt(lc["majority_rate"][p])]
+                for p, a in lc["pairs"]["accuracy"].items()]
+        rows += [[f"{p} (MAE / range)", _fmt(e, 4), _fmt(lc["heldout"]["normalised_mae"][p], 4), "—"]
+                 for p, e in lc["pairs"]["normalised_mae"].items()]
+        doc.table(["parameter", "pairs: agreement", "held-out photos: accuracy", "majority option"], rows)
+    elif m.get("label_consistency_note"):
+        doc.para(f"Label consistency: {m['label_consistency_note']}.")
+    for key, caption in (("g_real_steps", "G_real samples over training steps (one row per checkpoint, the same latents)"),
+                         ("g_avatar_steps", "G_avatar samples over finetuning steps (one row per checkpoint)")):
+        doc.figure(Path(m[key]) if m.get(key) else None, caption)
+
+
 def write_report(run_dir: Path, cfg_json: dict[str, Any], records: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Write ``report.md`` and ``report.html`` in ``run_dir``; returns what they link."""
     run_dir = Path(run_dir)
@@ -253,6 +302,7 @@ def write_report(run_dir: Path, cfg_json: dict[str, Any], records: dict[str, dic
         doc.para(f"{p.get('samples')} samples from {p.get('kept_sources')} sources; {qf}; perceptual loss: "
                  f"{'LPIPS' if p.get('lpips', {}).get('used') else p.get('lpips', {}).get('fallback')}.")
     doc.figure(run_dir / "pairs" / "pairs_grid.png", "render | reconstruction in G_avatar | realistic face G_real(w*) | augmented")
+    pair_measures_section(doc, out("pair_measures"), rg)
 
     doc.heading("Training")
     curves = training_curves(run_dir, run_dir / "training_curves.png")

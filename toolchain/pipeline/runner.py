@@ -66,6 +66,7 @@ class StageContext:
     upstream: dict[str, dict[str, Any]]
     ui: BuildUI
     warnings: list[str] = field(default_factory=list)
+    forced: bool = False                 # named in --force: machine-wide caches are not consulted
 
     def progress(self, done: float, total: float | None = None, detail: str = "") -> None:
         self.ui.stage_progress(done, total, detail)
@@ -251,7 +252,8 @@ def run_stages(stages: Sequence[Stage], cfg: BuildConfig, run_dir: str | Path, u
         if main:
             _write_record(stage_dir, running)
         ui.stage_started(i + 1, len(active), stage.name, stage.title, (estimates or {}).get(stage.name))
-        ctx = StageContext(name=stage.name, dir=stage_dir, run_dir=run_dir, cfg=cfg, upstream=outputs, ui=ui)
+        ctx = StageContext(name=stage.name, dir=stage_dir, run_dir=run_dir, cfg=cfg, upstream=outputs, ui=ui,
+                           forced=stage.name in force)
         t0 = time.perf_counter()
 
         def run_stage() -> dict[str, Any]:

@@ -1,18 +1,21 @@
 """Stage 2: the realistic generator G_real — a file the user gives, trained on the user's face photos with
 part masks (our image+mask layout or CelebAMask-HQ's), or, offline by default, trained here on the
 unlabelled photo proxy. G_real only needs realistic faces, not the engine's attributes, so the default
-is the same for every engine."""
+is the same for every engine, and a trained G_real is kept in a machine-wide cache (``generators/cache.py``)
+that every later build with the same photos, configs and generator code reuses (``--force real_generator``
+retrains)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
 from ... import distributed
+from ...generators import cache
 from ...generators.config import generator_preset
 from ...generators.io import load_generator
 from ...generators.train_real import train_preset, train_real
 from ...proxy.eval_set import write_proxy_set
-from ..fingerprint import file_digest
+from ..fingerprint import code_version, file_digest
 from ..runner import StageContext
 from .progress import gan_progress
 
@@ -43,7 +46,36 @@ def run(ctx: StageContext) -> dict[str, Any]:
         source = "unlabelled photo proxy"
     gcfg = generator_preset(c.generator_config)
     tcfg = train_preset(c.train_preset, iters=c.iters, batch_size=c.batch_size)
-    train_real(photos, ctx.dir / "gan", gcfg, tcfg, device=ctx.cfg.device, progress=gan_progress(ctx))
+    key, basis = cache.cache_key(photos, gcfg, tcfg.to_json(), code_version(G_REAL_CODE))
+    reuse = _from_cache(ctx, key)
+    if reuse is None:
+        train_real(photos, ctx.dir / "gan", gcfg, tcfg, device=ctx.cfg.device, progress=gan_progress(ctx))
+        if distributed.info().is_main:
+            stored = cache.store(key, basis, ctx.dir / "gan", source=str(ctx.run_dir))
+            reuse = {"reused": False, "key": key, "path": str(stored) if stored else None}
     gen = ctx.dir / "gan" / "generator.safetensors"
     return {"generator": str(gen.resolve()), "source": source, "photos": str(photos.resolve()), "iters": tcfg.iters,
-            "size": gcfg.size, "files": ["gan/generator.safetensors", "gan/stats.jsonl"]}
+            "size": gcfg.size, "cache": reuse, "files": ["gan/generator.safetensors", "gan/stats.jsonl"]}
+
+
+# the source G_real's weights depend on (not G_avatar's finetuning, not the cache itself)
+G_REAL_CODE = tuple(f"toolchain/generators/{m}.py" for m in (
+    "config", "generator", "layers", "local_generator", "render_net", "discriminator", "losses", "diffaugment",
+    "train_real", "mask_folder", "io")) + ("toolchain/distributed.py",)
+
+
+def _from_cache(ctx: StageContext, key: str) -> dict[str, Any] | None:
+    """Copy a cached G_real into this run (and say so); None: train it (no entry, a damaged one, or forced)."""
+    if ctx.forced:
+        return None
+    hit, damaged = cache.lookup(key)
+    if damaged:
+        ctx.warn(damaged)
+    if hit is None:
+        return None
+    if distributed.info().is_main:
+        cache.restore(hit, ctx.dir / "gan")
+    distributed.barrier()
+    ctx.progress(1, 1, f"reused cached G_real {hit.path}")
+    return {"reused": True, "key": key, "path": str(hit.path), "trained_by": hit.entry.get("source"),
+            "created": hit.entry.get("created")}

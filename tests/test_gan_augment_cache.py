@@ -1,0 +1,158 @@
+"""GANs on small data: differentiable augmentation of D's inputs, the EMA ramp-up, and the machine-wide
+G_real cache (keyed by photos, configs and code; damaged entries refused and retrained)."""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from toolchain.generators import cache
+from toolchain.generators.config import generator_preset
+from toolchain.generators.diffaugment import diff_augment, parse_policy
+from toolchain.generators.generator import SemanticGenerator
+from toolchain.generators.io import save_weights
+from toolchain.generators.train_real import ema_beta_at, train_preset
+from toolchain.pipeline.build import build
+from toolchain.pipeline.runner import read_record
+
+from .test_build import Recorder, tiny_config
+from .test_generators import _mask_folder
+
+
+def _one_hot(parts: torch.Tensor, n: int) -> torch.Tensor:
+    return torch.nn.functional.one_hot(parts, n).permute(0, 3, 1, 2).float() * 2 - 1
+
+
+def test_translation_and_cutout_move_image_and_mask_together():
+    torch.manual_seed(0)
+    parts = torch.randint(0, 4, (6, 16, 16))
+    img = torch.rand(6, 3, 16, 16) * 2 - 1
+    # the image carries its own mask in the first channel, so any geometric op must keep them aligned
+    img[:, 0] = parts.float() / 3
+    seg = _one_hot(parts, 4)
+    out_img, out_seg = diff_augment(img, seg, parse_policy("translation,cutout"))
+    assert not torch.equal(out_img, img)
+    labels = out_seg.argmax(1).float() / 3
+    covered = out_seg.abs().sum(1) > 0              # cut-out pixels are zero in both
+    moved_in = out_seg[:, 0] == 1                   # shifted-in border: background in the mask, zero in the image
+    inside = covered & ~moved_in
+    assert inside.any() and torch.allclose(out_img[:, 0][inside], labels[inside])
+    assert torch.all(out_img[:, 0][~covered] == 0)
+
+
+def test_colour_changes_the_image_only_and_gradients_flow():
+    torch.manual_seed(1)
+    img = (torch.rand(4, 3, 8, 8) * 2 - 1).requires_grad_(True)
+    seg = _one_hot(torch.randint(0, 3, (4, 8, 8)), 3)
+    out_img, out_seg = diff_augment(img, seg, parse_policy("color"))
+    assert torch.equal(out_seg, seg) and not torch.allclose(out_img, img)
+    out_img.sum().backward()
+    assert img.grad is not None and img.grad.abs().sum() > 0
+
+
+def test_empty_policy_is_identity_and_unknown_ops_are_refused():
+    img, seg = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    a, b = diff_augment(img, seg, parse_policy(""))
+    assert a is img and b is seg
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        parse_policy("color,flip")
+
+
+def test_ema_ramp_up_keeps_early_averages_close_to_the_trained_weights():
+    t = train_preset("tiny", ema_half_life_img=2000.0, ema_rampup=0.05, batch_size=8)
+    early, late = ema_beta_at(t, 8 * 10), ema_beta_at(t, 8 * 100_000)
+    assert early < 0.5 < late       # after 10 steps half-life 4 images (beta 0.25); later the full 2,000
+    assert late == pytest.approx(0.5 ** (8 / 2000))
+    assert ema_beta_at(replace(t, ema_rampup=None), 80) == late
+
+
+# ----- the cache ---------------------------------------------------------------------------------
+TINY = generator_preset("tiny")
+
+
+def test_cache_key_follows_photos_configs_and_code(tmp_path):
+    photos = _mask_folder(tmp_path / "photos")
+    train = train_preset("tiny").to_json()
+    key, basis = cache.cache_key(photos, TINY, train, {"toolchain/generators": "abc"})
+    assert cache.cache_key(photos, TINY, {**train, "log_every": 1}, {"toolchain/generators": "abc"})[0] == key
+    assert cache.cache_key(photos, TINY, {**train, "iters": 7}, {"toolchain/generators": "abc"})[0] != key
+    assert cache.cache_key(photos, replace(TINY, local_channel=16), train, {"toolchain/generators": "abc"})[0] != key
+    assert cache.cache_key(photos, TINY, train, {"toolchain/generators": "abd"})[0] != key
+    img = photos / "images" / "000000.png"
+    data = bytearray(img.read_bytes())
+    data[-20] ^= 1
+    img.write_bytes(bytes(data))
+    assert cache.cache_key(photos, TINY, train, {"toolchain/generators": "abc"})[0] != key
+
+
+def _trained_dir(path: Path) -> Path:
+    path.mkdir(parents=True)
+    torch.manual_seed(0)
+    save_weights(path / "generator.safetensors", SemanticGenerator(TINY), TINY)
+    (path / "stats.jsonl").write_text('{"step": 1}\n')
+    return path
+
+
+def test_store_then_lookup_and_damaged_weights_are_refused(tmp_path):
+    root = tmp_path / "cache"
+    stored = cache.store("k1", {"x": 1}, _trained_dir(tmp_path / "gan"), source="test", root=root)
+    hit, why = cache.lookup("k1", root)
+    assert why is None and hit.path == stored and hit.entry["source"] == "test"
+    assert cache.lookup("other", root) == (None, None)
+    weights = stored / "generator.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    hit, why = cache.lookup("k1", root)
+    assert hit is None and "damaged" in why and not stored.exists()   # moved aside: the next build retrains
+
+
+def _real_generator_build(engine: str, run: Path, **kw):
+    ui = Recorder()
+    build(tiny_config(engine), run, ui=ui, stop_before="avatar_generator", **kw)
+    return read_record(run / "real_generator")["outputs"], ui
+
+
+def test_a_second_engine_reuses_the_cached_g_real_and_force_retrains(tmp_path, monkeypatch):
+    monkeypatch.setenv("SWIFTAVATAR_GAN_CACHE", str(tmp_path / "cache"))
+    first, _ = _real_generator_build("alter", tmp_path / "alter")
+    assert first["cache"]["reused"] is False and Path(first["cache"]["path"]).is_dir()
+    second, _ = _real_generator_build("morph", tmp_path / "morph")
+    assert second["cache"]["reused"] is True and second["cache"]["path"] == first["cache"]["path"]
+    assert second["cache"]["trained_by"] == str((tmp_path / "alter").resolve())
+    a = (tmp_path / "alter" / "real_generator" / "gan" / "generator.safetensors").read_bytes()
+    b = (tmp_path / "morph" / "real_generator" / "gan" / "generator.safetensors").read_bytes()
+    assert a == b and (tmp_path / "morph" / "real_generator" / "gan" / "samples").is_dir()
+    forced, _ = _real_generator_build("morph", tmp_path / "morph", force=["real_generator"])
+    assert forced["cache"]["reused"] is False
+
+
+def test_a_copied_cache_entry_with_damaged_weights_is_refused_and_retrained(tmp_path, monkeypatch):
+    monkeypatch.setenv("SWIFTAVATAR_GAN_CACHE", str(tmp_path / "cache"))
+    first, _ = _real_generator_build("alter", tmp_path / "a")
+    entry = Path(first["cache"]["path"])
+    # a cache copied from another machine, with its weights damaged on the way
+    shutil.copytree(entry, tmp_path / "copy")
+    shutil.rmtree(entry)
+    shutil.copytree(tmp_path / "copy", entry)
+    weights = entry / "generator.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-64])
+    again, ui = _real_generator_build("alter", tmp_path / "b")
+    assert again["cache"]["reused"] is False
+    assert any("damaged" in w for w in ui.warnings)
+    assert json.loads((entry / "entry.json").read_text())["source"] == str((tmp_path / "b").resolve())
+
+
+def test_a_changed_proxy_misses_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SWIFTAVATAR_GAN_CACHE", str(tmp_path / "cache"))
+    first, _ = _real_generator_build("alter", tmp_path / "a")
+    ui = Recorder()
+    build(tiny_config("alter", **{"real.proxy_seed": 1}), tmp_path / "b", ui=ui, stop_before="avatar_generator")
+    other = read_record(tmp_path / "b" / "real_generator")["outputs"]
+    assert other["cache"]["reused"] is False and other["cache"]["key"] != first["cache"]["key"]
+    assert len([p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]) == 2

@@ -1,0 +1,92 @@
+"""What the pairs carry, measured apart from the estimator: face-likeness of G_real's samples and of the
+pairs' faces (between noise and held-out photos), label consistency (an oracle trained on labelled proxy
+photos reads the pairs' faces), and the generators' sample grids over training steps."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from sdk_python.errors import AvatarSDKError
+
+from ...atomic_io import atomic_write_json, save_png_atomic
+from ...estimator.train import matched_budget, train
+from ...evaluation.evaluate import load_labelled_set
+from ...evaluation.face_likeness import folder_images
+from ...evaluation.pair_measures import face_likeness, label_consistency, steps_strip
+from ...proxy.eval_set import write_proxy_set
+from ...proxy.oracle import ORACLE_SEED_OFFSET, oracle_dataset
+from ..runner import StageContext
+from .progress import train_progress
+from .train import train_config
+
+CEILING_SEED_OFFSET = 104_729    # held-out proxy photos: never the seed G_real's photos were drawn with
+N_CEILING = 200
+
+
+def _ceiling_photos(ctx: StageContext) -> tuple[list, str]:
+    c = ctx.cfg.real
+    if c.generator or c.images:
+        held = load_labelled_set(ctx.output("heldout")["set"])
+        from PIL import Image
+        import numpy as np
+        photos = [np.asarray(Image.open(p).convert("RGB")) for p, _ in held.items[:N_CEILING]]
+        return photos, "the held-out set's photos (G_real's own training photos are not at hand)"
+    d = ctx.dir / "ceiling_photos"
+    write_proxy_set(c.proxy_engine, d, n=N_CEILING, seed=c.proxy_seed + CEILING_SEED_OFFSET, size=c.proxy_size,
+                    role="unlabelled")
+    return folder_images(d), f"{N_CEILING} held-out photo-proxy faces ({c.proxy_engine} painter, a seed G_real never saw)"
+
+
+def _face_models(fetch: bool) -> Callable[[str], Path]:
+    """The face finder's models (short-range detector, face mesh): cached, else fetched from the pinned
+    mediapipe wheel as the export stage does (unless ``export.fetch_detector`` is off)."""
+    from sdk_python.detector_models import fetch_model, find_model, resolve_model
+    paths = {k: find_model(k) or (fetch_model(k) if fetch else resolve_model(k)) for k in ("short", "mesh")}
+    return paths.__getitem__
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    real, pairs, heldout = ctx.output("real_generator"), ctx.output("pairs"), ctx.output("heldout")
+    size = int(real["size"])
+    out: dict[str, Any] = {"files": ["measures.json"]}
+    ctx.progress(0, 3, "face-likeness")
+    try:
+        model_for = _face_models(ctx.cfg.export.fetch_detector)
+    except AvatarSDKError as exc:
+        ctx.warn(f"face-likeness not measured: {exc}")
+        out["face_likeness"] = None
+    else:
+        photos, ceiling_note = _ceiling_photos(ctx)
+        out["face_likeness"] = {**face_likeness(real["generator"], pairs["dataset"], photos, size, model_for=model_for),
+                                "ceiling_photos": ceiling_note}
+
+    if heldout.get("kind") == "photo-proxy":
+        ctx.progress(1, 3, "oracle: labelled proxy photos")
+        cfg = ctx.cfg
+        n = oracle_dataset(cfg.engine, ctx.dir / "oracle", n=cfg.render.n, seed=cfg.eval.seed + ORACLE_SEED_OFFSET,
+                           size=cfg.render.size)
+        method = train_config(ctx)
+        tc = matched_budget(method, n, ctx.output("train")["n_samples"] * method.epochs)
+        summary = train([ctx.dir / "oracle" / "dataset"], ctx.dir / "oracle" / "train", tc,
+                        backbone_weights=cfg.train.backbone_weights, device=cfg.device,
+                        progress=train_progress(ctx, "oracle"))
+        model = ctx.dir / "oracle" / "train" / "estimator.pt"
+        ctx.progress(2, 3, "label consistency")
+        out["label_consistency"] = label_consistency(model, pairs["dataset"], heldout["set"])
+        out["oracle"] = {"model": str(model.resolve()), "dataset": str((ctx.dir / "oracle" / "dataset").resolve()),
+                         "n": n, "epochs": summary["epochs_done"]}
+        out["files"].append("oracle/train/estimator.pt")
+    else:
+        out["label_consistency"] = None
+        out["label_consistency_note"] = ("no labelled photo proxy for this engine (the face painter draws only the "
+                                         "built-in engines): face-likeness only")
+
+    for name, samples in (("g_real_steps.png", Path(real["generator"]).parent / "samples"),
+                          ("g_avatar_steps.png", Path(ctx.output("avatar_generator")["generator"]).parent / "samples")):
+        strip = steps_strip(samples, size)
+        if strip is not None:
+            save_png_atomic(ctx.dir / name, strip)
+            out[name.split(".")[0]] = str((ctx.dir / name).resolve())
+    atomic_write_json(ctx.dir / "measures.json", out)
+    ctx.progress(3, 3, "done")
+    return out
