@@ -27,7 +27,7 @@ from benchmarks._report import RESULTS, load_note, write_report  # noqa: E402
 
 STANDALONE = {"ablation": "ablation", "detection": "detection", "quality": "quality",
               "render-overhead": "render_overhead", "sdk-load": "sdk_load", "sdk-stability": "sdk_stability"}
-TABLES = ("render", "gan", "inversion", "pairs", "export_latency", "sdk_latency", "accuracy")
+TABLES = ("render", "gan", "inversion", "pairs", "pair_measures", "export_latency", "sdk_latency", "accuracy")
 
 
 def commit() -> str:

@@ -145,14 +145,20 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
     datasets["sa"] = (pairs, n_sa)
     nc_pairs = read_record(nc_run / "pairs")["outputs"]["dataset"]
     datasets["no_colour"] = (nc_pairs, len(PairedDataset.open(nc_pairs)))
-    datasets["oracle"] = (abl / "oracle" / "dataset",
-                          oracle_dataset(cfg.engine, abl / "oracle", n=cfg.render.n,
-                                         seed=cfg.eval.seed + ORACLE_SEED_OFFSET, size=cfg.render.size))
+    measured = out("pair_measures")
+    if measured.get("oracle"):   # the build trained it for its label-consistency measure, on the same budget
+        datasets["oracle"] = (measured["oracle"]["dataset"], measured["oracle"]["n"])
+    else:
+        datasets["oracle"] = (abl / "oracle" / "dataset",
+                              oracle_dataset(cfg.engine, abl / "oracle", n=cfg.render.n,
+                                             seed=cfg.eval.seed + ORACLE_SEED_OFFSET, size=cfg.render.size))
 
     heldout = out("heldout")["set"]
     reuse = {"sa": sa_train}
     if cfg.baseline.enabled and not cfg.baseline.epochs:
         reuse["baseline"] = out("baseline")   # the build's Baseline: these renders, this matched budget
+    if measured.get("oracle"):
+        reuse["oracle"] = measured["oracle"]
     rows: dict[str, dict[str, Any]] = {}
     for name in ROWS:
         data, n = datasets[name]

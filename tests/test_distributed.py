@@ -226,14 +226,14 @@ def _gan_worker(data, out, tcfg):
 
 def test_gan_finetune_ddp_step_equals_one_process(tmp_path):
     """G_avatar finetuning, one step on a global batch of 8 with every term on (D loss, R1 on image and
-    mask, G loss, mask loss, colour loss, style mixing, path length, EMA): 2 ranks vs 1 process."""
+    mask, G loss, mask loss, colour loss, style mixing, path length, DiffAugment, EMA): 2 ranks vs 1 process."""
     import json
     from toolchain.generators.io import load_discriminator, load_generator
     from toolchain.generators.train_real import train_preset
     from .test_generators import _mask_folder
     data = _mask_folder(tmp_path / "data", n=8)
-    tcfg = train_preset("tiny", iters=1, batch_size=8, d_reg_every=1, g_reg_every=1, mixing=1.0, snapshot_every=1,
-                        sample_every=1, log_every=1, n_samples=4)
+    tcfg = train_preset("tiny", iters=1, batch_size=8, d_reg_every=1, g_reg_every=1, mixing=1.0, path_weight=0.5,
+                        augment="color,translation,cutout", snapshot_every=1, sample_every=1, log_every=1, n_samples=4)
     _gan_worker(data, tmp_path / "one", tcfg)
     run_ranks(_gan_worker, 2, data, tmp_path / "two", tcfg)
     # the forward values of the step (logged as the mean over ranks) equal the one-process values

@@ -241,7 +241,8 @@ def _mask_folder(root, n=6, size=16):
     return root
 
 
-FAST = dict(iters=4, batch_size=2, d_reg_every=2, g_reg_every=2, snapshot_every=2, sample_every=2, log_every=1, n_samples=4)
+FAST = dict(iters=4, batch_size=2, d_reg_every=2, g_reg_every=2, path_weight=0.5, mixing=0.3, augment="color,translation,cutout",
+            snapshot_every=2, sample_every=2, log_every=1, n_samples=4)
 
 
 def test_resume_equals_uninterrupted(tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import tempfile
 import time
 from pathlib import Path
@@ -14,6 +15,22 @@ from toolchain.generators.mask_folder import load_mask_folder
 from toolchain.generators.train_real import run_gan, train_preset
 
 from .common import BuildRun, Table
+
+
+# The tiny recipe before the small-data changes (2026-12-02): the official regularisers at full strength,
+# no augmentation; timed beside the build's recipe so the speed-up is measured in one run.
+BEFORE = dict(path_weight=0.5, mixing=0.3, r1_img=10.0, r1_seg=100.0, augment="", ema_rampup=None)
+
+
+def _time(gcfg, tcfg, images, masks, device) -> tuple[list[float], float, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        run_gan(tmp, tmp, gcfg, tcfg, images=images, masks=masks, device=device)
+        wall = time.perf_counter() - t0
+        stats = [json.loads(line) for line in (Path(tmp) / "stats.jsonl").read_text().splitlines()]
+    sec = [1 / s["it_per_s"] for s in stats]
+    steady = [s for k, s in enumerate(sec) if k > 0]    # step 0 carries allocation and kernel selection
+    return sec, 1 / float(np.mean(steady)) if steady else 1 / sec[0], wall
 
 
 def run(build: BuildRun, quick: bool) -> Table:
@@ -31,18 +48,18 @@ def run(build: BuildRun, quick: bool) -> Table:
         images = rng.integers(0, 255, (16, gcfg.size, gcfg.size, 3), dtype=np.uint8)
         masks = rng.integers(0, gcfg.n_parts, (16, gcfg.size, gcfg.size)).astype(np.int64)
         source = "random images (the build's G_real came from a file)"
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        run_gan(tmp, tmp, gcfg, tcfg, images=images, masks=masks, device=build.cfg.device)
-        wall = time.perf_counter() - t0
-        stats = [json.loads(line) for line in (Path(tmp) / "stats.jsonl").read_text().splitlines()]
-    sec = [1 / s["it_per_s"] for s in stats]
-    steady = [s for k, s in enumerate(sec) if k > 0]    # step 0 carries allocation and kernel selection
-    it_s = 1 / float(np.mean(steady)) if steady else 1 / sec[0]
-    data = {"config": c.generator_config, "size": gcfg.size, "batch": tcfg.batch_size, "steps": steps,
-            "threads": torch.get_num_threads(), "step_seconds": sec, "it_per_s": it_s, "wall_s": wall, "data": source}
-    rows = [[c.generator_config, gcfg.size, gcfg.n_parts, tcfg.batch_size, steps, f"{it_s:.3f}",
-             f"{it_s * tcfg.batch_size:.1f}", f"{sec[0]:.2f}"]]
-    return Table("gan", data, ["config", "px", "parts", "batch", "steps", "it/s (after step 0)", "img/s", "step 0 s"],
-                 rows, notes=f"Full training steps (D, G + mask loss, lazy R1 every 16, path length every 4, EMA) on {source}; "
-                             f"{torch.get_num_threads()} torch threads.")
+    rows, data = [], {"config": c.generator_config, "size": gcfg.size, "steps": steps,
+                      "threads": torch.get_num_threads(), "data": source, "recipes": {}}
+    for label, t in (("before (official regularisers, no augmentation)", replace(tcfg, **BEFORE)),
+                     (f"build's recipe ({c.train_preset})", tcfg)):
+        sec, it_s, wall = _time(gcfg, t, images, masks, build.cfg.device)
+        data["recipes"][label] = {"train": t.to_json(), "step_seconds": sec, "it_per_s": it_s, "wall_s": wall}
+        rows.append([label, c.generator_config, gcfg.size, gcfg.n_parts, t.batch_size, steps, f"{it_s:.3f}",
+                     f"{it_s * t.batch_size:.1f}", f"{sec[0]:.2f}"])
+    after = data["recipes"][rows[-1][0]]
+    data.update(batch=tcfg.batch_size, it_per_s=after["it_per_s"], step_seconds=after["step_seconds"])
+    return Table("gan", data, ["recipe", "config", "px", "parts", "batch", "steps", "it/s (after step 0)", "img/s",
+                               "step 0 s"], rows,
+                 notes=f"Full training steps on {source}; {torch.get_num_threads()} torch threads, one recipe after the "
+                       f"other in one run. Before: path length every 4 steps, style mixing 0.3, R1 10 (image) / 100 "
+                       f"(mask) every 16. Build's recipe: {tcfg.to_json()}.")

@@ -138,6 +138,9 @@ class GeneratorConfig:
 
 
 # Tiny: 6 parts merged from the engines' 10 labels; 32 px out of a 16x16 coordinate grid. Trains on 2 CPU cores.
+# Its Fourier features stop at frequency 4 (3 octaves, not log2(32) = 5): on the 16-point grid the higher ones
+# alias into stripes and speckle that 600 steps never cleared, while with 3 the first hundreds of steps give
+# smooth head silhouettes (compared at steps 250 and 600 on the smoke photos, 2026-12-03).
 ENGINE_PART_SOURCES = {
     "background": ("background",),
     "skin": ("skin", "nose"),
@@ -160,7 +163,7 @@ PRESETS: dict[str, GeneratorConfig] = {
     "tiny": GeneratorConfig(size=32, style_dim=64, n_mlp=2, parts=tuple(ENGINE_PART_SOURCES), transparent=("glasses",),
                             part_sources=ENGINE_PART_SOURCES, mask_labels=ENGINE_LABELS, local_layers=5, base_layers=2,
                             depth_layers=4, local_channel=32, coarse_channel=32, coarse_size=16, min_feat_size=8,
-                            channel_base=1024, channel_max=64),
+                            channel_base=1024, channel_max=64, fourier_freqs=3),
 }
 
 

@@ -14,6 +14,19 @@ from __future__ import annotations
 
 import torch
 
+from .layers import batch_noise
+
+
+def _uniform(b: int, *tail: int, device) -> torch.Tensor:
+    """U[0, 1) per sample; under data parallelism this rank's rows of the global batch's draw (layers.noise_rows),
+    so a rank augments its share exactly as one process augments the whole batch."""
+    return batch_noise(b, tail, device, torch.float32, draw=torch.rand)
+
+
+def _integers(b: int, low: int, high: int, device) -> torch.Tensor:
+    """Integers in [low, high) per sample, from :func:`_uniform`."""
+    return (low + (_uniform(b, device=device) * (high - low)).floor().clamp(max=high - low - 1)).long()
+
 OPS = ("color", "translation", "cutout")
 
 
@@ -27,7 +40,7 @@ def parse_policy(policy: str) -> tuple[str, ...]:
 
 def _color(img: torch.Tensor) -> torch.Tensor:
     b = img.shape[0]
-    r = lambda: torch.rand(b, 1, 1, 1, device=img.device, dtype=img.dtype)  # noqa: E731
+    r = lambda: _uniform(b, 1, 1, 1, device=img.device).to(img.dtype)  # noqa: E731
     img = img + (r() - 0.5)                                        # brightness
     mean = img.mean(1, keepdim=True)
     img = (img - mean) * (r() * 2) + mean                          # saturation
@@ -50,8 +63,8 @@ def _translate(x: torch.Tensor, ty: torch.Tensor, tx: torch.Tensor, fill: torch.
 def _cutout_keep(b: int, h: int, w: int, device, ratio: float = 0.5) -> torch.Tensor:
     """[B, 1, H, W] 1 outside one random square of ``ratio`` x the side per sample, 0 inside."""
     ch, cw = max(1, int(h * ratio + 0.5)), max(1, int(w * ratio + 0.5))
-    cy = torch.randint(0, h + (1 - ch % 2), (b, 1, 1), device=device)
-    cx = torch.randint(0, w + (1 - cw % 2), (b, 1, 1), device=device)
+    cy = _integers(b, 0, h + (1 - ch % 2), device).view(b, 1, 1)
+    cx = _integers(b, 0, w + (1 - cw % 2), device).view(b, 1, 1)
     ys = torch.arange(h, device=device).view(1, h, 1)
     xs = torch.arange(w, device=device).view(1, 1, w)
     inside = (ys >= cy - ch // 2) & (ys < cy - ch // 2 + ch) & (xs >= cx - cw // 2) & (xs < cx - cw // 2 + cw)
@@ -60,7 +73,8 @@ def _cutout_keep(b: int, h: int, w: int, device, ratio: float = 0.5) -> torch.Te
 
 def diff_augment(img: torch.Tensor, seg: torch.Tensor | None, ops: tuple[str, ...],
                  translation_ratio: float = 0.125) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Apply ``ops`` with fresh random parameters per sample (from torch's global generator).
+    """Apply ``ops`` with fresh random parameters per sample (from torch's global generator; under data
+    parallelism inside ``layers.noise_rows``, the global batch's draws).
 
     Args:
         img: ``[B, 3, H, W]`` in [-1, 1].
@@ -75,8 +89,8 @@ def diff_augment(img: torch.Tensor, seg: torch.Tensor | None, ops: tuple[str, ..
     if "translation" in ops:
         b, _, h, w = img.shape
         sy, sx = int(h * translation_ratio + 0.5), int(w * translation_ratio + 0.5)
-        ty = torch.randint(-sy, sy + 1, (b,), device=img.device)
-        tx = torch.randint(-sx, sx + 1, (b,), device=img.device)
+        ty = _integers(b, -sy, sy + 1, img.device)
+        tx = _integers(b, -sx, sx + 1, img.device)
         img = _translate(img, ty, tx, None)
         if seg is not None:
             # what moves in from outside is background, as in a wider photo

@@ -34,13 +34,14 @@ def noise_rows(global_batch: int, rows: torch.Tensor | None) -> Iterator[None]:
         _NOISE_ROWS.reset(token)
 
 
-def batch_noise(batch: int, tail: tuple[int, ...], device, dtype) -> torch.Tensor:
-    """``randn(batch, *tail)``, or this rank's rows of the global batch's draw (see :func:`noise_rows`)."""
+def batch_noise(batch: int, tail: tuple[int, ...], device, dtype, draw=torch.randn) -> torch.Tensor:
+    """``randn(batch, *tail)`` (or ``draw``, e.g. ``torch.rand``), or this rank's rows of the global batch's
+    draw (see :func:`noise_rows`)."""
     ctx = _NOISE_ROWS.get()
     if ctx is None or len(ctx[1]) != batch:
-        return torch.randn(batch, *tail, device=device, dtype=dtype)
+        return draw(batch, *tail, device=device, dtype=dtype)
     global_batch, rows = ctx
-    return torch.randn(global_batch, *tail, device=device, dtype=dtype)[rows.to(device)]
+    return draw(global_batch, *tail, device=device, dtype=dtype)[rows.to(device)]
 
 
 def fir_kernel(k=(1, 3, 3, 1), gain: float = 1.0) -> torch.Tensor:

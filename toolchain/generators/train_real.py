@@ -87,8 +87,12 @@ class GANTrainConfig:
 
 TRAIN_PRESETS: dict[str, GANTrainConfig] = {
     "paper": GANTrainConfig(),
-    # CPU: a few thousand steps on 32 px in <= 30 min on 2 shared cores
-    "tiny": GANTrainConfig(iters=3000, batch_size=8, r1_seg=100.0, lambda_mask=10.0, ema_half_life_img=2000.0,
+    # CPU: a few thousand steps on 32 px in <= 30 min on 2 shared cores. Set for small data and short runs
+    # (FIELD-NOTES, measured on the build's 800 photos: benchmarks/results/gan.md): R1 near stylegan2-ada's
+    # 0.0002 * res^2 / batch instead of the official 10 / 1000, no path length and no style mixing (its cifar
+    # config), EMA with ramp-up, DiffAugment on every D input.
+    "tiny": GANTrainConfig(iters=3000, batch_size=8, r1_img=0.05, r1_seg=0.5, lambda_mask=10.0, ema_half_life_img=2000.0,
+                           ema_rampup=0.05, path_weight=0.0, mixing=0.0, augment="color,translation,cutout",
                            snapshot_every=250, sample_every=250, log_every=25, n_samples=32),
     "small64": GANTrainConfig(iters=20_000, batch_size=16, r1_seg=100.0, lambda_mask=10.0, ema_half_life_img=5000.0),
 }
@@ -188,7 +192,10 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
 
     def d_view(img: torch.Tensor, seg: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """What D sees: the augmented image and mask (the same policy for real and generated)."""
-        return diff_augment(img, seg, aug_ops) if aug_ops else (img, seg)
+        if not aug_ops:
+            return img, seg
+        with noise_rows(b, rows):
+            return diff_augment(img, seg, aug_ops)
     n, b, sd = len(images), tcfg.batch_size, gcfg.style_dim
     pb = max(1, b // tcfg.path_batch_shrink)
     # this rank's rows of the global batch (None: one process, all rows, the random draws untouched)
