@@ -287,16 +287,18 @@ def export(
                                             else [v.strip() for v in int8_float_layers.split(",") if v.strip()]))
     with err_console.status("exporting") as status:
         report = export_model(model, out, opts, progress=lambda msg: status.update(f"exporting: {msg}"))
-    table = Table("format", "precision", "size MB", "status", "agreement", "worst head", "cont. mean/max abs",
+    table = Table("format", "precision", "size MB", "status", "worst head", "pooled", "worst cont. mean / max abs",
                   title=f"export parity ({report['eval_images'] or 'no evaluation images'})")
     for r in report["rows"]:
         size = "" if r["size_bytes"] is None else f"{r['size_bytes'] / 1e6:.2f}"
         agree = "" if r["agreement"] is None else f"{r['agreement']:.4f}"
         worst = "" if r["worst_head"] is None else f"{r['worst_head']} {r['worst_head_agreement']:.4f}"
-        cont = "" if r["cont_mean_abs"] is None else f"{r['cont_mean_abs']:.1e} / {r['cont_max_abs']:.1e}"
+        cont = "" if r["cont_mean_abs"] is None else (
+            f"{r.get('worst_cont') or ''} {(r.get('cont_per_param') or {}).get(r.get('worst_cont'), r['cont_mean_abs']):.1e}"
+            f" / {r['cont_max_abs']:.1e}").strip()
         status_text = (r["status"] + (f": {r['reason']}" if r["reason"] else "")
                        + ("; left out of the bundle" if r.get("bundled") is False else ""))
-        table.add_row(r["format"], r["precision"], size, escape(status_text), agree, worst, cont)
+        table.add_row(r["format"], r["precision"], size, escape(status_text), worst, agree, cont)
     console.print(table)
     for w in report["warnings"]:
         err_console.print(f"[yellow]warning:[/] {escape(w)}")

@@ -272,7 +272,8 @@ def write_report(run_dir: Path, cfg_json: dict[str, Any], records: dict[str, dic
 
     doc.heading("Export parity")
     if exp.get("parity"):
-        doc.table(["format", "precision", "status", "in bundle", "size MB", "agreement", "worst head", "cont. max abs"],
+        doc.table(["format", "precision", "status", "in bundle", "size MB", "pooled agreement", "worst head (gated)",
+                   "cont. max abs"],
                   [[r["format"], r["precision"], r["status"], {True: "yes", False: "no"}.get(r.get("bundled"), "—"),
                     _fmt((r.get("size_bytes") or 0) / 1e6, 2),
                     _fmt(r.get("agreement"), 4),
