@@ -71,6 +71,10 @@ class ExportOptions:
     int8_selection_count: int = 400
     int8_selection_margin: float = 0.01
     int8_max_float_layers: int = 16
+    # How the build started its engine (toolchain.engines.bundle_engine.engine_record), recorded in the bundle so
+    # `avatartool predict --render` can start it again; None: a built-in or plug-in engine of the model's engine name
+    # is recorded when there is one, else nothing.
+    engine_spec: dict[str, Any] | None = None
 
 
 Progress = Callable[[str], None]
@@ -321,8 +325,14 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
                     "thresholds": opts.thresholds, "eval_images": eval_desc, "warnings": warns,
                     "confidence_calibration": calibration if "temperatures" in calibration else None,
                     "provenance": estimator_origin(model_path, est_meta)}
+        engine_rec = opts.engine_spec or _default_engine_record(meta["engine"])
+        if engine_rec is not None:
+            manifest[contract.ENGINE_SPEC_FIELD] = engine_rec
         bundle_path = out / (opts.bundle_name or f"{meta['engine']}.swiftavatar")
         write_bundle(bundle_path, manifest, members)
+        if engine_rec is not None:
+            from toolchain.engines.bundle_engine import remember_engine
+            remember_engine(engine_rec)   # a build here ran this command: bundles it writes may start it again
         report["bundle"] = str(bundle_path)
         report["face_detector"] = detector is not None
         atomic_write_json(out / "parity.json", report)
@@ -387,6 +397,16 @@ def _int8_float_layers(model, meta: dict[str, Any], int8_path: Path, saved_model
     res["ranked_layers"] = len(res["ranking"])
     res["ranking"] = res["ranking"][:opts.int8_max_float_layers]  # the rest never stay float
     return {"mode": "auto", "selection": selection, "onnx2tf_agreement": plain.agreement, **res}
+
+
+def _default_engine_record(engine: str) -> dict[str, Any] | None:
+    """The engine record of a built-in or installed plug-in engine named ``engine``; None for any other name (an
+    external command cannot be guessed from its name)."""
+    from toolchain.engines.bundle_engine import engine_record
+    from toolchain.engines.registry import list_engines
+    if engine in {name for name, _ in list_engines()}:
+        return engine_record(engine)
+    return None
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -9,7 +9,8 @@ nothing but the standard library.
 * **Model rows** (:data:`MODEL_ROWS`): format × precision → file name, model key, runtime, input layout.
   Look rows up with :func:`row`, :func:`row_for_key` and :func:`row_for_member`, at call time, so that a
   changed row changes both sides.
-* **Bundle**: :data:`BUNDLE_FORMAT`, :data:`BUNDLE_FORMAT_VERSION`, :data:`ALIGNMENT`, :data:`MANIFEST`.
+* **Bundle**: :data:`BUNDLE_FORMAT`, :data:`BUNDLE_FORMAT_VERSION`, :data:`ALIGNMENT`, :data:`MANIFEST`, and the
+  optional engine record :data:`ENGINE_SPEC_FIELD` (how the build started its engine).
 * **Parity**: the status words both sides use and the default thresholds.
 * **Face detectors** (:data:`DETECTORS`): the MediaPipe files the SDK needs (the short- and full-range
   detectors and the face-mesh model that confirms faces), pinned by sha256, and the wheel they come from.
@@ -168,6 +169,10 @@ SUPPORTED_BUNDLE_MAJOR = 1
 ALIGNMENT = 4
 MANIFEST = "manifest.json"
 SCHEMA_MEMBER = "schema.json"
+# Optional manifest metadata: how the build started its engine, so `avatartool predict --render` can start it again
+# (toolchain/engines/bundle_engine.py). The SDK never starts an engine; it only checks the field's shape.
+ENGINE_SPEC_FIELD = "engine_spec"
+ENGINE_SPEC_KINDS = ("built-in", "plug-in", "module", "cmd")
 
 
 # ----- face detectors ---------------------------------------------------------------------------------

