@@ -83,16 +83,30 @@ def engines_show(name: str = typer.Argument(..., help="Engine name or spec."),
 @app.command()
 def render(
     engine: str = typer.Option(..., "--engine", "-e", help="Engine name, 'module:Class' or 'cmd:<command>'."),
-    n: int = typer.Option(64, "-n", help="How many avatar vectors to sample and render."),
+    n: Optional[int] = typer.Option(None, "-n", help="How many avatar vectors to sample and render (default 64)."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed; the same seed gives the same vectors."),
     size: int = typer.Option(256, "--size", help="Square image size in pixels."),
     out: Path = typer.Option(Path("renders"), "--out", "-o", help="Output folder (resumed if it exists)."),
     masks: bool = typer.Option(True, "--masks/--no-masks", help="Also write part masks when the engine has them."),
+    vectors: Optional[str] = typer.Option(None, "--vectors", help="Render these vectors instead of sampling: a "
+                                          "JSON-lines file or '-' for stdin (plain vectors, vectors.jsonl lines, or "
+                                          "`avatartool predict --json` output as it is)."),
+    sweep_param: Optional[str] = typer.Option(None, "--sweep", help="Draw one parameter's options (or --steps values "
+                                              "over its range) on a fixed base vector: each --vectors vector, else "
+                                              "the schema's defaults; a contact sheet with one row per base."),
+    steps: int = typer.Option(7, "--steps", help="--sweep of a continuous parameter: how many values."),
     workers: Workers = DEFAULT_WORKERS,
     batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     engine_timeout: EngineTimeout = DEFAULT_ENGINE_TIMEOUT_S,
 ) -> None:
-    """Sample avatar vectors and render them: PNGs, masks, vectors.jsonl and a contact sheet."""
+    """Sample avatar vectors and render them: PNGs, masks, vectors.jsonl and a contact sheet. With --vectors or
+    --sweep: render the vectors you give instead (images/, vectors.jsonl, chosen.json, contact_sheet.png)."""
+    if vectors is not None or sweep_param is not None:
+        if n is not None:
+            raise AvatarToolError("-n samples vectors; --vectors / --sweep render chosen ones: drop one")
+        _render_chosen(engine, vectors, sweep_param, steps, size, out, batch_size, engine_timeout)
+        return
+    n = 64 if n is None else n
     from ..render.job import render_folder
     cfg = engine_options(workers, batch_size, engine_timeout).config(engine, n, seed=seed, size=size, masks=masks)
     with make_progress() as progress:
@@ -102,6 +116,31 @@ def render(
     console.print(f"[green]done[/]: {summary.rendered} rendered, {summary.skipped} already there -> {out}/ "
                   f"(images/, {'masks/, ' if summary.has_masks else ''}vectors.jsonl, contact_sheet.png)")
     _print_restart_count(len(summary.restarts), out / "render.json")
+
+
+def _render_chosen(engine_spec: str, vectors: Optional[str], sweep_param: Optional[str], steps: int, size: int,
+                   out: Path, batch_size: int, engine_timeout: float) -> None:
+    from ..engines.registry import create_engine
+    from ..render.chosen import ChosenVector, read_vectors, render_chosen, sweep
+    with create_engine(engine_spec, timeout_s=engine_timeout) as eng:
+        schema = eng.schema
+        notes: list[str] = []
+        items = (read_vectors(vectors, schema, notes=notes) if vectors is not None
+                 else [ChosenVector("defaults", 0, schema.default_vector())])
+        for note in notes:
+            err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+        columns = 8
+        if sweep_param is not None:
+            bases = items
+            items = [v for b in bases for v in sweep(schema, b.vector, sweep_param, steps,
+                                                     b.label if len(bases) > 1 else "")]
+            columns = len(items) // len(bases)
+        with make_progress() as progress:
+            task = progress.add_task(f"render {eng.name}", total=len(items))
+            sheet = render_chosen(eng, items, out, size=size, batch_size=batch_size, source=vectors or "",
+                                  columns=columns, progress=lambda done, total: progress.update(task, completed=done))
+    console.print(f"[green]done[/]: {len(items)} chosen vector(s) rendered -> {out}/ (images/, vectors.jsonl, "
+                  f"chosen.json, {sheet.name})")
 
 
 def _print_restart(restart: dict) -> None:
