@@ -61,23 +61,29 @@ def engines_list() -> None:
 
 @engines_app.command("show")
 def engines_show(name: str = typer.Argument(..., help="Engine name or spec."),
+                 options: bool = typer.Option(False, "--options", help="Every option of every parameter, one row each."),
                  as_json: bool = typer.Option(False, "--json", help="Print the schema as JSON.")) -> None:
-    """Show an engine's parameter schema."""
+    """Show an engine's parameters: one line each (kind, option count or range, default, first options)."""
+    from ..engines.describe import compact_lines, option_rows
     from ..engines.registry import create_engine
     with create_engine(name) as engine:
         schema = engine.schema
     if as_json:
         print(schema.dumps())
         return
-    table = Table("parameter", "kind", "values", "default", "part", "may be absent", title=f"engine '{schema.engine}'")
-    for p in schema.params:
-        if isinstance(p, ContinuousParam):
-            table.add_row(p.name, "continuous", f"[{p.low:g}, {p.high:g}]", f"{p.default:g}", p.part or "", "")
-        else:
-            table.add_row(p.name, f"discrete ({len(p.options)})", ", ".join(p.options), p.options[p.default],
-                          p.part or "", p.absent_option or "")
-    console.print(table)
-    console.print(f"mask parts: {', '.join(schema.parts)}")
+    n_disc = sum(p.kind == "discrete" for p in schema.params)
+    console.print(f"engine '{escape(schema.engine)}': {len(schema.params)} parameters ({n_disc} discrete, "
+                  f"{len(schema.params) - n_disc} continuous)", highlight=False)
+    if options:
+        table = Table("parameter", "#", "option", "note")
+        for row in option_rows(schema):
+            table.add_row(*(escape(c) for c in row))
+        console.print(table)
+        return
+    for line in compact_lines(schema, width=max(40, console.width)):
+        console.print(escape(line), highlight=False, soft_wrap=True)
+    console.print(f"mask parts: {escape(', '.join(schema.parts)) or 'none'}", highlight=False)
+    console.print("all options: --options; the schema as JSON: --json", highlight=False)
 
 
 @app.command()
