@@ -250,7 +250,11 @@ def eval_cmd(
     for k, v in m["accuracy"].items():
         table.add_row(k, "accuracy", f"{v:.3f}")
     for k, v in m["mae"].items():
-        table.add_row(k, "MAE", f"{v:.4f}")
+        table.add_row(k, "MAE (share of range)", f"{v:.4f} ({m['normalised_mae'][k]:.1%})")
+    if m.get("mean_accuracy") is not None:
+        table.add_row("mean", "accuracy", f"{m['mean_accuracy']:.3f}")
+    if m.get("mean_normalised_mae") is not None:
+        table.add_row("mean", "MAE / range", f"{m['mean_normalised_mae']:.1%}")
     table.add_row("render distance", "masked L1", f"{m['render_distance']['masked_l1']['mean']:.4f}")
     console.print(table)
     console.print(f"[green]done[/]: {out}/eval.json, eval.md, grid.png")
