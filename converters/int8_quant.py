@@ -288,8 +288,9 @@ def choose_float_layers(quantize: Callable[[Sequence[str]], bytes], score: Calla
                            "base": base.to_json(), "ranking": [], "steps": []}
     if base.agreement >= target:
         return {**rec, "float_layers": [], "reached": True, "model": base_model, "agreement": base.agreement,
-                "why": f"plain int8's worst head ({base.worst_head}) reaches {base.agreement:.4f} >= {target:.4f} on the "
-                       "selection images"}
+                "why": f"plain int8's worst head ({base.worst_head}) reaches {base.agreement:.4f} >= {target:.4f} "
+                       "on the selection images"}
+    plain = f"plain int8's worst head {base.worst_head} {base.agreement:.4f} < {target:.4f} on the selection images"
     if first_try:
         model = quantize(list(first_try))
         s = score(model)
@@ -297,9 +298,8 @@ def choose_float_layers(quantize: Callable[[Sequence[str]], bytes], score: Calla
         say(f"int8 with the {len(first_try)} output layer(s) in float: worst head {s.worst_head} {s.agreement:.4f}")
         if s.agreement >= target:
             return {**rec, "float_layers": list(first_try), "reached": True, "model": model, "agreement": s.agreement,
-                    "why": f"plain int8's worst head {base.worst_head} {base.agreement:.4f} < {target:.4f} on the selection "
-                           "images; keeping the "
-                           f"{len(first_try)} output (logit) layer(s) in float gives worst head {s.worst_head} {s.agreement:.4f}"}
+                    "why": f"{plain}; keeping the {len(first_try)} output (logit) layer(s) in float gives worst head "
+                           f"{s.worst_head} {s.agreement:.4f}"}
     if ranking is None:
         if candidates is None:
             raise ValueError("choose_float_layers needs candidates (compute_layers) or a ranking")
@@ -316,17 +316,15 @@ def choose_float_layers(quantize: Callable[[Sequence[str]], bytes], score: Calla
             best = ((s.agreement, -s.kl), k, layers, model)
         if s.agreement >= target:
             return {**rec, "float_layers": layers, "reached": True, "model": model, "agreement": s.agreement,
-                    "why": f"plain int8's worst head {base.worst_head} {base.agreement:.4f} < {target:.4f} on the selection "
-                           f"images; keeping the {k} "
-                           f"layer(s) whose rounding costs most (measured one at a time) in float gives worst head "
-                           f"{s.worst_head} {s.agreement:.4f}"}
+                    "why": f"{plain}; keeping the {k} layer(s) whose rounding costs most (measured one at a time) in "
+                           f"float gives worst head {s.worst_head} {s.agreement:.4f}"}
     if best is None or best[0] <= (base.agreement, -base.kl):
         return {**rec, "float_layers": [], "reached": False, "model": base_model, "agreement": base.agreement,
-                "why": f"no float layer set up to {max_layers} layers beats plain int8 (worst head {base.agreement:.4f} < "
-                       f"{target:.4f})"}
+                "why": f"no float layer set up to {max_layers} layers beats plain int8 (worst head "
+                       f"{base.agreement:.4f} < {target:.4f})"}
     return {**rec, "float_layers": best[2], "reached": False, "model": best[3], "agreement": best[0][0],
-            "why": f"worst-head target {target:.4f} not reached with up to {max_layers} float layers; best {best[0][0]:.4f} "
-                   f"(plain {base.agreement:.4f}) with the {best[1]} most sensitive in float"}
+            "why": f"worst-head target {target:.4f} not reached with up to {max_layers} float layers; best "
+                   f"{best[0][0]:.4f} (plain {base.agreement:.4f}) with the {best[1]} most sensitive in float"}
 
 
 def _sizes(limit: int) -> list[int]:

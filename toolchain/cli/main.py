@@ -61,7 +61,8 @@ def engines_list() -> None:
 
 @engines_app.command("show")
 def engines_show(name: str = typer.Argument(..., help="Engine name or spec."),
-                 options: bool = typer.Option(False, "--options", help="Every option of every parameter, one row each."),
+                 options: bool = typer.Option(False, "--options",
+                                              help="Every option of every parameter, one row each."),
                  as_json: bool = typer.Option(False, "--json", help="Print the schema as JSON.")) -> None:
     """Show an engine's parameters: one line each (kind, option count or range, default, first options)."""
     from ..engines.describe import compact_lines, option_rows
@@ -348,9 +349,9 @@ def export(
         size = "" if r["size_bytes"] is None else f"{r['size_bytes'] / 1e6:.2f}"
         agree = "" if r["agreement"] is None else f"{r['agreement']:.4f}"
         worst = "" if r["worst_head"] is None else f"{r['worst_head']} {r['worst_head_agreement']:.4f}"
+        worst_mean = (r.get("cont_per_param") or {}).get(r.get("worst_cont"), r["cont_mean_abs"])
         cont = "" if r["cont_mean_abs"] is None else (
-            f"{r.get('worst_cont') or ''} {(r.get('cont_per_param') or {}).get(r.get('worst_cont'), r['cont_mean_abs']):.1e}"
-            f" / {r['cont_max_abs']:.1e}").strip()
+            f"{r.get('worst_cont') or ''} {worst_mean:.1e} / {r['cont_max_abs']:.1e}").strip()
         status_text = (r["status"] + (f": {r['reason']}" if r["reason"] else "")
                        + ("; left out of the bundle" if r.get("bundled") is False else ""))
         table.add_row(r["format"], r["precision"], size, escape(status_text), worst, agree, cont)
