@@ -159,8 +159,8 @@ def sweep(schema: AvatarSchema, base: AvatarVector, param: str, steps: int = DEF
         labels = [f"{param}={v:.3g}" for v in values]
     else:
         values, labels = list(range(len(p.options))), [f"{param}={o}" for o in p.options]
-    prefix = f"{base_label} " if base_label else ""
-    return [ChosenVector(prefix + lab, 0, schema.validate({**base, param: v})) for v, lab in zip(values, labels)]
+    suffix = f" {base_label}" if base_label else ""   # the swept value first: captions are clipped at the end
+    return [ChosenVector(lab + suffix, 0, schema.validate({**base, param: v})) for v, lab in zip(values, labels)]
 
 
 # ----- drawing -----------------------------------------------------------------------------------------------------
