@@ -193,3 +193,25 @@ def test_cli_runs_the_bundle_engine_made_here_and_prints_the_command(here, tmp_p
     assert r.returncode == 0, r.stderr
     assert "rendering with the bundle's engine: running" in r.stderr and "badge_engine.py" in r.stderr
     assert (tmp_path / "out" / "photo_avatar.png").is_file()
+
+
+def test_render_vectors_with_the_bundles_engine(here, tmp_path):
+    """`predict --json | render --vectors - --bundle B`: the bundle names the engine, as for predict --render."""
+    import json
+    schema = AvatarSchema.from_json(_manifest(here)["schema"])
+    src = tmp_path / "v.jsonl"
+    src.write_text(json.dumps(schema.default_vector()) + "\n")
+    r = run_cli("render", "--vectors", str(src), "--bundle", str(here), "--size", "32", "--out", str(tmp_path / "out"),
+                timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "rendering with the bundle's engine: running" in r.stderr
+    assert (tmp_path / "out" / "images" / "000000.png").is_file()
+    r = run_cli("render", "-n", "2", "--out", str(tmp_path / "sampled"))
+    assert r.returncode != 0 and "--engine SPEC" in r.stderr
+
+
+def test_render_vectors_with_a_bundle_made_elsewhere_needs_trust(elsewhere, tmp_path):
+    src = tmp_path / "v.jsonl"
+    src.write_text('{"color": "red", "shape": "circle", "scale": 0.7}\n')
+    r = run_cli("render", "--vectors", str(src), "--bundle", str(elsewhere), "--out", str(tmp_path / "out"))
+    assert r.returncode != 0 and "--trust-bundle-engine" in r.stderr and not (tmp_path / "out").exists()

@@ -89,7 +89,7 @@ def engines_show(name: str = typer.Argument(..., help="Engine name or spec."),
 
 @app.command()
 def render(
-    engine: str = typer.Option(..., "--engine", "-e", help="Engine name, 'module:Class' or 'cmd:<command>'."),
+    engine: Optional[str] = typer.Option(None, "--engine", "-e", help="Engine name, 'module:Class' or 'cmd:<command>'."),
     n: Optional[int] = typer.Option(None, "-n", help="How many avatar vectors to sample and render (default 64)."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed; the same seed gives the same vectors."),
     size: int = typer.Option(256, "--size", help="Square image size in pixels."),
@@ -102,6 +102,10 @@ def render(
                                               "over its range) on a fixed base vector: each --vectors vector, else "
                                               "the schema's defaults; a contact sheet with one row per base."),
     steps: int = typer.Option(7, "--steps", help="--sweep of a continuous parameter: how many values."),
+    bundle: Optional[Path] = typer.Option(None, "--bundle", "-b", help="With --vectors / --sweep: render with the "
+                                          "engine this bundle records (instead of --engine)."),
+    trust_bundle_engine: bool = typer.Option(False, "--trust-bundle-engine", help="With --bundle: run the external "
+                                             "command a bundle made on another machine records (printed first)."),
     workers: Workers = DEFAULT_WORKERS,
     batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     engine_timeout: EngineTimeout = DEFAULT_ENGINE_TIMEOUT_S,
@@ -111,8 +115,11 @@ def render(
     if vectors is not None or sweep_param is not None:
         if n is not None:
             raise AvatarToolError("-n samples vectors; --vectors / --sweep render chosen ones: drop one")
-        _render_chosen(engine, vectors, sweep_param, steps, size, out, batch_size, engine_timeout)
+        _render_chosen(_chosen_engine(engine, bundle, trust_bundle_engine, engine_timeout), vectors, sweep_param, steps,
+                       size, out, batch_size, vectors or "")
         return
+    if engine is None or bundle is not None:
+        raise AvatarToolError("render samples vectors for --engine SPEC (--bundle only goes with --vectors / --sweep)")
     n = 64 if n is None else n
     from ..render.job import render_folder
     cfg = engine_options(workers, batch_size, engine_timeout).config(engine, n, seed=seed, size=size, masks=masks)
@@ -125,11 +132,29 @@ def render(
     _print_restart_count(len(summary.restarts), out / "render.json")
 
 
-def _render_chosen(engine_spec: str, vectors: Optional[str], sweep_param: Optional[str], steps: int, size: int,
-                   out: Path, batch_size: int, engine_timeout: float) -> None:
+def _chosen_engine(engine: Optional[str], bundle: Optional[Path], trust: bool, timeout_s: float):
+    """The engine for chosen vectors: --engine SPEC, or the one --bundle records (--engine overrides it)."""
     from ..engines.registry import create_engine
+    if bundle is None:
+        if engine is None:
+            raise AvatarToolError("name the engine: --engine SPEC, or --bundle FILE to use the engine a bundle records")
+        return create_engine(engine, timeout_s=timeout_s)
+    from sdk_python.bundle import BundleError, open_bundle
+
+    from ..engines.bundle_engine import open_bundle_engine
+    try:
+        with open_bundle(bundle) as b:
+            manifest = b.manifest
+    except BundleError as exc:
+        raise AvatarToolError(str(exc)) from None
+    return open_bundle_engine(manifest, engine, trust, lambda msg: err_console.print(escape(msg), highlight=False),
+                              timeout_s=timeout_s)
+
+
+def _render_chosen(eng, vectors: Optional[str], sweep_param: Optional[str], steps: int, size: int,
+                   out: Path, batch_size: int, source: str) -> None:
     from ..render.chosen import ChosenVector, read_vectors, render_chosen, sweep
-    with create_engine(engine_spec, timeout_s=engine_timeout) as eng:
+    with eng:
         schema = eng.schema
         notes: list[str] = []
         items = (read_vectors(vectors, schema, notes=notes) if vectors is not None
@@ -144,7 +169,7 @@ def _render_chosen(engine_spec: str, vectors: Optional[str], sweep_param: Option
             columns = len(items) // len(bases)
         with make_progress() as progress:
             task = progress.add_task(f"render {eng.name}", total=len(items))
-            sheet = render_chosen(eng, items, out, size=size, batch_size=batch_size, source=vectors or "",
+            sheet = render_chosen(eng, items, out, size=size, batch_size=batch_size, source=source,
                                   columns=columns, progress=lambda done, total: progress.update(task, completed=done))
     console.print(f"[green]done[/]: {len(items)} chosen vector(s) rendered -> {out}/ (images/, vectors.jsonl, "
                   f"chosen.json, {sheet.name})")
