@@ -215,3 +215,27 @@ def test_render_vectors_with_a_bundle_made_elsewhere_needs_trust(elsewhere, tmp_
     src.write_text('{"color": "red", "shape": "circle", "scale": 0.7}\n')
     r = run_cli("render", "--vectors", str(src), "--bundle", str(elsewhere), "--out", str(tmp_path / "out"))
     assert r.returncode != 0 and "--trust-bundle-engine" in r.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_built_in_engine_is_recorded_without_being_asked_and_starts_silently(tmp_path, monkeypatch):
+    import torch
+
+    from toolchain.engines.registry import create_engine
+    from toolchain.estimator.model import AvatarEstimator as TorchEstimator, EstimatorConfig
+    monkeypatch.setenv("SWIFTAVATAR_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    model = TorchEstimator(EstimatorConfig(input_size=32, head_hidden=16,
+                                           schema=create_engine("morph").schema.to_json())).eval()
+    torch.save({"config": model.config.to_json(), "state_dict": model.state_dict()}, tmp_path / "estimator.pt")
+    det = tmp_path / "face_detection_short_range.tflite"
+    det.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))
+    with pytest.warns(UserWarning):
+        report = export_model(tmp_path / "estimator.pt", tmp_path / "export", ExportOptions(
+            targets=parse_targets("onnx"), no_parity=True, face_detector=det, fetch_face_detector=False))
+    rec = _manifest(Path(report["bundle"]))["engine_spec"]
+    assert (rec["spec"], rec["kind"], rec["cwd"]) == ("morph", "built-in", None)
+    assert not trust_file().exists()                      # only external commands go on the trust list
+    said = []
+    [entry] = predict_files(report["bundle"], [_photo(tmp_path)], detection="none", render_dir=tmp_path / "out",
+                            say=said.append)
+    assert Path(entry["render"]).is_file() and said == []
