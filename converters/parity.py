@@ -102,23 +102,24 @@ def compare(row: ParityRow, ref: dict[str, np.ndarray], got: dict[str, np.ndarra
         worst = min(row.per_head, key=row.per_head.get)
         row.worst_head, row.worst_head_agreement = worst, row.per_head[worst]
     row.threshold = thresholds.get(row.precision)
-    row.status, row.reason = gate(row, continuous_thresholds.get(row.precision))
+    row.cont_threshold = continuous_thresholds.get(row.precision) if row.cont_mean_abs is not None else None
+    row.status, row.reason = gate(row)
     return row
 
 
-def gate(row: ParityRow, cont_limits: dict[str, float] | None) -> tuple[str, str]:
+def gate(row: ParityRow) -> tuple[str, str]:
     """(status, reason) of a measured row: each discrete head against ``row.threshold``, each continuous
-    parameter's mean error and the worst single error against ``cont_limits`` (``{"mean", "max"}``)."""
+    parameter's mean error and the worst single error against ``row.cont_threshold`` (``{"mean", "max"}``)."""
     problems = []
     if row.threshold is not None:
         low = {h: a for h, a in row.per_head.items() if a < row.threshold}
         if low:
-            heads = ", ".join(f"{h} {a:.4f}" for h, a in sorted(low.items(), key=lambda kv: kv[1]))
+            worst_first = sorted(low.items(), key=lambda kv: kv[1])
+            heads = ", ".join(f"{h} {a:.4f}" for h, a in worst_first[:8]) + (", …" if len(low) > 8 else "")
             problems.append(f"{len(low)} of {len(row.per_head)} discrete heads below {row.threshold} agreement "
                             f"({heads}; pooled {row.agreement:.4f})")
     if row.cont_mean_abs is not None:
-        row.cont_threshold = cont_limits
-        lim = cont_limits or {}
+        lim = row.cont_threshold or {}
         if "mean" in lim:
             high = {p: e for p, e in row.cont_per_param.items() if e > lim["mean"]}
             if high:
