@@ -31,6 +31,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from toolchain.estimator.metrics import mean_normalised_mae
+
 ROWS = ("baseline", "da", "sa", "no_colour", "oracle")
 LABELS = {"baseline": "Baseline (renders)", "da": "+ DA (pairs, no augmentation)", "sa": "+ SA (full method)",
           "no_colour": "full method, no colour loss", "oracle": "oracle (labelled photos)"}
@@ -71,13 +73,6 @@ def _distance(metrics: dict[str, Any]) -> tuple[float, str]:
     if "mean" in rd.get("lpips", {}):
         return float(rd["lpips"]["mean"]), "LPIPS"
     return float(rd["masked_l1"]["mean"]), "masked L1"
-
-
-def _normalised_mae(metrics: dict[str, Any], schema) -> float | None:
-    if not metrics.get("mae"):
-        return None
-    span = {p.name: p.high - p.low for p in schema.continuous}
-    return float(np.mean([v / span[k] for k, v in metrics["mae"].items()]))
 
 
 def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], log: Callable[[str], None],
@@ -186,7 +181,7 @@ def summarise(result: dict[str, Any], schema) -> dict[str, Any]:
     dist = {k: _distance(r["metrics"]) for k, r in rows.items()}
     metric = dist["baseline"][1]
     acc = {k: r["metrics"].get("mean_accuracy") for k, r in rows.items()}
-    nmae = {k: _normalised_mae(r["metrics"], schema) for k, r in rows.items()}
+    nmae = {k: mean_normalised_mae(r["metrics"], schema) for k, r in rows.items()}
     base_d = dist["baseline"][0]
     change = {k: (d - base_d) / base_d if base_d else None for k, (d, _) in dist.items()}
 

@@ -6,8 +6,8 @@ For every photo (scikit-image's astronaut, matplotlib's Grace Hopper, each also 
 images of ``--images``, upscaled to 384 px), ``--frames`` frames are made by shifting it by up to ±``--jitter`` px (edge padding)
 and adding light noise (σ = 2 grey levels); each frame is estimated on its own. Reported per parameter and
 configuration: flips (how often the answer changes from one frame to the next, summed over photos),
-distinct answers, continuous spread (max − min, in the parameter's units), and mirror agreement (the photo
-and its mirror image give the same answer, mapped through the schema's ``mirror`` field). Crop drift is how
+distinct answers, continuous spread (max − min, in the parameter's units and as a share of its range), and
+mirror agreement (the photo and its mirror image give the same answer, mapped through the schema's ``mirror`` field). Crop drift is how
 far the aligned crop's corners move (in crop pixels) once each frame's known shift is undone.
 Configurations: ``baseline`` (one crop) and ``mirror_tta`` (keypoints of the image and its mirror averaged
 before aligning; the crop and its mirror averaged).
@@ -81,6 +81,7 @@ def run(bundle: Path, frames: int, jitter: int, folder: Path | None) -> dict:
     from sdk_python.errors import FaceError, ParityWarning
     imgs = photos(folder)
     results: dict = {}
+    ranges: dict = {}
     for cname, opts in CONFIGS.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ParityWarning)
@@ -88,6 +89,7 @@ def run(bundle: Path, frames: int, jitter: int, folder: Path | None) -> dict:
         per_photo = {}
         with est:
             schema = est.schema
+            ranges = {q["name"]: q["high"] - q["low"] for q in schema["params"] if q["kind"] == "continuous"}
             for pname, img in imgs.items():
                 seq, kps, shifts = [], [], []
                 for k, (frame, shift) in enumerate(jittered(img, frames, jitter, seed=len(pname))):
@@ -121,7 +123,7 @@ def run(bundle: Path, frames: int, jitter: int, folder: Path | None) -> dict:
                     "crop_drift_px": crop_drift(kps, shifts, est.input_size)[0],
                     "crop_drift_mean_px": crop_drift(kps, shifts, est.input_size)[1]}
         results[cname] = per_photo
-    return {"results": results, "photos": list(imgs), "frames": frames, "jitter": jitter}
+    return {"results": results, "photos": list(imgs), "frames": frames, "jitter": jitter, "ranges": ranges}
 
 
 def table(res: dict) -> tuple[list[str], list[list]]:
@@ -142,7 +144,10 @@ def table(res: dict) -> tuple[list[str], list[list]]:
                 distinct = max(r["distinct"][n] for r in ok)
                 steady = f"{flips} flips, ≤{distinct} answers"
             else:
-                steady = f"spread ≤ {max(r['spread'][n] for r in ok):.3f}" if ok else "–"
+                worst = max(r["spread"][n] for r in ok) if ok else None
+                rng = res.get("ranges", {}).get(n)
+                steady = ("–" if worst is None else f"spread ≤ {worst:.3f}"
+                          + (f" ({worst / rng:.1%} of its range)" if rng else ""))
             mir = [r["mirror_same"][n] for r in ok if n in r["mirror_same"]]
             row += [steady, f"{sum(mir)}/{len(mir)}"]
         rows.append(row)

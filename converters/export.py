@@ -13,8 +13,8 @@ models.
 
 Full-integer int8 (``tflite:int8``) calibrates on ``calibration_count`` images of ``int8_calibration``. With
 ``int8_float_layers="auto"`` (default) the model is then scored on up to ``int8_selection_count`` *other* images
-of that source; below the int8 threshold + ``int8_selection_margin`` the fewest layers whose rounding measurably
-does most damage stay float (:func:`converters.int8_quant.choose_float_layers`; benchmarks/results/int8_quality.md
+of that source; when its *worst head* is below the int8 threshold + ``int8_selection_margin`` the fewest layers
+whose rounding measurably does most damage stay float (:func:`converters.int8_quant.choose_float_layers`; benchmarks/results/int8_quality.md
 has the study behind it). The held-out gate above then judges the result as for every other model.
 """
 from __future__ import annotations
@@ -71,6 +71,10 @@ class ExportOptions:
     int8_selection_count: int = 400
     int8_selection_margin: float = 0.01
     int8_max_float_layers: int = 16
+    # How the build started its engine (toolchain.engines.bundle_engine.engine_record), recorded in the bundle so
+    # `avatartool predict --render` can start it again; None: a built-in or plug-in engine of the model's engine name
+    # is recorded when there is one, else nothing.
+    engine_spec: dict[str, Any] | None = None
 
 
 Progress = Callable[[str], None]
@@ -272,10 +276,12 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
         "passed": all(r.status in (P.VALIDATED, P.NOT_RUN, P.UNVALIDATED) for r in row_list),
         "records": records,
     }
-    notes = (f"Evaluation images: {eval_desc or 'none'}. Agreement = argmax agreement with torch pooled over all "
-             f"discrete heads and images; thresholds {opts.thresholds}. Continuous errors on the [0, 1] normalised "
-             "outputs (clipped as decoded). A model below its threshold is left out of the bundle unless "
-             "--keep-failed; the SDK's auto precision picks only validated models.")
+    notes = (f"Evaluation images: {eval_desc or 'none'}. Every discrete head must reach its precision's argmax "
+             f"agreement with torch on its own (thresholds {opts.thresholds}); the worst head is shown, the agreement "
+             "pooled over all heads only for reference. Continuous errors on the [0, 1] normalised outputs (clipped as "
+             "decoded), i.e. in units of each parameter's range: each parameter's mean error and the largest single "
+             f"error are gated ({opts.continuous_thresholds}). A model below a threshold is left out of the bundle "
+             "unless --keep-failed; the SDK's auto precision picks only validated models.")
     atomic_write_json(out / "parity.json", report)
     atomic_write_text(out / "parity.md", P.markdown(row_list, f"Export parity: {meta['engine']}", notes))
 
@@ -319,8 +325,14 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
                     "thresholds": opts.thresholds, "eval_images": eval_desc, "warnings": warns,
                     "confidence_calibration": calibration if "temperatures" in calibration else None,
                     "provenance": estimator_origin(model_path, est_meta)}
+        engine_rec = opts.engine_spec or _default_engine_record(meta["engine"])
+        if engine_rec is not None:
+            manifest[contract.ENGINE_SPEC_FIELD] = engine_rec
         bundle_path = out / (opts.bundle_name or f"{meta['engine']}.swiftavatar")
         write_bundle(bundle_path, manifest, members)
+        if engine_rec is not None:
+            from toolchain.engines.bundle_engine import remember_engine
+            remember_engine(engine_rec)   # a build here ran this command: bundles it writes may start it again
         report["bundle"] = str(bundle_path)
         report["face_detector"] = detector is not None
         atomic_write_json(out / "parity.json", report)
@@ -352,7 +364,8 @@ def _int8_float_layers(model, meta: dict[str, Any], int8_path: Path, saved_model
     target = opts.thresholds.get("int8", contract.AGREEMENT_THRESHOLDS["int8"]) + opts.int8_selection_margin
     x_sel = normalise(sel_u8, model.config.mean, model.config.std)
     score = tflite_scorer(x_sel, P.torch_reference(model, x_sel), meta["outputs"], work)
-    selection = {"images": int(len(sel_u8)), "disjoint_from_calibration": sel_disjoint, "target": round(target, 6)}
+    selection = {"images": int(len(sel_u8)), "disjoint_from_calibration": sel_disjoint, "target": round(target, 6),
+                 "objective": "the worst discrete head's argmax agreement (the parity gate judges each head)"}
     if isinstance(opts.int8_float_layers, (list, tuple)):
         q = Int8Quantizer(saved_model, calib, model.config.mean, model.config.std)
         known = {e.tensor for e in q.layer_errors()}
@@ -364,12 +377,15 @@ def _int8_float_layers(model, meta: dict[str, Any], int8_path: Path, saved_model
         s = score(data)
         _write_atomic(int8_path, data)
         return {"mode": "given", "float_layers": list(opts.int8_float_layers), "selection": selection,
-                "agreement": s.agreement, "why": "layers given by the caller"}
+                "agreement": s.agreement, "score": s.to_json(), "why": "layers given by the caller"}
     plain = score(int8_path.read_bytes())
     if plain.agreement >= target:
         return {"mode": "auto", "float_layers": [], "selection": selection, "agreement": plain.agreement,
-                "why": f"plain int8 reaches {plain.agreement:.4f} >= {target:.4f} on the selection images"}
-    say(f"int8: {plain.agreement:.4f} < {target:.4f} on {len(sel_u8)} selection images; measuring which layers to keep float")
+                "score": plain.to_json(),
+                "why": f"plain int8's worst head ({plain.worst_head}) reaches {plain.agreement:.4f} >= {target:.4f} "
+                       "on the selection images"}
+    say(f"int8: worst head {plain.worst_head} {plain.agreement:.4f} < {target:.4f} on {len(sel_u8)} selection images; "
+        "measuring which layers to keep float")
     q = Int8Quantizer(saved_model, calib, model.config.mean, model.config.std)
     candidates = compute_layers(q.layer_errors())
     outputs = [n for n in output_tensor_names(int8_path.read_bytes()) if n in candidates]
@@ -381,6 +397,16 @@ def _int8_float_layers(model, meta: dict[str, Any], int8_path: Path, saved_model
     res["ranked_layers"] = len(res["ranking"])
     res["ranking"] = res["ranking"][:opts.int8_max_float_layers]  # the rest never stay float
     return {"mode": "auto", "selection": selection, "onnx2tf_agreement": plain.agreement, **res}
+
+
+def _default_engine_record(engine: str) -> dict[str, Any] | None:
+    """The engine record of a built-in or installed plug-in engine named ``engine``; None for any other name (an
+    external command cannot be guessed from its name)."""
+    from toolchain.engines.bundle_engine import engine_record
+    from toolchain.engines.registry import list_engines
+    if engine in {name for name, _ in list_engines()}:
+        return engine_record(engine)
+    return None
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

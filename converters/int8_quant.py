@@ -194,23 +194,49 @@ def output_tensor_names(model: bytes) -> list[str]:
     return [g.Tensors(i).Name().decode() for i in idx]
 
 
-def softmax_kl(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], names: Sequence[str]) -> float:
-    """Mean KL(torch || exported) of the heads' softmax, averaged over heads: a smooth measure of logit damage
+def head_kl(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], names: Sequence[str]) -> dict[str, float]:
+    """Mean KL(torch || exported) of each head's softmax over the images: a smooth measure of logit damage
     (argmax agreement moves in whole decisions; this ranks layers whose effect is smaller than one flip)."""
-    vals = []
+    vals = {}
     for n in names:
         a = ref[n] - ref[n].max(1, keepdims=True)
         b = got[n] - got[n].max(1, keepdims=True)
         la = a - np.log(np.exp(a).sum(1, keepdims=True))
         lb = b - np.log(np.exp(b).sum(1, keepdims=True))
-        vals.append(float((np.exp(la) * (la - lb)).sum(1).mean()))
-    return float(np.mean(vals))
+        vals[n] = float((np.exp(la) * (la - lb)).sum(1).mean())
+    return vals
+
+
+def softmax_kl(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], names: Sequence[str]) -> float:
+    """:func:`head_kl` averaged over the heads."""
+    return float(np.mean(list(head_kl(ref, got, names).values())))
 
 
 @dataclass
 class Score:
-    agreement: float   # pooled argmax agreement with torch on the selection images
-    kl: float          # softmax_kl on the same images
+    """How close an int8 candidate is to torch. The search's objective is the *worst* head (the parity gate judges
+    every head on its own, so a mean could reach the target while one head stays below it)."""
+
+    agreement: float                 # the worst discrete head's argmax agreement with torch (the objective)
+    kl: float                        # the largest per-head softmax KL (tie-breaker: damage below one flip)
+    pooled: float | None = None      # agreement pooled over all heads (reported only)
+    worst_head: str | None = None    # which head is worst
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def score_outputs(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], outputs: dict[str, dict]) -> Score:
+    """The :class:`Score` of exported outputs ``got`` against torch's ``ref`` (keyed by output name)."""
+    from . import parity as P
+    row = P.compare(P.ParityRow("tflite", "int8", "candidate"), ref, got, outputs)
+    if row.status == P.FAILED:
+        raise AvatarToolError(f"int8 candidate: {row.reason}")
+    discrete = [n for n, info in outputs.items() if info["kind"] == "discrete"]
+    kl = head_kl(ref, got, discrete)
+    if row.worst_head_agreement is None:   # no discrete heads: nothing for the search to improve
+        return Score(1.0, 0.0, None, None)
+    return Score(row.worst_head_agreement, max(kl.values()), row.agreement, row.worst_head)
 
 
 def rank_layers(quantize: Callable[[Sequence[str]], bytes], score: Callable[[bytes], Score], candidates: Sequence[str],
@@ -222,8 +248,9 @@ def rank_layers(quantize: Callable[[Sequence[str]], bytes], score: Callable[[byt
     ranking = []
     for i, layer in enumerate(cands):
         s = score(quantize([layer]))
-        ranking.append({"layer": layer, "agreement": s.agreement, "kl": s.kl})
-        say(f"int8 layer sensitivity {i + 1}/{len(cands)}: kl {s.kl:.2e} agreement {s.agreement:.4f}")
+        ranking.append({"layer": layer, "agreement": s.agreement, "kl": s.kl, "worst_head": s.worst_head,
+                        "pooled": s.pooled})
+        say(f"int8 layer sensitivity {i + 1}/{len(cands)}: worst-head kl {s.kl:.2e} agreement {s.agreement:.4f}")
     return sorted(ranking, key=lambda r: (r["kl"], -r["agreement"]))
 
 
@@ -232,7 +259,10 @@ def choose_float_layers(quantize: Callable[[Sequence[str]], bytes], score: Calla
                         ranking: list[dict[str, Any]] | None = None,
                         candidates: Sequence[str] | None = None,
                         first_try: Sequence[str] = ()) -> dict[str, Any]:
-    """The smallest set of layers to keep in float for the int8 model to reach ``target`` agreement.
+    """The smallest set of layers to keep in float for the int8 model's *worst head* to reach ``target`` agreement.
+
+    ``score`` returns a :class:`Score` whose ``agreement`` is the worst discrete head's (:func:`score_outputs`),
+    so every step below targets the head the parity gate would fail on, not an average over heads.
 
     1. the plain int8 model is scored; if it reaches ``target`` nothing stays float;
     1b. ``first_try`` (the heads' output layers: small, and where rounding flips near-tie answers — measured on
@@ -254,19 +284,22 @@ def choose_float_layers(quantize: Callable[[Sequence[str]], bytes], score: Calla
     say = progress or (lambda msg: None)
     base_model = quantize([])
     base = score(base_model)
-    rec: dict[str, Any] = {"target": target, "base": base.__dict__, "ranking": [], "steps": []}
+    rec: dict[str, Any] = {"target": target, "objective": "worst discrete head's argmax agreement",
+                           "base": base.to_json(), "ranking": [], "steps": []}
     if base.agreement >= target:
         return {**rec, "float_layers": [], "reached": True, "model": base_model, "agreement": base.agreement,
-                "why": f"plain int8 reaches {base.agreement:.4f} >= {target:.4f} on the selection images"}
+                "why": f"plain int8's worst head ({base.worst_head}) reaches {base.agreement:.4f} >= {target:.4f} "
+                       "on the selection images"}
+    plain = f"plain int8's worst head {base.worst_head} {base.agreement:.4f} < {target:.4f} on the selection images"
     if first_try:
         model = quantize(list(first_try))
         s = score(model)
-        rec["steps"].append({"first_try": list(first_try), "agreement": s.agreement, "kl": s.kl})
-        say(f"int8 with the {len(first_try)} output layer(s) in float: agreement {s.agreement:.4f}")
+        rec["steps"].append({"first_try": list(first_try), **s.to_json()})
+        say(f"int8 with the {len(first_try)} output layer(s) in float: worst head {s.worst_head} {s.agreement:.4f}")
         if s.agreement >= target:
             return {**rec, "float_layers": list(first_try), "reached": True, "model": model, "agreement": s.agreement,
-                    "why": f"plain int8 {base.agreement:.4f} < {target:.4f} on the selection images; keeping the "
-                           f"{len(first_try)} output (logit) layer(s) in float gives {s.agreement:.4f}"}
+                    "why": f"{plain}; keeping the {len(first_try)} output (logit) layer(s) in float gives worst head "
+                           f"{s.worst_head} {s.agreement:.4f}"}
     if ranking is None:
         if candidates is None:
             raise ValueError("choose_float_layers needs candidates (compute_layers) or a ranking")
@@ -277,20 +310,21 @@ def choose_float_layers(quantize: Callable[[Sequence[str]], bytes], score: Calla
         layers = [r["layer"] for r in ranking[:k]]
         model = quantize(layers)
         s = score(model)
-        rec["steps"].append({"k": k, "agreement": s.agreement, "kl": s.kl})
-        say(f"int8 with the {k} most sensitive layer(s) in float: agreement {s.agreement:.4f}")
+        rec["steps"].append({"k": k, **s.to_json()})
+        say(f"int8 with the {k} most sensitive layer(s) in float: worst head {s.worst_head} {s.agreement:.4f}")
         if best is None or (s.agreement, -s.kl) > best[0]:
             best = ((s.agreement, -s.kl), k, layers, model)
         if s.agreement >= target:
             return {**rec, "float_layers": layers, "reached": True, "model": model, "agreement": s.agreement,
-                    "why": f"plain int8 {base.agreement:.4f} < {target:.4f} on the selection images; keeping the {k} "
-                           f"layer(s) whose rounding costs most (measured one at a time) in float gives {s.agreement:.4f}"}
+                    "why": f"{plain}; keeping the {k} layer(s) whose rounding costs most (measured one at a time) in "
+                           f"float gives worst head {s.worst_head} {s.agreement:.4f}"}
     if best is None or best[0] <= (base.agreement, -base.kl):
         return {**rec, "float_layers": [], "reached": False, "model": base_model, "agreement": base.agreement,
-                "why": f"no float layer set up to {max_layers} layers beats plain int8 ({base.agreement:.4f} < {target:.4f})"}
+                "why": f"no float layer set up to {max_layers} layers beats plain int8 (worst head "
+                       f"{base.agreement:.4f} < {target:.4f})"}
     return {**rec, "float_layers": best[2], "reached": False, "model": best[3], "agreement": best[0][0],
-            "why": f"target {target:.4f} not reached with up to {max_layers} float layers; best {best[0][0]:.4f} "
-                   f"(plain {base.agreement:.4f}) with the {best[1]} most sensitive in float"}
+            "why": f"worst-head target {target:.4f} not reached with up to {max_layers} float layers; best "
+                   f"{best[0][0]:.4f} (plain {base.agreement:.4f}) with the {best[1]} most sensitive in float"}
 
 
 def _sizes(limit: int) -> list[int]:
@@ -304,18 +338,16 @@ def _sizes(limit: int) -> list[int]:
 
 def tflite_scorer(x_nchw: np.ndarray, ref: dict[str, np.ndarray], outputs: dict[str, dict], work_dir: str | Path,
                   batch: int = 50) -> Callable[[bytes], Score]:
-    """A :class:`Score` function for int8 candidates against torch outputs ``ref`` on ``x_nchw``."""
+    """A :class:`Score` function (:func:`score_outputs`) for int8 candidates against torch outputs ``ref`` on
+    ``x_nchw``."""
     from . import parity as P
     from .tflite_export import TFLiteRunner, interpreter_output_map, make_interpreter, nchw_to_nhwc
     names = list(outputs)
-    discrete = [n for n, info in outputs.items() if info["kind"] == "discrete"]
     path = Path(work_dir) / "int8_candidate.tflite"
 
     def score(model: bytes) -> Score:
         path.write_bytes(model)
         runner = TFLiteRunner(path, interpreter_output_map(make_interpreter(path), names))
-        got = P.run_batched(lambda b: runner(nchw_to_nhwc(b)), x_nchw, batch)
-        row = P.compare(P.ParityRow("tflite", "int8", path.name), ref, got, outputs)
-        return Score(1.0 if row.agreement is None else row.agreement, softmax_kl(ref, got, discrete))
+        return score_outputs(ref, P.run_batched(lambda b: runner(nchw_to_nhwc(b)), x_nchw, batch), outputs)
 
     return score

@@ -139,6 +139,18 @@ def check_manifest(m: Any) -> dict[str, Any]:
                f"face_detectors.{kind}.file", "a member listed in 'members'", d.get("file") if isinstance(d, dict) else d)
     for k in ("parity", "warnings"):
         _field(m.get(k) is None or isinstance(m[k], list), k, "a list", m.get(k))
+    eng = m.get(contract.ENGINE_SPEC_FIELD)
+    f = contract.ENGINE_SPEC_FIELD
+    _field(eng is None or isinstance(eng, dict), f, "an object or null", eng)
+    if eng is not None:
+        _field(isinstance(eng.get("spec"), str) and bool(eng.get("spec")), f + ".spec", "a non-empty engine spec",
+               eng.get("spec"))
+        _field(eng.get("kind") in contract.ENGINE_SPEC_KINDS, f + ".kind", " or ".join(contract.ENGINE_SPEC_KINDS),
+               eng.get("kind"))
+        for k in ("cwd", "name", "host", "plugin"):
+            _field(eng.get(k) is None or isinstance(eng[k], str), f"{f}.{k}", "a string or null", eng.get(k))
+        _field(eng["kind"] != "cmd" or isinstance(eng.get("cwd"), str), f + ".cwd",
+               "the folder the command ran in (a string)", eng.get("cwd"))
     cal = m.get("confidence_calibration")
     _field(cal is None or isinstance(cal, dict), "confidence_calibration", "an object or null", cal)
     if cal is not None:

@@ -9,7 +9,8 @@ nothing but the standard library.
 * **Model rows** (:data:`MODEL_ROWS`): format × precision → file name, model key, runtime, input layout.
   Look rows up with :func:`row`, :func:`row_for_key` and :func:`row_for_member`, at call time, so that a
   changed row changes both sides.
-* **Bundle**: :data:`BUNDLE_FORMAT`, :data:`BUNDLE_FORMAT_VERSION`, :data:`ALIGNMENT`, :data:`MANIFEST`.
+* **Bundle**: :data:`BUNDLE_FORMAT`, :data:`BUNDLE_FORMAT_VERSION`, :data:`ALIGNMENT`, :data:`MANIFEST`, and the
+  optional engine record :data:`ENGINE_SPEC_FIELD` (how the build started its engine).
 * **Parity**: the status words both sides use and the default thresholds.
 * **Face detectors** (:data:`DETECTORS`): the MediaPipe files the SDK needs (the short- and full-range
   detectors and the face-mesh model that confirms faces), pinned by sha256, and the wheel they come from.
@@ -148,10 +149,11 @@ UNVALIDATED = "unvalidated"      # never compared (--no-parity)
 FAILED = "failed"                # the export itself failed: never bundled
 LEGACY_STATUS = {"exported": NOT_RUN}   # bundles written before the parity gate
 
-# Pooled argmax agreement with torch over all discrete heads and images.
+# Argmax agreement with torch that *every* discrete head must reach on its own, over the evaluation images (the
+# worst head decides: a mean over heads hides one bad head).
 AGREEMENT_THRESHOLDS = {"fp32": 0.995, "fp16": 0.995, "dynamic_int8": 0.98, "int8": 0.98}
 # Continuous outputs are each parameter's value as a fraction of its range ([0, 1]), so these are errors
-# in units of the range: the mean over images and parameters, and the worst single value.
+# in units of the range: each parameter's mean over the images, and the worst single value.
 CONTINUOUS_THRESHOLDS = {"fp32": {"mean": 0.002, "max": 0.02}, "fp16": {"mean": 0.005, "max": 0.05},
                          "dynamic_int8": {"mean": 0.02, "max": 0.15}, "int8": {"mean": 0.02, "max": 0.15}}
 
@@ -167,6 +169,10 @@ SUPPORTED_BUNDLE_MAJOR = 1
 ALIGNMENT = 4
 MANIFEST = "manifest.json"
 SCHEMA_MEMBER = "schema.json"
+# Optional manifest metadata: how the build started its engine, so `avatartool predict --render` can start it again
+# (toolchain/engines/bundle_engine.py). The SDK never starts an engine; it only checks the field's shape.
+ENGINE_SPEC_FIELD = "engine_spec"
+ENGINE_SPEC_KINDS = ("built-in", "plug-in", "module", "cmd")
 
 
 # ----- face detectors ---------------------------------------------------------------------------------

@@ -207,7 +207,9 @@ def test_a_second_build_into_the_same_folder_is_refused(tmp_path):
 
 
 # ----- engines ----------------------------------------------------------------------------------
-def test_external_engine_without_masks_builds_a_bundle(tmp_path):
+def test_external_engine_without_masks_builds_a_bundle(tmp_path, monkeypatch):
+    # the export adds the engine command to the trust list in the SDK cache: keep the user's own list untouched
+    monkeypatch.setenv("SWIFTAVATAR_CACHE", str(tmp_path / "cache"))
     spec = f"cmd:{sys.executable} examples/external_engine/badge_engine.py --no-masks"
     proc = run_cli("build", "--engine", spec, "--run", str(tmp_path / "run"), "--no-calibrate",
                    *sum((["--set", s] for s in tiny_settings(**{"baseline.enabled": False})), []), timeout=600)
@@ -218,7 +220,12 @@ def test_external_engine_without_masks_builds_a_bundle(tmp_path):
     assert any("draws no part masks" in w for w in render["warnings"])
     heldout = read_record(run / "heldout")
     assert heldout["outputs"]["kind"] == "held-out renders"
-    assert "bundle:" in proc.stdout and Path(read_record(run / "export")["outputs"]["bundle"]).is_file()
+    bundle = Path(read_record(run / "export")["outputs"]["bundle"])
+    assert "bundle:" in proc.stdout and bundle.is_file()
+    from sdk_python.bundle import open_bundle
+    with open_bundle(bundle) as b:   # the bundle knows how to start its engine again (predict --render)
+        assert b.manifest["engine_spec"]["spec"] == spec and b.manifest["engine_spec"]["cwd"] == str(REPO)
+    assert spec in (tmp_path / "cache" / "trusted-engines.json").read_text()
 
 
 # ----- kill -9 and resume -----------------------------------------------------------------------

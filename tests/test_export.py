@@ -198,8 +198,10 @@ def test_int8_auto_float_layers_are_measured_written_and_recorded(tiny, images, 
     report = export_model(path, tmp_path, opts)
     quant = report["records"]["tflite:int8"]["quantization"]
     choice = quant["float_layers_choice"]
-    assert choice["mode"] == "auto" and not choice["reached"] and choice["selection"] == {
+    assert choice["mode"] == "auto" and not choice["reached"] and {
+        k: choice["selection"][k] for k in ("images", "disjoint_from_calibration", "target")} == {
         "images": 8, "disjoint_from_calibration": True, "target": 1.01}
+    assert choice["selection"]["objective"].startswith("the worst discrete head") and choice["base"]["worst_head"]
     assert "first_try" in choice["steps"][0]          # the heads' output layers were tried as one set first
     assert [s["k"] for s in choice["steps"][1:]] == [1, 2] and choice["ranked_layers"] >= 2
     assert 1 <= len(quant["float_layers"]) <= 2 and quant["float_layers"] == choice["float_layers"]
@@ -360,7 +362,7 @@ def test_below_threshold_fails_the_export(tiny, tmp_path, images):
     report = export_model(path, tmp_path, ExportOptions(targets=parse_targets("onnx"), eval_set=images, bundle=False,
                                                         thresholds={"fp32": 1.01}))
     assert not report["passed"] and report["rows"][0]["status"] == P.BELOW
-    assert "< 1.01" in report["rows"][0]["reason"]
+    assert "discrete heads below 1.01 agreement" in report["rows"][0]["reason"]
 
 
 def test_cli_export_rejects_bad_combination(tiny):

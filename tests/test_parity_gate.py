@@ -116,7 +116,8 @@ def test_auto_never_runs_a_kept_below_threshold_model(kept):
 
 
 def test_explicit_precision_runs_it_with_a_warning(kept):
-    with pytest.warns(ParityWarning, match=r"below its parity threshold \(agreement 1.0000 < 1.01\)"):
+    with pytest.warns(ParityWarning, match=r"below its parity threshold \(\d+ of \d+ discrete heads below 1.01 "
+                                           r"agreement \(\w+ 1.0000"):
         est = AvatarEstimator.create_from_bundle(kept["bundle"], backend="onnxruntime", precision="fp32",
                                                  detection="none")
     with est:

@@ -1,5 +1,6 @@
 """Accuracy of the build's estimator and Baseline on its held-out set, evaluated afresh (not read from the
-build's own eval.json): per-parameter accuracy / MAE and the render distance."""
+build's own eval.json): per-parameter accuracy / MAE (in each parameter's units and as a share of its range)
+and the render distance."""
 from __future__ import annotations
 
 import tempfile
@@ -23,9 +24,11 @@ def run(build: BuildRun, quick: bool) -> Table:
     names = list(metrics)
     first = metrics[names[0]]
     rows = [[p, "accuracy", *(f"{metrics[n]['accuracy'][p]:.3f}" for n in names)] for p in first["accuracy"]]
-    rows += [[p, "MAE", *(f"{metrics[n]['mae'][p]:.4f}" for n in names)] for p in first["mae"]]
-    for key, label, digits in (("mean_accuracy", "mean accuracy", 3), ("mean_mae", "mean MAE", 4)):
-        if key in first:
+    for p in first["mae"]:   # in the parameter's units, and as a share of its range (comparable across parameters)
+        rows.append([p, "MAE (its units)", *(f"{metrics[n]['mae'][p]:.4f}" for n in names)])
+        rows.append([p, "MAE / range", *(f"{metrics[n]['normalised_mae'][p]:.4f}" for n in names)])
+    for key, label, digits in (("mean_accuracy", "mean accuracy", 3), ("mean_normalised_mae", "mean MAE / range", 4)):
+        if first.get(key) is not None:
             rows.append([label, "", *(f"{metrics[n][key]:.{digits}f}" for n in names)])
     rows.append(["render distance", "masked L1", *(f"{metrics[n]['render_distance']['masked_l1']['mean']:.4f}" for n in names)])
     return Table("accuracy", {"set": held, "metrics": metrics}, ["parameter", "metric", *names], rows,

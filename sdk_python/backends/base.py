@@ -94,7 +94,10 @@ class ModelFiles:
         row = self.parity.get(key) or {}
         if row.get("reason"):
             return row["reason"]
-        if row.get("agreement") is not None and row.get("threshold") is not None:
+        if row.get("worst_head_agreement") is not None and row.get("threshold") is not None:
+            return (f"{row.get('worst_head')} agrees with torch on {row['worst_head_agreement']:.4f} < threshold "
+                    f"{row['threshold']}")
+        if row.get("agreement") is not None and row.get("threshold") is not None:   # rows without per-head figures
             return f"agreement with torch {row['agreement']:.4f} < threshold {row['threshold']}"
         return self.status(key)
 

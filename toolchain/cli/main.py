@@ -61,38 +61,66 @@ def engines_list() -> None:
 
 @engines_app.command("show")
 def engines_show(name: str = typer.Argument(..., help="Engine name or spec."),
+                 options: bool = typer.Option(False, "--options",
+                                              help="Every option of every parameter, one row each."),
                  as_json: bool = typer.Option(False, "--json", help="Print the schema as JSON.")) -> None:
-    """Show an engine's parameter schema."""
+    """Show an engine's parameters: one line each (kind, option count or range, default, first options)."""
+    from ..engines.describe import compact_lines, option_rows
     from ..engines.registry import create_engine
     with create_engine(name) as engine:
         schema = engine.schema
     if as_json:
         print(schema.dumps())
         return
-    table = Table("parameter", "kind", "values", "default", "part", "may be absent", title=f"engine '{schema.engine}'")
-    for p in schema.params:
-        if isinstance(p, ContinuousParam):
-            table.add_row(p.name, "continuous", f"[{p.low:g}, {p.high:g}]", f"{p.default:g}", p.part or "", "")
-        else:
-            table.add_row(p.name, f"discrete ({len(p.options)})", ", ".join(p.options), p.options[p.default],
-                          p.part or "", p.absent_option or "")
-    console.print(table)
-    console.print(f"mask parts: {', '.join(schema.parts)}")
+    n_disc = sum(p.kind == "discrete" for p in schema.params)
+    console.print(f"engine '{escape(schema.engine)}': {len(schema.params)} parameters ({n_disc} discrete, "
+                  f"{len(schema.params) - n_disc} continuous)", highlight=False)
+    if options:
+        table = Table("parameter", "#", "option", "note")
+        for row in option_rows(schema):
+            table.add_row(*(escape(c) for c in row))
+        console.print(table)
+        return
+    for line in compact_lines(schema, width=max(40, console.width)):
+        console.print(escape(line), highlight=False, soft_wrap=True)
+    console.print(f"mask parts: {escape(', '.join(schema.parts)) or 'none'}", highlight=False)
+    console.print("all options: --options; the schema as JSON: --json", highlight=False)
 
 
 @app.command()
 def render(
-    engine: str = typer.Option(..., "--engine", "-e", help="Engine name, 'module:Class' or 'cmd:<command>'."),
-    n: int = typer.Option(64, "-n", help="How many avatar vectors to sample and render."),
+    engine: Optional[str] = typer.Option(None, "--engine", "-e", help="Engine name, 'module:Class' or 'cmd:<command>'."),
+    n: Optional[int] = typer.Option(None, "-n", help="How many avatar vectors to sample and render (default 64)."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed; the same seed gives the same vectors."),
     size: int = typer.Option(256, "--size", help="Square image size in pixels."),
     out: Path = typer.Option(Path("renders"), "--out", "-o", help="Output folder (resumed if it exists)."),
     masks: bool = typer.Option(True, "--masks/--no-masks", help="Also write part masks when the engine has them."),
+    vectors: Optional[str] = typer.Option(None, "--vectors", help="Render these vectors instead of sampling: a "
+                                          "JSON-lines file or '-' for stdin (plain vectors, vectors.jsonl lines, or "
+                                          "`avatartool predict --json` output as it is)."),
+    sweep_param: Optional[str] = typer.Option(None, "--sweep", help="Draw one parameter's options (or --steps values "
+                                              "over its range) on a fixed base vector: each --vectors vector, else "
+                                              "the schema's defaults; a contact sheet with one row per base."),
+    steps: int = typer.Option(7, "--steps", help="--sweep of a continuous parameter: how many values."),
+    bundle: Optional[Path] = typer.Option(None, "--bundle", "-b", help="With --vectors / --sweep: render with the "
+                                          "engine this bundle records (instead of --engine)."),
+    trust_bundle_engine: bool = typer.Option(False, "--trust-bundle-engine", help="With --bundle: run the external "
+                                             "command a bundle made on another machine records (printed first)."),
     workers: Workers = DEFAULT_WORKERS,
     batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     engine_timeout: EngineTimeout = DEFAULT_ENGINE_TIMEOUT_S,
 ) -> None:
-    """Sample avatar vectors and render them: PNGs, masks, vectors.jsonl and a contact sheet."""
+    """Sample avatar vectors and render them: PNGs, masks, vectors.jsonl and a contact sheet. With --vectors or
+    --sweep: render the vectors you give instead (images/, vectors.jsonl, chosen.json, contact_sheet.png)."""
+    if vectors is not None or sweep_param is not None:
+        if n is not None:
+            raise AvatarToolError("-n samples vectors; --vectors / --sweep render chosen ones: drop one")
+        _render_chosen(_chosen_engine(engine, bundle, trust_bundle_engine, engine_timeout), vectors, sweep_param, steps,
+                       size, out, batch_size, vectors or "")
+        return
+    if engine is None or bundle is not None:
+        raise AvatarToolError("render samples vectors for --engine SPEC (--bundle only goes with --vectors / --sweep)")
+    n = 64 if n is None else n
     from ..render.job import render_folder
     cfg = engine_options(workers, batch_size, engine_timeout).config(engine, n, seed=seed, size=size, masks=masks)
     with make_progress() as progress:
@@ -102,6 +130,49 @@ def render(
     console.print(f"[green]done[/]: {summary.rendered} rendered, {summary.skipped} already there -> {out}/ "
                   f"(images/, {'masks/, ' if summary.has_masks else ''}vectors.jsonl, contact_sheet.png)")
     _print_restart_count(len(summary.restarts), out / "render.json")
+
+
+def _chosen_engine(engine: Optional[str], bundle: Optional[Path], trust: bool, timeout_s: float):
+    """The engine for chosen vectors: --engine SPEC, or the one --bundle records (--engine overrides it)."""
+    from ..engines.registry import create_engine
+    if bundle is None:
+        if engine is None:
+            raise AvatarToolError("name the engine: --engine SPEC, or --bundle FILE to use the engine a bundle records")
+        return create_engine(engine, timeout_s=timeout_s)
+    from sdk_python.bundle import BundleError, open_bundle
+
+    from ..engines.bundle_engine import open_bundle_engine
+    try:
+        with open_bundle(bundle) as b:
+            manifest = b.manifest
+    except BundleError as exc:
+        raise AvatarToolError(str(exc)) from None
+    return open_bundle_engine(manifest, engine, trust, lambda msg: err_console.print(escape(msg), highlight=False),
+                              timeout_s=timeout_s)
+
+
+def _render_chosen(eng, vectors: Optional[str], sweep_param: Optional[str], steps: int, size: int,
+                   out: Path, batch_size: int, source: str) -> None:
+    from ..render.chosen import ChosenVector, read_vectors, render_chosen, sweep
+    with eng:
+        schema = eng.schema
+        notes: list[str] = []
+        items = (read_vectors(vectors, schema, notes=notes) if vectors is not None
+                 else [ChosenVector("defaults", 0, schema.default_vector())])
+        for note in notes:
+            err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+        columns = 8
+        if sweep_param is not None:
+            bases = items
+            items = [v for b in bases for v in sweep(schema, b.vector, sweep_param, steps,
+                                                     b.label if len(bases) > 1 else "")]
+            columns = len(items) // len(bases)
+        with make_progress() as progress:
+            task = progress.add_task(f"render {eng.name}", total=len(items))
+            sheet = render_chosen(eng, items, out, size=size, batch_size=batch_size, source=source,
+                                  columns=columns, progress=lambda done, total: progress.update(task, completed=done))
+    console.print(f"[green]done[/]: {len(items)} chosen vector(s) rendered -> {out}/ (images/, vectors.jsonl, "
+                  f"chosen.json, {sheet.name})")
 
 
 def _print_restart(restart: dict) -> None:
@@ -205,7 +276,11 @@ def eval_cmd(
     for k, v in m["accuracy"].items():
         table.add_row(k, "accuracy", f"{v:.3f}")
     for k, v in m["mae"].items():
-        table.add_row(k, "MAE", f"{v:.4f}")
+        table.add_row(k, "MAE (share of range)", f"{v:.4f} ({m['normalised_mae'][k]:.1%})")
+    if m.get("mean_accuracy") is not None:
+        table.add_row("mean", "accuracy", f"{m['mean_accuracy']:.3f}")
+    if m.get("mean_normalised_mae") is not None:
+        table.add_row("mean", "MAE / range", f"{m['mean_normalised_mae']:.1%}")
     table.add_row("render distance", "masked L1", f"{m['render_distance']['masked_l1']['mean']:.4f}")
     console.print(table)
     console.print(f"[green]done[/]: {out}/eval.json, eval.md, grid.png")
@@ -257,6 +332,10 @@ def export(
     fetch_detector: bool = typer.Option(True, "--fetch-detector/--no-fetch-detector",
                                         help=f"Fetch the detector from the {contract.DETECTOR_WHEEL} wheel (pip download) if not cached."),
     bundle: bool = typer.Option(True, "--bundle/--no-bundle", help="Write <engine>.swiftavatar."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="Record how to start the engine in the bundle (for "
+                                         "`predict --render`): a built-in or plug-in name, 'package.module:Class' or "
+                                         "'cmd:<command>' (run from the current folder). Default: the model's engine "
+                                         "if it is built-in or an installed plug-in."),
     min_agreement_fp: float = typer.Option(contract.AGREEMENT_THRESHOLDS["fp32"], "--min-agreement-fp",
                                            help="Pass threshold for fp32/fp16."),
     min_agreement_int8: float = typer.Option(contract.AGREEMENT_THRESHOLDS["int8"], "--min-agreement-int8",
@@ -279,24 +358,28 @@ def export(
     if calibration_images < 300:
         import warnings
         warnings.warn(f"--calibration-images {calibration_images}: fewer than 300 calibration images may hurt int8 accuracy")
+    from ..engines.bundle_engine import engine_record
     opts = ExportOptions(targets=targets, int8_calibration=int8_calibration, eval_set=eval_set, thresholds=thresholds,
                          calibration_count=calibration_images, min_calibration=min(calibration_images, 300),
                          bundle=bundle, face_detector=face_detector, fetch_face_detector=fetch_detector,
                          keep_failed=keep_failed, no_parity=no_parity,
+                         engine_spec=None if engine is None else engine_record(engine),
                          int8_float_layers=(int8_float_layers if int8_float_layers in ("auto", "none")
                                             else [v.strip() for v in int8_float_layers.split(",") if v.strip()]))
     with err_console.status("exporting") as status:
         report = export_model(model, out, opts, progress=lambda msg: status.update(f"exporting: {msg}"))
-    table = Table("format", "precision", "size MB", "status", "agreement", "worst head", "cont. mean/max abs",
+    table = Table("format", "precision", "size MB", "status", "worst head", "pooled", "worst cont. mean / max abs",
                   title=f"export parity ({report['eval_images'] or 'no evaluation images'})")
     for r in report["rows"]:
         size = "" if r["size_bytes"] is None else f"{r['size_bytes'] / 1e6:.2f}"
         agree = "" if r["agreement"] is None else f"{r['agreement']:.4f}"
         worst = "" if r["worst_head"] is None else f"{r['worst_head']} {r['worst_head_agreement']:.4f}"
-        cont = "" if r["cont_mean_abs"] is None else f"{r['cont_mean_abs']:.1e} / {r['cont_max_abs']:.1e}"
+        worst_mean = (r.get("cont_per_param") or {}).get(r.get("worst_cont"), r["cont_mean_abs"])
+        cont = "" if r["cont_mean_abs"] is None else (
+            f"{r.get('worst_cont') or ''} {worst_mean:.1e} / {r['cont_max_abs']:.1e}").strip()
         status_text = (r["status"] + (f": {r['reason']}" if r["reason"] else "")
                        + ("; left out of the bundle" if r.get("bundled") is False else ""))
-        table.add_row(r["format"], r["precision"], size, escape(status_text), agree, worst, cont)
+        table.add_row(r["format"], r["precision"], size, escape(status_text), worst, agree, cont)
     console.print(table)
     for w in report["warnings"]:
         err_console.print(f"[yellow]warning:[/] {escape(w)}")
@@ -304,6 +387,13 @@ def export(
     if not report["passed"]:
         err_console.print("[bold red]error:[/] some formats failed or are below their parity threshold (see the table)")
         raise typer.Exit(2)
+
+
+def _engine_spec_text(rec: Optional[dict]) -> str:
+    if not rec:
+        return "not recorded (predict --render needs --engine unless the engine is built in)"
+    where = f" in {rec['cwd']}" if rec.get("cwd") else ""
+    return f"{rec['spec']} ({rec['kind']}{where}; built on {rec.get('host') or '?'})"
 
 
 @bundle_app.command("inspect")
@@ -320,17 +410,19 @@ def bundle_inspect(file: Path = typer.Argument(..., help="A .swiftavatar bundle.
     for k, v in [("format version", m["format_version"]), ("created by", m.get("created_by")), ("created", m.get("created")),
                  ("engine", m["engine"]), ("input", f"{inp['size']}x{inp['size']} {inp.get('color', 'RGB')}"),
                  ("normalisation", f"mean {inp['normalization']['mean']} std {inp['normalization']['std']}"),
-                 ("face detector", (m.get("face_detector") or {}).get("file", "NONE (bundle has no detector)"))]:
+                 ("face detector", (m.get("face_detector") or {}).get("file", "NONE (bundle has no detector)")),
+                 ("engine spec", _engine_spec_text(m.get(contract.ENGINE_SPEC_FIELD)))]:
         head.add_row(k, escape(str(v)))
     console.print(head)
     outs = Table("output", "kind", "parameter(s)")
     for name, o in m["outputs"].items():
         outs.add_row(name, o["kind"], ", ".join(o["parameters"]) if o["kind"] == "continuous" else o["parameter"])
     console.print(outs)
-    models = Table("file", "format", "precision", "size MB", "sha256", "status", "agreement", "quantization")
+    models = Table("file", "format", "precision", "size MB", "sha256", "status", "worst head", "quantization")
     for e in m["models"]:
         p = e.get("parity") or {}
-        agree = "" if p.get("agreement") is None else f"{p['agreement']:.4f}"
+        agree = ("" if p.get("agreement") is None else f"{p['agreement']:.4f}" if p.get("worst_head") is None
+                 else f"{p['worst_head']} {p['worst_head_agreement']:.4f}")
         size = m["members"].get(e["file"], {}).get("size", 0) / 1e6
         models.add_row(e["file"], e["format"], e["precision"], f"{size:.2f}", m["members"].get(e["file"], {}).get("sha256", "")[:12],
                        escape(p.get("status") or "unvalidated"), agree, escape(json.dumps(e.get("quantization"))))
@@ -379,14 +471,25 @@ def predict(
     min_face_size: int = typer.Option(24, "--min-face-size", help="Smaller faces (px) are reported, not estimated."),
     mirror_tta: bool = typer.Option(False, "--mirror-tta", help="Average each face with its mirror image: steadier "
                                     "answers and crops, a spread for continuous parameters; twice the inference."),
-    render: bool = typer.Option(False, "--render", help="Render each avatar with the engine next to its photo."),
+    render: bool = typer.Option(False, "--render", help="Render each avatar with the engine next to its photo (the "
+                                "engine the bundle records, or --engine)."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="The engine for --render, overriding the one the "
+                                         "bundle records: a built-in or plug-in name, 'package.module:Class' or "
+                                         "'cmd:<command>' (run in the current folder)."),
+    trust_bundle_engine: bool = typer.Option(False, "--trust-bundle-engine", help="Run the external command a "
+                                             "bundle made on another machine records as its engine (it is printed "
+                                             "first). Without it such a bundle needs --engine."),
     out: Path = typer.Option(Path("predictions"), "--out", "-o", help="Folder for --render images."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Estimate avatar vectors for face photos with the reference SDK (the model loads once for all images)."""
     from .predict import predict_files
+    if (engine or trust_bundle_engine) and not render:
+        raise AvatarToolError("--engine and --trust-bundle-engine only matter with --render: add --render or drop them")
     results = predict_files(bundle, images, backend=backend, precision=precision, detection=detection,
                             render_dir=out if render else None, detector=detector, faces=faces,
+                            engine=engine, trust_bundle_engine=trust_bundle_engine,
+                            say=lambda msg: err_console.print(escape(msg)),
                             min_face_confidence=min_face_confidence, min_face_size=min_face_size, mirror_tta=mirror_tta)
     if as_json:
         print(json.dumps(results, indent=2))

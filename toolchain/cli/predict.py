@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import glob
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 from PIL import Image
@@ -45,7 +45,8 @@ def expand_inputs(items: Sequence[str | Path]) -> list[Path]:
 def predict_files(bundle: str | Path, images: Sequence[str | Path], backend: str = "auto", precision: str = "auto",
                   detection: str = "mediapipe", render_dir: Optional[str | Path] = None,
                   num_threads: int = 2, detector: str = "auto", faces: str = "largest",
-                  **options: Any) -> list[dict[str, Any]]:
+                  engine: Optional[str] = None, trust_bundle_engine: bool = False,
+                  say: Callable[[str], None] = lambda msg: None, **options: Any) -> list[dict[str, Any]]:
     """Estimate every image with one estimator (the models load once); one dict per image:
     ``{"image", "result" (JSON) | "error", "render"}``.
 
@@ -53,6 +54,10 @@ def predict_files(bundle: str | Path, images: Sequence[str | Path], backend: str
         images: Files, folders or glob patterns (see :func:`expand_inputs`).
         detector: ``short``, ``full`` or ``auto`` (see ``sdk_python.DetectorMode``).
         faces: ``largest``, ``all`` or ``error`` (several faces raise, reported per image).
+        engine: With ``render_dir``: the engine spec to render with, instead of the one the bundle records
+            (:func:`toolchain.engines.bundle_engine.open_bundle_engine`).
+        trust_bundle_engine: Run an external command recorded by a bundle made on another machine.
+        say: Where to tell the user which engine command runs.
         options: More ``AvatarEstimatorOptions`` fields.
 
     Per-image SDK errors (no face, bad file...) are reported in the entry, not raised; errors creating
@@ -62,19 +67,19 @@ def predict_files(bundle: str | Path, images: Sequence[str | Path], backend: str
     opts = AvatarEstimatorOptions(bundle_path=bundle, backend=backend, precision=precision, detection=detection,
                                   num_threads=num_threads, detector=detector, multiple_faces=faces, **options)
     out: list[dict[str, Any]] = []
-    engine = None
+    renderer = None
     with AvatarEstimator.create_from_options(opts) as est:
+        if render_dir is not None:   # before any image: a missing or untrusted engine is one error, not one per image
+            from ..engines.bundle_engine import open_bundle_engine
+            renderer = open_bundle_engine(_manifest(bundle, est.schema), engine, trust_bundle_engine, say)
         for img in images:
             entry: dict[str, Any] = {"image": str(img)}
             try:
                 res = est.estimate(img)
                 entry["result"] = res.to_json()
                 entry["backend"] = est.backend_name
-                if render_dir is not None:
-                    if engine is None:
-                        from ..engines.registry import create_engine
-                        engine = create_engine(est.schema["engine"])
-                    entry["render"] = str(_render_side_by_side(engine, img, res.vector, Path(render_dir)))
+                if renderer is not None:
+                    entry["render"] = str(_render_side_by_side(renderer, img, res.vector, Path(render_dir)))
             except AvatarSDKError as exc:
                 entry["error"] = f"{type(exc).__name__}: {exc}"
                 entry["error_type"] = type(exc).__name__
@@ -82,9 +87,18 @@ def predict_files(bundle: str | Path, images: Sequence[str | Path], backend: str
                     if hasattr(exc, attr):
                         entry[attr] = getattr(exc, attr)
             out.append(entry)
-    if engine is not None and hasattr(engine, "close"):
-        engine.close()
+    if renderer is not None and hasattr(renderer, "close"):
+        renderer.close()
     return out
+
+
+def _manifest(bundle: str | Path, schema: dict[str, Any]) -> dict[str, Any]:
+    """The bundle's manifest; for an exported model or export folder (no manifest), its engine and schema."""
+    if Path(bundle).suffix in (".swiftavatar", ".zip"):
+        from sdk_python.bundle import open_bundle
+        with open_bundle(bundle) as b:
+            return b.manifest
+    return {"engine": schema["engine"], "schema": schema}
 
 
 def _render_side_by_side(engine, image_path: str | Path, vector: dict, out_dir: Path) -> Path:

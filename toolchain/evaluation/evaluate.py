@@ -1,6 +1,7 @@
 """Evaluate an estimator on a labelled set (the photo proxy, a render set, or a user's real photos).
 
-Reports per-parameter accuracy (discrete) and MAE (continuous), and render-space distances: the
+Reports per-parameter accuracy (discrete) and MAE (continuous: in each parameter's units and as a share of
+its range, the mean over the normalised ones only), and render-space distances: the
 predicted and the ground-truth vectors are rendered by the engine and compared with a weight-free
 masked pixel distance, and with LPIPS when backbone weights are supplied. Writes ``eval.json``,
 ``eval.md`` and ``grid.png`` (input | predicted avatar | ground-truth avatar).
@@ -157,12 +158,13 @@ def _markdown(report: dict[str, Any]) -> str:
              f"model: `{report['model']}`", "", "| parameter | metric | value |", "|---|---|---|"]
     for name, acc in m["accuracy"].items():
         lines.append(f"| {name} | accuracy | {acc:.3f} |")
+    nmae = m.get("normalised_mae", {})
     for name, mae in m["mae"].items():
-        lines.append(f"| {name} | MAE | {mae:.4f} |")
+        lines.append(f"| {name} | MAE (its units; share of its range) | {mae:.4f} ({nmae[name]:.2%}) |")
     if "mean_accuracy" in m:
         lines.append(f"| **mean** | accuracy | **{m['mean_accuracy']:.3f}** |")
-    if "mean_mae" in m:
-        lines.append(f"| **mean** | MAE | **{m['mean_mae']:.4f}** |")
+    if m.get("mean_normalised_mae") is not None:
+        lines.append(f"| **mean** | MAE as a share of each range | **{m['mean_normalised_mae']:.2%}** |")
     rd = m["render_distance"]
     lines += ["", f"Render distance, masked pixel L1 (weight-free): {rd['masked_l1']['mean']:.4f}"]
     lp = rd["lpips"]

@@ -172,12 +172,13 @@ def _eval_rows(models: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     rows: list[list[Any]] = []
     for p in first["accuracy"]:
         rows.append([p, "accuracy"] + [_fmt(models[n]["metrics"]["accuracy"].get(p)) for n in names])
-    for p in first["mae"]:
-        rows.append([p, "MAE"] + [_fmt(models[n]["metrics"]["mae"].get(p), 4) for n in names])
+    for p in first["mae"]:   # own units (what a user reads for one parameter), then as a share of its range
+        rows.append([p, "MAE (its units)"] + [_fmt(models[n]["metrics"]["mae"].get(p), 4) for n in names])
+        rows.append([p, "MAE / range"] + [_fmt(models[n]["metrics"].get("normalised_mae", {}).get(p), 4) for n in names])
     if "mean_accuracy" in first:
         rows.append(["mean", "accuracy"] + [_fmt(models[n]["metrics"].get("mean_accuracy")) for n in names])
-    if "mean_mae" in first:
-        rows.append(["mean", "MAE"] + [_fmt(models[n]["metrics"].get("mean_mae"), 4) for n in names])
+    if first.get("mean_normalised_mae") is not None:
+        rows.append(["mean", "MAE / range"] + [_fmt(models[n]["metrics"].get("mean_normalised_mae"), 4) for n in names])
     rows.append(["render distance", "masked L1"] + [_fmt(models[n]["metrics"]["render_distance"]["masked_l1"]["mean"], 4)
                                                     for n in names])
     lp = [models[n]["metrics"]["render_distance"]["lpips"].get("mean") for n in names]
@@ -196,8 +197,9 @@ def headline(models: dict[str, Any]) -> str | None:
     text = f"Render distance (masked L1) {ds:.4f} vs Baseline {db:.4f} ({rel:+.1f} %)"
     if "mean_accuracy" in s:
         text += f"; mean accuracy {s['mean_accuracy']:.3f} vs {b['mean_accuracy']:.3f}"
-    if "mean_mae" in s:
-        text += f"; mean MAE {s['mean_mae']:.4f} vs {b['mean_mae']:.4f}"
+    if s.get("mean_normalised_mae") is not None and b.get("mean_normalised_mae") is not None:
+        text += (f"; mean continuous error {s['mean_normalised_mae']:.1%} vs {b['mean_normalised_mae']:.1%} of each "
+                 "parameter's range")
     return text + "."
 
 
@@ -322,7 +324,8 @@ def write_report(run_dir: Path, cfg_json: dict[str, Any], records: dict[str, dic
 
     doc.heading("Export parity")
     if exp.get("parity"):
-        doc.table(["format", "precision", "status", "in bundle", "size MB", "agreement", "worst head", "cont. max abs"],
+        doc.table(["format", "precision", "status", "in bundle", "size MB", "pooled agreement", "worst head (gated)",
+                   "cont. max abs"],
                   [[r["format"], r["precision"], r["status"], {True: "yes", False: "no"}.get(r.get("bundled"), "—"),
                     _fmt((r.get("size_bytes") or 0) / 1e6, 2),
                     _fmt(r.get("agreement"), 4),

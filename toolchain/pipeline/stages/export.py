@@ -13,13 +13,18 @@ def run(ctx: StageContext) -> dict[str, Any]:
     from converters.formats import parse_targets
     from converters.latency import export_latency
     from sdk_python.bundle import open_bundle
+    from ...engines.bundle_engine import engine_record
+    from ...render.folder import RenderFolder
     c = ctx.cfg.export
     model_path = ctx.output("train")["model"]
     targets = parse_targets(c.formats)
+    # the bundle records how the render stage started the engine, so `predict --render` can start it again
+    renders = RenderFolder.open(ctx.output("render")["folder"])
     opts = ExportOptions(targets=targets, int8_calibration=ctx.output("pairs")["dataset"],
                          calibration_count=c.calibration_images, min_calibration=min(c.calibration_images, 300),
                          eval_set=ctx.output("heldout")["set"], face_detector=c.face_detector,
-                         fetch_face_detector=c.fetch_detector)
+                         fetch_face_detector=c.fetch_detector,
+                         engine_spec=engine_record(renders.engine, renders.engine_cwd, renders.engine_name))
     steps = {"n": 0}
 
     def say(msg: str) -> None:
