@@ -41,7 +41,7 @@ def cache_root() -> Path | None:
     """``$SWIFTAVATAR_GAN_CACHE``, else ``$SWIFTAVATAR_CACHE/real_generators`` (the SDK's model cache folder,
     one per machine); ``None`` when ``SWIFTAVATAR_GAN_CACHE=off`` (every build trains its own G_real)."""
     env = os.environ.get(ENV_VAR)
-    if env is not None and env.strip().lower() in ("off", "0", "none", ""):
+    if env is not None and env.strip().lower() in ("off", "0", "none"):
         return None
     if env:
         return Path(env)
