@@ -30,7 +30,7 @@ TINY = {
     "pairs.init_samples": 256, "pairs.init_calib_steps": 3,
     "train.preset": "tiny", "train.epochs": 1, "train.input_size": 32,
     "export.formats": "onnx", "export.calibration_images": 10, "export.fetch_detector": False,
-    "eval.n": 12, "eval.size": 32, "baseline.epochs": 1,
+    "eval.n": 12, "eval.size": 32, "eval.measure_n": 12, "baseline.epochs": 1,
 }
 
 

@@ -109,6 +109,7 @@ class EvalStage:
     seed: int = 0
     size: int = 128
     lpips_weights: Optional[str] = None
+    measure_n: int = 200                     # images per face-likeness share (pair_measures stage)
 
 
 @dataclass

@@ -20,7 +20,6 @@ from .progress import train_progress
 from .train import train_config
 
 CEILING_SEED_OFFSET = 104_729    # held-out proxy photos: never the seed G_real's photos were drawn with
-N_CEILING = 200
 
 
 def _ceiling_photos(ctx: StageContext) -> tuple[list, str]:
@@ -29,12 +28,12 @@ def _ceiling_photos(ctx: StageContext) -> tuple[list, str]:
         held = load_labelled_set(ctx.output("heldout")["set"])
         from PIL import Image
         import numpy as np
-        photos = [np.asarray(Image.open(p).convert("RGB")) for p, _ in held.items[:N_CEILING]]
+        photos = [np.asarray(Image.open(p).convert("RGB")) for p, _ in held.items[:ctx.cfg.eval.measure_n]]
         return photos, "the held-out set's photos (G_real's own training photos are not at hand)"
     d = ctx.dir / "ceiling_photos"
-    write_proxy_set(c.proxy_engine, d, n=N_CEILING, seed=c.proxy_seed + CEILING_SEED_OFFSET, size=c.proxy_size,
-                    role="unlabelled")
-    return folder_images(d), f"{N_CEILING} held-out photo-proxy faces ({c.proxy_engine} painter, a seed G_real never saw)"
+    n = ctx.cfg.eval.measure_n
+    write_proxy_set(c.proxy_engine, d, n=n, seed=c.proxy_seed + CEILING_SEED_OFFSET, size=c.proxy_size, role="unlabelled")
+    return folder_images(d), f"{n} held-out photo-proxy faces ({c.proxy_engine} painter, a seed G_real never saw)"
 
 
 def _face_models(fetch: bool) -> Callable[[str], Path]:
@@ -57,7 +56,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
         out["face_likeness"] = None
     else:
         photos, ceiling_note = _ceiling_photos(ctx)
-        out["face_likeness"] = {**face_likeness(real["generator"], pairs["dataset"], photos, size, model_for=model_for),
+        out["face_likeness"] = {**face_likeness(real["generator"], pairs["dataset"], photos, size,
+                                                n=ctx.cfg.eval.measure_n, model_for=model_for),
                                 "ceiling_photos": ceiling_note}
 
     if heldout.get("kind") == "photo-proxy":
@@ -72,7 +72,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
                         progress=train_progress(ctx, "oracle"))
         model = ctx.dir / "oracle" / "train" / "estimator.pt"
         ctx.progress(2, 3, "label consistency")
-        out["label_consistency"] = label_consistency(model, pairs["dataset"], heldout["set"])
+        out["label_consistency"] = label_consistency(model, pairs["dataset"], heldout["set"], n=3 * ctx.cfg.eval.measure_n)
         out["oracle"] = {"model": str(model.resolve()), "dataset": str((ctx.dir / "oracle" / "dataset").resolve()),
                          "n": n, "epochs": summary["epochs_done"]}
         out["files"].append("oracle/train/estimator.pt")
