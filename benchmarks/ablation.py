@@ -140,9 +140,11 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
     datasets["sa"] = (pairs, n_sa)
     nc_pairs = read_record(nc_run / "pairs")["outputs"]["dataset"]
     datasets["no_colour"] = (nc_pairs, len(PairedDataset.open(nc_pairs)))
-    measured = out("pair_measures")
-    if measured.get("oracle"):   # the build trained it for its label-consistency measure, on the same budget
-        datasets["oracle"] = (measured["oracle"]["dataset"], measured["oracle"]["n"])
+    # the build's oracle (its label-consistency measure) serves when it was trained on this budget
+    measured = out("pair_measures").get("oracle") or {}
+    budget_matched = measured.get("samples_seen") == budget
+    if budget_matched:
+        datasets["oracle"] = (measured["dataset"], measured["n"])
     else:
         datasets["oracle"] = (abl / "oracle" / "dataset",
                               oracle_dataset(cfg.engine, abl / "oracle", n=cfg.render.n,
@@ -152,8 +154,8 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
     reuse = {"sa": sa_train}
     if cfg.baseline.enabled and not cfg.baseline.epochs:
         reuse["baseline"] = out("baseline")   # the build's Baseline: these renders, this matched budget
-    if measured.get("oracle"):
-        reuse["oracle"] = measured["oracle"]
+    if budget_matched:
+        reuse["oracle"] = measured
     rows: dict[str, dict[str, Any]] = {}
     for name in ROWS:
         data, n = datasets[name]
