@@ -30,8 +30,9 @@ from .face_finder import FaceFinder
 from .errors import (AvatarSDKError, EstimatorClosedError, FaceTooSmallError, MultipleFacesError, NoFaceError,
                      RunningModeError, TimestampError)
 from .framing import CANONICAL_KEYPOINTS, align, frame_whole
-from .image_input import load_image
+from .image_input import carried_color_order, load_image
 from .model_source import open_model_source
+from .native_logs import quiet_stderr, sdk_quiet
 from .options import AvatarEstimatorOptions, Detection, DetectorMode, MultipleFacePolicy, RunningMode
 from .quality import assess, color_parameters, is_grayscale
 from .result import AvatarEstimatorResult, AvatarFace, FaceBox, FaceDetection, Timings
@@ -69,6 +70,12 @@ class AvatarEstimator:
         self._closed = False
         self.finder: Optional[FaceFinder] = None
         self.backend = None
+        #: a library prints nothing of its own: the native runtimes' set-up lines are hidden (native_logs.py)
+        self._quiet = sdk_quiet(options.native_logs)
+        with quiet_stderr(self._quiet):
+            self._load(options)
+
+    def _load(self, options: AvatarEstimatorOptions) -> None:
         self.source = open_model_source(options.bundle_path)
         self.decoder = SchemaDecoder(self.source.metadata["schema"], self.source.temperatures)
         self.input_size = self.source.input_size
@@ -89,11 +96,13 @@ class AvatarEstimator:
             self.finder = FaceFinder(self._detector_mode(), _detector_model_resolver(options, self.source),
                                      options.min_face_confidence,
                                      checks=options.face_checks, tile_size=options.tile_size,
-                                     num_threads=options.num_threads)
+                                     num_threads=options.num_threads, quiet=self._quiet)
             self.finder.track = options.running_mode == RunningMode.VIDEO
         self._color_params = color_parameters(self.decoder.schema)
         self._smoother = VideoSmoother(options.smoothing_ms, options.hysteresis, options.reset_after_ms)
         self._last_ts: Optional[int] = None
+        # warm-up: runtimes log (and allocate) on their first run; do both now, not on the first frame
+        self._run(np.zeros((1, 3, self.input_size, self.input_size), np.float32))
 
     def _detector_model(self, kind: str) -> Path:
         return _detector_model_resolver(self.options, self.source)(kind)
@@ -164,7 +173,8 @@ class AvatarEstimator:
         """Estimate the avatar for one image (IMAGE mode).
 
         Args:
-            image: numpy array (``color_order`` needed for 3/4 channels), PIL image, path or bytes.
+            image: numpy array (``color_order`` needed for 3/4 channels, except the array
+                :func:`sdk_python.load_image` returns, which carries its own), PIL image, path or bytes.
             color_order: ``"rgb"`` or ``"bgr"`` for numpy inputs; defaults to ``options.color_order``.
 
         Returns:
@@ -219,10 +229,11 @@ class AvatarEstimator:
         self._closed = True
         finder, self.finder = getattr(self, "finder", None), None
         backend, self.backend = getattr(self, "backend", None), None
-        if finder is not None:
-            finder.close()
-        if backend is not None:
-            backend.close()
+        with quiet_stderr(getattr(self, "_quiet", False)):   # LiteRT logs as it tears down
+            if finder is not None:
+                finder.close()
+            if backend is not None:
+                backend.close()
 
     def __enter__(self) -> "AvatarEstimator":
         return self
@@ -269,7 +280,7 @@ class AvatarEstimator:
 
     def _process(self, image: Any, color_order: Optional[str], ts: Optional[int]) -> AvatarEstimatorResult:
         t_start = time.perf_counter()
-        rgb = load_image(image, color_order or self.options.color_order)
+        rgb = self._load_image(image, color_order)
         t_load = _ms(t_start)
         t0 = time.perf_counter()
         faces, count, ran = self._faces(rgb)
@@ -319,6 +330,11 @@ class AvatarEstimator:
                                              "mirror_tta": self.options.mirror_tta},
                                      faces_found=count, detectors=ran)
 
+    def _load_image(self, image: Any, color_order: Optional[str]) -> np.ndarray:
+        # an image that states its order (load_image's) outranks the options' default, not the call's argument
+        default = None if carried_color_order(image) is not None else self.options.color_order
+        return np.asarray(load_image(image, color_order or default))
+
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         try:
             return self.backend.run(x)
@@ -331,7 +347,7 @@ class AvatarEstimator:
     def crop(self, image: Any, color_order: Optional[str] = None) -> np.ndarray:
         """The aligned crop the estimator would see for the largest face (for debugging and data writers)."""
         self._check_open()
-        rgb = load_image(image, color_order or self.options.color_order)
+        rgb = self._load_image(image, color_order)
         face = self._faces(rgb)[0][0]
         if self.detector is not None and self.options.refine_keypoints:
             face = self.detector.refine(rgb, face, mirror_average=self.options.mirror_tta)

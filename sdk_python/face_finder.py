@@ -93,10 +93,12 @@ class FaceFinder:
         large_side: Images whose longer side reaches this get the full-range pass (auto) and tiles.
         tile_size: Side of the full-range model's tiles on large images (0: no tiles).
         num_threads: Threads of the face-mesh model's LiteRT interpreter.
+        quiet: Hide the native libraries' set-up lines (see :func:`sdk_python.native_logs.sdk_quiet`).
     """
 
     def __init__(self, mode: str, model_for: Callable[[str], Union[str, Path]], min_confidence: float = 0.6,
-                 checks: bool = True, large_side: int = LARGE_SIDE, tile_size: int = TILE_SIZE, num_threads: int = 1):
+                 checks: bool = True, large_side: int = LARGE_SIDE, tile_size: int = TILE_SIZE, num_threads: int = 1,
+                 quiet: Optional[bool] = None):
         if mode not in MODES:
             raise ValueError(f"detector mode {mode!r}: choose one of {', '.join(MODES)}")
         self.mode = mode
@@ -105,6 +107,7 @@ class FaceFinder:
         self.checks = checks
         self.large_side = large_side
         self._model_for = model_for
+        self.quiet = quiet
         self._detectors: dict[str, FaceDetector] = {}
         self.presence: Optional[FacePresence] = None
         #: Video: a face overlapping one accepted in the previous frame keeps its presence verdict, so the
@@ -119,7 +122,7 @@ class FaceFinder:
             self.detector("full")
         if checks:
             try:
-                self.presence = FacePresence(model_for("mesh"), num_threads)
+                self.presence = FacePresence(model_for("mesh"), num_threads, quiet=quiet)
             except AvatarSDKError as exc:   # still useful without it: geometry and skin checks remain
                 self.presence_unavailable = str(exc)
                 warnings.warn(f"face checks run without the face-mesh presence test, so drawn animals may pass as "
@@ -130,7 +133,7 @@ class FaceFinder:
         det = self._detectors.get(kind)
         if det is None:
             # the detector's own floor sits below the threshold so rejected candidates can be reported
-            det = FaceDetector(self._model_for(kind), min(self.min_confidence, 0.5))
+            det = FaceDetector(self._model_for(kind), min(self.min_confidence, 0.5), quiet=self.quiet)
             self._detectors[kind] = det
         return det
 

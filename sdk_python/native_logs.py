@@ -13,18 +13,28 @@ Two separate costs, both measured on ``avatartool predict`` (2 cores, see README
   variables they read at start-up; :func:`quiet_stderr` redirects fd 2 around one call for the lines
   no variable reaches (LiteRT's "Creating LiteRT environment" at graph creation).
 
-The SDK calls neither by default except :func:`import_mediapipe` (a library should not hide a host
-application's stderr); ``avatartool`` calls :func:`silence_native_logs` unless ``--debug``.
+A library must be quiet without hiding its host's own output, so the SDK does not lower log levels for the
+whole process. Instead an estimator (unless :func:`sdk_quiet` says logs are wanted) redirects fd 2 while
+native code sets itself up: creating the detectors, the face-mesh interpreter and the runtime, one warm-up
+run of each (the runtimes log again on their first run: LiteRT's XNNPACK delegate, MediaPipe's
+"Input tensor memory is not aligned", the 28 "Sparsity tensors may not yet be fully supported" lines of
+an int8 model) and closing them. Python's own ``sys.stderr`` (warnings, a host's prints) keeps writing to
+the real stderr throughout. ``AvatarEstimatorOptions(native_logs=True)`` or ``SWIFTAVATAR_NATIVE_LOGS=1``
+shows the native lines again. ``avatartool`` additionally calls :func:`silence_native_logs` unless ``--debug``.
 """
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 import types
 from typing import Iterator
 
 _QUIET = {"on": False}
+
+#: Set to ``1`` (or ``true``/``yes``/``on``) to see the native libraries' log lines from the SDK.
+LOGS_ENV = "SWIFTAVATAR_NATIVE_LOGS"
 
 #: Variables read once by the native libraries when they load: set before they are imported.
 LOG_ENV = {
@@ -60,29 +70,57 @@ def silence_native_logs() -> None:
 
 
 def is_quiet() -> bool:
+    """Whether :func:`silence_native_logs` ran (the CLI): then every native call is quieted."""
     return _QUIET["on"]
+
+
+def sdk_quiet(native_logs: bool | None = None) -> bool:
+    """Whether the SDK hides native log lines around set-up, warm-up and close.
+
+    Args:
+        native_logs: The estimator option: ``True`` shows them, ``False`` hides them, ``None`` follows
+            :data:`LOGS_ENV` (hidden unless it is set to a true word).
+    """
+    if native_logs is not None:
+        return not native_logs
+    return os.environ.get(LOGS_ENV, "").strip().lower() not in ("1", "true", "yes", "on")
 
 
 @contextlib.contextmanager
 def quiet_stderr(enabled: bool | None = None) -> Iterator[None]:
     """Redirect file descriptor 2 to ``/dev/null`` for the block (when ``enabled``; default: after
     :func:`silence_native_logs`). Python exceptions still propagate; only what native code writes
-    during the block is dropped."""
+    during the block is dropped: a ``sys.stderr`` that wrote to fd 2 writes to the real stderr meanwhile,
+    so Python warnings and the host's own messages still show."""
     if not (is_quiet() if enabled is None else enabled):
         yield
         return
     try:
         sys.stderr.flush()
         saved = os.dup(2)
-    except (OSError, ValueError):  # no real fd 2 (embedded interpreters, some test runners)
+    except (OSError, ValueError, AttributeError):  # no real fd 2 (embedded interpreters, some test runners)
         yield
         return
+    py_stderr, swapped = sys.stderr, None
+    try:
+        if py_stderr.fileno() == 2:
+            swapped = open(saved, "w", closefd=False, buffering=1, encoding=getattr(py_stderr, "encoding", None),
+                           errors="backslashreplace")
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass   # sys.stderr is not fd 2 (a capture, a log file): it is not affected anyway
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
         os.close(devnull)
+        if swapped is not None:
+            sys.stderr = swapped
         yield
     finally:
+        if swapped is not None:
+            swapped.flush()
+            if sys.stderr is swapped:
+                sys.stderr = py_stderr
+            swapped.close()
         os.dup2(saved, 2)
         os.close(saved)
 

@@ -108,6 +108,9 @@ class AvatarEstimatorOptions:
         hysteresis: VIDEO mode: a discrete choice changes only when the new option's smoothed
             probability beats the current one's by this margin.
         reset_after_ms: VIDEO mode: a gap longer than this restarts smoothing from the new frame.
+        native_logs: Show what the native libraries (MediaPipe, LiteRT, absl) write to stderr while the
+            estimator sets up, warms up and closes. ``None`` (default): hidden unless the environment variable
+            ``SWIFTAVATAR_NATIVE_LOGS=1`` asks for them; Python warnings are never hidden.
     """
 
     bundle_path: Union[str, Path]
@@ -132,6 +135,7 @@ class AvatarEstimatorOptions:
     smoothing_ms: float = 150.0
     hysteresis: float = 0.15
     reset_after_ms: float = 1000.0
+    native_logs: Optional[bool] = None
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> "AvatarEstimatorOptions":
