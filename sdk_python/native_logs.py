@@ -95,34 +95,55 @@ def quiet_stderr(enabled: bool | None = None) -> Iterator[None]:
     if not (is_quiet() if enabled is None else enabled):
         yield
         return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):  # no real fd 2 (embedded interpreters, some test runners)
+    with redirect_native_output(os.devnull, (2,)):
         yield
-        return
-    py_stderr, swapped = sys.stderr, None
+
+
+_STREAMS = {1: "stdout", 2: "stderr"}
+
+
+@contextlib.contextmanager
+def redirect_native_output(target: str | os.PathLike, fds: tuple[int, ...] = (1, 2)) -> Iterator[None]:
+    """Send what native code writes to ``fds`` (1: stdout, 2: stderr) to the file ``target`` (appended) for the
+    block, while Python's ``sys.stdout`` / ``sys.stderr`` keep writing to the real streams (a progress display,
+    warnings, the host's prints). Where a descriptor is not a real one (embedded interpreters, some test
+    runners) it is left alone."""
+    saved: dict[int, int] = {}
+    swapped: dict[str, tuple[object, object]] = {}
     try:
-        if py_stderr.fileno() == 2:
-            swapped = open(saved, "w", closefd=False, buffering=1, encoding=getattr(py_stderr, "encoding", None),
-                           errors="backslashreplace")
-    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-        pass   # sys.stderr is not fd 2 (a capture, a log file): it is not affected anyway
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        if swapped is not None:
-            sys.stderr = swapped
+        for fd in fds:
+            name = _STREAMS.get(fd)
+            stream = getattr(sys, name, None) if name else None
+            try:
+                if stream is not None:
+                    stream.flush()
+                saved[fd] = os.dup(fd)
+            except (OSError, ValueError, AttributeError):
+                continue
+            try:
+                if stream is not None and stream.fileno() == fd:
+                    real = open(saved[fd], "w", closefd=False, buffering=1,
+                                encoding=getattr(stream, "encoding", None), errors="backslashreplace")
+                    swapped[name] = (stream, real)
+            except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+                pass   # this Python stream is not the descriptor (a capture, a log file): unaffected anyway
+        if saved:
+            sink = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            for fd in saved:
+                os.dup2(sink, fd)
+            os.close(sink)
+        for name, (_, real) in swapped.items():
+            setattr(sys, name, real)
         yield
     finally:
-        if swapped is not None:
-            swapped.flush()
-            if sys.stderr is swapped:
-                sys.stderr = py_stderr
-            swapped.close()
-        os.dup2(saved, 2)
-        os.close(saved)
+        for name, (orig, real) in swapped.items():
+            real.flush()
+            if getattr(sys, name) is real:
+                setattr(sys, name, orig)
+            real.close()
+        for fd, dup in saved.items():
+            os.dup2(dup, fd)
+            os.close(dup)
 
 
 def import_mediapipe() -> types.ModuleType:

@@ -205,6 +205,40 @@ def test_a_second_build_into_the_same_folder_is_refused(tmp_path):
             build(tiny_config(), tmp_path)
 
 
+def _chatty_stage(ctx):
+    """Says things the way libraries do: a project warning (a finding), TensorFlow's deprecation notice (raised
+    inside tensorflow), and converter lines written straight to fds 1 and 2 inside the export stage's capture."""
+    import warnings
+    from sdk_python.native_logs import redirect_native_output
+    warnings.warn_explicit("LPIPS backbone weights not found; inverting with a fallback", UserWarning,
+                           str(REPO / "toolchain" / "production" / "perceptual.py"), 81)
+    warnings.warn_explicit("Warning: tf.lite.Interpreter is deprecated and is scheduled for deletion in TF 2.20.",
+                           UserWarning, "/venv/lib/python3.11/site-packages/tensorflow/lite/python/interpreter.py", 457)
+    with redirect_native_output(ctx.log_path):
+        os.write(1, b"onnx2tf: saved_model output started\n")
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+        print("progress line for the terminal", file=sys.stderr)
+    return {"files": []}
+
+
+def test_findings_reach_the_report_library_chatter_goes_to_the_stage_log(tmp_path, capfd):
+    from toolchain.pipeline.report import write_report
+    from toolchain.pipeline.runner import Stage, run_stages
+    ui = Recorder()
+    run_stages([Stage("export", "Export", _chatty_stage)], tiny_config(), tmp_path, ui=ui)
+    rec = read_record(tmp_path / "export")
+    assert rec["warnings"] == ["LPIPS backbone weights not found; inverting with a fallback"]
+    assert ui.warnings == ["export: LPIPS backbone weights not found; inverting with a fallback"]
+    log = (tmp_path / "export" / "stage.log").read_text()
+    assert "tf.lite.Interpreter is deprecated" in log and "XNNPACK" in log and "onnx2tf:" in log
+    out, err = capfd.readouterr()
+    assert "XNNPACK" not in err and "onnx2tf:" not in out and "progress line for the terminal" in err
+    info = write_report(tmp_path, tiny_config().to_json(), {"export": rec})
+    md = (tmp_path / "report.md").read_text()
+    assert info["warnings"] == ["export: LPIPS backbone weights not found; inverting with a fallback"]
+    assert "deprecated" not in md and "export/stage.log" in md
+
+
 # ----- engines ----------------------------------------------------------------------------------
 def test_external_engine_without_masks_builds_a_bundle(tmp_path):
     spec = f"cmd:{sys.executable} examples/external_engine/badge_engine.py --no-masks"
