@@ -114,9 +114,10 @@ class AvatarEstimatorOptions:
         redetect_every: VIDEO mode with ``tracking``: run the detector after this many tracked frames in a
             row even though the face is still followed (0: only when it is lost).
         mirror_tta: Also run the estimator on the mirrored crop and average the two answers (mirror-sensitive
-            parameters mapped through the schema's ``mirror`` field), and average the refined keypoints of
-            the image and its mirror before aligning: steadier answers and crops, and a spread as each
-            continuous parameter's ``uncertainty``, for twice the inference time and one more detection.
+            parameters mapped through the schema's ``mirror`` field), and average the keypoints of the image
+            and its mirror before aligning (the face mesh's, or the refined detector's): steadier answers and
+            crops, and a spread as each continuous parameter's ``uncertainty``, for twice the inference time and
+            one more face-mesh run (or detection).
         color_order: Channel order of 3/4-channel numpy inputs, ``"rgb"`` or ``"bgr"`` (OpenCV).
             ``None`` makes every numpy input state it in the call; PIL images and files need nothing.
         smoothing_ms: VIDEO mode: time constant of the exponential smoothing (0 turns it off).

@@ -156,6 +156,30 @@ def test_benchmarks_regenerate_every_table_from_the_build(built, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
 
 
+def test_sdk_latency_times_trained_sibling_builds_at_other_sizes(tmp_path):
+    """A build of the same engine trained at 224 px beside the measured run is timed at 224 px (trained, its
+    parity), not a random-weight export; other engines, unfinished exports and other sizes are not."""
+    from benchmarks.suite.common import BuildRun
+    from benchmarks.suite.sdk_latency import sized_builds
+    from toolchain.atomic_io import atomic_write_json
+
+    def fake_run(name, engine="alter", size=64, preset="smoke", export="complete"):
+        cfg = resolve_config(engine, preset, overrides=[f"train.input_size={size}"])
+        root = tmp_path / name
+        (root / "export").mkdir(parents=True)
+        atomic_write_json(root / "config.json", cfg.to_json())
+        atomic_write_json(root / "export" / "stage.json", {"status": export, "outputs": {"bundle": "b"}})
+        return root
+    main = BuildRun.open(fake_run("build-alter-smoke"))
+    fake_run("build-alter-cpu-224", size=224, preset="cpu")
+    fake_run("build-alter-smoke-224", size=224)
+    fake_run("build-morph-smoke-112", engine="morph", size=112)
+    fake_run("build-alter-smoke-112-unfinished", size=112, export="running")
+    fake_run("build-alter-smoke-96", size=96)
+    found = sized_builds(main)
+    assert {s: r.root.name for s, r in found.items()} == {224: "build-alter-smoke-224"}
+
+
 def _floats(value):
     if isinstance(value, float):
         yield value
