@@ -359,6 +359,9 @@ class AvatarEstimator:
         if self.tracker is not None and ts is not None:
             t0 = time.perf_counter()
             face = self.tracker.follow(rgb)
+            if face is not None and self.options.mirror_tta:
+                face = dataclasses.replace(face, keypoints=self._mirror_averaged(rgb, face, face.keypoints,
+                                                                                 self.tracker.mesh))
             ms["landmarks"] = _ms(t0)
             if face is not None:
                 faces, tracked = self._big_enough([face], 1), True

@@ -133,7 +133,8 @@ class FaceFinder:
                 self.presence_unavailable = str(exc)
                 if checks:
                     warnings.warn(f"face checks run without the face-mesh presence test, so drawn animals may pass "
-                                  f"as faces: {exc}", stacklevel=3)
+                                  f"as faces (and crops align on the detector's keypoints, VIDEO mode detects every "
+                                  f"frame): {exc}", stacklevel=3)
 
     @property
     def mesh(self) -> Optional[FacePresence]:

@@ -100,7 +100,9 @@ class AvatarEstimatorOptions:
             moved onto the detector's keypoint convention by measured offsets: eyes and mouth land 1.8 px
             from the training framing in a 256 px crop, against 3.5 px for the refined detector keypoints
             (``python -m benchmarks mesh-keypoints``). ``"detector"``: BlazeFace's keypoints (refined with
-            ``refine_keypoints``). Without the face-mesh model the detector's are used.
+            ``refine_keypoints``), in IMAGE mode and untracked VIDEO (a tracked stream aligns on the mesh on
+            every frame, so the crop does not jump when tracking takes over). Without the face-mesh model the
+            detector's are used.
         refine_keypoints: With the detector's keypoints: run the detector a second time on a window around
             each face before aligning, so keypoints come from the face at a fixed relative scale (more stable
             crops for small or off-centre faces; costs one more ~2 ms detection per face, skipped for a face
