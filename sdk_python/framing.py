@@ -187,10 +187,12 @@ def _warp_cv2(cv2, image: np.ndarray, M: np.ndarray, out_size: int, window: tupl
         x1 += (-(x1 - x0)) % factor
         y1 += (-(y1 - y0)) % factor
         region = image[max(y0, 0):min(y1, h), max(x0, 0):min(x1, w)]
-        pad = ((max(0, -y0), max(0, y1 - h)), (max(0, -x0), max(0, x1 - w)), (0, 0))
-        if any(p for pair in pad[:2] for p in pair):
-            region = np.pad(region, pad, mode="edge")
-        region = np.asarray(Image.fromarray(np.ascontiguousarray(region)).reduce(factor))
+        top, bottom, left, right = max(0, -y0), max(0, y1 - h), max(0, -x0), max(0, x1 - w)
+        if top or bottom or left or right:
+            region = cv2.copyMakeBorder(np.ascontiguousarray(region), top, bottom, left, right, cv2.BORDER_REPLICATE)
+        # INTER_AREA at a whole factor is the box average Pillow's reduce() computes
+        region = cv2.resize(np.ascontiguousarray(region), ((x1 - x0) // factor, (y1 - y0) // factor),
+                            interpolation=cv2.INTER_AREA)
         T = np.array([[1.0 / factor, 0, -x0 / factor], [0, 1.0 / factor, -y0 / factor], [0, 0, 1]]) @ inv
     # OpenCV puts pixel centres on integers, this module (and Pillow) at i + 0.5: shift in and out by half a pixel
     Tc = T[:2].copy()
