@@ -8,8 +8,9 @@ region comes from the previous frame's face-mesh landmarks, the detector runs on
 ``redetect_every`` = 30 frames), ``video-detect`` (tracking off: the detector on every frame, as before).
 
 Rows at the build's own input size time the build's bundle (every model it holds; each row carries the
-model's parity status — a `below threshold` row is a model kept with --keep-failed). Rows at 112 and the
-paper's 224 px time the bundle of a sibling build of the same engine trained at that size (``avatartool build
+model's parity status — a `below threshold` row is a model kept with --keep-failed). Rows at the other sizes of
+:data:`SIZES` (64, 112 and the paper's 224 px) time the bundle of a sibling build of the same engine trained at
+that size (``avatartool build
 --set train.input_size=224 --run RUN-224`` beside RUN: trained, parity validated), else the same architecture
 exported at that size with random weights (latency does not depend on them; int8 calibrated on the build's
 paired images; parity not measured, so `unvalidated`).
@@ -31,7 +32,8 @@ from toolchain.evaluation.evaluate import load_labelled_set
 from .common import BuildRun, Table
 
 FRAME = 512
-SIZES = (112, 224)
+#: Input sizes timed besides the build's own: the smoke preset's 64 px, 112 px and the paper's 224 px.
+SIZES = (64, 112, 224)
 SIZE_FORMATS = "onnx,tflite:fp32,tflite:int8"
 #: IMAGE mode: every call a new photo; VIDEO: frames of one stream, tracked with the face mesh; VIDEO with
 #: tracking off: the detector and its checks on every frame.
