@@ -7,6 +7,7 @@
     python -m benchmarks render-overhead [--n 1024] [--n0 64] [--size 256] [--profile]
     python -m benchmarks sdk-load BUNDLE [--before GIT_REF]     (estimator creation: time, memory, temp files)
     python -m benchmarks sdk-stability BUNDLE                   (answers under jitter and mirroring, crop drift)
+    python -m benchmarks mesh-keypoints [--proxies 40]          (face-mesh vs detector keypoints: offsets, framing)
 
 Each table is measured now (nothing is read from an earlier benchmark result) and written as
 ``<out>/<name>.json`` + ``.md`` (+ ``.png`` plots), stamped with the run, the code commit, the command and
@@ -26,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 from benchmarks._report import RESULTS, load_note, write_report  # noqa: E402
 
 STANDALONE = {"ablation": "ablation", "detection": "detection", "quality": "quality",
-              "render-overhead": "render_overhead", "sdk-load": "sdk_load", "sdk-stability": "sdk_stability"}
+              "render-overhead": "render_overhead", "sdk-load": "sdk_load", "sdk-stability": "sdk_stability",
+              "mesh-keypoints": "mesh_keypoints"}
 TABLES = ("render", "gan", "inversion", "pairs", "pair_measures", "export_latency", "sdk_latency", "accuracy")
 
 

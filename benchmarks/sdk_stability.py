@@ -1,4 +1,5 @@
-"""How steady the SDK's answers are on one photo (IMAGE mode): under small jitter, and under mirroring.
+"""How steady the SDK's answers are on one photo: under small jitter, and under mirroring (IMAGE mode), and as
+a video stream (VIDEO mode, tracked vs detecting every frame).
 
     python -m benchmarks sdk-stability BUNDLE [--frames 30] [--jitter 3] [--images DIR] [--out DIR]
 
@@ -9,8 +10,12 @@ configuration: flips (how often the answer changes from one frame to the next, s
 distinct answers, continuous spread (max − min, in the parameter's units and as a share of its range), and
 mirror agreement (the photo and its mirror image give the same answer, mapped through the schema's ``mirror`` field). Crop drift is how
 far the aligned crop's corners move (in crop pixels) once each frame's known shift is undone.
-Configurations: ``baseline`` (one crop) and ``mirror_tta`` (keypoints of the image and its mirror averaged
-before aligning; the crop and its mirror averaged).
+Configurations: ``baseline`` (IMAGE mode, one crop), ``mirror_tta`` (keypoints of the image and its mirror
+averaged before aligning; the crop and its mirror averaged), and the same frames as a 30 fps stream in VIDEO
+mode (answers smoothed, discrete choices with hysteresis; a new stream per photo): ``video_detect`` (tracking
+off: the detector on every frame) and ``video_tracked`` (the default: the face followed from the previous
+frame's face-mesh landmarks, the detector on the first frame and every 30th). Mirror agreement is an IMAGE-mode
+measure (``–`` for the video configurations).
 """
 from __future__ import annotations
 
@@ -25,7 +30,9 @@ from PIL import Image
 from benchmarks._report import RESULTS, write_report
 from benchmarks.face_corpus import portraits
 
-CONFIGS = {"baseline": {"mirror_tta": False}, "mirror_tta": {"mirror_tta": True}}
+CONFIGS = {"baseline": {"mirror_tta": False}, "mirror_tta": {"mirror_tta": True},
+           "video_detect": {"running_mode": "video", "tracking": False},
+           "video_tracked": {"running_mode": "video", "tracking": True}}
 
 
 def photos(folder: Path | None, size: int = 384) -> dict[str, np.ndarray]:
@@ -83,45 +90,57 @@ def run(bundle: Path, frames: int, jitter: int, folder: Path | None) -> dict:
     results: dict = {}
     ranges: dict = {}
     for cname, opts in CONFIGS.items():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ParityWarning)
-            est = AvatarEstimator.create_from_bundle(bundle, **opts)
+        video = opts.get("running_mode") == "video"
+
+        def create(opts: dict = opts):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ParityWarning)
+                return AvatarEstimator.create_from_bundle(bundle, **opts)
+        est = create()
         per_photo = {}
         with est:
             schema = est.schema
             ranges = {q["name"]: q["high"] - q["low"] for q in schema["params"] if q["kind"] == "continuous"}
             for pname, img in imgs.items():
-                seq, kps, shifts = [], [], []
+                stream = create() if video else None   # a new video per photo
+                seq, kps, shifts, tracked = [], [], [], []
                 for k, (frame, shift) in enumerate(jittered(img, frames, jitter, seed=len(pname))):
                     try:
-                        r = est.estimate(frame, color_order="rgb")
+                        r = (stream.estimate_for_video(frame, 33 * k, color_order="rgb") if video
+                             else est.estimate(frame, color_order="rgb"))
                     except FaceError:
                         continue
                     seq.append(r.vector)
                     kps.append(r.face.keypoints)
                     shifts.append(shift)
+                    tracked.append(bool(getattr(r, "tracked", False)))
+                if stream is not None:
+                    stream.close()
                 if len(seq) < 2:
                     per_photo[pname] = {"skipped": "no face found in the frames"}
                     continue
-                try:
-                    a, b = est.estimate(img, color_order="rgb"), est.estimate(img[:, ::-1], color_order="rgb")
-                    mirror = {n: bool(np.isclose(mirrored_value(schema, n, b.vector[n]), a.vector[n], atol=1e-6)
-                                      if isinstance(a.vector[n], float) else mirrored_value(schema, n, b.vector[n]) == a.vector[n])
-                              for n in a.vector}
-                    mirror_gap = {n: abs(mirrored_value(schema, n, b.vector[n]) - a.vector[n])
-                                  for n in a.vector if isinstance(a.vector[n], float)}
-                except FaceError:
-                    mirror, mirror_gap = {}, {}
+                mirror, mirror_gap = {}, {}
+                if not video:
+                    try:
+                        a, b = est.estimate(img, color_order="rgb"), est.estimate(img[:, ::-1], color_order="rgb")
+                        mirror = {n: bool(np.isclose(mirrored_value(schema, n, b.vector[n]), a.vector[n], atol=1e-6)
+                                          if isinstance(a.vector[n], float)
+                                          else mirrored_value(schema, n, b.vector[n]) == a.vector[n])
+                                  for n in a.vector}
+                        mirror_gap = {n: abs(mirrored_value(schema, n, b.vector[n]) - a.vector[n])
+                                      for n in a.vector if isinstance(a.vector[n], float)}
+                    except FaceError:
+                        pass
+                drift_max, drift_mean = crop_drift(kps, shifts, est.input_size)
                 per_photo[pname] = {
-                    "frames": len(seq),
+                    "frames": len(seq), "tracked_frames": int(sum(tracked)),
                     "flips": {n: int(sum(x[n] != y[n] for x, y in zip(seq, seq[1:]))) for n in seq[0]
                               if isinstance(seq[0][n], int)},
                     "distinct": {n: len({x[n] for x in seq}) for n in seq[0] if isinstance(seq[0][n], int)},
                     "spread": {n: float(max(x[n] for x in seq) - min(x[n] for x in seq)) for n in seq[0]
                                if isinstance(seq[0][n], float)},
                     "mirror_same": mirror, "mirror_gap": mirror_gap,
-                    "crop_drift_px": crop_drift(kps, shifts, est.input_size)[0],
-                    "crop_drift_mean_px": crop_drift(kps, shifts, est.input_size)[1]}
+                    "crop_drift_px": drift_max, "crop_drift_mean_px": drift_mean}
         results[cname] = per_photo
     return {"results": results, "photos": list(imgs), "frames": frames, "jitter": jitter, "ranges": ranges}
 
@@ -149,13 +168,20 @@ def table(res: dict) -> tuple[list[str], list[list]]:
                 steady = ("–" if worst is None else f"spread ≤ {worst:.3f}"
                           + (f" ({worst / rng:.1%} of its range)" if rng else ""))
             mir = [r["mirror_same"][n] for r in ok if n in r["mirror_same"]]
-            row += [steady, f"{sum(mir)}/{len(mir)}"]
+            row += [steady, f"{sum(mir)}/{len(mir)}" if mir else "–"]
         rows.append(row)
     drift = ["crop drift, crop px (max / mean per photo)"]
     for c in configs:
         ok = {p: r for p, r in res["results"][c].items() if "frames" in r}
         drift += ["; ".join(f"{p} {r['crop_drift_px']:.2f} / {r['crop_drift_mean_px']:.2f}" for p, r in ok.items()), ""]
     rows.append(drift)
+    flips = ["flips, all discrete parameters"]
+    for c in configs:
+        ok = [r for r in res["results"][c].values() if "frames" in r]
+        tracked = sum(r.get("tracked_frames", 0) for r in ok)
+        flips += [f"{sum(sum(r['flips'].values()) for r in ok)}",
+                  f"{tracked}/{sum(r['frames'] for r in ok)} frames tracked" if tracked else ""]
+    rows.append(flips)
     headers = ["parameter"] + [h for c in configs for h in (f"{c}: under jitter", f"{c}: mirror agrees")]
     return headers, rows
 
@@ -175,7 +201,9 @@ def main(argv: list[str] | None = None) -> None:
     write_report("sdk_stability", {**res, "bundle": str(a.bundle), "command": command}, headers, rows,
                  notes=(f"Bundle `{a.bundle.name}`; photos: {', '.join(res['photos'])} (faces found in "
                         f"{', '.join(f'{c}: {n}' for c, n in n_ok.items())}); {a.frames} frames each with up to "
-                        f"±{a.jitter} px shift and σ = 2 noise; IMAGE mode, default backend. Flips are summed over "
+                        f"±{a.jitter} px shift and σ = 2 noise; default backend; baseline and mirror_tta in IMAGE "
+                        "mode (each frame on its own), video_detect and video_tracked in VIDEO mode (the frames as one "
+                        "30 fps stream per photo, answers smoothed; tracking off / on). Flips are summed over "
                         "photos; mirror agreement counts photos whose mirror image gets the same (mapped) answer."),
                  out_dir=a.out, stamp=f"Command: `{command}`")
     print((a.out / "sdk_stability.md").read_text())

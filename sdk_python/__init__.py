@@ -17,7 +17,7 @@ from .errors import (AvatarSDKError, BackendUnavailableError, BundleDamagedError
                      MultipleFacesError, NoFaceError, ParityWarning, RunningModeError, TimestampError,
                      UnsupportedImageFormatError)
 from .estimator import AvatarEstimator, InferenceError  # noqa: E402
-from .image_input import load_image  # noqa: E402
+from .image_input import RgbImage, load_image  # noqa: E402
 from .options import AvatarEstimatorOptions, Detection, DetectorMode, MultipleFacePolicy, RunningMode  # noqa: E402
 from .quality import FaceQuality  # noqa: E402
 from .result import (AvatarEstimatorResult, AvatarFace, FaceBox, FaceDetection, ParameterEstimate,  # noqa: E402
@@ -25,7 +25,7 @@ from .result import (AvatarEstimatorResult, AvatarFace, FaceBox, FaceDetection, 
 
 __all__ = [
     "SDK_VERSION", "AvatarEstimator", "AvatarEstimatorOptions", "RunningMode", "MultipleFacePolicy", "Detection", "DetectorMode", "FaceQuality",
-    "AvatarEstimatorResult", "AvatarFace", "FaceBox", "FaceDetection", "ParameterEstimate", "Timings", "load_image",
+    "AvatarEstimatorResult", "AvatarFace", "FaceBox", "FaceDetection", "ParameterEstimate", "Timings", "load_image", "RgbImage",
     "AvatarSDKError", "InvalidImageError", "UnsupportedImageFormatError", "ImageTooSmallError", "ImageTooLargeError",
     "FaceError", "NoFaceError", "MultipleFacesError", "FaceTooSmallError", "BundleError", "BundleVersionError",
     "BundleDamagedError", "ManifestError",

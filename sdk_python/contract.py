@@ -203,7 +203,8 @@ DETECTORS: dict[str, DetectorPin] = {
                         "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite", 676_746,
                         "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1"),
     # not a detector: the face-mesh model, whose face-presence output confirms that a detection is a human
-    # face (sdk_python/face_presence.py); 192 px input, ~1.2 ms on one thread
+    # face (sdk_python/face_presence.py) and whose 468 landmarks align the crop and track the face in VIDEO
+    # mode (sdk_python/face_mesh.py, face_tracker.py); 192 px input, ~1.2 ms on one thread
     "mesh": DetectorPin("mesh", "face_landmark.tflite", "mediapipe/modules/face_landmark/face_landmark.tflite",
                         1_242_398, "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814"),
 }

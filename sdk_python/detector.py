@@ -54,9 +54,9 @@ def resolve_detector_model(explicit: Union[str, Path, None] = None, from_bundle:
 
 
 def _close_quietly(det) -> None:
-    from .native_logs import quiet_stderr
+    from .native_logs import is_quiet, sdk_quiet, quiet_stderr
     try:
-        with quiet_stderr():
+        with quiet_stderr(is_quiet() or sdk_quiet()):   # LiteRT logs "DestroyAccelerator" on fd 2
             det.close()
     except Exception:
         pass
@@ -117,20 +117,32 @@ class FaceDetector:
     Args:
         model_path: BlazeFace ``.tflite`` with Tasks metadata.
         min_confidence: Detections below this score are dropped.
+        quiet: Hide what the native code writes to fd 2 while the graph is built, warmed up and closed
+            (``None``: :func:`sdk_python.native_logs.sdk_quiet`).
 
     Raises:
         DetectorError: mediapipe is not installed or refuses the model.
     """
 
-    def __init__(self, model_path: Union[str, Path], min_confidence: float = 0.5):
+    def __init__(self, model_path: Union[str, Path], min_confidence: float = 0.5, quiet: Optional[bool] = None):
+        from .native_logs import is_quiet, sdk_quiet
         self.model_path = Path(model_path)
         self.min_confidence = float(min_confidence)
+        self.quiet = is_quiet() or (sdk_quiet() if quiet is None else quiet)
         self.rebuilds = 0
         self._lock = threading.Lock()
         _close_pending()
         self._det = self._build()
         _GRAPHS[id(self._det)] = self._det
         _LIVE.add(self)
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """One detection on a blank frame, quietly: the graph logs on its first run (and the first real frame
+        would pay the set-up time)."""
+        from .native_logs import quiet_stderr
+        with quiet_stderr(self.quiet):
+            self.detect(np.full((128, 128, 3), 128, np.uint8))
 
     def _build(self):
         from .native_logs import import_mediapipe, quiet_stderr
@@ -143,7 +155,7 @@ class FaceDetector:
         try:
             opts = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_path=str(self.model_path)),
                                               min_detection_confidence=self.min_confidence)
-            with quiet_stderr():  # LiteRT prints its set-up to fd 2 (hidden only after silence_native_logs)
+            with quiet_stderr(self.quiet):  # LiteRT prints its set-up to fd 2
                 return vision.FaceDetector.create_from_options(opts)
         except Exception as exc:  # mediapipe raises RuntimeError/ValueError with C++ status text
             raise DetectorError(f"mediapipe cannot load the face detector {self.model_path} ({exc}); it needs a BlazeFace "

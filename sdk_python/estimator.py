@@ -16,6 +16,7 @@ Usage::
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -27,11 +28,15 @@ from .decode import SchemaDecoder
 from .detector import FaceDetector, resolve_detector_model
 from .detector_models import resolve_model
 from .face_finder import FaceFinder
+from .face_mesh import Roi, alignment_keypoints
+from .face_presence import MIN_PRESENCE
+from .face_tracker import FaceTracker
 from .errors import (AvatarSDKError, EstimatorClosedError, FaceTooSmallError, MultipleFacesError, NoFaceError,
                      RunningModeError, TimestampError)
 from .framing import CANONICAL_KEYPOINTS, align, frame_whole
-from .image_input import load_image
+from .image_input import carried_color_order, load_image
 from .model_source import open_model_source
+from .native_logs import quiet_stderr, sdk_quiet
 from .options import AvatarEstimatorOptions, Detection, DetectorMode, MultipleFacePolicy, RunningMode
 from .quality import assess, color_parameters, is_grayscale
 from .result import AvatarEstimatorResult, AvatarFace, FaceBox, FaceDetection, Timings
@@ -68,12 +73,21 @@ class AvatarEstimator:
         self.options = options.validate()
         self._closed = False
         self.finder: Optional[FaceFinder] = None
+        self.tracker: Optional[FaceTracker] = None
         self.backend = None
+        #: a library prints nothing of its own: the native runtimes' set-up lines are hidden (native_logs.py)
+        self._quiet = sdk_quiet(options.native_logs)
+        with quiet_stderr(self._quiet):
+            self._load(options)
+
+    def _load(self, options: AvatarEstimatorOptions) -> None:
         self.source = open_model_source(options.bundle_path)
         self.decoder = SchemaDecoder(self.source.metadata["schema"], self.source.temperatures)
         self.input_size = self.source.input_size
-        self._mean = np.asarray(self.source.mean, np.float32).reshape(1, 3, 1, 1)
-        self._std = np.asarray(self.source.std, np.float32).reshape(1, 3, 1, 1)
+        mean, std = np.asarray(self.source.mean, np.float64), np.asarray(self.source.std, np.float64)
+        # (pixel / 255 - mean) / std as one multiply-add per channel
+        self._scale = (1.0 / (255.0 * std)).astype(np.float32)
+        self._offset = (-mean / std).astype(np.float32)
         self.backend = create_backend(options.backend, self.source.files, self.source.output_order,
                                       options.num_threads, options.precision,
                                       normalization=(self.source.mean, self.source.std))
@@ -86,14 +100,23 @@ class AvatarEstimator:
             # a resolver that holds no reference to self: an estimator dropped without close() must not sit
             # in a reference cycle, or its MediaPipe graphs are closed by the garbage collector at any
             # allocation, which can deadlock inside MediaPipe's dispatcher lock
+            video = options.running_mode == RunningMode.VIDEO
+            track = video and options.tracking and options.multiple_faces == MultipleFacePolicy.LARGEST
             self.finder = FaceFinder(self._detector_mode(), _detector_model_resolver(options, self.source),
                                      options.min_face_confidence,
                                      checks=options.face_checks, tile_size=options.tile_size,
-                                     num_threads=options.num_threads)
-            self.finder.track = options.running_mode == RunningMode.VIDEO
+                                     num_threads=options.num_threads, quiet=self._quiet,
+                                     mesh=options.keypoint_source == "mesh" or track)
+            if track and self.finder.mesh is not None:
+                self.tracker = FaceTracker(self.finder.mesh, options.redetect_every)
+            # without tracking, a face accepted in the previous frame skips the presence test; with it, detection
+            # frames are rare and their presence run gives the landmarks tracking starts from
+            self.finder.track = video and self.tracker is None
         self._color_params = color_parameters(self.decoder.schema)
         self._smoother = VideoSmoother(options.smoothing_ms, options.hysteresis, options.reset_after_ms)
         self._last_ts: Optional[int] = None
+        # warm-up: runtimes log (and allocate) on their first run; do both now, not on the first frame
+        self._run(np.zeros((1, 3, self.input_size, self.input_size), np.float32))
 
     def _detector_model(self, kind: str) -> Path:
         return _detector_model_resolver(self.options, self.source)(kind)
@@ -164,7 +187,8 @@ class AvatarEstimator:
         """Estimate the avatar for one image (IMAGE mode).
 
         Args:
-            image: numpy array (``color_order`` needed for 3/4 channels), PIL image, path or bytes.
+            image: numpy array (``color_order`` needed for 3/4 channels, except the array
+                :func:`sdk_python.load_image` returns, which carries its own), PIL image, path or bytes.
             color_order: ``"rgb"`` or ``"bgr"`` for numpy inputs; defaults to ``options.color_order``.
 
         Returns:
@@ -207,22 +231,32 @@ class AvatarEstimator:
         if self._last_ts is not None and ts <= self._last_ts:
             raise TimestampError(f"timestamp_ms {ts} is not after the previous frame's {self._last_ts}: video "
                                  "timestamps must increase strictly (use the frame's capture time)")
+        if self.tracker is not None and self._last_ts is not None and ts - self._last_ts > self.options.reset_after_ms:
+            self.tracker.reset()   # a gap: the face may be anywhere now
         self._last_ts = ts
         try:
             return self._process(frame, color_order, ts)
         except (NoFaceError, FaceTooSmallError, MultipleFacesError):
             self._smoother.reset()
+            if self.tracker is not None:
+                self.tracker.reset()
+            raise
+        except AvatarSDKError:
+            if self.tracker is not None:
+                self.tracker.reset()
             raise
 
     def close(self) -> None:
         """Release the detector and the runtime (idempotent)."""
         self._closed = True
+        self.tracker = None
         finder, self.finder = getattr(self, "finder", None), None
         backend, self.backend = getattr(self, "backend", None), None
-        if finder is not None:
-            finder.close()
-        if backend is not None:
-            backend.close()
+        with quiet_stderr(getattr(self, "_quiet", False)):   # LiteRT logs as it tears down
+            if finder is not None:
+                finder.close()
+            if backend is not None:
+                backend.close()
 
     def __enter__(self) -> "AvatarEstimator":
         return self
@@ -235,13 +269,17 @@ class AvatarEstimator:
         if self._closed:
             raise EstimatorClosedError("the estimator is closed: create a new one")
 
-    def _faces(self, rgb: np.ndarray) -> tuple[list[FaceDetection], int, tuple[str, ...]]:
-        """The faces to estimate (largest first), how many faces the image holds, the detectors run."""
+    def _faces(self, rgb: np.ndarray) -> tuple[list[FaceDetection], int, tuple[str, ...], dict[str, float]]:
+        """The faces to estimate (largest first), how many faces the image holds, the detectors run, and the
+        milliseconds spent (``detection``, ``checks``, ``landmarks``)."""
         h, w = rgb.shape[:2]
         if self.finder is None:
             kps = {k: (x * w, y * h) for k, (x, y) in CANONICAL_KEYPOINTS.items()}
-            return [FaceDetection(FaceBox(0.0, 0.0, float(w), float(h)), kps, 1.0)], 1, ()
+            return [FaceDetection(FaceBox(0.0, 0.0, float(w), float(h)), kps, 1.0)], 1, (), {}
+        t0 = time.perf_counter()
         found = self.finder.find(rgb)
+        checks, mesh = found.ms.get("checks", 0.0), found.ms.get("mesh", 0.0)
+        ms = {"detection": _ms(t0) - checks - mesh, "checks": checks, "landmarks": mesh}
         faces, ran = found.faces, tuple(found.detectors)
         if not faces:
             n_rej = len(found.rejected)
@@ -259,43 +297,102 @@ class AvatarEstimator:
                                      "multiple_faces='largest' or 'all'", count=count)
         if policy != MultipleFacePolicy.ALL:
             faces = faces[:1]
+        return self._big_enough(faces, count), count, ran, ms
+
+    def _big_enough(self, faces: list[FaceDetection], count: int) -> list[FaceDetection]:
         big = [f for f in faces if min(f.box.width, f.box.height) >= self.options.min_face_size]
         if not big:
             size = min(faces[0].box.width, faces[0].box.height)
             raise FaceTooSmallError(f"found a face, but it is only {size:.0f} px (below min_face_size "
                                     f"{self.options.min_face_size}): move closer, or use a higher-resolution photo",
                                     size_px=float(size), min_size_px=self.options.min_face_size, count=count)
-        return big, count, ran
+        return big
+
+    def _aligned_face(self, rgb: np.ndarray, face: FaceDetection, ms: dict[str, float],
+                      settle: bool = False) -> FaceDetection:
+        """``face`` with the keypoints the crop is aligned on: the face mesh's (run here when the presence test
+        did not), else the detector's, refined as the options say. Adds the time to ``ms``. ``settle`` (a VIDEO
+        detection that tracking continues from) runs the mesh once more on the region its landmarks give, as
+        the next, tracked frame will: the crop then does not jump when tracking takes over."""
+        mesh = self.finder.mesh if self.finder is not None else None
+        if (self.options.keypoint_source == "mesh" or settle) and mesh is not None:
+            t0 = time.perf_counter()
+            if face.landmarks is None:
+                m = mesh.run(rgb, Roi.from_detection(face))
+                if m is not None:
+                    face = dataclasses.replace(face, landmarks=m.points, presence=m.presence)
+            if face.landmarks is not None and settle:
+                m = mesh.run(rgb, Roi.from_landmarks(face.landmarks))
+                if m is not None and m.presence >= MIN_PRESENCE:
+                    face = dataclasses.replace(face, landmarks=m.points, presence=m.presence)
+            if face.landmarks is not None:
+                kps = alignment_keypoints(face.landmarks)
+                if self.options.mirror_tta:
+                    kps = self._mirror_averaged(rgb, face, kps, mesh)
+                face = dataclasses.replace(face, keypoints={**face.keypoints, **kps})
+            ms["landmarks"] = ms.get("landmarks", 0.0) + _ms(t0)
+            if face.landmarks is not None:
+                return face
+        if self.options.refine_keypoints:   # the second detection pass: counted as crop time
+            t0 = time.perf_counter()
+            face = self.detector.refine(rgb, face, mirror_average=self.options.mirror_tta)
+            ms["crop"] = ms.get("crop", 0.0) + _ms(t0)
+        return face
+
+    @staticmethod
+    def _mirror_averaged(rgb: np.ndarray, face: FaceDetection, kps: dict, mesh: Any) -> dict:
+        """Mirror TTA for the mesh keypoints: the mesh on the mirrored image too, its keypoints mapped back
+        (x mirrored, left and right swapped) and averaged with ``kps``."""
+        w = rgb.shape[1]
+        roi = Roi.from_landmarks(face.landmarks)
+        mirrored = mesh.run(np.ascontiguousarray(rgb[:, ::-1]), Roi(w - roi.cx, roi.cy, roi.side, -roi.theta))
+        if mirrored is None:
+            return kps
+        other = alignment_keypoints(mirrored.points)
+        swap = {"right_eye": "left_eye", "left_eye": "right_eye"}
+        back = {swap.get(n, n): (w - x, y) for n, (x, y) in other.items()}
+        return {n: ((x + back[n][0]) / 2, (y + back[n][1]) / 2) for n, (x, y) in kps.items()}
 
     def _process(self, image: Any, color_order: Optional[str], ts: Optional[int]) -> AvatarEstimatorResult:
         t_start = time.perf_counter()
-        rgb = load_image(image, color_order or self.options.color_order)
+        rgb = self._load_image(image, color_order)
         t_load = _ms(t_start)
-        t0 = time.perf_counter()
-        faces, count, ran = self._faces(rgb)
-        t_det = _ms(t0)
+        faces, tracked, count, ran, ms = None, False, 1, (), {}
+        if self.tracker is not None and ts is not None:
+            t0 = time.perf_counter()
+            face = self.tracker.follow(rgb)
+            if face is not None and self.options.mirror_tta:
+                face = dataclasses.replace(face, keypoints=self._mirror_averaged(rgb, face, face.keypoints,
+                                                                                 self.tracker.mesh))
+            ms["landmarks"] = _ms(t0)
+            if face is not None:
+                faces, tracked = self._big_enough([face], 1), True
+        if faces is None:
+            faces, count, ran, found_ms = self._faces(rgb)
+            for k, v in found_ms.items():
+                ms[k] = ms.get(k, 0.0) + v
         gray = None
-        t_crop = t_inf = t_dec = 0.0
+        t_inf = t_dec = 0.0
         avatars = []
         S = self.input_size
         for i, face in enumerate(faces):
-            t0 = time.perf_counter()
             quality = None
             if self.finder is None:
+                t0 = time.perf_counter()
                 crop = frame_whole(rgb, S)
             else:
-                if self.options.refine_keypoints:   # second detection pass: counted as detection time
-                    t1 = time.perf_counter()
-                    face = self.detector.refine(rgb, face, mirror_average=self.options.mirror_tta)
-                    t_det += _ms(t1)
-                    t0 += time.perf_counter() - t1
+                if not tracked:
+                    follow = self.tracker is not None and i == 0
+                    face = self._aligned_face(rgb, face, ms, settle=follow)
+                    if follow and face.landmarks is not None:
+                        self.tracker.start(face)
+                t0 = time.perf_counter()
                 crop = align(rgb, face.keypoints, S)
                 if self.options.quality:
                     gray = is_grayscale(rgb) if gray is None else gray
                     quality = assess(rgb, face, self._color_params, grayscale=gray)
-            x = (crop.astype(np.float32).transpose(2, 0, 1)[None] / 255.0 - self._mean) / self._std
-            x = np.ascontiguousarray(x, np.float32)
-            t_crop += _ms(t0)
+            x = self._normalise(crop)
+            ms["crop"] = ms.get("crop", 0.0) + _ms(t0)
             t0 = time.perf_counter()
             outputs = self._run(x)
             mirrored = self._run(np.ascontiguousarray(x[..., ::-1])) if self.options.mirror_tta else None
@@ -312,12 +409,27 @@ class AvatarEstimator:
             params, vector = self.decoder.parameters(raw, choices, spread)
             avatars.append(AvatarFace(face=face, parameters=params, vector=vector, quality=quality))
             t_dec += _ms(t0)
-        timings = Timings(load_ms=t_load, detection_ms=t_det, crop_ms=t_crop, inference_ms=t_inf, decode_ms=t_dec,
-                          total_ms=_ms(t_start))
+        timings = Timings(load_ms=t_load, detection_ms=ms.get("detection", 0.0), checks_ms=ms.get("checks", 0.0),
+                          landmarks_ms=ms.get("landmarks", 0.0), crop_ms=ms.get("crop", 0.0), inference_ms=t_inf,
+                          decode_ms=t_dec, total_ms=_ms(t_start))
         return AvatarEstimatorResult(avatars=tuple(avatars), timings=timings, timestamp_ms=ts,
                                      extras={"backend": self.backend.name, "input_size": S,
                                              "mirror_tta": self.options.mirror_tta},
-                                     faces_found=count, detectors=ran)
+                                     faces_found=count, detectors=ran, tracked=tracked)
+
+    def _normalise(self, crop: np.ndarray) -> np.ndarray:
+        """``uint8 [S, S, 3]`` crop -> the model's normalised ``float32 [1, 3, S, S]`` input (plane by plane: ~8x
+        faster at 224 px than one broadcast expression)."""
+        x = np.empty((1, 3, *crop.shape[:2]), np.float32)
+        for c in range(3):
+            np.multiply(crop[:, :, c], self._scale[c], out=x[0, c], dtype=np.float32)
+            x[0, c] += self._offset[c]
+        return x
+
+    def _load_image(self, image: Any, color_order: Optional[str]) -> np.ndarray:
+        # an image that states its order (load_image's) outranks the options' default, not the call's argument
+        default = None if carried_color_order(image) is not None else self.options.color_order
+        return np.asarray(load_image(image, color_order or default))
 
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         try:
@@ -331,8 +443,8 @@ class AvatarEstimator:
     def crop(self, image: Any, color_order: Optional[str] = None) -> np.ndarray:
         """The aligned crop the estimator would see for the largest face (for debugging and data writers)."""
         self._check_open()
-        rgb = load_image(image, color_order or self.options.color_order)
+        rgb = self._load_image(image, color_order)
         face = self._faces(rgb)[0][0]
-        if self.detector is not None and self.options.refine_keypoints:
-            face = self.detector.refine(rgb, face, mirror_average=self.options.mirror_tta)
-        return frame_whole(rgb, self.input_size) if self.detector is None else align(rgb, face.keypoints, self.input_size)
+        if self.finder is None:
+            return frame_whole(rgb, self.input_size)
+        return align(rgb, self._aligned_face(rgb, face, {}).keypoints, self.input_size)

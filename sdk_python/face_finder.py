@@ -20,6 +20,7 @@ is at hand); what was dropped is counted so a caller can say "found something, n
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ import numpy as np
 from .detector import FaceDetector
 from .errors import AvatarSDKError
 from .face_check import rejection
+from .face_mesh import Roi
 from .face_presence import MIN_PRESENCE, FacePresence
 from .result import FaceBox, FaceDetection
 
@@ -47,7 +49,8 @@ class FoundFaces:
         faces: Accepted detections, highest score first.
         rejected: ``(detection, reasons)`` for detections above the score threshold that failed the checks.
         detectors: Models run, in order (``"short"``, ``"full"``).
-        ms: Milliseconds per model run.
+        ms: Milliseconds per model run (``"short"``, ``"full"``), and for the layout/skin ``"checks"`` and the
+            face-mesh ``"mesh"`` runs.
     """
 
     faces: list[FaceDetection]
@@ -89,14 +92,19 @@ class FaceFinder:
         min_confidence: Score threshold for both models.
         checks: Apply the geometry/skin checks and the face-mesh presence test (``model_for("mesh")``;
             without that model a warning, and :attr:`presence_unavailable` says why). Off: every detection
-            above the threshold counts, the behaviour before the checks existed.
+            above the threshold counts, the behaviour before the checks existed. An accepted face that the
+            face mesh looked at carries its landmarks (:attr:`FaceDetection.landmarks`).
+        mesh: Load the face-mesh model even with ``checks`` off (the estimator aligns on its landmarks and
+            tracks with it); :attr:`mesh` is ``None`` when it cannot be had.
         large_side: Images whose longer side reaches this get the full-range pass (auto) and tiles.
         tile_size: Side of the full-range model's tiles on large images (0: no tiles).
         num_threads: Threads of the face-mesh model's LiteRT interpreter.
+        quiet: Hide the native libraries' set-up lines (see :func:`sdk_python.native_logs.sdk_quiet`).
     """
 
     def __init__(self, mode: str, model_for: Callable[[str], Union[str, Path]], min_confidence: float = 0.6,
-                 checks: bool = True, large_side: int = LARGE_SIDE, tile_size: int = TILE_SIZE, num_threads: int = 1):
+                 checks: bool = True, large_side: int = LARGE_SIDE, tile_size: int = TILE_SIZE, num_threads: int = 1,
+                 quiet: Optional[bool] = None, mesh: bool = False):
         if mode not in MODES:
             raise ValueError(f"detector mode {mode!r}: choose one of {', '.join(MODES)}")
         self.mode = mode
@@ -105,6 +113,7 @@ class FaceFinder:
         self.checks = checks
         self.large_side = large_side
         self._model_for = model_for
+        self.quiet = quiet
         self._detectors: dict[str, FaceDetector] = {}
         self.presence: Optional[FacePresence] = None
         #: Video: a face overlapping one accepted in the previous frame keeps its presence verdict, so the
@@ -117,20 +126,27 @@ class FaceFinder:
             self.detector("short")
         else:
             self.detector("full")
-        if checks:
+        if checks or mesh:
             try:
-                self.presence = FacePresence(model_for("mesh"), num_threads)
+                self.presence = FacePresence(model_for("mesh"), num_threads, quiet=quiet)
             except AvatarSDKError as exc:   # still useful without it: geometry and skin checks remain
                 self.presence_unavailable = str(exc)
-                warnings.warn(f"face checks run without the face-mesh presence test, so drawn animals may pass as "
-                              f"faces: {exc}", stacklevel=3)
+                if checks:
+                    warnings.warn(f"face checks run without the face-mesh presence test, so drawn animals may pass "
+                                  f"as faces (and crops align on the detector's keypoints, VIDEO mode detects every "
+                                  f"frame): {exc}", stacklevel=3)
+
+    @property
+    def mesh(self) -> Optional[FacePresence]:
+        """The face-mesh model (presence test, landmarks), or ``None`` when it is not loaded."""
+        return self.presence
 
     def detector(self, kind: str) -> FaceDetector:
         """The ``kind`` detector, built on first use (raises ``DetectorModelUnavailableError``)."""
         det = self._detectors.get(kind)
         if det is None:
             # the detector's own floor sits below the threshold so rejected candidates can be reported
-            det = FaceDetector(self._model_for(kind), min(self.min_confidence, 0.5))
+            det = FaceDetector(self._model_for(kind), min(self.min_confidence, 0.5), quiet=self.quiet)
             self._detectors[kind] = det
         return det
 
@@ -168,24 +184,32 @@ class FaceFinder:
         for f in sorted(found, key=lambda f: -f.score):
             if any(iou(f, g) >= 0.3 for g in kept):
                 continue   # the same face again (a tile, a weaker box): nothing new to check
-            why = self._reject(image, f)
+            why, f = self._reject(image, f, out)
             if why:
                 out.rejected.append((f, why))
             else:
                 kept.append(f)
         return kept
 
-    def _reject(self, image: np.ndarray, face: FaceDetection) -> list[str]:
-        """Why ``face`` is not a human face: geometry and skin first (cheap), then the face-mesh presence."""
+    def _reject(self, image: np.ndarray, face: FaceDetection, out: FoundFaces) -> tuple[list[str], FaceDetection]:
+        """Why ``face`` is not a human face (geometry and skin first, cheap; then the face-mesh presence), and the
+        face with the face mesh's landmarks attached when it ran."""
         if not self.checks:
-            return []
+            return [], face
+        t0 = time.perf_counter()
         why = rejection(image, face)
+        t1 = time.perf_counter()
+        out.ms["checks"] = out.ms.get("checks", 0.0) + (t1 - t0) * 1000.0
         tracked = self.track and any(iou(face, g) >= 0.5 for g in self._accepted)
         if not why and self.presence is not None and not tracked:
-            p = self.presence.score(image, face)
+            m = self.presence.run(image, Roi.from_detection(face))
+            out.ms["mesh"] = out.ms.get("mesh", 0.0) + (time.perf_counter() - t1) * 1000.0
+            p = m.presence if m is not None else 0.0
             if p < MIN_PRESENCE:
                 why = [f"face-mesh presence {p:.2f} < {MIN_PRESENCE}"]
-        return why
+            if m is not None:
+                face = dataclasses.replace(face, landmarks=m.points, presence=p)
+        return why, face
 
     def find(self, image: np.ndarray) -> FoundFaces:
         """Detect, check and merge. ``image``: ``uint8 [H, W, 3]`` RGB."""

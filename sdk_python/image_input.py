@@ -24,6 +24,33 @@ MAX_PIXELS = 64_000_000       # 64 MP: a 20,000 x 20,000 image (1.2 GB as RGB) i
 ImageLike = Union[np.ndarray, "Image.Image", str, os.PathLike, bytes]
 
 
+class RgbImage(np.ndarray):
+    """What :func:`load_image` returns: a ``uint8 [H, W, 3]`` numpy array that carries its channel order, as
+    MediaPipe's ``mp.Image`` carries its format, so ``estimate(load_image(path))`` needs no ``color_order``.
+
+    Attributes:
+        color_order: ``"rgb"`` for the array :func:`load_image` returned; ``None`` for any array derived from it
+            (a slice, ``img[..., ::-1]``, arithmetic): numpy cannot tell which of those keep the order, so a
+            derived array states it again like any other array.
+    """
+
+    color_order: Optional[str]
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.color_order = None
+
+
+def _tag(a: np.ndarray) -> RgbImage:
+    out = a.view(RgbImage)
+    out.color_order = "rgb"
+    return out
+
+
+def carried_color_order(image: Any) -> Optional[str]:
+    """The channel order an image states itself (a :class:`RgbImage` from :func:`load_image`), else ``None``."""
+    return getattr(image, "color_order", None) if isinstance(image, RgbImage) else None
+
+
 def _check_size(w: int, h: int, what: str) -> None:
     if w < MIN_SIDE or h < MIN_SIDE:
         raise ImageTooSmallError(f"{what} is {w}x{h} pixels; the SDK needs at least {MIN_SIDE}x{MIN_SIDE} "
@@ -33,24 +60,36 @@ def _check_size(w: int, h: int, what: str) -> None:
                                  f"{MAX_PIXELS // 1_000_000} MP: downscale it first (a face needs only ~200 px)")
 
 
-def load_image(image: Any, color_order: Optional[str] = None) -> np.ndarray:
+def load_image(image: Any, color_order: Optional[str] = None) -> RgbImage:
     """Validate and convert an input image.
 
     Args:
         image: numpy array, PIL image, path (str / ``os.PathLike``) or encoded bytes.
-        color_order: ``"rgb"`` or ``"bgr"``; required for 3- and 4-channel numpy arrays.
+        color_order: ``"rgb"`` or ``"bgr"``; required for 3- and 4-channel numpy arrays, except a
+            :class:`RgbImage` this function returned, which states its own.
 
     Returns:
-        A C-contiguous ``uint8 [H, W, 3]`` RGB array.
+        A C-contiguous ``uint8 [H, W, 3]`` RGB array (an :class:`RgbImage`: ``color_order == "rgb"``).
 
     Raises:
         InvalidImageError: wrong type, dtype, shape, non-finite or out-of-range values, missing
-            colour order.
+            colour order, or a ``color_order`` that contradicts the image's own.
         UnsupportedImageFormatError: a file that cannot be decoded (unknown format, truncated, corrupt).
         ImageTooSmallError / ImageTooLargeError: size outside the accepted range.
     """
+    carried = carried_color_order(image)
+    if carried is not None:
+        if color_order is not None and color_order.lower() != carried:
+            raise InvalidImageError(f"the image states its channel order is {carried!r} (it came from load_image), "
+                                    f"but color_order={color_order!r} was passed: drop the argument, or pass "
+                                    "np.asarray(image) if the channels were really reordered")
+        color_order = carried
+    return _tag(_load(image, color_order))
+
+
+def _load(image: Any, color_order: Optional[str]) -> np.ndarray:
     if isinstance(image, np.ndarray):
-        return _from_array(image, color_order)
+        return _from_array(np.asarray(image), color_order)
     if isinstance(image, Image.Image):
         _check_size(image.width, image.height, "the PIL image")
         return _from_pil(image, "the PIL image")

@@ -13,18 +13,28 @@ Two separate costs, both measured on ``avatartool predict`` (2 cores, see README
   variables they read at start-up; :func:`quiet_stderr` redirects fd 2 around one call for the lines
   no variable reaches (LiteRT's "Creating LiteRT environment" at graph creation).
 
-The SDK calls neither by default except :func:`import_mediapipe` (a library should not hide a host
-application's stderr); ``avatartool`` calls :func:`silence_native_logs` unless ``--debug``.
+A library must be quiet without hiding its host's own output, so the SDK does not lower log levels for the
+whole process. Instead an estimator (unless :func:`sdk_quiet` says logs are wanted) redirects fd 2 while
+native code sets itself up: creating the detectors, the face-mesh interpreter and the runtime, one warm-up
+run of each (the runtimes log again on their first run: LiteRT's XNNPACK delegate, MediaPipe's
+"Input tensor memory is not aligned", the 28 "Sparsity tensors may not yet be fully supported" lines of
+an int8 model) and closing them. Python's own ``sys.stderr`` (warnings, a host's prints) keeps writing to
+the real stderr throughout. ``AvatarEstimatorOptions(native_logs=True)`` or ``SWIFTAVATAR_NATIVE_LOGS=1``
+shows the native lines again. ``avatartool`` additionally calls :func:`silence_native_logs` unless ``--debug``.
 """
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 import types
 from typing import Iterator
 
 _QUIET = {"on": False}
+
+#: Set to ``1`` (or ``true``/``yes``/``on``) to see the native libraries' log lines from the SDK.
+LOGS_ENV = "SWIFTAVATAR_NATIVE_LOGS"
 
 #: Variables read once by the native libraries when they load: set before they are imported.
 LOG_ENV = {
@@ -60,31 +70,80 @@ def silence_native_logs() -> None:
 
 
 def is_quiet() -> bool:
+    """Whether :func:`silence_native_logs` ran (the CLI): then every native call is quieted."""
     return _QUIET["on"]
+
+
+def sdk_quiet(native_logs: bool | None = None) -> bool:
+    """Whether the SDK hides native log lines around set-up, warm-up and close.
+
+    Args:
+        native_logs: The estimator option: ``True`` shows them, ``False`` hides them, ``None`` follows
+            :data:`LOGS_ENV` (hidden unless it is set to a true word).
+    """
+    if native_logs is not None:
+        return not native_logs
+    return os.environ.get(LOGS_ENV, "").strip().lower() not in ("1", "true", "yes", "on")
 
 
 @contextlib.contextmanager
 def quiet_stderr(enabled: bool | None = None) -> Iterator[None]:
     """Redirect file descriptor 2 to ``/dev/null`` for the block (when ``enabled``; default: after
     :func:`silence_native_logs`). Python exceptions still propagate; only what native code writes
-    during the block is dropped."""
+    during the block is dropped: a ``sys.stderr`` that wrote to fd 2 writes to the real stderr meanwhile,
+    so Python warnings and the host's own messages still show."""
     if not (is_quiet() if enabled is None else enabled):
         yield
         return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real fd 2 (embedded interpreters, some test runners)
+    with redirect_native_output(os.devnull, (2,)):
         yield
-        return
+
+
+_STREAMS = {1: "stdout", 2: "stderr"}
+
+
+@contextlib.contextmanager
+def redirect_native_output(target: str | os.PathLike, fds: tuple[int, ...] = (1, 2)) -> Iterator[None]:
+    """Send what native code writes to ``fds`` (1: stdout, 2: stderr) to the file ``target`` (appended) for the
+    block, while Python's ``sys.stdout`` / ``sys.stderr`` keep writing to the real streams (a progress display,
+    warnings, the host's prints). Where a descriptor is not a real one (embedded interpreters, some test
+    runners) it is left alone."""
+    saved: dict[int, int] = {}
+    swapped: dict[str, tuple[object, object]] = {}
     try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
+        for fd in fds:
+            name = _STREAMS.get(fd)
+            stream = getattr(sys, name, None) if name else None
+            try:
+                if stream is not None:
+                    stream.flush()
+                saved[fd] = os.dup(fd)
+            except (OSError, ValueError, AttributeError):
+                continue
+            try:
+                if stream is not None and stream.fileno() == fd:
+                    real = open(saved[fd], "w", closefd=False, buffering=1,
+                                encoding=getattr(stream, "encoding", None), errors="backslashreplace")
+                    swapped[name] = (stream, real)
+            except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+                pass   # this Python stream is not the descriptor (a capture, a log file): unaffected anyway
+        if saved:
+            sink = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            for fd in saved:
+                os.dup2(sink, fd)
+            os.close(sink)
+        for name, (_, real) in swapped.items():
+            setattr(sys, name, real)
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        for name, (orig, real) in swapped.items():
+            real.flush()
+            if getattr(sys, name) is real:
+                setattr(sys, name, orig)
+            real.close()
+        for fd, dup in saved.items():
+            os.dup2(dup, fd)
+            os.close(dup)
 
 
 def import_mediapipe() -> types.ModuleType:

@@ -51,6 +51,7 @@ class DetectorMode(str, enum.Enum):
 
 BACKENDS = ("auto", "onnxruntime", "litert", "coreml", "torch")
 PRECISIONS = ("auto", *contract.PRECISIONS)
+KEYPOINT_SOURCES = ("mesh", "detector")
 
 
 @dataclass
@@ -94,20 +95,40 @@ class AvatarEstimatorOptions:
             accepted in the previous frame is not asked again); off: every detection above the score counts.
         quality: Measure input quality per face (size, blur, exposure, grayscale, head pose) and
             attach it with warnings to each result (about 0.5 ms per face).
-        refine_keypoints: Run the detector a second time on a window around each face before
-            aligning, so keypoints come from the face at a fixed relative scale (more stable crops for
-            small or off-centre faces; costs one more ~2 ms detection per face, skipped for a face that
-            already fills most of the image: ``sdk_python.detector.MIN_REFINE_GAIN``).
+        keypoint_source: What the crop is aligned on. ``"mesh"`` (default): MediaPipe's face-mesh landmarks
+            (the presence test already runs the model on every new face, so they cost nothing more there),
+            moved onto the detector's keypoint convention by measured offsets: eyes and mouth land 1.8 px
+            from the training framing in a 256 px crop, against 3.5 px for the refined detector keypoints
+            (``python -m benchmarks mesh-keypoints``). ``"detector"``: BlazeFace's keypoints (refined with
+            ``refine_keypoints``), in IMAGE mode and untracked VIDEO (a tracked stream aligns on the mesh on
+            every frame, so the crop does not jump when tracking takes over). Without the face-mesh model the
+            detector's are used.
+        refine_keypoints: With the detector's keypoints: run the detector a second time on a window around
+            each face before aligning, so keypoints come from the face at a fixed relative scale (more stable
+            crops for small or off-centre faces; costs one more ~2 ms detection per face, skipped for a face
+            that already fills most of the image: ``sdk_python.detector.MIN_REFINE_GAIN``).
+        tracking: VIDEO mode: after a detection, take each frame's face region from the previous frame's
+            face-mesh landmarks and run the detector again only when the face is lost (presence below 0.5,
+            or it leaves the frame), after a timestamp gap longer than ``reset_after_ms``, and every
+            ``redetect_every`` frames; ``result.tracked`` says which. Follows the largest face: with
+            ``multiple_faces`` ``"error"`` or ``"all"`` (which need every frame's face count) and without the
+            face-mesh model every frame is detected.
+        redetect_every: VIDEO mode with ``tracking``: run the detector after this many tracked frames in a
+            row even though the face is still followed (0: only when it is lost).
         mirror_tta: Also run the estimator on the mirrored crop and average the two answers (mirror-sensitive
-            parameters mapped through the schema's ``mirror`` field), and average the refined keypoints of
-            the image and its mirror before aligning: steadier answers and crops, and a spread as each
-            continuous parameter's ``uncertainty``, for twice the inference time and one more detection.
+            parameters mapped through the schema's ``mirror`` field), and average the keypoints of the image
+            and its mirror before aligning (the face mesh's, or the refined detector's): steadier answers and
+            crops, and a spread as each continuous parameter's ``uncertainty``, for twice the inference time and
+            one more face-mesh run (or detection).
         color_order: Channel order of 3/4-channel numpy inputs, ``"rgb"`` or ``"bgr"`` (OpenCV).
             ``None`` makes every numpy input state it in the call; PIL images and files need nothing.
         smoothing_ms: VIDEO mode: time constant of the exponential smoothing (0 turns it off).
         hysteresis: VIDEO mode: a discrete choice changes only when the new option's smoothed
             probability beats the current one's by this margin.
         reset_after_ms: VIDEO mode: a gap longer than this restarts smoothing from the new frame.
+        native_logs: Show what the native libraries (MediaPipe, LiteRT, absl) write to stderr while the
+            estimator sets up, warms up and closes. ``None`` (default): hidden unless the environment variable
+            ``SWIFTAVATAR_NATIVE_LOGS=1`` asks for them; Python warnings are never hidden.
     """
 
     bundle_path: Union[str, Path]
@@ -126,12 +147,16 @@ class AvatarEstimatorOptions:
     tile_size: int = 640
     face_checks: bool = True
     quality: bool = True
+    keypoint_source: str = "mesh"
     refine_keypoints: bool = True
+    tracking: bool = True
+    redetect_every: int = 30
     mirror_tta: bool = False
     color_order: Optional[str] = None
     smoothing_ms: float = 150.0
     hysteresis: float = 0.15
     reset_after_ms: float = 1000.0
+    native_logs: Optional[bool] = None
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> "AvatarEstimatorOptions":
@@ -167,6 +192,12 @@ class AvatarEstimatorOptions:
             raise AvatarSDKError(f"min_face_size must be a positive integer (pixels), got {self.min_face_size!r}")
         if self.color_order is not None and self.color_order.lower() not in ("rgb", "bgr"):
             raise AvatarSDKError(f"color_order must be 'rgb', 'bgr' or None, got {self.color_order!r}")
+        if self.keypoint_source not in KEYPOINT_SOURCES:
+            raise AvatarSDKError(f"keypoint_source must be one of {', '.join(KEYPOINT_SOURCES)}, got "
+                                 f"{self.keypoint_source!r}")
+        if isinstance(self.redetect_every, bool) or not isinstance(self.redetect_every, int) or self.redetect_every < 0:
+            raise AvatarSDKError(f"redetect_every must be a non-negative integer (frames; 0: only when the face is "
+                                 f"lost), got {self.redetect_every!r}")
         if self.smoothing_ms < 0 or not 0 <= self.hysteresis < 1 or self.reset_after_ms <= 0:
             raise AvatarSDKError("smoothing_ms must be >= 0, hysteresis in [0, 1), reset_after_ms > 0")
         return self

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional, Union
 
+import numpy as np
+
 if TYPE_CHECKING:
     from .quality import FaceQuality
 
@@ -27,18 +29,26 @@ class FaceBox:
 
 @dataclass(frozen=True)
 class FaceDetection:
-    """One detected face.
+    """One detected (or tracked) face.
 
     Attributes:
-        box: The detector's box in input pixels.
+        box: The face's box in input pixels: the detector's, or, for a face tracked in VIDEO mode, the box
+            around its face-mesh landmarks.
         keypoints: Named ``(x, y)`` pixel positions (see :data:`KEYPOINT_NAMES`); empty when
-            detection is off.
-        score: Detector confidence in [0, 1] (1.0 when detection is off).
+            detection is off. With the face mesh (``keypoint_source="mesh"``, and every tracked frame) the
+            four the crop is aligned on come from its landmarks (:mod:`sdk_python.face_mesh`).
+        score: Detector confidence in [0, 1] (1.0 when detection is off; the face-mesh presence for a
+            tracked face).
+        landmarks: MediaPipe's 468 face-mesh landmarks, ``[468, 3]`` (x, y in input pixels, z relative
+            depth at the same scale), when the face mesh ran on this face; else ``None``.
+        presence: The face mesh's face-presence probability for this face, when it ran.
     """
 
     box: FaceBox
     keypoints: dict[str, tuple[float, float]]
     score: float
+    landmarks: Optional[np.ndarray] = field(default=None, compare=False, repr=False)
+    presence: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -76,7 +86,19 @@ class ParameterEstimate:
 @dataclass(frozen=True)
 class Timings:
     """Milliseconds spent per step of one call (detection runs once per image; crop and inference
-    are summed over faces when several are estimated)."""
+    are summed over faces when several are estimated).
+
+    Attributes:
+        load_ms: Decoding / validating the input image.
+        detection_ms: The face-detector models (0 on a tracked VIDEO frame).
+        checks_ms: The keypoint-layout and skin checks on the detections.
+        landmarks_ms: The face-mesh model: presence test, landmarks for the aligned crop, tracking.
+        crop_ms: Aligning and normalising the crop, input-quality measures (and, with the detector's
+            keypoints, the keypoint-refining second detection).
+        inference_ms: The estimator runtime.
+        decode_ms: Turning its outputs into parameters (and VIDEO smoothing).
+        total_ms: The whole call.
+    """
 
     load_ms: float = 0.0
     detection_ms: float = 0.0
@@ -84,6 +106,8 @@ class Timings:
     inference_ms: float = 0.0
     decode_ms: float = 0.0
     total_ms: float = 0.0
+    checks_ms: float = 0.0
+    landmarks_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -112,6 +136,9 @@ class AvatarEstimatorResult:
     ``MultipleFacePolicy.ALL``); ``face``, ``parameters`` and ``vector`` are shortcuts to the first.
     ``faces_found`` counts every face the detector accepted in the image, estimated or not (with
     ``LARGEST``, 3 means two other people were ignored); ``detectors`` names the models that ran.
+    ``tracked`` is ``True`` for a VIDEO frame whose face region came from the previous frame's face-mesh
+    landmarks, the detector not run (``detectors`` is then empty and ``faces_found`` is the one face
+    followed); ``False`` when the detector found the face in this call.
     """
 
     avatars: tuple[AvatarFace, ...]
@@ -120,6 +147,7 @@ class AvatarEstimatorResult:
     extras: dict = field(default_factory=dict)
     faces_found: int = 1
     detectors: tuple[str, ...] = ()
+    tracked: bool = False
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -143,7 +171,7 @@ class AvatarEstimatorResult:
         """A JSON-ready dict (vectors, labels, confidences, boxes, timings)."""
         def face_json(a: AvatarFace) -> dict:
             b = a.face.box
-            return {"box": [b.x, b.y, b.width, b.height], "score": a.face.score,
+            return {"box": [b.x, b.y, b.width, b.height], "score": a.face.score, "presence": a.face.presence,
                     "keypoints": {k: list(v) for k, v in a.face.keypoints.items()},
                     "vector": a.vector,
                     "parameters": {p.name: {"value": p.value, "label": p.label, "confidence": p.confidence,
@@ -153,6 +181,7 @@ class AvatarEstimatorResult:
                     "quality": a.quality.to_json() if a.quality is not None else None}
         t = self.timings
         return {"avatars": [face_json(a) for a in self.avatars], "faces_found": self.faces_found,
-                "detectors": list(self.detectors), "timestamp_ms": self.timestamp_ms,
-                "timings_ms": {"load": t.load_ms, "detection": t.detection_ms, "crop": t.crop_ms,
-                               "inference": t.inference_ms, "decode": t.decode_ms, "total": t.total_ms}}
+                "detectors": list(self.detectors), "tracked": self.tracked, "timestamp_ms": self.timestamp_ms,
+                "timings_ms": {"load": t.load_ms, "detection": t.detection_ms, "checks": t.checks_ms,
+                               "landmarks": t.landmarks_ms, "crop": t.crop_ms, "inference": t.inference_ms,
+                               "decode": t.decode_ms, "total": t.total_ms}}

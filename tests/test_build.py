@@ -156,6 +156,30 @@ def test_benchmarks_regenerate_every_table_from_the_build(built, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
 
 
+def test_sdk_latency_times_trained_sibling_builds_at_other_sizes(tmp_path):
+    """A build of the same engine trained at 224 px beside the measured run is timed at 224 px (trained, its
+    parity), not a random-weight export; other engines, unfinished exports and other sizes are not."""
+    from benchmarks.suite.common import BuildRun
+    from benchmarks.suite.sdk_latency import sized_builds
+    from toolchain.atomic_io import atomic_write_json
+
+    def fake_run(name, engine="alter", size=64, preset="smoke", export="complete"):
+        cfg = resolve_config(engine, preset, overrides=[f"train.input_size={size}"])
+        root = tmp_path / name
+        (root / "export").mkdir(parents=True)
+        atomic_write_json(root / "config.json", cfg.to_json())
+        atomic_write_json(root / "export" / "stage.json", {"status": export, "outputs": {"bundle": "b"}})
+        return root
+    main = BuildRun.open(fake_run("build-alter-smoke"))
+    fake_run("build-alter-cpu-224", size=224, preset="cpu")
+    fake_run("build-alter-smoke-224", size=224)
+    fake_run("build-morph-smoke-112", engine="morph", size=112)
+    fake_run("build-alter-smoke-112-unfinished", size=112, export="running")
+    fake_run("build-alter-smoke-96", size=96)
+    found = sized_builds(main)
+    assert {s: r.root.name for s, r in found.items()} == {224: "build-alter-smoke-224"}
+
+
 def _floats(value):
     if isinstance(value, float):
         yield value
@@ -204,6 +228,40 @@ def test_a_second_build_into_the_same_folder_is_refused(tmp_path):
     with RunLock(tmp_path):
         with pytest.raises(AvatarToolError, match=rf"being built by another process \(pid {os.getpid()}\)"):
             build(tiny_config(), tmp_path)
+
+
+def _chatty_stage(ctx):
+    """Says things the way libraries do: a project warning (a finding), TensorFlow's deprecation notice (raised
+    inside tensorflow), and converter lines written straight to fds 1 and 2 inside the export stage's capture."""
+    import warnings
+    from sdk_python.native_logs import redirect_native_output
+    warnings.warn_explicit("LPIPS backbone weights not found; inverting with a fallback", UserWarning,
+                           str(REPO / "toolchain" / "production" / "perceptual.py"), 81)
+    warnings.warn_explicit("Warning: tf.lite.Interpreter is deprecated and is scheduled for deletion in TF 2.20.",
+                           UserWarning, "/venv/lib/python3.11/site-packages/tensorflow/lite/python/interpreter.py", 457)
+    with redirect_native_output(ctx.log_path):
+        os.write(1, b"onnx2tf: saved_model output started\n")
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+        print("progress line for the terminal", file=sys.stderr)
+    return {"files": []}
+
+
+def test_findings_reach_the_report_library_chatter_goes_to_the_stage_log(tmp_path, capfd):
+    from toolchain.pipeline.report import write_report
+    from toolchain.pipeline.runner import Stage, run_stages
+    ui = Recorder()
+    run_stages([Stage("export", "Export", _chatty_stage)], tiny_config(), tmp_path, ui=ui)
+    rec = read_record(tmp_path / "export")
+    assert rec["warnings"] == ["LPIPS backbone weights not found; inverting with a fallback"]
+    assert ui.warnings == ["export: LPIPS backbone weights not found; inverting with a fallback"]
+    log = (tmp_path / "export" / "stage.log").read_text()
+    assert "tf.lite.Interpreter is deprecated" in log and "XNNPACK" in log and "onnx2tf:" in log
+    out, err = capfd.readouterr()
+    assert "XNNPACK" not in err and "onnx2tf:" not in out and "progress line for the terminal" in err
+    info = write_report(tmp_path, tiny_config().to_json(), {"export": rec})
+    md = (tmp_path / "report.md").read_text()
+    assert info["warnings"] == ["export: LPIPS backbone weights not found; inverting with a fallback"]
+    assert "deprecated" not in md and "export/stage.log" in md
 
 
 # ----- engines ----------------------------------------------------------------------------------

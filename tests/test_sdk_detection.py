@@ -310,8 +310,8 @@ def test_face_mesh_presence_rejects_a_drawn_animal_the_layout_checks_pass(detect
     assert len(without.find(animal).faces) == 1
     assert len(finder.find(astronaut).faces) == 1
     calls = []
-    score = finder.presence.score
-    finder.presence.score = lambda img, face: calls.append(1) or score(img, face)
+    run = finder.presence.run
+    finder.presence.run = lambda img, roi: calls.append(1) or run(img, roi)
     finder.track = True
     for _ in range(3):
         assert len(finder.find(astronaut).faces) == 1

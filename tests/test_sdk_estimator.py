@@ -347,6 +347,72 @@ def test_detection_none_for_preframed_renders(tiny_export):
         assert (r.face.box.x, r.face.box.y, r.face.box.width, r.face.box.height) == (0.0, 0.0, 128.0, 128.0)
 
 
+# ----- library manners ---------------------------------------------------------------------------------
+_CREATE_AND_ESTIMATE = """
+import sys
+from sdk_python import AvatarEstimator
+with AvatarEstimator.create_from_bundle(sys.argv[1], precision="fp32") as est:
+    est.estimate(sys.argv[2])
+"""
+
+
+def test_python_create_and_estimate_print_nothing(tiny_export, detector_model, astronaut, tmp_path):
+    """Used as a library (no CLI, no silencing call by the host), creating an estimator and estimating one
+    image writes nothing to file descriptors 1 or 2; SWIFTAVATAR_NATIVE_LOGS=1 brings the runtimes' lines back."""
+    import os
+    bundle, photo = tmp_path / "alter.swiftavatar", tmp_path / "astronaut.png"
+    _write_bundle(tiny_export, detector_model, bundle)
+    Image.fromarray(astronaut).save(photo)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("SWIFTAVATAR_NATIVE_LOGS", "TF_CPP_MIN_LOG_LEVEL", "GLOG_minloglevel", "ABSL_MIN_LOG_LEVEL")}
+    env["PYTHONPATH"] = str(ROOT)
+
+    def child(**extra):
+        return subprocess.run([sys.executable, "-c", _CREATE_AND_ESTIMATE, str(bundle), str(photo)],
+                              capture_output=True, text=True, env={**env, **extra}, cwd=tmp_path, timeout=180)
+    quiet = child()
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert (quiet.stdout, quiet.stderr) == ("", "")
+    loud = child(SWIFTAVATAR_NATIVE_LOGS="1")
+    assert loud.returncode == 0 and loud.stderr.strip(), "with SWIFTAVATAR_NATIVE_LOGS=1 the runtimes' lines show"
+
+
+def test_quiet_set_up_keeps_python_warnings_visible():
+    """Hiding fd 2 around native set-up must not swallow what Python itself writes to stderr (run in a child:
+    pytest replaces sys.stderr and the warning machinery)."""
+    code = ("import os, sys, warnings\n"
+            "from sdk_python.native_logs import quiet_stderr\n"
+            "with quiet_stderr(True):\n"
+            "    os.write(2, b'native line\\n')\n"
+            "    warnings.warn('a python warning')\n"
+            "    print('a python line', file=sys.stderr)\n"
+            "os.write(2, b'native after\\n')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    err = proc.stderr
+    assert "native line" not in err and "a python warning" in err and "a python line" in err and "native after" in err
+
+
+def test_estimate_accepts_load_image_as_is(tiny_export, detector_model, astronaut, tmp_path):
+    """The array load_image() returns carries its channel order: estimate() takes it with no color_order, even
+    when the options' default is 'bgr'; a derived array (channels swapped) must state its order again."""
+    from sdk_python import load_image
+    photo = tmp_path / "astronaut.jpg"
+    Image.fromarray(astronaut).save(photo, quality=95)
+    decoded = load_image(photo)
+    assert decoded.color_order == "rgb" and decoded[..., ::-1].color_order is None
+    common = dict(bundle_path=tiny_export / "estimator.onnx", detector_model_path=detector_model)
+    with AvatarEstimator.create_from_options(AvatarEstimatorOptions(**common)) as e:
+        a = e.estimate(load_image(photo))
+        assert a.vector == e.estimate(photo).vector
+        with pytest.raises(InvalidImageError, match="channel order"):
+            e.estimate(np.ascontiguousarray(decoded[..., ::-1]))
+        with pytest.raises(InvalidImageError, match="came from load_image"):
+            e.estimate(decoded, color_order="bgr")
+    with AvatarEstimator.create_from_options(AvatarEstimatorOptions(**common, color_order="bgr")) as e:
+        assert e.estimate(decoded).vector == a.vector
+
+
 # ----- CLI ---------------------------------------------------------------------------------------------
 def test_cli_predict(tiny_export, detector_model, astronaut, tmp_path):
     photo = tmp_path / "astronaut.png"

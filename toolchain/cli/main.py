@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -769,6 +770,9 @@ def main() -> None:
     if "--debug" not in sys.argv[1:]:
         from sdk_python.native_logs import silence_native_logs
         silence_native_logs()   # before anything imports mediapipe / tensorflow / LiteRT
+    else:   # the SDK hides the runtimes' set-up lines by default: --debug wants them
+        from sdk_python.native_logs import LOGS_ENV
+        os.environ.setdefault(LOGS_ENV, "1")
     try:
         app()
     except (AvatarToolError, SchemaError, VectorError, AvatarSDKError) as exc:

@@ -275,6 +275,11 @@ def write_report(run_dir: Path, cfg_json: dict[str, Any], records: dict[str, dic
     doc.heading("Fallbacks and warnings")
     warns = [f"{name}: {w}" for name, r in records.items() for w in r.get("warnings", [])]
     doc.warnings(warns)
+    logs = [name for name in records if (run_dir / name / "stage.log").is_file()
+            and (run_dir / name / "stage.log").stat().st_size]
+    if logs:   # the libraries' own messages (converter output, deprecation notices): not findings about the run
+        doc.para("Libraries' own messages (converter output, deprecation notices) are kept in "
+                 + ", ".join(f"{n}/stage.log" for n in logs) + ".", "muted")
 
     doc.heading("Stages")
     total = sum(float(r.get("seconds", 0)) for r in records.values())

@@ -30,6 +30,12 @@ from .config import BuildConfig
 from .fingerprint import code_version, engine_identity, fingerprint_of
 
 STAGE_RECORD = "stage.json"
+STAGE_LOG = "stage.log"
+#: The project's own packages: a warning raised in their code is a finding about the run; one raised inside a
+#: third-party library (TensorFlow's "tf.lite.Interpreter is deprecated", a torch exporter notice) is the
+#: library talking about itself and goes to the stage's log.
+_PROJECT_DIRS = tuple(str(Path(__file__).resolve().parents[2] / d) + os.sep
+                      for d in ("toolchain", "converters", "sdk_python", "benchmarks"))
 RUNNING, COMPLETE = "running", "complete"
 
 
@@ -79,6 +85,17 @@ class StageContext:
 
     def output(self, stage: str) -> dict[str, Any]:
         return self.upstream[stage]
+
+    @property
+    def log_path(self) -> Path:
+        """``RUN/<stage>/stage.log``: what libraries said during the stage (converter output, their own
+        warnings), kept for debugging and out of the terminal and the report."""
+        return self.dir / STAGE_LOG
+
+    def library_said(self, text: str) -> None:
+        """Append ``text`` (a library's message, not a finding about the run) to :attr:`log_path`."""
+        with open(self.log_path, "a", encoding="utf-8") as f:
+            f.write(text.rstrip("\n") + "\n")
 
 
 @dataclass(frozen=True)
@@ -183,6 +200,24 @@ def _move_aside(run_dir: Path, stage_dir: Path) -> Path | None:
     return stale
 
 
+def is_project_code(filename: str) -> bool:
+    """Whether ``filename`` (a warning's origin) is in the project's own packages."""
+    try:
+        return str(Path(filename).resolve()).startswith(_PROJECT_DIRS)
+    except (OSError, ValueError):
+        return False
+
+
+def _route_warning(ctx: StageContext, message: Any, category: type, filename: str, lineno: int) -> None:
+    """A project warning becomes the stage's finding; a third-party library's goes to the stage's log."""
+    if not issubclass(category, UserWarning):
+        return
+    if is_project_code(filename):
+        ctx.warn(str(message))
+    else:
+        ctx.library_said(f"{category.__name__} ({filename}:{lineno}): {' '.join(str(message).split())}")
+
+
 def _module_path(fn: Callable[..., Any]) -> str:
     """The stage's own module (``toolchain/pipeline/stages/pairs.py``): editing it reruns the stage too."""
     return fn.__module__.replace(".", "/") + ".py"
@@ -261,8 +296,8 @@ def run_stages(stages: Sequence[Stage], cfg: BuildConfig, run_dir: str | Path, u
                 # a library's warning (no LPIPS weights, trunk from scratch...) becomes the stage's: shown
                 # once, kept in stage.json and listed in the report
                 warnings.simplefilter("always", UserWarning)
-                warnings.showwarning = lambda message, category, *a, **k: (
-                    ctx.warn(str(message)) if issubclass(category, UserWarning) else None)
+                warnings.showwarning = lambda message, category, filename, lineno, *a, **k: (
+                    _route_warning(ctx, message, category, filename, lineno))
                 return stage.run(ctx)
         try:
             if stage.distributed:

@@ -1,5 +1,9 @@
 """Stage 6: export the estimator (ONNX, TFLite, CoreML), check parity against torch on the held-out set,
-write the ``.swiftavatar`` bundle and verify it, and time every exported model."""
+write the ``.swiftavatar`` bundle and verify it, and time every exported model.
+
+The converters and runtimes (TensorFlow, LiteRT, onnx2tf, coremltools) write their own log lines to the
+process's stdout and stderr; they go to ``RUN/export/stage.log`` (onnx2tf's own run to ``onnx2tf.log``),
+so the terminal shows the build's progress and the report only findings about the run."""
 from __future__ import annotations
 
 from typing import Any
@@ -9,10 +13,9 @@ from ..runner import StageContext
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
-    from converters.export import ExportOptions, export_model
+    from converters.export import ExportOptions
     from converters.formats import parse_targets
-    from converters.latency import export_latency
-    from sdk_python.bundle import open_bundle
+    from sdk_python.native_logs import redirect_native_output
     from ...engines.bundle_engine import engine_record
     from ...render.folder import RenderFolder
     c = ctx.cfg.export
@@ -30,6 +33,14 @@ def run(ctx: StageContext) -> dict[str, Any]:
     def say(msg: str) -> None:
         steps["n"] += 1
         ctx.progress(steps["n"], None, msg)
+    with redirect_native_output(ctx.log_path):
+        return _export(ctx, model_path, opts, say)
+
+
+def _export(ctx: StageContext, model_path: str, opts: Any, say: Any) -> dict[str, Any]:
+    from converters.export import export_model
+    from converters.latency import export_latency
+    from sdk_python.bundle import open_bundle
     report = export_model(model_path, ctx.dir, opts, progress=say)
     for w in report.get("warnings", []):
         ctx.warn(w)   # includes each below-threshold model: "<format> <precision>: agreement … — left out of the bundle"
