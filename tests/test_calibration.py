@@ -84,8 +84,7 @@ def test_export_fits_temperatures_and_the_sdk_applies_them(export_with_labels):
     with AvatarEstimator.create_from_bundle(report["bundle"], detection="none") as est:
         assert est.calibrated
         res = est.estimate(img, color_order="rgb")
-        x = ((img.astype(np.float32) / 255 - est._mean.reshape(3)) / est._std.reshape(3)).transpose(2, 0, 1)[None]
-        raw = est.backend.run(np.ascontiguousarray(x, np.float32))
+        raw = est.backend.run(np.ascontiguousarray(est._normalise(img), np.float32))
     for name, t in cal["temperatures"].items():
         p = res.parameters[name]
         expected = _softmax(raw[f"logits_{name}"] / t)[0]

@@ -35,8 +35,10 @@ SMALL_INIT = InitConfig(n_mean=256, calib_steps=5)
 
 
 def tiny_generator(seed: int) -> SemanticGenerator:
+    # log2(size) Fourier octaves, as the tiny preset had before issue 22: on this random generator the 5-step
+    # latent calibration of the modified init reaches its coverage targets (with 3 octaves it needs more steps)
     torch.manual_seed(seed)
-    return SemanticGenerator(generator_preset("tiny")).eval().requires_grad_(False)
+    return SemanticGenerator(generator_preset("tiny", fourier_freqs=0)).eval().requires_grad_(False)
 
 
 @pytest.fixture(scope="module")
