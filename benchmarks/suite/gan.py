@@ -17,9 +17,10 @@ from toolchain.generators.train_real import run_gan, train_preset
 from .common import BuildRun, Table
 
 
-# The tiny recipe before the small-data changes (2026-12-02): the official regularisers at full strength,
-# no augmentation; timed beside the build's recipe so the speed-up is measured in one run.
-BEFORE = dict(path_weight=0.5, mixing=0.3, r1_img=10.0, r1_seg=100.0, augment="", ema_rampup=None)
+# The two tiny recipes, timed one after the other in one run: the official regularisers at full strength (the
+# smoke and cpu builds' recipe) and the small-data recipe (weak R1, no path length or mixing, DiffAugment).
+RECIPES = {"tiny_official": "official regularisers, no augmentation", "tiny": "small-data recipe (DiffAugment)"}
+RECIPE_FIELDS = ("path_weight", "mixing", "r1_img", "r1_seg", "augment", "ema_rampup")
 
 
 def _time(gcfg, tcfg, images, masks, device) -> tuple[list[float], float, float]:
@@ -50,8 +51,12 @@ def run(build: BuildRun, quick: bool) -> Table:
         source = "random images (the build's G_real came from a file)"
     rows, data = [], {"config": c.generator_config, "size": gcfg.size, "steps": steps,
                       "threads": torch.get_num_threads(), "data": source, "recipes": {}}
-    for label, t in (("before (official regularisers, no augmentation)", replace(tcfg, **BEFORE)),
-                     (f"build's recipe ({c.train_preset})", tcfg)):
+    recipes = [(f"build's recipe ({c.train_preset})", tcfg)]
+    for name, what in RECIPES.items():
+        if name != c.train_preset:
+            other = train_preset(name)
+            recipes.insert(0, (f"{name}: {what}", replace(tcfg, **{k: getattr(other, k) for k in RECIPE_FIELDS})))
+    for label, t in recipes:
         sec, it_s, wall = _time(gcfg, t, images, masks, build.cfg.device)
         data["recipes"][label] = {"train": t.to_json(), "step_seconds": sec, "it_per_s": it_s, "wall_s": wall}
         rows.append([label, c.generator_config, gcfg.size, gcfg.n_parts, t.batch_size, steps, f"{it_s:.3f}",
@@ -61,5 +66,6 @@ def run(build: BuildRun, quick: bool) -> Table:
     return Table("gan", data, ["recipe", "config", "px", "parts", "batch", "steps", "it/s (after step 0)", "img/s",
                                "step 0 s"], rows,
                  notes=f"Full training steps on {source}; {torch.get_num_threads()} torch threads, one recipe after the "
-                       f"other in one run. Before: path length every 4 steps, style mixing 0.3, R1 10 (image) / 100 "
-                       f"(mask) every 16. Build's recipe: {tcfg.to_json()}.")
+                       f"other in one run. tiny_official: path length every 4 steps, style mixing 0.3, R1 10 (image) / "
+                       f"100 (mask) every 16. tiny: R1 0.05 / 0.5, no path length or mixing, DiffAugment translation "
+                       f"+ cutout, EMA ramp-up. Build's recipe: {tcfg.to_json()}.")

@@ -96,6 +96,11 @@ TRAIN_PRESETS: dict[str, GANTrainConfig] = {
     "tiny": GANTrainConfig(iters=3000, batch_size=8, r1_img=0.05, r1_seg=0.5, lambda_mask=10.0, ema_half_life_img=2000.0,
                            ema_rampup=0.05, path_weight=0.0, mixing=0.0, augment="translation,cutout",
                            snapshot_every=250, sample_every=250, log_every=25, n_samples=32),
+    # the tiny recipe before the small-data changes (2026-12-02): the official regularisers at full strength, no
+    # augmentation, no EMA ramp-up; kept to compare against (`--set real.train_preset=tiny_official`)
+    "tiny_official": GANTrainConfig(iters=3000, batch_size=8, r1_img=10.0, r1_seg=100.0, lambda_mask=10.0,
+                                    ema_half_life_img=2000.0, path_weight=0.5, mixing=0.3, augment="",
+                                    snapshot_every=250, sample_every=250, log_every=25, n_samples=32),
     "small64": GANTrainConfig(iters=20_000, batch_size=16, r1_seg=100.0, lambda_mask=10.0, ema_half_life_img=5000.0),
 }
 
