@@ -87,8 +87,10 @@ class GANTrainConfig:
 
 TRAIN_PRESETS: dict[str, GANTrainConfig] = {
     "paper": GANTrainConfig(),
-    # CPU: a few thousand steps on 32 px in <= 30 min on 2 shared cores. Set for small data and short runs
-    # (FIELD-NOTES, measured on the build's 800 photos: benchmarks/results/gan.md): R1 near stylegan2-ada's
+    # The small-data recipe, ~10 % faster per step than tiny_official (benchmarks/results/gan.md) but not what the
+    # smoke/cpu builds use: its G_real collapsed to one face by step 1000 and its pairs lost to tiny_official's
+    # in accuracy on both engines (README "The ablation on our data"). Set for small data and short runs
+    # (FIELD-NOTES, measured on the build's 800 photos): R1 near stylegan2-ada's
     # 0.0002 * res^2 / batch instead of the official 10 / 1000, no path length and no style mixing (its cifar
     # config), EMA with ramp-up, DiffAugment's geometric ops on every D input. Not its colour op: with it D no
     # longer checks colours, G_real's faces drifted to grey-green and the smoke build's render distance fell

@@ -150,9 +150,9 @@ class BuildConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
         "render.n": 800, "render.size": 64, "render.workers": 0,
-        # the official regularisers, not the small-data recipe ("tiny"): on the alter smoke build the small-data
-        # recipe's G_real collapsed to one face by step 1000 and its pairs lost to the official recipe's (render
-        # distance -8.8 % vs -29.0 % against the Baseline, mean accuracy 0.234 vs 0.325; 2026-12-03)
+        # the official regularisers, not the small-data recipe ("tiny"): the small-data recipe's G_real collapsed
+        # to one face by step 1000; against the Baseline its pairs gave alter -8.8 % render distance / accuracy
+        # 0.234 (official: -29.0 % / 0.325) and morph -10.8 % / 0.234 (official: -3.2 % / 0.266), 2026-12-03
         "real.proxy_n": 800, "real.proxy_size": 128, "real.generator_config": "tiny",
         "real.train_preset": "tiny_official", "real.iters": 1000,
         "avatar.train_preset": "tiny_official", "avatar.iters": 250,
