@@ -66,6 +66,6 @@ def run(build: BuildRun, quick: bool) -> Table:
     return Table("gan", data, ["recipe", "config", "px", "parts", "batch", "steps", "it/s (after step 0)", "img/s",
                                "step 0 s"], rows,
                  notes=f"Full training steps on {source}; {torch.get_num_threads()} torch threads, one recipe after the "
-                       f"other in one run. tiny_official: path length every 4 steps, style mixing 0.3, R1 10 (image) / "
-                       f"100 (mask) every 16. tiny: R1 0.05 / 0.5, no path length or mixing, DiffAugment translation "
-                       f"+ cutout, EMA ramp-up. Build's recipe: {tcfg.to_json()}.")
+                       f"other in one run. " + "; ".join(
+                           f"{name}: " + ", ".join(f"{k} {getattr(train_preset(name), k)!r}" for k in RECIPE_FIELDS)
+                           for name in RECIPES) + f". Build's recipe: {tcfg.to_json()}.")

@@ -85,24 +85,25 @@ class GANTrainConfig:
         return asdict(self)
 
 
+# The small-data recipe, a little faster than tiny_official (smoke G_real stage 297 s vs 329 s for 1000 steps; two
+# 33-step runs of benchmarks/results/gan.md put it 1-10 % ahead) but not what the smoke/cpu builds use: its G_real collapsed to one face by step 1000 and its pairs lost to tiny_official's
+# in accuracy on both engines (README "The ablation on our data"). Set for small data and short runs
+# (FIELD-NOTES, measured on the build's 800 photos): R1 near stylegan2-ada's
+# 0.0002 * res^2 / batch instead of the official 10 / 1000, no path length and no style mixing (its cifar
+# config), EMA with ramp-up, DiffAugment's geometric ops on every D input. Not its colour op: with it D no
+# longer checks colours, G_real's faces drifted to grey-green and the smoke build's render distance fell
+# from -35 % to -5.5 % vs the Baseline (the pairs must carry skin and hair colour).
+_TINY = GANTrainConfig(iters=3000, batch_size=8, r1_img=0.05, r1_seg=0.5, lambda_mask=10.0, ema_half_life_img=2000.0,
+                      ema_rampup=0.05, path_weight=0.0, mixing=0.0, augment="translation,cutout",
+                      snapshot_every=250, sample_every=250, log_every=25, n_samples=32)
+
 TRAIN_PRESETS: dict[str, GANTrainConfig] = {
     "paper": GANTrainConfig(),
-    # The small-data recipe, ~10 % faster per step than tiny_official (benchmarks/results/gan.md) but not what the
-    # smoke/cpu builds use: its G_real collapsed to one face by step 1000 and its pairs lost to tiny_official's
-    # in accuracy on both engines (README "The ablation on our data"). Set for small data and short runs
-    # (FIELD-NOTES, measured on the build's 800 photos): R1 near stylegan2-ada's
-    # 0.0002 * res^2 / batch instead of the official 10 / 1000, no path length and no style mixing (its cifar
-    # config), EMA with ramp-up, DiffAugment's geometric ops on every D input. Not its colour op: with it D no
-    # longer checks colours, G_real's faces drifted to grey-green and the smoke build's render distance fell
-    # from -35 % to -5.5 % vs the Baseline (the pairs must carry skin and hair colour).
-    "tiny": GANTrainConfig(iters=3000, batch_size=8, r1_img=0.05, r1_seg=0.5, lambda_mask=10.0, ema_half_life_img=2000.0,
-                           ema_rampup=0.05, path_weight=0.0, mixing=0.0, augment="translation,cutout",
-                           snapshot_every=250, sample_every=250, log_every=25, n_samples=32),
+    "tiny": _TINY,
     # the tiny recipe before the small-data changes (2026-12-02): the official regularisers at full strength, no
-    # augmentation, no EMA ramp-up; kept to compare against (`--set real.train_preset=tiny_official`)
-    "tiny_official": GANTrainConfig(iters=3000, batch_size=8, r1_img=10.0, r1_seg=100.0, lambda_mask=10.0,
-                                    ema_half_life_img=2000.0, path_weight=0.5, mixing=0.3, augment="",
-                                    snapshot_every=250, sample_every=250, log_every=25, n_samples=32),
+    # augmentation, no EMA ramp-up; what the smoke and cpu builds use (toolchain/pipeline/config.py)
+    "tiny_official": replace(_TINY, r1_img=10.0, r1_seg=100.0, path_weight=0.5, mixing=0.3, augment="",
+                             ema_rampup=None),
     "small64": GANTrainConfig(iters=20_000, batch_size=16, r1_seg=100.0, lambda_mask=10.0, ema_half_life_img=5000.0),
 }
 
