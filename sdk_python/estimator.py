@@ -115,6 +115,9 @@ class AvatarEstimator:
         self._color_params = color_parameters(self.decoder.schema)
         self._smoother = VideoSmoother(options.smoothing_ms, options.hysteresis, options.reset_after_ms)
         self._last_ts: Optional[int] = None
+        #: is_grayscale of the frame tracking started from: a stream does not change colour mode between frames
+        #: (0.4 ms of a tracked 224 px frame); measured again at every detection (the safety net included)
+        self._stream_gray: Optional[bool] = None
         # warm-up: runtimes log (and allocate) on their first run; do both now, not on the first frame
         self._run(np.zeros((1, 3, self.input_size, self.input_size), np.float32))
 
@@ -389,7 +392,9 @@ class AvatarEstimator:
                 t0 = time.perf_counter()
                 crop = align(rgb, face.keypoints, S)
                 if self.options.quality:
-                    gray = is_grayscale(rgb) if gray is None else gray
+                    if gray is None:
+                        gray = self._stream_gray if tracked and self._stream_gray is not None else is_grayscale(rgb)
+                        self._stream_gray = gray if ts is not None else None
                     quality = assess(rgb, face, self._color_params, grayscale=gray)
             x = self._normalise(crop)
             ms["crop"] = ms.get("crop", 0.0) + _ms(t0)

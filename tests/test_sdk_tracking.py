@@ -97,6 +97,32 @@ def test_tracker_resets_after_a_timestamp_gap(tiny_export, detector_model, astro
         assert not e.estimate_for_video(astronaut, 33 + 2000).tracked   # a long gap: detect again
 
 
+def test_tracked_frames_reuse_the_streams_grayscale_flag(tiny_export, detector_model, astronaut, monkeypatch):
+    """The black-and-white check runs on detection frames only: tracked frames of the stream reuse its answer
+    (a grey stream keeps its warning), and the safety-net detection measures again."""
+    import sdk_python.estimator as E
+    calls = []
+
+    def counting(image, *a, **kw):
+        calls.append(1)
+        return real(image, *a, **kw)
+    real = E.is_grayscale
+    monkeypatch.setattr(E, "is_grayscale", counting)
+    grey = np.repeat(astronaut.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
+    with _video(tiny_export, detector_model, redetect_every=3) as e:
+        results = [e.estimate_for_video(grey, 33 * i) for i in range(6)]
+    assert [r.tracked for r in results] == [False, True, True, True, False, True]
+    assert len(calls) == 2                              # the two detection frames
+    assert all(r.avatars[0].quality.grayscale and any("black-and-white" in w for w in r.avatars[0].quality.warnings)
+               for r in results)
+    with AvatarEstimator.create_from_options(AvatarEstimatorOptions(
+            bundle_path=tiny_export / "estimator.onnx", detector_model_path=detector_model, color_order="rgb",
+            detector="short")) as still:               # IMAGE mode: every photo is measured
+        still.estimate(astronaut)
+        assert not still.estimate(astronaut).avatars[0].quality.grayscale
+    assert len(calls) == 4
+
+
 def test_mesh_offsets_round_trip():
     """face_frame_offsets measures exactly what alignment_keypoints adds back."""
     rng = np.random.default_rng(0)
