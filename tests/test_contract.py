@@ -121,19 +121,16 @@ def test_every_contract_row_loads_by_its_precision_name():
 
 
 @pytest.mark.slow
-def test_dynamic_int8_tflite_runs_by_precision_name(model_path, images, tmp_path):
-    import_or_skip_unless_ci("onnx2tf")
-    report = export_model(model_path, tmp_path, ExportOptions(
-        targets=parse_targets("onnx,tflite:dynamic_int8"), eval_set=images,
-        face_detector=_fake_detector(tmp_path / "d.tflite")))
+def test_dynamic_int8_tflite_runs_by_precision_name(tflite_export):
+    folder, report = tflite_export
     row = next(r for r in report["rows"] if r["precision"] == "dynamic_int8")
     assert row["status"] in (contract.VALIDATED, contract.BELOW) and row["bundled"] in (True, False)
     x = np.random.default_rng(3).normal(size=(1, 3, SIZE, SIZE)).astype(np.float32)
-    with AvatarEstimator.create_from_bundle(tmp_path, backend="litert", precision="dynamic_int8",
+    with AvatarEstimator.create_from_bundle(folder, backend="litert", precision="dynamic_int8",
                                             detection="none") as est:
         assert (est.backend.precision, est.backend.model.key) == ("dynamic_int8", "tflite_dynamic_int8")
         got = est.backend.run(x)
-    with AvatarEstimator.create_from_bundle(tmp_path, backend="onnxruntime", detection="none") as ref:
+    with AvatarEstimator.create_from_bundle(folder, backend="onnxruntime", detection="none") as ref:
         want = ref.backend.run(x)
     assert set(got) == set(want) and "continuous" in got
     # continuous outputs are fractions of each parameter's range: int8 weights keep them close
