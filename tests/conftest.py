@@ -8,6 +8,9 @@ import pytest
 
 os.environ["SWIFTAVATAR_GAN_CACHE"] = "off"
 
+# the SDK fixtures (a tiny export, the MediaPipe models, photos) once per session, not once per module that uses them
+pytest_plugins = ["tests._sdk_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def tflite_export(tmp_path_factory) -> tuple[Path, dict]:

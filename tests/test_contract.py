@@ -24,7 +24,7 @@ from sdk_python.model_source import open_model_source
 from toolchain.engines.registry import create_engine
 from toolchain.estimator.model import AvatarEstimator as TorchEstimator, EstimatorConfig
 
-from ._sdk_fixtures import noise_image_folder, tiny_export  # noqa: F401 - fixture
+from ._sdk_fixtures import noise_image_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = 32

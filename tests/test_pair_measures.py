@@ -16,7 +16,6 @@ from toolchain.proxy.eval_set import write_proxy_set
 from toolchain.atomic_io import save_png_atomic
 from toolchain.schema import AvatarSchema
 
-from ._sdk_fixtures import detector_model, face_mesh_model  # noqa: F401 - fixtures
 
 TINY = generator_preset("tiny")
 

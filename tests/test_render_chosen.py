@@ -15,7 +15,7 @@ from toolchain.errors import AvatarToolError
 from toolchain.render.chosen import read_vectors, render_chosen, sweep
 
 from ._cli import REPO, run_cli
-from ._sdk_fixtures import noise_image_folder, tiny_export  # noqa: F401
+from ._sdk_fixtures import noise_image_folder
 
 SIZE = 64
 

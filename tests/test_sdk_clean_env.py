@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from ._ci import skip_unless_ci
-from ._sdk_fixtures import astronaut, detector_model, face_mesh_model, tiny_export  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -21,7 +21,6 @@ from sdk_python.framing import keypoints_from_canonical
 from sdk_python.quality import THRESHOLDS, assess, color_parameters, head_pose, is_grayscale
 from sdk_python.result import FaceBox, FaceDetection
 
-from ._sdk_fixtures import astronaut, detector_model, face_mesh_model, full_range_model, grace_hopper, tiny_export  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -22,7 +22,6 @@ from sdk_python import (AvatarEstimator, AvatarEstimatorOptions, AvatarSDKError,
 from sdk_python.decode import RawEstimate
 from sdk_python.smoothing import VideoSmoother
 
-from ._sdk_fixtures import astronaut, detector_model, face_mesh_model, grace_hopper, tiny_export  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,7 +9,6 @@ from sdk_python import AvatarEstimator
 from sdk_python.decode import RawEstimate, SchemaDecoder
 from toolchain.schema import AvatarSchema, ContinuousParam, DiscreteParam, SchemaError
 
-from ._sdk_fixtures import tiny_export  # noqa: F401 - fixture
 
 SCHEMA = {"engine": "t", "params": [
     {"name": "tilt", "kind": "continuous", "low": -10.0, "high": 10.0, "mirror": "reflect"},

@@ -9,7 +9,6 @@ import pytest
 from sdk_python import AvatarEstimator, AvatarEstimatorOptions, NoFaceError
 from sdk_python.face_mesh import MESH_TO_DETECTOR, Roi, alignment_keypoints, face_frame_offsets
 
-from ._sdk_fixtures import astronaut, detector_model, face_mesh_model, tiny_export  # noqa: F401
 
 
 def _shifted(img: np.ndarray, dx: int) -> np.ndarray:
