@@ -180,6 +180,27 @@ def test_sdk_latency_times_trained_sibling_builds_at_other_sizes(tmp_path):
     assert {s: r.root.name for s, r in found.items()} == {224: "build-alter-smoke-224"}
 
 
+def test_sdk_latency_judges_the_targets_on_the_224_px_int8_rows():
+    """The table's target check reads the 224 px LiteRT int8 short-detector rows only: Hz and rest/inference per
+    mode against 120/100 Hz and 1/1.5, and the VIDEO ceiling that inference plus the face mesh leave."""
+    from benchmarks.suite.sdk_latency import target_check
+
+    def row(mode, total, infer, mesh, size=224, precision="int8", detector="short"):
+        return {"input_px": size, "backend": "litert", "precision": precision, "detector": detector, "mode": mode,
+                "model": "trained: build-alter-smoke-224", "parity": "validated", "total": {50: total},
+                "inference": {50: infer}, "landmarks": {50: mesh}}
+    results = [row("video", 8.0, 5.0, 1.5), row("image", 12.5, 5.0, 1.5), row("video-detect", 11.0, 5.0, 1.5),
+               row("video", 4.0, 3.0, 0.5, size=64), row("image", 30.0, 20.0, 1.5, precision="fp32"),
+               row("image", 40.0, 5.0, 1.5, detector="full")]
+    rec, note = target_check(results)
+    assert rec["video"] == {"hz": 125.0, "hz_target": 120.0, "hz_met": True, "rest_over_inference": 0.6,
+                            "rest_target": 1.0, "rest_met": True}
+    assert rec["image"]["hz"] == 80.0 and not rec["image"]["hz_met"] and rec["image"]["rest_over_inference"] == 1.5
+    assert rec["image"]["rest_met"] and rec["video_ceiling_hz"] == 153.8
+    assert "VIDEO 125 Hz (>= 120: met)" in note and "IMAGE 80 Hz (>= 100: missed)" in note and "154 Hz" in note
+    assert target_check(results[3:])[0] == {}      # no 224 px int8 rows: nothing judged, said so
+
+
 def _floats(value):
     if isinstance(value, float):
         yield value
