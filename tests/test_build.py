@@ -30,8 +30,13 @@ TINY = {
     "pairs.init_samples": 256, "pairs.init_calib_steps": 3,
     "train.preset": "tiny", "train.epochs": 1, "train.input_size": 32,
     "export.formats": "onnx", "export.calibration_images": 10, "export.fetch_detector": False,
+    "export.latency_runs": 0,   # the timing starts a torch process of its own (~4 s); the `built` run times (BUILT)
     "eval.n": 12, "eval.size": 32, "eval.measure_n": 12, "baseline.epochs": 1,
 }
+
+
+#: The `built` run's settings beyond TINY: its export times the models (the other tiny builds skip that).
+BUILT = {"export.latency_runs": 3}
 
 
 def tiny_settings(**more: object) -> list[str]:
@@ -69,7 +74,7 @@ def built(tmp_path_factory):
     cwd = os.getcwd()
     os.chdir(run.parent)
     try:   # a relative run directory, as the CLI's default runs/build-<engine>-<preset> is
-        results = build(tiny_config(), Path(run.name), ui=ui)
+        results = build(tiny_config(**BUILT), Path(run.name), ui=ui)
     finally:
         os.chdir(cwd)
     return run, results, ui
@@ -127,6 +132,9 @@ def test_build_makes_a_verified_bundle_and_a_complete_report(built):
     for rel in figures:
         assert (run / rel).is_file(), rel
     assert html.count("data:image/png;base64,") == len(figures)
+    latency = json.loads((run / "export" / "latency.json").read_text())
+    assert latency["runs"] == 3 and {r["format"] for r in latency["rows"]} >= {"torch", "onnx"}
+    assert all(r.get("p50_ms", 0) > 0 for r in latency["rows"]) and "Latency (batch 1" in md
     assert not re.search(r"(src|href)=['\"]https?://", html)   # self-contained: nothing from the network
     for model in ("swiftavatar", "baseline"):
         metrics = json.loads((run / "evaluate" / model / "eval.json").read_text())["metrics"]
@@ -215,7 +223,7 @@ def _floats(value):
 def test_rerun_skips_every_stage(built):
     run, _, _ = built
     ui = Recorder()
-    results = build(tiny_config(), run, ui=ui)
+    results = build(tiny_config(**BUILT), run, ui=ui)
     assert [r.status for r in results] == ["skipped"] * len(STAGE_NAMES)   # nothing recomputed
 
 
@@ -223,7 +231,7 @@ def test_changed_setting_reruns_only_that_stage_and_what_reads_it(built, tmp_pat
     run, _, _ = built
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
-    results = {r.name: r.status for r in build(tiny_config(**{"train.epochs": 2}), copy)}
+    results = {r.name: r.status for r in build(tiny_config(**BUILT, **{"train.epochs": 2}), copy)}
     # the Baseline reads the train section too (same estimator recipe); the renders and generators do not
     assert {k for k, v in results.items() if v == "skipped"} == {"render", "real_generator", "avatar_generator", "pairs",
                                                                   "heldout"}
@@ -237,7 +245,7 @@ def test_force_reruns_the_stage_and_everything_after(built, tmp_path):
     run, _, _ = built
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
-    results = build(tiny_config(), copy, force=["export"])
+    results = build(tiny_config(**BUILT), copy, force=["export"])
     status = {r.name: r.status for r in results}
     after = STAGE_NAMES[STAGE_NAMES.index("export"):]
     assert all(status[n] == "ran" for n in after) and all(status[n] == "skipped" for n in STAGE_NAMES if n not in after)

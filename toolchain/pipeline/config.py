@@ -99,6 +99,9 @@ class ExportStage:
     calibration_images: int = 300
     face_detector: Optional[str] = None
     fetch_detector: bool = True
+    #: timed runs per model for latency.json and the report; 0 skips the timing (the suite's tiny builds: it
+    #: starts a torch process of its own, ~4 s a build), said in both
+    latency_runs: int = 50
 
 
 @dataclass

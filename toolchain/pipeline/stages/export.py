@@ -59,12 +59,16 @@ def _export(ctx: StageContext, model_path: str, opts: Any, say: Any) -> dict[str
     bad = [c_ for c_ in checks if not c_.ok]
     if bad:
         raise AvatarToolError(f"{bundle} failed verification: " + "; ".join(f"{c_.name}: {c_.detail}" for c_ in bad))
-    say("latency")
-    # left-out (below-threshold) models are timed too, from the export's own records; their rows say so
-    latency = export_latency(model_path, {"rows": report["rows"], "records": {**report.get("records", {}), **records}},
-                             ctx.dir)
     from ...atomic_io import atomic_write_json
-    atomic_write_json(ctx.dir / "latency.json", {"rows": latency, "batch": 1, "threads": 2})
+    runs = int(ctx.cfg.export.latency_runs)
+    if runs > 0:
+        say("latency")
+        # left-out (below-threshold) models are timed too, from the export's own records; their rows say so
+        latency = export_latency(model_path, {"rows": report["rows"],
+                                              "records": {**report.get("records", {}), **records}}, ctx.dir, runs=runs)
+    else:
+        latency = [{"format": "—", "precision": "—", "status": "", "note": "not timed (export.latency_runs = 0)"}]
+    atomic_write_json(ctx.dir / "latency.json", {"rows": latency, "batch": 1, "threads": 2, "runs": runs})
     return {"bundle": str(bundle), "verified": len(checks), "passed": report["passed"], "parity": report["rows"],
             "latency": latency, "face_detector": report.get("face_detector", False),
             "files": ["parity.json", "parity.md", "latency.json", str(bundle)]}
