@@ -13,8 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from ._ci import import_or_skip_unless_ci
-
 from converters.export import ExportOptions, export_model
 from converters.formats import parse_targets
 from sdk_python import AvatarEstimator, contract

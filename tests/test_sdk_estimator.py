@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ._ci import import_or_skip_unless_ci, skip_unless_ci
+from ._ci import skip_unless_ci
 
 from sdk_python import (AvatarEstimator, AvatarEstimatorOptions, AvatarSDKError, BackendUnavailableError,
                         BundleError, BundleVersionError, EstimatorClosedError, FaceTooSmallError, ImageTooLargeError,
