@@ -1,6 +1,7 @@
 """SemanticStyleGAN: W+ layout, compositing, determinism, losses/regularisers, checkpoints, training resume."""
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -245,9 +246,10 @@ FAST = dict(iters=4, batch_size=2, d_reg_every=2, g_reg_every=2, path_weight=0.5
             snapshot_every=2, sample_every=2, log_every=1, n_samples=4)
 
 
-def test_resume_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("recon_weight", [0.0, 5.0])
+def test_resume_equals_uninterrupted(tmp_path, recon_weight):
     data = _mask_folder(tmp_path / "data")
-    tcfg = train_preset("tiny", **FAST)
+    tcfg = train_preset("tiny", **FAST, recon_weight=recon_weight)   # 5.0: the encoder and its optimiser resume too
     train_real(data, tmp_path / "a", MICRO, tcfg, device="cpu")
     s = train_real(data, tmp_path / "b", MICRO, tcfg, device="cpu", stop_after=2)
     assert s["status"] == "stopped" and not (tmp_path / "b" / "generator.safetensors").exists()
@@ -260,8 +262,63 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert rows == [1, 2, 3, 4]
     stats = (tmp_path / "a" / "stats.jsonl").read_text()
     assert "r1_seg" in stats and "path" in stats and (tmp_path / "a" / "samples" / "step_000004.png").exists()
+    assert ("recon_img" in stats) == (recon_weight > 0)
     with pytest.raises(AvatarToolError, match="another configuration"):
         train_real(data, tmp_path / "b", MICRO, train_preset("tiny", **{**FAST, "lr": 0.001}), device="cpu")
+
+
+def test_kl_to_prior_closed_form():
+    from toolchain.generators.encoder import kl_to_prior
+    zero = torch.zeros(3, 4)
+    assert kl_to_prior(zero, zero).item() == 0.0
+    mu, logvar = torch.full((2, 4), 0.5), torch.full((2, 4), math.log(2.0))
+    # per dimension 0.5 * (mu^2 + var - 1 - log var), summed over the 4 dimensions
+    assert kl_to_prior(mu, logvar).item() == pytest.approx(4 * 0.5 * (0.25 + 2 - 1 - math.log(2.0)))
+
+
+def test_inverse_share_weights_favour_small_parts():
+    parts = torch.zeros(1, 10, 10, dtype=torch.long)
+    parts[0, :5] = 1            # half the pixels
+    parts[0, 9, 0] = 2          # one pixel
+    w = losses.inverse_share_weights(parts, 4, cap=20.0)
+    assert w[3] == 0                                      # absent part
+    assert w[1] == pytest.approx(1 / (0.5 * 4)) and w[0] == pytest.approx(1 / (0.49 * 4))
+    assert w[2] == 20.0                                   # 1 / (0.01 * 4) = 25, capped
+
+
+def test_reconstruction_aid_learns_to_redraw_photos(tmp_path):
+    """With only the reconstruction signal (no adversarial step can shape G this fast), the encoded photos are
+    redrawn closer than at the start, and sampling/saving the generator is unchanged (no encoder in it)."""
+    data = _mask_folder(tmp_path / "data", n=4)
+    tcfg = train_preset("tiny_official", iters=30, batch_size=4, recon_weight=20.0, recon_kl=0.001, path_weight=0.0,
+                        mixing=0.0, snapshot_every=30, sample_every=30, log_every=5, n_samples=4, lr=0.005)
+    train_real(data, tmp_path / "r", MICRO, tcfg, device="cpu")
+    rows = [__import__("json").loads(r) for r in (tmp_path / "r" / "stats.jsonl").read_text().splitlines()]
+    assert rows[-1]["recon_img"] < 0.7 * rows[0]["recon_img"], [r["recon_img"] for r in rows]
+    assert rows[-1]["recon_seg"] < rows[0]["recon_seg"]
+    g, _ = load_generator(tmp_path / "r" / "generator.safetensors")
+    assert not any(k.startswith("trunk") or k.startswith("head") for k in g.state_dict())
+
+
+def test_fit_probe_fits_photos_and_scores_parts(tmp_path):
+    """The fitting probe's reconstruction improves over its checkpoints and its part IoU reads the masks (a part no
+    photo has is NaN, a part every photo has is scored)."""
+    from toolchain.generators.fit_probe import fit_photos
+    from toolchain.generators.mask_folder import load_mask_folder
+    images, masks = load_mask_folder(_mask_folder(tmp_path / "data", n=4), MICRO)
+    res = fit_photos(MICRO, images, masks, 60, at=(5,), batch=4, lr=0.01)
+    first, last = res.checkpoints
+    assert (first.step, last.step) == (5, 60) and last.image_l1 < 0.8 * first.image_l1
+    assert last.images.shape == (4, 16, 16, 3) and last.images.dtype == np.uint8
+    assert math.isnan(last.part_iou["glasses"]) and 0.0 <= last.part_iou["skin"] <= 1.0
+    assert last.part_iou["clothes"] > first.part_iou["clothes"] or last.part_iou["clothes"] > 0.9
+
+
+def test_reconstruction_aid_needs_masks(tmp_path):
+    data = _mask_folder(tmp_path / "data", n=2)
+    with pytest.raises(AvatarToolError, match="reconstruction aid"):
+        train_real(data, tmp_path / "r", MICRO, train_preset("tiny", **FAST, recon_weight=1.0, seg_discriminator=False),
+                   device="cpu")
 
 
 def test_finetune_with_colour_loss_and_grid(tmp_path):

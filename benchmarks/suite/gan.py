@@ -17,10 +17,12 @@ from toolchain.generators.train_real import run_gan, train_preset
 from .common import BuildRun, Table
 
 
-# The two tiny recipes, timed one after the other in one run: the official regularisers at full strength (the
-# smoke and cpu builds' recipe) and the small-data recipe (weak R1, no path length or mixing, DiffAugment).
-RECIPES = {"tiny_official": "official regularisers, no augmentation", "tiny": "small-data recipe (DiffAugment)"}
-RECIPE_FIELDS = ("path_weight", "mixing", "r1_img", "r1_seg", "augment", "ema_rampup")
+# The tiny recipes, timed one after the other in one run: the official regularisers at full strength (the
+# smoke and cpu builds' recipe), the small-data recipe (weak R1, no path length or mixing, DiffAugment) and the
+# official one with the reconstruction aid (an encoder and a second generator pass per step).
+RECIPES = {"tiny_official": "official regularisers, no augmentation", "tiny": "small-data recipe (DiffAugment)",
+           "tiny_recon": "official + reconstruction aid (encoder)"}
+RECIPE_FIELDS = ("path_weight", "mixing", "r1_img", "r1_seg", "augment", "ema_rampup", "recon_weight", "recon_kl")
 
 
 def _time(gcfg, tcfg, images, masks, device) -> tuple[list[float], float, float]:

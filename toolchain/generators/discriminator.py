@@ -12,7 +12,8 @@ from .config import GeneratorConfig
 from .layers import EqualConv, EqualLinear, ResBlock
 
 
-def _branch(cfg: GeneratorConfig, in_ch: int) -> nn.Sequential:
+def conv_branch(cfg: GeneratorConfig, in_ch: int) -> nn.Sequential:
+    """Residual CNN from ``size`` px down to 4x4 features (channels(4)); also the photo encoder's trunk."""
     layers = [EqualConv(in_ch, cfg.channels(cfg.size), 1)]
     for log in range(int(math.log2(cfg.size)), 2, -1):
         layers.append(ResBlock(cfg.channels(2 ** log), cfg.channels(2 ** (log - 1))))
@@ -23,8 +24,8 @@ class DualBranchDiscriminator(nn.Module):
     def __init__(self, cfg: GeneratorConfig, use_seg: bool = True, stddev_group: int = 4):
         super().__init__()
         self.cfg, self.use_seg, self.stddev_group = cfg, use_seg, stddev_group
-        self.img = _branch(cfg, 3)
-        self.seg = _branch(cfg, cfg.n_parts) if use_seg else None
+        self.img = conv_branch(cfg, 3)
+        self.seg = conv_branch(cfg, cfg.n_parts) if use_seg else None
         c4 = cfg.channels(4)
         self.final_conv = EqualConv(c4 + 1, c4, 3)
         self.fc = EqualLinear(c4 * 16, c4, activate=True)

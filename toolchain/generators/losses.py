@@ -62,3 +62,10 @@ def colour_matching(real_image: torch.Tensor, real_probs: torch.Tensor, avatar_i
         ref = part_mean_colour(real_image, real_probs, s).detach()
         loss = loss + (part_mean_colour(avatar_image, avatar_probs, s) - ref).pow(2).sum(1).mean()
     return loss
+
+
+def inverse_share_weights(parts: torch.Tensor, n_parts: int, cap: float = 50.0) -> torch.Tensor:
+    """Per-part loss weights [n_parts] from part-index maps: 1 / (share * n_parts), capped; 0 for absent parts. A
+    part covering 1/n_parts of the pixels weighs 1, a part 10x rarer 10 (at most ``cap``)."""
+    share = torch.bincount(parts.flatten(), minlength=n_parts).float() / parts.numel()
+    return torch.where(share > 0, 1.0 / (share * n_parts).clamp(min=1e-12), torch.zeros_like(share)).clamp(max=cap)

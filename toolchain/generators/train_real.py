@@ -5,6 +5,8 @@ Per step (as the official trainer): a D step (logistic loss; lazy R1 on image an
 ``d_reg_every`` steps), a G step (non-saturating loss + mask-consistency loss + optional extra loss, e.g.
 colour matching), lazy path-length regularisation every ``g_reg_every`` steps, style mixing with
 probability ``mixing``, EMA generator. Adam with the lazy-regularisation lr/beta correction.
+Optionally (``recon_weight`` > 0, off in every build preset) the G step also redraws the real batch from an
+encoder's posterior (encoder.py; measured not to help at the smoke size, see the tiny_recon preset).
 
 Exact resume: everything random in step ``i`` is drawn after ``torch.manual_seed(seed, i)``, and the
 checkpoint (G, D, G_ema, both optimisers, the path-length mean) is written atomically every
@@ -44,6 +46,7 @@ from . import losses
 from .config import GeneratorConfig
 from .diffaugment import diff_augment, parse_policy
 from .discriminator import DualBranchDiscriminator
+from .encoder import PhotoEncoder, kl_to_prior
 from .generator import SemanticGenerator
 from .grids import sample_grid
 from .io import save_weights
@@ -51,6 +54,7 @@ from .layers import noise_rows
 from .mask_folder import load_mask_folder
 
 ProgressFn = Callable[[str, int, int, dict], None]
+SEG_LOGIT_SCALE = 4.0   # G's segmentation is about [-1, 1]; scaled, it serves as logits for a cross-entropy
 
 
 @dataclass
@@ -75,6 +79,12 @@ class GANTrainConfig:
     # DiffAugment policy for every D input, real and generated (see diffaugment.py); "" = none
     augment: str = ""
     seg_discriminator: bool = True       # dual-branch D (needs masks); False: image-only D
+    # reconstruction aid (encoder.py, VAE-GAN): an encoder maps each real (photo, mask) to a posterior over z and
+    # G.sample(z) must redraw it; loss recon_weight * (L1 image + recon_seg * CE mask + recon_kl * KL), both
+    # reconstruction terms weighted per part by its inverse pixel share (losses.inverse_share_weights). 0: off
+    recon_weight: float = 0.0
+    recon_seg: float = 0.1
+    recon_kl: float = 0.01
     seed: int = 0
     snapshot_every: int = 1000
     sample_every: int = 500
@@ -97,13 +107,19 @@ _TINY = GANTrainConfig(iters=3000, batch_size=8, r1_img=0.05, r1_seg=0.5, lambda
                       ema_rampup=0.05, path_weight=0.0, mixing=0.0, augment="translation,cutout",
                       snapshot_every=250, sample_every=250, log_every=25, n_samples=32)
 
+_TINY_OFFICIAL = replace(_TINY, r1_img=10.0, r1_seg=100.0, path_weight=0.5, mixing=0.3, augment="", ema_rampup=None)
+
 TRAIN_PRESETS: dict[str, GANTrainConfig] = {
     "paper": GANTrainConfig(),
     "tiny": _TINY,
     # the tiny recipe before the small-data changes (2026-12-02): the official regularisers at full strength, no
     # augmentation, no EMA ramp-up; what the smoke and cpu builds use (toolchain/pipeline/config.py)
-    "tiny_official": replace(_TINY, r1_img=10.0, r1_seg=100.0, path_weight=0.5, mixing=0.3, augment="",
-                             ema_rampup=None),
+    "tiny_official": _TINY_OFFICIAL,
+    # tiny_official + the reconstruction aid (encoder.py), part-weighted. Measured 2026-12-03 on the alter smoke build
+    # (2 threads): G_real stage 435 s vs 329 s; its masks gain glasses and some eyes/mouths, its images get blurrier;
+    # face-likeness 0/200, label consistency 0.263 (official 0.261), render distance -5.5 % vs the Baseline (official
+    # -29.0 %), accuracy 0.269 (official 0.325): not used by any build preset (README, "The reconstruction aid")
+    "tiny_recon": replace(_TINY_OFFICIAL, recon_weight=30.0, recon_seg=0.1, recon_kl=0.001),
     "small64": GANTrainConfig(iters=20_000, batch_size=16, r1_seg=100.0, lambda_mask=10.0, ema_half_life_img=5000.0),
 }
 
@@ -156,6 +172,9 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
         images, masks = load_mask_folder(data_dir, gcfg, need_masks=tcfg.seg_discriminator)
     if tcfg.seg_discriminator and masks is None:
         raise AvatarToolError("the dual-branch discriminator needs masks; use an image-only discriminator")
+    if tcfg.recon_weight > 0 and (masks is None or not tcfg.seg_discriminator):
+        raise AvatarToolError("the reconstruction aid (recon_weight > 0) encodes photos with their masks: train on a "
+                              "folder with masks and the dual-branch discriminator, or set recon_weight=0")
     imgs_t = torch.from_numpy(images).to(dev)
     masks_t = torch.from_numpy(masks).to(dev) if masks is not None else None
     # what the weights depend on; iters and logging/snapshot cadence may change between resumes (extend a run)
@@ -178,6 +197,10 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
     g_ratio, d_ratio = tcfg.g_reg_every / (tcfg.g_reg_every + 1), tcfg.d_reg_every / (tcfg.d_reg_every + 1)
     g_opt = torch.optim.Adam(g_params, lr=tcfg.lr * g_ratio, betas=(0.0, 0.99 ** g_ratio))
     d_opt = torch.optim.Adam(D.parameters(), lr=tcfg.lr * d_ratio, betas=(0.0, 0.99 ** d_ratio))
+    E = PhotoEncoder(gcfg).to(dev) if tcfg.recon_weight > 0 else None
+    # eyes and mouths are a few pixels of a 32 px photo: unweighted, a reconstruction can drop them for free
+    part_weight = losses.inverse_share_weights(masks_t, gcfg.n_parts) if E is not None else None
+    e_opt = torch.optim.Adam(E.parameters(), lr=tcfg.lr, betas=(0.5, 0.99)) if E is not None else None
     mean_path = torch.zeros((), device=dev)
     start = 0
     ckpt_path = out / "checkpoint.pt"
@@ -188,6 +211,8 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
                                   "same options or use another --out folder")
         G.load_state_dict(ck["G"]), D.load_state_dict(ck["D"]), G_ema.load_state_dict(ck["G_ema"])
         g_opt.load_state_dict(ck["g_opt"]), d_opt.load_state_dict(ck["d_opt"])
+        if E is not None:
+            E.load_state_dict(ck["E"]), e_opt.load_state_dict(ck["e_opt"])
         mean_path, start = ck["mean_path"].to(dev), ck["step"]
     stats_path = out / "stats.jsonl"
     stats = [r for r in (read_jsonl(stats_path) if stats_path.exists() else []) if r["step"] <= start]
@@ -197,6 +222,8 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
     if dist.is_main:
         atomic_write_json(out / "run.json", {**identity_out, "status": "running", "device": str(dev)})
     distributed.broadcast_module(G), distributed.broadcast_module(D), distributed.broadcast_module(G_ema)
+    if E is not None:
+        distributed.broadcast_module(E)
     sample_z = torch.randn(tcfg.n_samples, gcfg.style_dim, generator=torch.Generator().manual_seed(tcfg.seed + 99)).to(dev)
     aug_ops = parse_policy(tcfg.augment)
 
@@ -240,10 +267,23 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
         return dict(zip(keys, vals.tolist()))
 
     def save_snapshot(step: int) -> None:
+        encoder = {"E": E.state_dict(), "e_opt": e_opt.state_dict()} if E is not None else {}
         save_checkpoint_atomic(ckpt_path, {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
                                 "g_opt": g_opt.state_dict(), "d_opt": d_opt.state_dict(), "mean_path": mean_path.cpu(),
-                                "step": step, "identity": identity})
+                                "step": step, "identity": identity, **encoder})
         atomic_write_jsonl(stats_path, stats)
+
+    def reconstruction(real: torch.Tensor, parts: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The reconstruction aid's loss on a real batch (call inside noise_rows)."""
+        mu, logvar = E(real, to_model_mask(parts, gcfg.n_parts))
+        eps = take(torch.randn(b, sd, device=dev), rows)
+        rec = G.sample(mu + eps * (0.5 * logvar).exp())
+        pixel_w = part_weight[parts]
+        l1_img = ((rec.image.float() - real).abs().mean(1) * pixel_w).sum() / pixel_w.sum()
+        ce_seg = F.cross_entropy(rec.seg.float() * SEG_LOGIT_SCALE, parts, weight=part_weight)
+        kl = kl_to_prior(mu, logvar)
+        loss = tcfg.recon_weight * (l1_img + tcfg.recon_seg * ce_seg + tcfg.recon_kl * kl)
+        return loss, {"recon_img": l1_img.item(), "recon_seg": ce_seg.item(), "kl": kl.item()}
 
     acc: dict[str, list[float]] = {}
     t_last, step_last = time.perf_counter(), start
@@ -252,7 +292,8 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
         torch.manual_seed(step_seed(tcfg.seed, step))
         idx = take(torch.randint(0, n, (b,)), rows)
         real = uint8_to_signed(imgs_t[idx.to(dev)])
-        real_seg = to_model_mask(masks_t[idx.to(dev)], gcfg.n_parts) if tcfg.seg_discriminator else None
+        real_parts = masks_t[idx.to(dev)] if tcfg.seg_discriminator else None
+        real_seg = to_model_mask(real_parts, gcfg.n_parts) if real_parts is not None else None
         row: dict[str, float] = {}
 
         # --- discriminator ---
@@ -299,10 +340,19 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
                 extra, extra_stats = extra_g_loss(fake, z, z2, pick)
                 total = total + extra
                 row.update(extra_stats)
+            if E is not None:
+                rec_loss, rec_stats = reconstruction(real, real_parts)
+                total = total + rec_loss
+                row.update(rec_stats)
         g_opt.zero_grad(set_to_none=True)
+        if e_opt is not None:
+            e_opt.zero_grad(set_to_none=True)
         total.backward()
         distributed.average_gradients(g_params)
         g_opt.step()
+        if e_opt is not None:
+            distributed.average_gradients(E.parameters())
+            e_opt.step()
         row.update(g=g_loss.item(), mask=mask_loss.item())
         if tcfg.path_weight > 0 and step % tcfg.g_reg_every == 0:
             with torch.no_grad():

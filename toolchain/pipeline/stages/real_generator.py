@@ -60,7 +60,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
 # the source G_real's weights depend on (not G_avatar's finetuning, not the cache itself)
 G_REAL_CODE = tuple(f"toolchain/generators/{m}.py" for m in (
-    "config", "generator", "layers", "local_generator", "render_net", "discriminator", "losses", "diffaugment",
+    "config", "generator", "layers", "local_generator", "render_net", "discriminator", "encoder", "losses", "diffaugment",
     "train_real", "mask_folder", "io")) + ("toolchain/distributed.py",)
 
 
