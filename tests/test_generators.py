@@ -306,8 +306,7 @@ def test_fit_probe_fits_photos_and_scores_parts(tmp_path):
     from toolchain.generators.fit_probe import fit_photos
     from toolchain.generators.mask_folder import load_mask_folder
     images, masks = load_mask_folder(_mask_folder(tmp_path / "data", n=4), MICRO)
-    res = fit_photos(MICRO, images, masks, 60, at=(5,), batch=4, lr=0.01)
-    first, last = res.checkpoints
+    first, last = fit_photos(MICRO, images, masks, 60, at=(5,), batch=4, lr=0.01)
     assert (first.step, last.step) == (5, 60) and last.image_l1 < 0.8 * first.image_l1
     assert last.images.shape == (4, 16, 16, 3) and last.images.dtype == np.uint8
     assert math.isnan(last.part_iou["glasses"]) and 0.0 <= last.part_iou["skin"] <= 1.0

@@ -38,15 +38,14 @@ def run(build: BuildRun, quick: bool) -> Table:
     images, masks = load_mask_folder(photos_dir, gcfg, limit=N_PHOTOS)
     steps = 16 if quick else 1500
     at = (8,) if quick else (250, 500, 1000)
-    torch.manual_seed(0)
-    res = fit_photos(gcfg, images, masks, steps, at=at)
+    checkpoints = fit_photos(gcfg, images, masks, steps, at=at)
     with FaceCounter() as fc:
         photo_faces = fc.count(images)
-        found = [fc.count(cp.images) for cp in res.checkpoints]
+        found = [fc.count(cp.images) for cp in checkpoints]
     parts = [p for p in gcfg.parts if p != "background"]
     rows, data = [], {"config": c.generator_config, "size": gcfg.size, "n_photos": len(images), "steps": steps,
                       "threads": torch.get_num_threads(), "photos_faces": photo_faces.to_json(), "checkpoints": []}
-    for cp, faces in zip(res.checkpoints, found):
+    for cp, faces in zip(checkpoints, found):
         iou = {k: (None if v != v else v) for k, v in cp.part_iou.items()}   # NaN: the part is in no photo
         data["checkpoints"].append({"step": cp.step, "image_l1": cp.image_l1, "part_iou": iou,
                                     "faces": faces.to_json(), "seconds": cp.seconds})
@@ -60,6 +59,6 @@ def run(build: BuildRun, quick: bool) -> Table:
              "samples after as many steps. Part IoU: the fit's segmentation against the photos' masks. Faces: the "
              "SDK's face finder (upscaled as in the pair measures) on the fits, and on the photos themselves at the "
              "generator's size (the most a perfect fit could reach).")
-    fig = _strip(images, [(cp.step, cp.images) for cp in res.checkpoints])
+    fig = _strip(images, [(cp.step, cp.images) for cp in checkpoints])
     return Table("gan_fit", data, ["step", "s", "image L1", *(f"IoU {p}" for p in parts), "faces in fits",
                                    "faces in photos"], rows, notes=notes, plots={"gan_fit": fig})

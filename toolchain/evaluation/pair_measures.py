@@ -23,6 +23,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..schema import AvatarSchema
+from ..torch_utils import signed_to_uint8
 from .face_likeness import FaceCounter, at_size, folder_images, noise_images
 
 N_FACE_SAMPLES = 200
@@ -37,7 +38,7 @@ def generator_samples(generator_path: str | Path, n: int = N_FACE_SAMPLES, seed:
     out: list[np.ndarray] = []
     for chunk in z.split(50):
         img = g.sample(chunk, noise_mode="const").image
-        out += list(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+        out += list(signed_to_uint8(img))
     return out
 
 

@@ -2,23 +2,23 @@
 
 A GAN that makes no faces may lack signal (the discriminator's gradient) or capacity and fitting speed (the
 architecture cannot draw the photos within the steps it gets). The probe takes the second question alone:
-it fits the generator *and one free W+ code per photo* to ``n`` photos and their masks by direct L1
-regression (a generative latent optimisation, no discriminator, no prior to match). What it cannot
+it fits the generator *and one free W+ code per photo* to ``n`` photos and their masks by direct regression
+(image L1 + a part-weighted mask cross-entropy; a generative latent optimisation, no discriminator, no prior to
+match). What it cannot
 reconstruct of photos it has seen at every step, a GAN of the same size and step count will not sample.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..torch_utils import uint8_to_signed
+from ..torch_utils import signed_to_uint8, uint8_to_signed
 from .config import GeneratorConfig
 from .generator import SemanticGenerator
-from .losses import inverse_share_weights
+from .losses import SEG_LOGIT_SCALE, inverse_share_weights
 
 
 @dataclass
@@ -28,11 +28,6 @@ class FitCheckpoint:
     part_iou: dict[str, float]           # per generator part: IoU of the fit's segmentation with the photos' masks
     images: np.ndarray                   # uint8 [n, size, size, 3], the fits (noise fixed)
     seconds: float
-
-
-@dataclass
-class FitResult:
-    checkpoints: list[FitCheckpoint] = field(default_factory=list)
 
 
 def _part_iou(pred: torch.Tensor, true: torch.Tensor, parts: tuple[str, ...]) -> dict[str, float]:
@@ -45,9 +40,8 @@ def _part_iou(pred: torch.Tensor, true: torch.Tensor, parts: tuple[str, ...]) ->
 
 
 def fit_photos(cfg: GeneratorConfig, images: np.ndarray, masks: np.ndarray, steps: int, *, at: tuple[int, ...] = (),
-               lr: float = 0.005, code_lr: float = 0.05, batch: int = 16, seed: int = 0, seg_weight: float = 0.1,
-               seg_scale: float = 4.0,
-               progress: Callable[[int, int], None] | None = None) -> FitResult:
+               lr: float = 0.005, code_lr: float = 0.05, batch: int = 16, seed: int = 0, seg_weight: float = 0.1
+               ) -> list[FitCheckpoint]:
     """Fit a fresh ``cfg`` generator and per-photo W+ codes to ``images`` (uint8 [n,s,s,3] at ``cfg.size``) and
     ``masks`` (part indices [n,s,s]); record the fit after each step in ``at`` (and the last)."""
     torch.manual_seed(seed)
@@ -62,24 +56,22 @@ def fit_photos(cfg: GeneratorConfig, images: np.ndarray, masks: np.ndarray, step
     codes = torch.nn.Parameter(w0[:, None].repeat(1, cfg.n_latent, 1).clone())
     opt = torch.optim.Adam([{"params": G.parameters()}, {"params": [codes], "lr": code_lr}], lr=lr, betas=(0.5, 0.99))
     marks = sorted(set(at) | {steps})
-    result, t0 = FitResult(), time.perf_counter()
+    checkpoints, t0 = [], time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     for step in range(1, steps + 1):
         idx = torch.randint(0, len(x), (min(batch, len(x)),), generator=gen)
         out = G.synthesize(codes[idx])
         loss = (out.image - x[idx]).abs().mean() + seg_weight * torch.nn.functional.cross_entropy(
-            out.seg * seg_scale, m[idx], weight=class_weight)
+            out.seg * SEG_LOGIT_SCALE, m[idx], weight=class_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if progress:
-            progress(step, steps)
         if step in marks:
             with torch.no_grad():
-                fit = torch.cat([G.synthesize(c, noise_mode="const").image for c in codes.split(64)])
-                seg = torch.cat([G.synthesize(c, noise_mode="const").seg for c in codes.split(64)]).argmax(1)
-            result.checkpoints.append(FitCheckpoint(
-                step=step, image_l1=float((fit - x).abs().mean()), part_iou=_part_iou(seg, m, cfg.parts),
-                images=((fit.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy(),
-                seconds=time.perf_counter() - t0))
-    return result
+                outs = [G.synthesize(c, noise_mode="const") for c in codes.split(64)]
+                fit = torch.cat([o.image for o in outs])
+                seg = torch.cat([o.seg for o in outs]).argmax(1)
+            checkpoints.append(FitCheckpoint(step=step, image_l1=float((fit - x).abs().mean()),
+                                             part_iou=_part_iou(seg, m, cfg.parts), images=signed_to_uint8(fit),
+                                             seconds=time.perf_counter() - t0))
+    return checkpoints

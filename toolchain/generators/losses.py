@@ -7,6 +7,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+SEG_LOGIT_SCALE = 4.0   # G's segmentation is about [-1, 1]; scaled, it serves as logits for a cross-entropy
+
 
 def d_logistic(real_pred: torch.Tensor, fake_pred: torch.Tensor) -> torch.Tensor:
     return F.softplus(-real_pred).mean() + F.softplus(fake_pred).mean()

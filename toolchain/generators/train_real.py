@@ -54,7 +54,6 @@ from .layers import noise_rows
 from .mask_folder import load_mask_folder
 
 ProgressFn = Callable[[str, int, int, dict], None]
-SEG_LOGIT_SCALE = 4.0   # G's segmentation is about [-1, 1]; scaled, it serves as logits for a cross-entropy
 
 
 @dataclass
@@ -273,14 +272,14 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
                                 "step": step, "identity": identity, **encoder})
         atomic_write_jsonl(stats_path, stats)
 
-    def reconstruction(real: torch.Tensor, parts: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """The reconstruction aid's loss on a real batch (call inside noise_rows)."""
-        mu, logvar = E(real, to_model_mask(parts, gcfg.n_parts))
+    def reconstruction(real: torch.Tensor, parts: torch.Tensor, seg: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The reconstruction aid's loss on a real batch: part indices and their model mask (call inside noise_rows)."""
+        mu, logvar = E(real, seg)
         eps = take(torch.randn(b, sd, device=dev), rows)
         rec = G.sample(mu + eps * (0.5 * logvar).exp())
         pixel_w = part_weight[parts]
         l1_img = ((rec.image.float() - real).abs().mean(1) * pixel_w).sum() / pixel_w.sum()
-        ce_seg = F.cross_entropy(rec.seg.float() * SEG_LOGIT_SCALE, parts, weight=part_weight)
+        ce_seg = F.cross_entropy(rec.seg.float() * losses.SEG_LOGIT_SCALE, parts, weight=part_weight)
         kl = kl_to_prior(mu, logvar)
         loss = tcfg.recon_weight * (l1_img + tcfg.recon_seg * ce_seg + tcfg.recon_kl * kl)
         return loss, {"recon_img": l1_img.item(), "recon_seg": ce_seg.item(), "kl": kl.item()}
@@ -341,7 +340,7 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
                 total = total + extra
                 row.update(extra_stats)
             if E is not None:
-                rec_loss, rec_stats = reconstruction(real, real_parts)
+                rec_loss, rec_stats = reconstruction(real, real_parts, real_seg)
                 total = total + rec_loss
                 row.update(rec_stats)
         g_opt.zero_grad(set_to_none=True)
