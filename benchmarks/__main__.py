@@ -29,7 +29,7 @@ from benchmarks._report import RESULTS, load_note, write_report  # noqa: E402
 STANDALONE = {"ablation": "ablation", "detection": "detection", "quality": "quality",
               "render-overhead": "render_overhead", "sdk-load": "sdk_load", "sdk-stability": "sdk_stability",
               "mesh-keypoints": "mesh_keypoints"}
-TABLES = ("render", "gan", "gan_fit", "inversion", "pairs", "pair_measures", "export_latency", "sdk_latency", "accuracy")
+TABLES = ("render", "gan", "gan_fit", "face_blur", "inversion", "pairs", "pair_measures", "export_latency", "sdk_latency", "accuracy")
 
 
 def commit() -> str:
