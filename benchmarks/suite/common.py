@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from toolchain.errors import AvatarToolError
 from toolchain.pipeline.build import load_run_config
@@ -53,3 +53,16 @@ class BuildRun:
     def describe(self) -> dict[str, Any]:
         return {"run": str(self.root.resolve()), "engine": self.cfg.engine, "preset": self.cfg.preset,
                 "config": json.loads((self.root / "config.json").read_text())}
+
+
+def image_rows_figure(rows: Sequence[tuple[str, Sequence[Any]]]):
+    """A matplotlib figure with one labelled strip per row (each row: a label and equally sized uint8 images)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    fig, axes = plt.subplots(len(rows), 1, figsize=(len(rows[0][1]) * 0.9, len(rows) * 1.05))
+    for ax, (label, imgs) in zip(np.atleast_1d(axes), rows):
+        ax.imshow(np.concatenate(list(imgs), 1), interpolation="nearest")
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.tight_layout()
+    return fig

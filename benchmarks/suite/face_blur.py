@@ -13,7 +13,7 @@ import numpy as np
 from toolchain.generators.config import generator_preset
 from toolchain.generators.mask_folder import load_mask_folder
 
-from .common import BuildRun, Table
+from .common import BuildRun, Table, image_rows_figure
 
 N_PHOTOS = 100
 RADII = (0.0, 0.5, 0.7, 1.0, 1.5, 2.0)
@@ -25,17 +25,6 @@ def blurred(images: np.ndarray, radius: float) -> list[np.ndarray]:
     if radius <= 0:
         return list(images)
     return [np.asarray(Image.fromarray(im).filter(ImageFilter.GaussianBlur(radius))) for im in images]
-
-
-def _strip(rows: list[tuple[str, list[np.ndarray]]]):
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(len(rows), 1, figsize=(len(rows[0][1]) * 0.9, len(rows) * 1.0))
-    for ax, (label, imgs) in zip(np.atleast_1d(axes), rows):
-        ax.imshow(np.concatenate(imgs, 1), interpolation="nearest")
-        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-        ax.set_xticks([]), ax.set_yticks([])
-    fig.tight_layout()
-    return fig
 
 
 def run(build: BuildRun, quick: bool) -> Table:
@@ -65,4 +54,4 @@ def run(build: BuildRun, quick: bool) -> Table:
              "(the face-likeness measure). Column 'blur 0' is the measure's ceiling at that size; the other columns "
              "show how little blur drops a face, in the picture at the G_real size.")
     return Table("face_blur", data, ["size (px)", *(f"blur {r:g} px" for r in radii)], rows, notes=notes,
-                 plots={"face_blur": _strip(strip)})
+                 plots={"face_blur": image_rows_figure(strip)})

@@ -3,28 +3,15 @@ fit_probe.py): reconstruction error, per-part mask IoU and the face finder's sha
 the same photos' own share at the generator's size."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from toolchain.generators.config import generator_preset
 from toolchain.generators.fit_probe import fit_photos
 from toolchain.generators.mask_folder import load_mask_folder
 
-from .common import BuildRun, Table
+from .common import BuildRun, Table, image_rows_figure
 
 N_PHOTOS = 64
-
-
-def _strip(photos: np.ndarray, fits: list[tuple[int, np.ndarray]], per_row: int = 8):
-    import matplotlib.pyplot as plt
-    rows = [("photos", photos[:per_row])] + [(f"fit, step {s}", f[:per_row]) for s, f in fits]
-    fig, axes = plt.subplots(len(rows), 1, figsize=(per_row * 0.9, len(rows) * 1.05))
-    for ax, (label, imgs) in zip(np.atleast_1d(axes), rows):
-        ax.imshow(np.concatenate(list(imgs), 1), interpolation="nearest")
-        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-        ax.set_xticks([]), ax.set_yticks([])
-    fig.tight_layout()
-    return fig
 
 
 def run(build: BuildRun, quick: bool) -> Table:
@@ -59,6 +46,8 @@ def run(build: BuildRun, quick: bool) -> Table:
              "samples after as many steps. Part IoU: the fit's segmentation against the photos' masks. Faces: the "
              "SDK's face finder (upscaled as in the pair measures) on the fits, and on the photos themselves at the "
              "generator's size (the most a perfect fit could reach).")
-    fig = _strip(images, [(cp.step, cp.images) for cp in checkpoints])
+    per_row = 8
+    fig = image_rows_figure([("photos", images[:per_row])]
+                            + [(f"fit, step {cp.step}", cp.images[:per_row]) for cp in checkpoints])
     return Table("gan_fit", data, ["step", "s", "image L1", *(f"IoU {p}" for p in parts), "faces in fits",
                                    "faces in photos"], rows, notes=notes, plots={"gan_fit": fig})
