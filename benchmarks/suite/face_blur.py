@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from toolchain.generators.config import generator_preset
-from toolchain.generators.mask_folder import load_mask_folder
 
 from .common import BuildRun, Table, image_rows_figure
 
@@ -28,7 +27,7 @@ def blurred(images: np.ndarray, radius: float) -> list[np.ndarray]:
 
 
 def run(build: BuildRun, quick: bool) -> Table:
-    from toolchain.evaluation.face_likeness import UPSCALE_PX, FaceCounter
+    from toolchain.evaluation.face_likeness import UPSCALE_PX, FaceCounter, at_size, folder_images
     c = build.cfg.real
     photos_dir = build.output("real_generator").get("photos")
     if not photos_dir:
@@ -40,15 +39,16 @@ def run(build: BuildRun, quick: bool) -> Table:
     n = 4 if quick else N_PHOTOS
     data = {"config": c.generator_config, "n_photos": n, "radii_px": list(radii), "sizes": {}}
     rows, strip = [], []
+    originals = folder_images(photos_dir, n)
     with FaceCounter() as fc:
         for size in sizes:
-            photos, _ = load_mask_folder(photos_dir, generator_preset(c.generator_config, size=size),
-                                         need_masks=False, limit=n)
-            shares = [fc.count(blurred(photos, r)) for r in radii]
+            reduced = np.stack(list(at_size(originals, size)))   # as the pair measures reduce their ceiling photos
+            blurs = [blurred(reduced, r) for r in radii]
+            shares = [fc.count(images) for images in blurs]
             data["sizes"][str(size)] = [s.to_json() for s in shares]
             rows.append([size, *(f"{s.found}/{s.n}" for s in shares)])
             if size == base:
-                strip = [(f"blur {r:g} px", blurred(photos[:8], r)) for r in radii]
+                strip = [(f"blur {r:g} px", images[:8]) for r, images in zip(radii, blurs)]
     notes = (f"{n} of the build's G_real training photos, box-reduced to each size, blurred with a Gaussian of the "
              f"given radius in that size's pixels, upscaled to {UPSCALE_PX} px and passed to the SDK's face finder "
              "(the face-likeness measure). Column 'blur 0' is the measure's ceiling at that size; the other columns "
