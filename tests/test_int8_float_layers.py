@@ -94,3 +94,13 @@ def test_output_layers_are_tried_first_as_one_set_and_skip_the_scan_when_they_su
     rec = choose_float_layers(fake_quantize, fake_score(calls), target=0.980, candidates=list(GAIN), first_try=["d"])
     assert rec["float_layers"] == ["b", "c"] and len(calls) > 2   # not enough: the measured scan decides
     assert rec["steps"][0]["first_try"] == ["d"]
+
+
+def test_output_layers_that_miss_the_target_still_win_when_no_scanned_set_does_better():
+    # the alter 224 px case: the logits in float beat every scanned set of convolutions, which cost far more time
+    gains = {"logits": 0.015, "conv1": 0.002, "conv2": 0.003}
+    rec = choose_float_layers(fake_quantize, lambda m: Score(BASE + sum(gains[x] for x in json.loads(m)), 0.01),
+                              target=0.99, candidates=["conv1", "conv2"], first_try=["logits"])
+    assert not rec["reached"] and rec["float_layers"] == ["logits"] and json.loads(rec["model"]) == ["logits"]
+    assert "output (logit) layer" in rec["why"] and "0.9850" in rec["why"]
+    assert [s.get("k") for s in rec["steps"][1:]] == [1, 2]   # the scan still ran and lost
