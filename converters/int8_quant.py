@@ -273,7 +273,7 @@ def choose_float_layers(quantize: Callable[[Sequence[str]], bytes], score: Calla
        reaches ``target`` wins, else the best set measured — ``first_try`` included — by (agreement, then lowest
        KL, then fewer float layers), if it beats plain int8; the record says the target was missed.
        ``first_try`` must stay a contender: on the alter 224 px build it scored 0.9875 against 0.975 for the
-       best scanned set, whose 8 float convolutions nearly doubled the inference time (7.5 -> 13.9 ms p50).
+       best scanned set, whose 8 float convolutions about doubled the inference time (README, sdk_latency).
 
     Args:
         quantize: float layer names -> int8 model bytes (:meth:`Int8Quantizer.quantize`).
