@@ -106,7 +106,8 @@ class AvatarEstimator:
                                      options.min_face_confidence,
                                      checks=options.face_checks, tile_size=options.tile_size,
                                      num_threads=options.num_threads, quiet=self._quiet,
-                                     mesh=options.keypoint_source == "mesh" or track)
+                                     mesh=options.keypoint_source == "mesh" or track,
+                                     runtime=options.detector_runtime)
             if track and self.finder.mesh is not None:
                 self.tracker = FaceTracker(self.finder.mesh, options.redetect_every)
             # without tracking, a face accepted in the previous frame skips the presence test; with it, detection

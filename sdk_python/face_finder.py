@@ -100,14 +100,16 @@ class FaceFinder:
         tile_size: Side of the full-range model's tiles on large images (0: no tiles).
         num_threads: Threads of the face-mesh model's LiteRT interpreter.
         quiet: Hide the native libraries' set-up lines (see :func:`sdk_python.native_logs.sdk_quiet`).
+        runtime: Where the detectors run (:data:`sdk_python.detector.RUNTIMES`).
     """
 
     def __init__(self, mode: str, model_for: Callable[[str], Union[str, Path]], min_confidence: float = 0.6,
                  checks: bool = True, large_side: int = LARGE_SIDE, tile_size: int = TILE_SIZE, num_threads: int = 1,
-                 quiet: Optional[bool] = None, mesh: bool = False):
+                 quiet: Optional[bool] = None, mesh: bool = False, runtime: str = "auto"):
         if mode not in MODES:
             raise ValueError(f"detector mode {mode!r}: choose one of {', '.join(MODES)}")
         self.mode = mode
+        self.runtime = runtime
         self.tile_size = int(tile_size)
         self.min_confidence = float(min_confidence)
         self.checks = checks
@@ -146,7 +148,8 @@ class FaceFinder:
         det = self._detectors.get(kind)
         if det is None:
             # the detector's own floor sits below the threshold so rejected candidates can be reported
-            det = FaceDetector(self._model_for(kind), min(self.min_confidence, 0.5), quiet=self.quiet)
+            det = FaceDetector(self._model_for(kind), min(self.min_confidence, 0.5), quiet=self.quiet,
+                               runtime=self.runtime)
             self._detectors[kind] = det
         return det
 

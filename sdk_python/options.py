@@ -52,6 +52,8 @@ class DetectorMode(str, enum.Enum):
 BACKENDS = ("auto", "onnxruntime", "litert", "coreml", "torch")
 PRECISIONS = ("auto", *contract.PRECISIONS)
 KEYPOINT_SOURCES = ("mesh", "detector")
+#: Where the face detector runs (see ``sdk_python.detector.RUNTIMES``).
+DETECTOR_RUNTIMES = ("auto", "litert", "mediapipe")
 
 
 @dataclass
@@ -86,6 +88,10 @@ class AvatarEstimatorOptions:
         face_mesh_model_path: MediaPipe's ``face_landmark.tflite`` for the face checks' presence test;
             default: the bundle's, else the SDK cache (``fetch_model("mesh")``); none anywhere: the other
             checks run alone, with a warning.
+        detector_runtime: Where BlazeFace runs: ``"auto"`` (default: the short-range model on LiteRT directly,
+            :mod:`sdk_python.blazeface`, with MediaPipe's pre- and post-processing restated, ~1 ms faster a
+            detection; the full-range model through MediaPipe), ``"litert"`` or ``"mediapipe"`` (the Tasks
+            ``FaceDetector`` graph for every model).
         tile_size: On large images (longer side >= 1024 px) the full-range detector also scans
             half-overlapping tiles of this side, finding faces down to about a tenth of it (640: ~60 px
             faces, +~40 ms; 320: ~40 px, +~160 ms on 2 cores); 0 turns tiling off.
@@ -144,6 +150,7 @@ class AvatarEstimatorOptions:
     detector_model_path: Optional[Union[str, Path]] = None
     full_range_model_path: Optional[Union[str, Path]] = None
     face_mesh_model_path: Optional[Union[str, Path]] = None
+    detector_runtime: str = "auto"
     tile_size: int = 640
     face_checks: bool = True
     quality: bool = True
@@ -192,6 +199,9 @@ class AvatarEstimatorOptions:
             raise AvatarSDKError(f"min_face_size must be a positive integer (pixels), got {self.min_face_size!r}")
         if self.color_order is not None and self.color_order.lower() not in ("rgb", "bgr"):
             raise AvatarSDKError(f"color_order must be 'rgb', 'bgr' or None, got {self.color_order!r}")
+        if self.detector_runtime not in DETECTOR_RUNTIMES:
+            raise AvatarSDKError(f"detector_runtime must be one of {', '.join(DETECTOR_RUNTIMES)}, got "
+                                 f"{self.detector_runtime!r}")
         if self.keypoint_source not in KEYPOINT_SOURCES:
             raise AvatarSDKError(f"keypoint_source must be one of {', '.join(KEYPOINT_SOURCES)}, got "
                                  f"{self.keypoint_source!r}")

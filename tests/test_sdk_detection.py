@@ -237,7 +237,7 @@ def test_detector_in_cyclic_garbage_is_closed_later_not_by_the_collector(detecto
     import gc
 
     from sdk_python import detector as det_mod
-    d = det_mod.FaceDetector(detector_model)
+    d = det_mod.FaceDetector(detector_model, runtime="mediapipe")
     graph = d._det
     cycle = [d]
     cycle.append(cycle)
@@ -245,7 +245,7 @@ def test_detector_in_cyclic_garbage_is_closed_later_not_by_the_collector(detecto
     del d, cycle
     gc.collect()
     assert graph in det_mod._PENDING_CLOSE and id(graph) in det_mod._GRAPHS   # queued, still open
-    other = det_mod.FaceDetector(detector_model)                              # a safe point
+    other = det_mod.FaceDetector(detector_model, runtime="mediapipe")         # a safe point
     assert graph not in det_mod._PENDING_CLOSE and id(graph) not in det_mod._GRAPHS
     assert other.detect(np.zeros((64, 64, 3), np.uint8)) == []
     other.close()
