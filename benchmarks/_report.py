@@ -13,6 +13,38 @@ from typing import Any, Sequence
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+#: CPU features that decide int8 and fp32 kernel speed (XNNPACK, onnxruntime): without a VNNI extension an int8
+#: convolution runs about as fast as fp32 (measured 2026-12-04: ResNet-18 at 224 px, 25 ms both, 2 threads), with
+#: one ~3-4x faster, so latency tables from the two kinds of machine differ by that much.
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+
+
+def cpu_features() -> dict[str, Any]:
+    """The CPU model and which of :data:`SIMD_FLAGS` it has (Linux ``/proc/cpuinfo``; empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    model, flags = "", set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key == "model name" and not model:
+            model = value.strip()
+        elif key in ("flags", "features") and not flags:
+            flags = set(value.split())
+    return {"model": model, "simd": [f for f in SIMD_FLAGS if f in flags]}
+
+
+def cpu_note(cpu: dict[str, Any]) -> str:
+    """``CPU: MODEL (avx2, fma; no VNNI)`` for a report's machine line."""
+    if not cpu:
+        return "CPU features unknown"
+    simd = cpu.get("simd", [])
+    vnni = "VNNI" if any("vnni" in f or f in ("amx_int8", "asimddp", "i8mm") for f in simd) else "no VNNI"
+    return f"CPU {cpu.get('model') or '?'} ({', '.join(simd) or 'none of ' + '/'.join(SIMD_FLAGS)}; {vnni})"
+
+
 def machine_info(packages: Sequence[str] = ("numpy", "skia-python", "torch", "onnxruntime")) -> dict[str, Any]:
     versions = {}
     for p in packages:
@@ -21,7 +53,7 @@ def machine_info(packages: Sequence[str] = ("numpy", "skia-python", "torch", "on
         except PackageNotFoundError:
             pass
     return {"python": sys.version.split()[0], "platform": platform.platform(), "processor": platform.processor(),
-            "cpu_count": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2), "packages": versions, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "cpu_count": os.cpu_count(), "cpu": cpu_features(), "load_average_1m": round(os.getloadavg()[0], 2), "packages": versions, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
 BUSY_LOAD_PER_CORE = 1.0   # more runnable processes than cores: timings include waiting for a core
@@ -45,6 +77,7 @@ def write_report(name: str, data: dict[str, Any], headers: Sequence[str], rows: 
     json_path = out_dir / f"{name}.json"
     json_path.write_text(json.dumps(payload, indent=2) + "\n")
     lines = [f"# {name}", "", f"Machine: {payload['machine']['platform']}, {payload['machine']['cpu_count']} CPUs, "
+             f"{cpu_note(payload['machine']['cpu'])}, "
              f"Python {payload['machine']['python']}, {load_note(payload['machine']['load_average_1m'])}, "
              f"{payload['machine']['date']}", ""] + ([stamp, ""] if stamp else [])
     lines.append("| " + " | ".join(headers) + " |")

@@ -165,11 +165,14 @@ class BlazeFaceLite:
         out = []
         for box, pts, score in weighted_nms(boxes, points, scores):
             bx0, by0, bx1, by1 = box * side + np.array([x0, y0, x0, y0])
-            # clipped as the Tasks API clips its pixel boxes: the corner into the image, the size to the image's
-            cx0, cy0 = max(float(bx0), 0.0), max(float(by0), 0.0)
-            bw, bh = min(float(bx1 - bx0), float(w)), min(float(by1 - by0), float(h))
+            # whole pixels, clipped, as the Tasks API gives its boxes (the corner into the image, the size to the
+            # image's): the face checks' limits and the mesh's region were set on those boxes, and a painted face
+            # near the presence threshold can flip on a fraction of a pixel (proxy_morph/5 of the face corpus)
+            cx0, cy0 = int(max(float(bx0), 0.0)), int(max(float(by0), 0.0))
+            bw, bh = int(min(float(bx1 - bx0), float(w))), int(min(float(by1 - by0), float(h)))
             kps = {name: (float(px * side + x0), float(py * side + y0)) for name, (px, py) in zip(KEYPOINT_NAMES, pts)}
-            out.append(FaceDetection(box=FaceBox(cx0, cy0, bw, bh), keypoints=kps, score=score))
+            out.append(FaceDetection(box=FaceBox(float(cx0), float(cy0), float(bw), float(bh)), keypoints=kps,
+                                     score=score))
         return out
 
     def close(self) -> None:

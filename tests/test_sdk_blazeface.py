@@ -58,9 +58,9 @@ def test_litert_detections_match_mediapipes(detector_model):
                 faces += 1
                 for name, (x, y) in fa.keypoints.items():
                     assert abs(x - fb.keypoints[name][0]) < 1.0 and abs(y - fb.keypoints[name][1]) < 1.0, name
-                # MediaPipe's boxes are whole pixels
+                # whole pixels, as MediaPipe's (a value within float rounding of an integer may truncate apart)
                 for u, v in ((fa.box.x, fb.box.x), (fa.box.y, fb.box.y), (fa.box.width, fb.box.width)):
-                    assert abs(u - v) < 1.5
+                    assert v == int(v) and abs(u - v) <= 1.0
         assert faces >= 12
     finally:
         lite.close()

@@ -194,6 +194,8 @@ def run(build: BuildRun, quick: bool) -> Table:
     skipped += [f"{own_size} px {r.runtime} {r.precision}: not in the bundle" for r in contract.rows()
                 if (r.format, r.precision) not in present]
     measure(bundle, own_size, own, "trained (this build)")
+    if own_size == TARGET_PX and detection != "none" and ("litert", "int8") in own:
+        measure(bundle, own_size, [("litert", "int8")], "trained (this build)", runtimes=("mediapipe",))
     sizes = [] if quick else [s for s in SIZES if s != own_size]
     trained = sized_builds(build) if sizes else {}
     sources = {}
@@ -207,7 +209,7 @@ def run(build: BuildRun, quick: bool) -> Table:
                 sized = _export_at(build, size, Path(tmp) / str(size))
                 sources[size] = "random weights, exported here"
             measure(sized, size, combos, sources[size])
-            if size == TARGET_PX and detection != "none":   # the same rows with MediaPipe's Tasks detector
+            if size == TARGET_PX and detection != "none":
                 measure(sized, size, [("litert", "int8")], sources[size], runtimes=("mediapipe",))
     targets, target_note = target_check(results)
     why = fallback or ("the bundle carries a detector" if has_detector else "the bundle has no detector: pre-framed input")
