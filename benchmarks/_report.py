@@ -17,6 +17,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 #: convolution runs about as fast as fp32 (measured 2026-12-04: ResNet-18 at 224 px, 25 ms both, 2 threads), with
 #: one ~3-4x faster, so latency tables from the two kinds of machine differ by that much.
 SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+#: The int8 dot-product extensions among them (x86 VNNI/AMX, Arm dotprod/i8mm).
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
 
 
 def cpu_features() -> dict[str, Any]:
@@ -37,12 +39,13 @@ def cpu_features() -> dict[str, Any]:
 
 
 def cpu_note(cpu: dict[str, Any]) -> str:
-    """``CPU: MODEL (avx2, fma; no VNNI)`` for a report's machine line."""
+    """``CPU MODEL: avx2, fma; no int8 dot product (VNNI)`` for a report's machine line."""
     if not cpu:
         return "CPU features unknown"
     simd = cpu.get("simd", [])
-    vnni = "VNNI" if any("vnni" in f or f in ("amx_int8", "asimddp", "i8mm") for f in simd) else "no VNNI"
-    return f"CPU {cpu.get('model') or '?'} ({', '.join(simd) or 'none of ' + '/'.join(SIMD_FLAGS)}; {vnni})"
+    dot = [f for f in simd if f in INT8_DOT_FLAGS]
+    int8 = f"int8 dot product ({', '.join(dot)})" if dot else "no int8 dot product (VNNI)"
+    return f"CPU {cpu.get('model') or '?'}: {', '.join(simd) or 'none of ' + '/'.join(SIMD_FLAGS)}; {int8}"
 
 
 def machine_info(packages: Sequence[str] = ("numpy", "skia-python", "torch", "onnxruntime")) -> dict[str, Any]:

@@ -48,3 +48,16 @@ def test_load_note_is_per_core():
     assert load_note(1.2, cores=2) == "load average 1.20 (0.60 per core) at start"
     assert "busy" in load_note(2.6, cores=2) and "1.30 per core" in load_note(2.6, cores=2)
     assert "busy" not in load_note(2.0, cores=2)
+
+
+def test_cpu_note_says_whether_int8_has_a_fast_path():
+    """The machine line must tell a VNNI machine (int8 ~3-4x fp32) from one without (int8 = fp32 speed)."""
+    from benchmarks._report import SIMD_FLAGS, cpu_features, cpu_note
+    assert cpu_note({"model": "AMD EPYC", "simd": ["avx2", "fma"]}) == \
+        "CPU AMD EPYC: avx2, fma; no int8 dot product (VNNI)"
+    assert cpu_note({"model": "Xeon", "simd": ["avx2", "avx512f", "avx512_vnni"]}).endswith(
+        "; int8 dot product (avx512_vnni)")
+    assert cpu_note({"model": "Graviton", "simd": ["asimddp"]}).endswith("; int8 dot product (asimddp)")
+    assert cpu_note({}) == "CPU features unknown"
+    here = cpu_features()
+    assert not here or set(here["simd"]) <= set(SIMD_FLAGS)
