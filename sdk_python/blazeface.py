@@ -1,9 +1,10 @@
 """BlazeFace short-range on LiteRT directly: the model MediaPipe's Tasks ``FaceDetector`` runs, with the same
 pre- and post-processing, without the graph around it.
 
-Why: on a 512 px frame the Tasks graph takes ~2.2 ms per detection on 2 cores, of which the model is about
-a third; the rest is the graph's scheduling and image conversion. IMAGE mode at 224 px has a 10 ms budget
-(100 Hz) and the estimator alone takes ~5.7 ms of it. MediaPipe stays the reference: the parity test
+Why: on a 512 px frame the detector stage takes 2.6 ms p50 through the Tasks graph and 1.9 ms here (2 cores,
+``benchmarks/results/sdk_latency_no_vnni``): the graph's scheduling and image conversion cost more than the
+decoding restated below. IMAGE mode at 224 px has a 10 ms budget (100 Hz), and on a CPU with an int8 dot
+product the estimator alone takes ~5.7 ms of it. MediaPipe stays the reference: the parity test
 (``tests/test_sdk_blazeface.py``) compares both on the face corpus, and ``FaceDetector(runtime="mediapipe")``
 (``AvatarEstimatorOptions.detector_runtime``) runs the Tasks graph.
 

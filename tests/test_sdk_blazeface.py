@@ -79,3 +79,11 @@ def test_runtime_choice(detector_model, full_range_model):
         FaceDetector(detector_model, runtime="tflite")
     with pytest.raises(AvatarSDKError, match="detector_runtime"):
         AvatarEstimatorOptions(bundle_path="x.swiftavatar", detector_runtime="gpu").validate()
+
+
+def test_a_closed_litert_detector_says_so(detector_model):
+    d = FaceDetector(detector_model)
+    d.close()
+    d.close()   # idempotent
+    with pytest.raises(DetectorError, match="closed"):
+        d.detect(np.zeros((64, 64, 3), np.uint8))
