@@ -68,3 +68,30 @@ def test_steps_strip_has_one_row_per_checkpoint(tmp_path):
     assert steps_strip(tmp_path / "none", TINY.size) is None
     two = steps_strip(tmp_path, TINY.size, max_rows=2)
     assert two.shape[0] == 2 * cell
+
+
+def test_g_real_size_benchmark_measures_and_resumes(tmp_path, detector_model):   # noqa: F811
+    """`python -m benchmarks g-real-size`: trains, counts faces between ceiling and floor, draws the steps strip;
+    a rerun resumes the run folder and trains nothing more."""
+    import json
+    from benchmarks.g_real_size import main
+    args = ["--size", "32", "--steps", "4", "--photos", "16", "--measure-n", "12", "--run", str(tmp_path / "run"),
+            "--out", str(tmp_path / "out"), "--set", "sample_every=2", "--set", "snapshot_every=2", "--name", "t"]
+    main(args)
+    first = json.loads((tmp_path / "out" / "g_real_size_32px_t.json").read_text())
+    assert first["steps"] == 4 and first["steps_trained_now"] == 4
+    assert first["g_real"]["n"] == first["ceiling"]["n"] == first["floor"]["n"] == 12
+    assert first["ceiling"]["found"] > first["g_real"]["found"]     # 4 steps draw no faces; the photos do
+    assert first["overrides"] == {"sample_every": 2, "snapshot_every": 2}
+    assert (tmp_path / "out" / "g_real_size_32px_t.png").is_file()
+    assert "G_real samples over steps" in (tmp_path / "out" / "g_real_size_32px_t.md").read_text()
+    main(args)
+    again = json.loads((tmp_path / "out" / "g_real_size_32px_t.json").read_text())
+    assert again["steps_trained_now"] == 0 and again["g_real"] == first["g_real"]
+
+
+def test_g_real_size_benchmark_refuses_a_malformed_override():
+    from benchmarks.g_real_size import parse_sets
+    assert parse_sets(["r1_img=0.1", "augment=translation"]) == {"r1_img": 0.1, "augment": "translation"}
+    with pytest.raises(SystemExit, match="FIELD=VALUE"):
+        parse_sets(["r1_img"])
