@@ -29,39 +29,37 @@ N_MEASURE = 200
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
-    """``FIELD=VALUE`` training-preset overrides; values parsed as JSON where they parse (numbers, booleans)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"error: --set wants FIELD=VALUE (e.g. r1_img=0.1), got '{item}'")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
+    """``FIELD=VALUE`` training-preset overrides, read as the build's ``--set`` values are (YAML scalars)."""
+    from toolchain.errors import AvatarToolError
+    from toolchain.pipeline.config import parse_settings
+    try:
+        return parse_settings(items, form="FIELD=VALUE", example="r1_img=0.1")
+    except AvatarToolError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
-def logged_steps(stats_path: Path) -> int:
-    """The last step a run folder's log holds: the log is saved with each snapshot, so it is the step a
-    resume starts from (0 without a log)."""
-    if not stats_path.exists():
-        return 0
-    lines = stats_path.read_text().splitlines()
-    return int(json.loads(lines[-1])["step"]) if lines else 0
+def logged_steps(rows: list[dict[str, Any]]) -> int:
+    """The last step of a run folder's log: the log is saved with each snapshot, so it is the step a resume
+    starts from (0 without a log)."""
+    return int(rows[-1]["step"]) if rows else 0
 
 
-def logged_train_seconds(stats_path: Path) -> float | None:
+def logged_train_seconds(rows: list[dict[str, Any]]) -> float | None:
     """Seconds the logged steps took: each logged interval's steps over its it/s (None without a log)."""
-    if not stats_path.exists():
+    if not rows:
         return None
     total, prev = 0.0, 0
-    for line in stats_path.read_text().splitlines():
-        row = json.loads(line)
+    for row in rows:
         if row.get("it_per_s"):
             total += (row["step"] - prev) / row["it_per_s"]
         prev = row["step"]
     return total
+
+
+def read_log(gdir: Path) -> list[dict[str, Any]]:
+    from toolchain.atomic_io import read_jsonl
+    path = gdir / "stats.jsonl"
+    return read_jsonl(path) if path.exists() else []
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -92,8 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(a.threads)
     from toolchain.atomic_io import save_png_atomic
     from toolchain.errors import AvatarToolError
-    from toolchain.evaluation.face_likeness import FaceCounter, at_size, folder_images, noise_images
-    from toolchain.evaluation.pair_measures import generator_samples, steps_strip
+    from benchmarks.suite.pair_measures import _share
+    from toolchain.evaluation.face_likeness import folder_images
+    from toolchain.evaluation.pair_measures import face_likeness, steps_strip
     from toolchain.generators.config import generator_preset
     from toolchain.generators.train_real import train_preset, train_real
     from toolchain.proxy.eval_set import write_proxy_set
@@ -105,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         photos = write_proxy_set(a.engine, run / "photos", n=a.photos, seed=0, size=128, role="unlabelled")
         heldout = write_proxy_set(a.engine, run / "heldout", n=a.measure_n, seed=HELDOUT_SEED, size=128, role="unlabelled")
         gdir = run / "g_real"
-        done_before = logged_steps(gdir / "stats.jsonl")
+        done_before = logged_steps(read_log(gdir))
 
         def progress(stage: str, step: int, total: int, stats: dict) -> None:
             if step % 250 == 0 or step == total:
@@ -114,30 +113,28 @@ def main(argv: list[str] | None = None) -> None:
         t_train = time.perf_counter()
         result = train_real(run / "photos", gdir, gcfg, tcfg, progress=progress)
         train_wall = time.perf_counter() - t_train
-        with FaceCounter() as fc:
-            g = fc.count(generator_samples(gdir / "generator.safetensors", a.measure_n))
-            ceiling = fc.count(at_size(folder_images(run / "heldout", a.measure_n), a.size))
-            floor = fc.count(noise_images(a.measure_n, a.size))
+        fl = face_likeness(gdir / "generator.safetensors", None, folder_images(run / "heldout", a.measure_n), a.size,
+                           n=a.measure_n)
     except AvatarToolError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
 
     steps_done = int(result["steps_done"])
-    logged = logged_train_seconds(gdir / "stats.jsonl")
+    logged = logged_train_seconds(read_log(gdir))
     trained_now = steps_done - min(done_before, steps_done)
-    of_ceiling = g.rate / ceiling.rate if ceiling.rate else float("nan")
+    of_ceiling = fl["g_real_vs_ceiling"]
     strip = steps_strip(gdir / "samples", a.size)
     a.out.mkdir(parents=True, exist_ok=True)
     if strip is not None:
         save_png_atomic(a.out / f"{stem}.png", strip)
     rows = [[a.size, a.channel_base, a.preset + "".join(f", {k}={v}" for k, v in sets.items()), steps_done, trained_now,
-             f"{logged:.0f}" if logged is not None else "-", f"{g.found}/{g.n}", f"{ceiling.found}/{ceiling.n}",
-             f"{floor.found}/{floor.n}", f"{of_ceiling:.0%}"]]
+             f"{logged:.0f}" if logged is not None else "-", _share(fl["g_real"]), _share(fl["ceiling"]),
+             _share(fl["floor"]), "-" if of_ceiling is None else f"{of_ceiling:.0%}"]]
     data = {"engine": a.engine, "size": a.size, "channel_base": a.channel_base, "preset": a.preset, "overrides": sets,
             "steps": steps_done, "steps_trained_now": trained_now, "train_s_logged": logged,
             "train_s_wall_this_call": round(train_wall, 1), "photos": {"n": a.photos, "set_id": photos.set_id},
             "heldout": {"n": a.measure_n, "seed": HELDOUT_SEED, "set_id": heldout.set_id},
-            "g_real": g.to_json(), "ceiling": ceiling.to_json(), "floor": floor.to_json(), "of_ceiling": of_ceiling,
+            "g_real": fl["g_real"], "ceiling": fl["ceiling"], "floor": fl["floor"], "of_ceiling": of_ceiling,
             "run": str(run), "command": command.strip(), "commit": commit()}
     stamp = (f"Code {commit()}, load average {load:.2f} at start, {time.perf_counter() - t0:.0f} s for this call; "
              f"command: `{command.strip()}`")

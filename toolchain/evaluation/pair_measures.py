@@ -50,18 +50,20 @@ def pair_images(dataset_dir: str | Path, n: int = N_FACE_SAMPLES, seed: int = 0)
     return idx, ds.images[idx]
 
 
-def face_likeness(generator_path: str | Path, dataset_dir: str | Path, ceiling_photos: Sequence[np.ndarray],
+def face_likeness(generator_path: str | Path, dataset_dir: str | Path | None, ceiling_photos: Sequence[np.ndarray],
                   size: int, n: int = N_FACE_SAMPLES, model_for: Callable[[str], Path] | None = None) -> dict[str, Any]:
-    """Face shares of G_real's samples, the pairs' faces, the ceiling photos (at ``size``) and noise."""
+    """Face shares of G_real's samples, the pairs' faces (unless ``dataset_dir`` is None: no pairs yet), the
+    ceiling photos (at ``size``) and noise."""
     with FaceCounter(model_for) as fc:
         g = fc.count(generator_samples(generator_path, n))
-        pairs = fc.count(at_size(pair_images(dataset_dir, n)[1], size))
+        pairs = fc.count(at_size(pair_images(dataset_dir, n)[1], size)) if dataset_dir is not None else None
         ceiling = fc.count(at_size(ceiling_photos[:n], size))
         floor = fc.count(noise_images(n, size))
-    out = {"g_real": g.to_json(), "pairs": pairs.to_json(), "ceiling": ceiling.to_json(), "floor": floor.to_json(),
-           "size": size, "upscaled_to": fc.upscale_px}
-    out["g_real_vs_ceiling"] = g.rate / ceiling.rate if ceiling.rate else None
-    out["pairs_vs_ceiling"] = pairs.rate / ceiling.rate if ceiling.rate else None
+    out = {"g_real": g.to_json(), "ceiling": ceiling.to_json(), "floor": floor.to_json(), "size": size,
+           "upscaled_to": fc.upscale_px, "g_real_vs_ceiling": g.rate / ceiling.rate if ceiling.rate else None}
+    if pairs is not None:
+        out["pairs"] = pairs.to_json()
+        out["pairs_vs_ceiling"] = pairs.rate / ceiling.rate if ceiling.rate else None
     return out
 
 

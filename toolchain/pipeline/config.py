@@ -196,16 +196,25 @@ def resolve_config(engine: str, preset: str = "smoke", yaml_file: str | Path | N
     if yaml_file is not None:
         cfg = apply_overrides(cfg, _flatten(_read_yaml(Path(yaml_file))))
     if overrides:
-        pairs = {}
-        for item in overrides:
-            if "=" not in item:
-                raise AvatarToolError(f"--set {item!r}: expected SECTION.FIELD=VALUE, e.g. --set pairs.k=3")
-            key, value = item.split("=", 1)
-            pairs[key.strip()] = _parse_scalar(value.strip())
-        cfg = apply_overrides(cfg, pairs)
+        cfg = apply_overrides(cfg, parse_settings(overrides))
     cfg = apply_overrides(cfg, {k: v for k, v in explicit.items() if v is not None})
     cfg.engine = engine
     return cfg
+
+
+def parse_settings(items: list[str], form: str = "SECTION.FIELD=VALUE", example: str = "pairs.k=3") -> dict[str, Any]:
+    """``--set`` items -> ``{key: value}``, each value read as a YAML scalar (numbers, booleans, else text).
+
+    Raises:
+        AvatarToolError: an item is not ``KEY=VALUE``; the message shows ``form`` and ``example``.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise AvatarToolError(f"--set {item!r}: expected {form}, e.g. --set {example}")
+        out[key.strip()] = _parse_scalar(value.strip())
+    return out
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
