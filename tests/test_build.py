@@ -112,6 +112,15 @@ def test_unknown_preset_is_refused():
         resolve_config("alter", "fast")
 
 
+def test_a_misspelt_preset_field_is_refused_with_the_closest_name():
+    from toolchain.generators.train_real import train_preset
+    with pytest.raises(AvatarToolError, match=r"training preset 'tiny' has no field 'r1_imgg' \(did you mean 'r1_img'\?\)"):
+        train_preset("tiny", r1_imgg=0.1)
+    with pytest.raises(AvatarToolError, match="has no field 'zzz'; its fields: iters, batch_size"):
+        train_preset("tiny", zzz=1)
+    assert train_preset("tiny", r1_img=0.1).r1_img == 0.1
+
+
 # ----- the build --------------------------------------------------------------------------------
 def test_build_makes_a_verified_bundle_and_a_complete_report(built):
     run, results, ui = built

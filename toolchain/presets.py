@@ -1,7 +1,8 @@
 """One lookup for every named preset table (estimator training, GAN training, generator sizes, builds)."""
 from __future__ import annotations
 
-from dataclasses import replace
+import difflib
+from dataclasses import fields, replace
 from typing import Any, Mapping, TypeVar
 
 from .errors import AvatarToolError
@@ -13,8 +14,16 @@ def lookup_preset(table: Mapping[str, T], name: str, kind: str, **overrides: Any
     """``table[name]`` with the non-``None`` ``overrides`` applied (a dataclass ``replace``).
 
     Raises:
-        AvatarToolError: ``name`` is not in the table; the message lists the choices.
+        AvatarToolError: ``name`` is not in the table (the message lists the choices), or an override names
+            no field of the preset (the message names the closest field and lists them all).
     """
     if name not in table:
         raise AvatarToolError(f"unknown {kind} '{name}' (choose from {', '.join(table)})")
-    return replace(table[name], **{k: v for k, v in overrides.items() if v is not None})
+    preset = table[name]
+    known = [f.name for f in fields(preset) if f.init]
+    unknown = sorted(k for k in overrides if k not in known)
+    if unknown:
+        hints = "; ".join(f"'{k}' (did you mean '{close[0]}'?)" if (close := difflib.get_close_matches(k, known, 1))
+                          else f"'{k}'" for k in unknown)
+        raise AvatarToolError(f"{kind} '{name}' has no field {hints}; its fields: {', '.join(known)}")
+    return replace(preset, **{k: v for k, v in overrides.items() if v is not None})
