@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -75,10 +76,10 @@ def test_segmentation_sums_to_one_and_shapes():
 
 def test_transparent_parts_do_not_hide_what_is_behind():
     g = _gen()
-    feats = [torch.full((1, 1, 2, 2), float(k)) for k in range(TINY.n_parts)]
-    depths = [torch.zeros(1, 1, 2, 2) for _ in range(TINY.n_parts)]
+    feats = torch.arange(TINY.n_parts, dtype=torch.float32).view(1, -1, 1, 1, 1).expand(1, -1, 1, 2, 2)
+    depths = torch.zeros(1, TINY.n_parts, 2, 2)
     gl = TINY.part_index("glasses")
-    depths[gl] = torch.full((1, 1, 2, 2), 5.0)  # glasses win the softmax
+    depths[:, gl] = 5.0  # glasses win the softmax
     feat, seg = g.composite(feats, depths)
     assert seg[0, gl].min() > 0.95
     # the opaque parts are renormalised among themselves, so their mean (non-glasses parts) still shows
@@ -250,7 +251,13 @@ FAST = dict(iters=4, batch_size=2, d_reg_every=2, g_reg_every=2, path_weight=0.5
 def test_resume_equals_uninterrupted(tmp_path, recon_weight):
     data = _mask_folder(tmp_path / "data")
     tcfg = train_preset("tiny", **FAST, recon_weight=recon_weight)   # 5.0: the encoder and its optimiser resume too
-    train_real(data, tmp_path / "a", MICRO, tcfg, device="cpu")
+    sections: dict[str, float] = {}   # timing the parts of the steps must not change what is trained (b is untimed)
+    t0 = time.perf_counter()
+    train_real(data, tmp_path / "a", MICRO, tcfg, device="cpu", section_seconds=sections)
+    wall = time.perf_counter() - t0
+    assert set(sections) == {"batch", "D step", "R1 (lazy)", "G step", "path length (lazy)", "EMA",
+                             "log, samples, snapshots"}
+    assert sections["D step"] > 0 and sections["G step"] > 0 and sum(sections.values()) <= wall
     s = train_real(data, tmp_path / "b", MICRO, tcfg, device="cpu", stop_after=2)
     assert s["status"] == "stopped" and not (tmp_path / "b" / "generator.safetensors").exists()
     train_real(data, tmp_path / "b", MICRO, tcfg, device="cpu")
@@ -405,3 +412,20 @@ def test_fir_filter_large_maps_take_the_conv_path_and_agree():
     (gr,) = torch.autograd.grad(ref, xr, g)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(gx, gr, atol=1e-4, rtol=1e-5)
+
+
+def test_local_generators_run_together_as_each_would_alone():
+    from toolchain.generators.local_generator import run_local_generators
+    g = _gen(4)
+    with torch.no_grad():  # away from the init, where biases are zero and gains one
+        for p in g.local.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    wplus = g.z_to_wplus(torch.randn(3, TINY.style_dim))
+    codes = g.expand(wplus)
+    x = g.fourier(g.coords(3, "cpu", torch.float32))
+    feats, depths = run_local_generators(g.local, x, codes)
+    for k, net in enumerate(g.local):
+        f, d = net(x, codes[:, k])
+        torch.testing.assert_close(feats[:, k], f, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(depths[:, k:k + 1], d, rtol=1e-4, atol=1e-5)
+    assert torch.all(depths[:, 0] == 0) and depths[:, 1:].abs().amax() > 0

@@ -18,7 +18,7 @@ from torch import nn
 
 from .config import GeneratorConfig
 from .layers import EqualLinear, FourierFeatures
-from .local_generator import LocalGenerator
+from .local_generator import LocalGenerator, run_local_generators
 from .render_net import RenderNet
 
 
@@ -119,31 +119,29 @@ class SemanticGenerator(nn.Module):
         lin = torch.linspace(-1, 1, s, device=device, dtype=dtype)
         return torch.stack((lin.view(1, s).expand(s, s), lin.view(s, 1).expand(s, s)))[None].expand(b, -1, -1, -1)
 
-    def composite(self, feats: list[torch.Tensor], depths: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def composite(self, feats: torch.Tensor, depths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Depth softmax -> segmentation; opaque parts are renormalised among themselves, transparent parts
-        (glasses, earrings) add their weight on top, so what is behind them still shows."""
-        seg = torch.softmax(torch.cat(depths, 1), 1)
+        (glasses, earrings) add their weight on top, so what is behind them still shows.
+
+        feats: [B, parts, C, H, W]; depths: [B, parts, H, W] -> (features [B, C, H, W], segmentation [B, parts, H, W])."""
+        seg = torch.softmax(depths, 1)
         if self.cfg.transparent_idx:
             tm = self.transparent_mask.to(seg.dtype)
             opaque = seg * (1 - tm)
             weights = opaque / (opaque.sum(1, keepdim=True) + 1e-8) + seg * tm
         else:
             weights = seg
-        feat = sum(f * weights[:, k:k + 1] for k, f in enumerate(feats))
+        feat = torch.einsum("bpchw,bphw->bchw", feats, weights.to(feats.dtype))
         return feat, seg
 
     def synthesize(self, wplus: torch.Tensor, noise_mode: str = "random") -> GeneratorOutput:
         codes = self.expand(wplus)
         x = self.fourier(self.coords(wplus.shape[0], wplus.device, wplus.dtype))
-        feats, depths = [], []
-        for k, net in enumerate(self.local):
-            f, d = net(x, codes[:, k])
-            feats.append(f)
-            depths.append(d)
+        feats, depths = run_local_generators(self.local, x, codes)
         feat, seg_coarse = self.composite(feats, depths)
         skip = 2 * seg_coarse - 1 if self.cfg.residual_refine else None
         image, seg = self.render(feat, skip, noise_mode)
-        return GeneratorOutput(image, seg, seg_coarse, depths, wplus)
+        return GeneratorOutput(image, seg, seg_coarse, list(depths.split(1, 1)), wplus)
 
     def sample(self, z: torch.Tensor, z2: torch.Tensor | None = None, truncation: float = 1.0,
                mean_w: torch.Tensor | None = None, noise_mode: str = "random",
