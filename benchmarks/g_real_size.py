@@ -62,6 +62,24 @@ def read_log(gdir: Path) -> list[dict[str, Any]]:
     return read_jsonl(path) if path.exists() else []
 
 
+def census_markdown(parts: dict[str, Any]) -> str:
+    """The part census of G_real's samples next to the held-out photos' masks, as a markdown table."""
+    g, p = parts["g_real"], parts["photos"]
+
+    def spread(v: float | None) -> str:
+        return "-" if v is None else f"{v:.0f}"
+    lines = [f"Parts drawn ({g['n']} G_real samples, argmax of their final segmentation; {p['n']} held-out photos' "
+             f"masks at the same size; a part counts when it holds >= {g['min_share']:.1%} of the pixels). Colour "
+             "spread: over the images where the part is drawn, the standard deviation of its mean colour (0-255, "
+             "averaged over R, G, B).", "",
+             "| part | G_real drawn | photos drawn | G_real colour spread | photos colour spread |", "|---|---|---|---|---|"]
+    for name, gv in g["parts"].items():
+        pv = p["parts"][name]
+        lines.append(f"| {name} | {gv['present']:.0%} | {pv['present']:.0%} | {spread(gv['colour_spread'])} | "
+                     f"{spread(pv['colour_spread'])} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     from benchmarks.__main__ import commit
     from benchmarks._report import RESULTS, write_report
@@ -75,13 +93,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--photos", type=int, default=3000, help="unlabelled proxy photos to train on")
     ap.add_argument("--preset", default="tiny_official", help="training preset (toolchain/generators/train_real.py)")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="FIELD=VALUE preset override (repeatable)")
+    ap.add_argument("--gen-set", dest="gen_sets", action="append", default=[],
+                    help="FIELD=VALUE generator config override, e.g. coarse_size=32 (repeatable)")
     ap.add_argument("--run", type=Path, default=None, help="run folder (default: runs/g-real-<size>px[-NAME])")
     ap.add_argument("--name", default="", help="suffix of the result files and the default run folder")
     ap.add_argument("--measure-n", type=int, default=N_MEASURE, help="samples, held-out photos and noise images counted")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--out", type=Path, default=RESULTS, help="where to write (default: benchmarks/results/)")
     a = ap.parse_args(argv)
-    sets = parse_sets(a.sets)
+    sets, gen_sets = parse_sets(a.sets), parse_sets(a.gen_sets)
     stem = f"g_real_size_{a.size}px" + (f"_{a.name}" if a.name else "")
     run = a.run or Path("runs") / stem.replace("_", "-")
     command = "python -m benchmarks g-real-size " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[2:]))
@@ -93,13 +113,15 @@ def main(argv: list[str] | None = None) -> None:
     from benchmarks.suite.pair_measures import _share
     from toolchain.evaluation.face_likeness import folder_images
     from toolchain.evaluation.pair_measures import face_likeness, steps_strip
+    from toolchain.evaluation.part_census import census, generator_parts
     from toolchain.generators.config import generator_preset
+    from toolchain.generators.mask_folder import load_mask_folder
     from toolchain.generators.train_real import train_preset, train_real
     from toolchain.proxy.eval_set import write_proxy_set
 
     load, t0 = os.getloadavg()[0], time.perf_counter()
     try:
-        gcfg = generator_preset("tiny", size=a.size, channel_base=a.channel_base)
+        gcfg = generator_preset("tiny", size=a.size, channel_base=a.channel_base, **gen_sets)
         tcfg = train_preset(a.preset, iters=a.steps, **sets)
         photos = write_proxy_set(a.engine, run / "photos", n=a.photos, seed=0, size=128, role="unlabelled")
         heldout = write_proxy_set(a.engine, run / "heldout", n=a.measure_n, seed=HELDOUT_SEED, size=128, role="unlabelled")
@@ -115,6 +137,9 @@ def main(argv: list[str] | None = None) -> None:
         train_wall = time.perf_counter() - t_train
         fl = face_likeness(gdir / "generator.safetensors", None, folder_images(run / "heldout", a.measure_n), a.size,
                            n=a.measure_n)
+        g_img, g_parts, part_names = generator_parts(gdir / "generator.safetensors", a.measure_n)
+        h_img, h_parts = load_mask_folder(run / "heldout", gcfg, limit=a.measure_n)
+        parts = {"g_real": census(g_img, g_parts, part_names), "photos": census(h_img, h_parts, part_names)}
     except AvatarToolError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
@@ -127,18 +152,22 @@ def main(argv: list[str] | None = None) -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     if strip is not None:
         save_png_atomic(a.out / f"{stem}.png", strip)
-    rows = [[a.size, a.channel_base, a.preset + "".join(f", {k}={v}" for k, v in sets.items()), steps_done, trained_now,
+    recipe = a.preset + "".join(f", {k}={v}" for k, v in {**gen_sets, **sets}.items())
+    rows = [[a.size, a.channel_base, recipe, steps_done, trained_now,
              f"{logged:.0f}" if logged is not None else "-", _share(fl["g_real"]), _share(fl["ceiling"]),
              _share(fl["floor"]), "-" if of_ceiling is None else f"{of_ceiling:.0%}"]]
     data = {"engine": a.engine, "size": a.size, "channel_base": a.channel_base, "preset": a.preset, "overrides": sets,
+            "generator_overrides": gen_sets, "generator": gcfg.to_json(),
             "steps": steps_done, "steps_trained_now": trained_now, "train_s_logged": logged,
             "train_s_wall_this_call": round(train_wall, 1), "photos": {"n": a.photos, "set_id": photos.set_id},
             "heldout": {"n": a.measure_n, "seed": HELDOUT_SEED, "set_id": heldout.set_id},
             "g_real": fl["g_real"], "ceiling": fl["ceiling"], "floor": fl["floor"], "of_ceiling": of_ceiling,
+            "part_census": parts,
             "run": str(run), "command": command.strip(), "commit": commit()}
     stamp = (f"Code {commit()}, load average {load:.2f} at start, {time.perf_counter() - t0:.0f} s for this call; "
              f"command: `{command.strip()}`")
-    notes = (f"G_real: the `tiny` generator at {a.size} px trained on {a.photos} unlabelled {a.engine} proxy photos "
+    notes = (f"G_real: the `tiny` generator at {a.size} px (local generators on a {gcfg.coarse_size}x{gcfg.coarse_size} "
+             f"grid, Fourier features up to 2^{gcfg.n_freqs - 1}) trained on {a.photos} unlabelled {a.engine} proxy photos "
              f"(set {photos.set_id}), batch {tcfg.batch_size}. `trained now`: steps this call trained (the rest were "
              "resumed from the run folder); `train s`: the time the run's log gives for all its steps. "
              f"Faces found: {a.measure_n} G_real samples (truncation 1); the ceiling is {a.measure_n} held-out proxy photos "
@@ -148,8 +177,9 @@ def main(argv: list[str] | None = None) -> None:
     j, m = write_report(stem, data, ["size px", "channel base", "recipe", "steps", "trained now", "train s",
                                      "G_real faces", "ceiling", "floor", "of ceiling"], rows, notes,
                         out_dir=a.out, stamp=stamp)
-    if strip is not None:
-        with open(m, "a") as f:
+    with open(m, "a") as f:
+        f.write("\n" + census_markdown(parts) + "\n")
+        if strip is not None:
             f.write(f"\n![G_real samples over steps]({stem}.png)\n")
     print(m.read_text())
     print(f"wrote {j}, {m}")

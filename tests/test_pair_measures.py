@@ -76,13 +76,18 @@ def test_g_real_size_benchmark_measures_and_resumes(tmp_path, detector_model):  
     import json
     from benchmarks.g_real_size import main
     args = ["--size", "32", "--steps", "4", "--photos", "16", "--measure-n", "12", "--run", str(tmp_path / "run"),
-            "--out", str(tmp_path / "out"), "--set", "sample_every=2", "--set", "snapshot_every=2", "--name", "t"]
+            "--out", str(tmp_path / "out"), "--set", "sample_every=2", "--set", "snapshot_every=2", "--name", "t",
+            "--gen-set", "fourier_freqs=2"]
     main(args)
     first = json.loads((tmp_path / "out" / "g_real_size_32px_t.json").read_text())
     assert first["steps"] == 4 and first["steps_trained_now"] == 4
     assert first["g_real"]["n"] == first["ceiling"]["n"] == first["floor"]["n"] == 12
     assert first["ceiling"]["found"] > first["g_real"]["found"]     # 4 steps draw no faces; the photos do
     assert first["overrides"] == {"sample_every": 2, "snapshot_every": 2}
+    assert first["generator_overrides"] == {"fourier_freqs": 2} and first["generator"]["fourier_freqs"] == 2
+    census = first["part_census"]
+    assert census["photos"]["parts"]["skin"]["present"] == 1.0 and census["g_real"]["n"] == 12
+    assert "| glasses |" in (tmp_path / "out" / "g_real_size_32px_t.md").read_text()
     assert (tmp_path / "out" / "g_real_size_32px_t.png").is_file()
     assert "G_real samples over steps" in (tmp_path / "out" / "g_real_size_32px_t.md").read_text()
     main(args)
@@ -95,3 +100,17 @@ def test_g_real_size_benchmark_refuses_a_malformed_override():
     assert parse_sets(["r1_img=0.1", "augment=translation"]) == {"r1_img": 0.1, "augment": "translation"}
     with pytest.raises(SystemExit, match="FIELD=VALUE"):
         parse_sets(["r1_img"])
+
+
+def test_part_census_counts_drawn_parts_and_their_colour_spread():
+    from toolchain.evaluation.part_census import census
+    images = np.zeros((4, 10, 10, 3), np.uint8)
+    parts = np.zeros((4, 10, 10), np.int64)
+    parts[:2, :5] = 1                 # 'hair' in two images only, 50 px each
+    images[0, :5] = 100
+    images[1, :5] = 200               # hair colours 100 and 200 -> spread 50
+    parts[3, 0, 0] = 2                # one pixel: below a 2 % share, not drawn
+    out = census(images, parts, ("background", "hair", "glasses"), min_share=0.02)
+    assert out["parts"]["background"]["present"] == 1.0 and out["parts"]["background"]["colour_spread"] == 0.0
+    assert out["parts"]["hair"] == {"present": 0.5, "colour_spread": 50.0}
+    assert out["parts"]["glasses"] == {"present": 0.0, "colour_spread": None}
