@@ -429,3 +429,17 @@ def test_local_generators_run_together_as_each_would_alone():
         torch.testing.assert_close(feats[:, k], f, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(depths[:, k:k + 1], d, rtol=1e-4, atol=1e-5)
     assert torch.all(depths[:, 0] == 0) and depths[:, 1:].abs().amax() > 0
+
+
+def test_diagonal_fourier_features_embed_the_rotated_coordinates_too():
+    diag = replace(TINY, fourier_diagonal=True)
+    g, plain = SemanticGenerator(diag), SemanticGenerator(TINY)
+    c = g.coords(1, "cpu", torch.float32)[0]
+    assert c.shape[0] == 4 and plain.coords(1, "cpu", torch.float32).shape[1] == 2
+    torch.testing.assert_close(c[2], (c[0] + c[1]) / math.sqrt(2))
+    torch.testing.assert_close(c[3], (c[0] - c[1]) / math.sqrt(2))
+    assert g.fourier.proj.shape[1] == 4 * (2 * TINY.n_freqs + 1)
+    out = g.sample(torch.randn(2, TINY.style_dim))
+    assert out.image.shape == (2, 3, 32, 32) and torch.isfinite(out.image).all()
+    with pytest.raises(AvatarToolError, match="no official equivalent"):
+        args_from_config(replace(generator_preset("official256"), fourier_diagonal=True))

@@ -53,6 +53,10 @@ class GeneratorConfig:
     channel_max: int = 512
     residual_refine: bool = True    # final segmentation = coarse segmentation + learned residual
     fourier_freqs: int = 0          # 0: log2(size), as the official model
+    # also embed the diagonal coordinates (x + y, x - y) / sqrt(2): their sinusoids are sums of products of x and
+    # y sinusoids, so one linear projection can place blobs (two eyes) that axis-aligned ones draw as stripes.
+    # Not in the official model (its positional embedding takes x and y only).
+    fourier_diagonal: bool = False
 
     def __post_init__(self) -> None:
         if self.size & (self.size - 1) or self.size < 8:
@@ -85,6 +89,10 @@ class GeneratorConfig:
     @property
     def n_freqs(self) -> int:
         return self.fourier_freqs or int(math.log2(self.size))
+
+    @property
+    def coord_channels(self) -> int:
+        return 4 if self.fourier_diagonal else 2
 
     @property
     def transparent_idx(self) -> tuple[int, ...]:

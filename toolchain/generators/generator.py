@@ -10,6 +10,7 @@ Use ``sample(z)`` for images from noise, ``synthesize(wplus)`` for W+ latents (i
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -51,7 +52,7 @@ class SemanticGenerator(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.mapping = MappingNetwork(cfg)
-        self.fourier = FourierFeatures(cfg.local_channel, cfg.n_freqs)
+        self.fourier = FourierFeatures(cfg.local_channel, cfg.n_freqs, in_ch=cfg.coord_channels)
         self.local = nn.ModuleList(
             LocalGenerator(cfg.local_channel, cfg.local_channel, cfg.coarse_channel, cfg.style_dim, cfg.local_layers,
                            cfg.depth_layers, use_depth=k > 0) for k in range(cfg.n_parts))
@@ -117,7 +118,10 @@ class SemanticGenerator(nn.Module):
     def coords(self, b: int, device, dtype) -> torch.Tensor:
         s = self.cfg.coarse_size
         lin = torch.linspace(-1, 1, s, device=device, dtype=dtype)
-        return torch.stack((lin.view(1, s).expand(s, s), lin.view(s, 1).expand(s, s)))[None].expand(b, -1, -1, -1)
+        xy = [lin.view(1, s).expand(s, s), lin.view(s, 1).expand(s, s)]
+        if self.cfg.fourier_diagonal:
+            xy += [(xy[0] + xy[1]) / math.sqrt(2), (xy[0] - xy[1]) / math.sqrt(2)]
+        return torch.stack(xy)[None].expand(b, -1, -1, -1)
 
     def composite(self, feats: torch.Tensor, depths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Depth softmax -> segmentation; opaque parts are renormalised among themselves, transparent parts

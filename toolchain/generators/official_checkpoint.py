@@ -41,7 +41,8 @@ def config_from_args(args: Any) -> GeneratorConfig:
 
 def args_from_config(cfg: GeneratorConfig) -> argparse.Namespace:
     """Official-style ``args`` for ``cfg`` (used to build synthetic checkpoints in tests)."""
-    if cfg.channel_max != 512 or cfg.channel_base % 16384 or cfg.n_freqs != int(math.log2(cfg.size)):
+    if (cfg.channel_max != 512 or cfg.channel_base % 16384 or cfg.n_freqs != int(math.log2(cfg.size))
+            or cfg.fourier_diagonal):
         raise AvatarToolError("this config has no official equivalent (channels / Fourier frequencies differ)")
     return argparse.Namespace(
         size=cfg.size, latent=cfg.style_dim, n_mlp=cfg.n_mlp, channel_multiplier=cfg.channel_base // 16384,
@@ -58,7 +59,7 @@ def official_spec(cfg: GeneratorConfig) -> dict[str, Shape]:
     for k in range(1, cfg.n_mlp + 1):  # style.0 is the parameter-free pixel norm
         spec[f"style.{k}.weight"] = (d, d)
         spec[f"style.{k}.bias"] = (d,)
-    spec["pos_embed.weights"] = (c, 2 * (2 * cfg.n_freqs + 1), 1, 1)
+    spec["pos_embed.weights"] = (c, cfg.coord_channels * (2 * cfg.n_freqs + 1), 1, 1)
 
     def to_out(prefix: str, in_ch: int, out_ch: int) -> None:  # ToRGB without style modulation
         spec[f"{prefix}.conv.weight"] = (out_ch, in_ch, 1, 1)
