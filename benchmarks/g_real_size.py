@@ -1,14 +1,17 @@
 """G_real at a chosen size on the photo proxy: does it make faces for the steps it trains, and at what cost?
 
     python -m benchmarks g-real-size [--engine alter] [--size 64] [--steps 2250] [--photos 3000]
-        [--channel-base 2048] [--preset tiny_official] [--set FIELD=VALUE ...] [--run DIR] [--name NAME] [--out DIR]
+        [--channel-base 2048] [--preset tiny_official] [--set FIELD=VALUE ...] [--gen-set FIELD=VALUE ...]
+        [--run DIR] [--name NAME] [--out DIR]
 
 The build trains G_real at 32 px, where even the proxy photos themselves give the face finder little to find
 (``face_blur``: 31 of 100 at 32 px, 81 at 64 px). This benchmark trains the ``tiny`` generator at another size
 on its own unlabelled proxy photos (drawn here, 128 px), then measures face-likeness as the build's pairs
 section does: the share of 200 G_real samples in which the SDK's face finder finds a face, next to 200
-held-out proxy photos box-reduced to the same size (the ceiling) and noise (the floor). The picture is the
-G_real samples over training steps (same latents in every row).
+held-out proxy photos box-reduced to the same size (the ceiling) and noise (the floor), and a part census (which
+parts the samples draw and how their colours vary, next to the held-out photos' masks). The picture is the
+G_real samples over training steps (same latents in every row). ``--set`` overrides training-preset fields,
+``--gen-set`` generator-config fields (e.g. ``coarse_size=32``).
 
 The run folder resumes: a rerun trains only the steps still missing, and the table says how many steps this
 call trained; the training time is then read from the run's own log (its it/s per logged interval).
@@ -23,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 HELDOUT_SEED = 7      # the held-out photos' set seed; the training photos use seed 0, a disjoint stream
 N_MEASURE = 200
@@ -60,6 +65,31 @@ def read_log(gdir: Path) -> list[dict[str, Any]]:
     from toolchain.atomic_io import read_jsonl
     path = gdir / "stats.jsonl"
     return read_jsonl(path) if path.exists() else []
+
+
+def faces_over_steps(samples_dir: Path, size: int) -> list[dict[str, Any]]:
+    """Faces found in the EMA samples of each saved sample grid (the weights of earlier steps are not kept)."""
+    from PIL import Image
+    from toolchain.evaluation.face_likeness import FaceCounter
+    from toolchain.generators.grids import sample_grid_images
+    rows = []
+    with FaceCounter() as fc:
+        for f in sorted(samples_dir.glob("step_*.png")):
+            with Image.open(f) as im:
+                images = sample_grid_images(np.asarray(im.convert("RGB")), size)
+            rows.append({"step": int(f.stem.split("_")[1]), **fc.count(images).to_json()})
+    return rows
+
+
+def steps_markdown(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "No sample grids were saved, so there are no faces over steps."
+    n = rows[0]["n"]
+    return "\n".join([f"Faces over steps: the face finder on the {n} EMA samples of each saved sample grid (the same "
+                      "latents at every step; the weights of earlier steps are not kept, the grid is).", "",
+                      "| step | " + " | ".join(str(r["step"]) for r in rows) + " |",
+                      "|---|" + "---|" * len(rows),
+                      "| faces | " + " | ".join(f"{r['found']}/{r['n']}" for r in rows) + " |"])
 
 
 def census_markdown(parts: dict[str, Any]) -> str:
@@ -140,6 +170,7 @@ def main(argv: list[str] | None = None) -> None:
         g_img, g_parts, part_names = generator_parts(gdir / "generator.safetensors", a.measure_n)
         h_img, h_parts = load_mask_folder(run / "heldout", gcfg, limit=a.measure_n)
         parts = {"g_real": census(g_img, g_parts, part_names), "photos": census(h_img, h_parts, part_names)}
+        over_steps = faces_over_steps(gdir / "samples", a.size)
     except AvatarToolError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
@@ -162,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
             "train_s_wall_this_call": round(train_wall, 1), "photos": {"n": a.photos, "set_id": photos.set_id},
             "heldout": {"n": a.measure_n, "seed": HELDOUT_SEED, "set_id": heldout.set_id},
             "g_real": fl["g_real"], "ceiling": fl["ceiling"], "floor": fl["floor"], "of_ceiling": of_ceiling,
-            "part_census": parts,
+            "part_census": parts, "faces_over_steps": over_steps,
             "run": str(run), "command": command.strip(), "commit": commit()}
     stamp = (f"Code {commit()}, load average {load:.2f} at start, {time.perf_counter() - t0:.0f} s for this call; "
              f"command: `{command.strip()}`")
@@ -178,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
                                      "G_real faces", "ceiling", "floor", "of ceiling"], rows, notes,
                         out_dir=a.out, stamp=stamp)
     with open(m, "a") as f:
-        f.write("\n" + census_markdown(parts) + "\n")
+        f.write("\n" + census_markdown(parts) + "\n\n" + steps_markdown(over_steps) + "\n")
         if strip is not None:
             f.write(f"\n![G_real samples over steps]({stem}.png)\n")
     print(m.read_text())

@@ -443,3 +443,16 @@ def test_diagonal_fourier_features_embed_the_rotated_coordinates_too():
     assert out.image.shape == (2, 3, 32, 32) and torch.isfinite(out.image).all()
     with pytest.raises(AvatarToolError, match="no official equivalent"):
         args_from_config(replace(generator_preset("official256"), fourier_diagonal=True))
+
+
+def test_sample_grid_images_read_back_the_samples():
+    from toolchain.generators.grids import sample_grid, sample_grid_images
+    from toolchain.torch_utils import signed_to_uint8
+    g = _gen(2)
+    z = torch.randn(5, TINY.style_dim)
+    images = sample_grid_images(sample_grid(g, z, cols=4), TINY.size)
+    expected = signed_to_uint8(g.sample(z, noise_mode="const").image)
+    # two forward passes may round a pixel differently (by 1 of 255)
+    assert len(images) == 5 and all(np.abs(a.astype(int) - b).max() <= 1 for a, b in zip(images, expected))
+    with pytest.raises(ValueError, match="not a sample grid"):
+        sample_grid_images(np.zeros((100, 77, 3), np.uint8), TINY.size)

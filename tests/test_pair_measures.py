@@ -88,6 +88,8 @@ def test_g_real_size_benchmark_measures_and_resumes(tmp_path, detector_model):  
     census = first["part_census"]
     assert census["photos"]["parts"]["skin"]["present"] == 1.0 and census["g_real"]["n"] == 12
     assert "| glasses |" in (tmp_path / "out" / "g_real_size_32px_t.md").read_text()
+    over = first["faces_over_steps"]    # one row per saved grid (sample_every=2), its 32 EMA samples counted
+    assert [r["step"] for r in over] == [2, 4] and {r["n"] for r in over} == {32} and over[-1]["found"] <= 32
     assert (tmp_path / "out" / "g_real_size_32px_t.png").is_file()
     assert "G_real samples over steps" in (tmp_path / "out" / "g_real_size_32px_t.md").read_text()
     main(args)

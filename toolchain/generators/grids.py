@@ -53,6 +53,24 @@ def sample_grid(g: SemanticGenerator, z: torch.Tensor, truncation: float = 1.0, 
     return _tile([_img(o.image), _seg(seg)], cols, _scale(g.cfg.size))
 
 
+def sample_grid_images(grid: np.ndarray, size: int, pad: int = 2) -> list[np.ndarray]:
+    """The samples of a :func:`sample_grid` picture at their own ``size`` (uint8 [size, size, 3] each), read back
+    from its cells: training keeps a grid per sample step but the weights of the last step only."""
+    scale = _scale(size)
+    cell_h, cell_w = 2 * size * scale + pad, size * scale + pad
+    rows, cols = (grid.shape[0] - pad) // cell_h, (grid.shape[1] - pad) // cell_w
+    if rows < 1 or cols < 1 or (grid.shape[0] - pad) % cell_h or (grid.shape[1] - pad) % cell_w:
+        raise ValueError(f"a {grid.shape[1]}x{grid.shape[0]} picture is not a sample grid of {size} px images")
+    out = []
+    for r in range(rows):
+        for c in range(cols):
+            top, left = pad + r * cell_h, pad + c * cell_w
+            img = grid[top:top + size * scale:scale, left:left + size * scale:scale, :3]
+            if not (img == 255).all():      # an unused cell of the last row
+                out.append(np.ascontiguousarray(img))
+    return out
+
+
 @torch.no_grad()
 def dual_domain_grid(g_real: SemanticGenerator, g_avatar: SemanticGenerator, z: torch.Tensor, truncation: float = 0.7,
                      cols: int = 8) -> np.ndarray:
