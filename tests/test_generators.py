@@ -260,6 +260,10 @@ def test_resume_equals_uninterrupted(tmp_path, recon_weight):
     assert sections["D step"] > 0 and sections["G step"] > 0 and sum(sections.values()) <= wall
     s = train_real(data, tmp_path / "b", MICRO, tcfg, device="cpu", stop_after=2)
     assert s["status"] == "stopped" and not (tmp_path / "b" / "generator.safetensors").exists()
+    # a checkpoint written before a config field existed resumes (the field takes its default)
+    ck = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    del ck["identity"]["generator"]["fourier_diagonal"]
+    torch.save(ck, tmp_path / "b" / "checkpoint.pt")
     train_real(data, tmp_path / "b", MICRO, tcfg, device="cpu")
     ga, _ = load_generator(tmp_path / "a" / "generator.safetensors")
     gb, _ = load_generator(tmp_path / "b" / "generator.safetensors")

@@ -25,10 +25,11 @@ RECIPES = {"tiny_official": "official regularisers, no augmentation", "tiny": "s
 RECIPE_FIELDS = ("path_weight", "mixing", "r1_img", "r1_seg", "augment", "ema_rampup", "recon_weight", "recon_kl")
 
 
-def _time(gcfg, tcfg, images, masks, device) -> tuple[list[float], float, float]:
+def _time(gcfg, tcfg, images, masks, device, sections: dict[str, float] | None = None
+          ) -> tuple[list[float], float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        run_gan(tmp, tmp, gcfg, tcfg, images=images, masks=masks, device=device)
+        run_gan(tmp, tmp, gcfg, tcfg, images=images, masks=masks, device=device, section_seconds=sections)
         wall = time.perf_counter() - t0
         stats = [json.loads(line) for line in (Path(tmp) / "stats.jsonl").read_text().splitlines()]
     sec = [1 / s["it_per_s"] for s in stats]
@@ -58,16 +59,31 @@ def run(build: BuildRun, quick: bool) -> Table:
         if name != c.train_preset:
             other = train_preset(name)
             recipes.insert(0, (f"{name}: {what}", replace(tcfg, **{k: getattr(other, k) for k in RECIPE_FIELDS})))
+    sections: dict[str, float] = {}
     for label, t in recipes:
-        sec, it_s, wall = _time(gcfg, t, images, masks, build.cfg.device)
+        # the build's recipe (last) is also split into the parts of its steps
+        sec, it_s, wall = _time(gcfg, t, images, masks, build.cfg.device, sections if t is tcfg else None)
         data["recipes"][label] = {"train": t.to_json(), "step_seconds": sec, "it_per_s": it_s, "wall_s": wall}
         rows.append([label, c.generator_config, gcfg.size, gcfg.n_parts, t.batch_size, steps, f"{it_s:.3f}",
                      f"{it_s * t.batch_size:.1f}", f"{sec[0]:.2f}"])
     after = data["recipes"][rows[-1][0]]
-    data.update(batch=tcfg.batch_size, it_per_s=after["it_per_s"], step_seconds=after["step_seconds"])
+    data.update(batch=tcfg.batch_size, it_per_s=after["it_per_s"], step_seconds=after["step_seconds"],
+                step_sections_s=sections)
     return Table("gan", data, ["recipe", "config", "px", "parts", "batch", "steps", "it/s (after step 0)", "img/s",
                                "step 0 s"], rows,
                  notes=f"Full training steps on {source}; {torch.get_num_threads()} torch threads, one recipe after the "
                        f"other in one run. " + "; ".join(
                            f"{name}: " + ", ".join(f"{k} {getattr(train_preset(name), k)!r}" for k in RECIPE_FIELDS)
-                           for name in RECIPES) + f". Build's recipe: {tcfg.to_json()}.")
+                           for name in RECIPES) + f". Build's recipe: {tcfg.to_json()}.\n\n"
+                       + _sections_markdown(sections, steps, tcfg))
+
+
+def _sections_markdown(sections: dict[str, float], steps: int, tcfg) -> str:
+    """Where the build's recipe spends a step: wall time per part, averaged over every step (step 0 too)."""
+    total = sum(sections.values())
+    lines = [f"Where the build's recipe spends a step (wall time per part over all {steps} steps, step 0 included; "
+             f"R1 runs every {tcfg.d_reg_every} steps, path length every {tcfg.g_reg_every}, so theirs is an "
+             "average):", "", "| part of the step | ms per step | share |", "|---|---|---|"]
+    for name, sec in sorted(sections.items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {name} | {1000 * sec / steps:.1f} | {sec / total:.0%} |")
+    return "\n".join(lines)

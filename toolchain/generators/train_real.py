@@ -155,13 +155,29 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> Non
 ExtraLoss = Callable[..., tuple[torch.Tensor, dict[str, float]]]
 
 
+class SectionClock:
+    """Wall time per named part of a training step: ``mark(name)`` books the time since the previous mark
+    to ``name``. With ``totals=None`` it does nothing (the default, so the loop pays no clock reads)."""
+
+    def __init__(self, totals: dict[str, float] | None):
+        self.totals, self.last = totals, time.perf_counter()
+
+    def mark(self, name: str) -> None:
+        if self.totals is not None:
+            now = time.perf_counter()
+            self.totals[name] = self.totals.get(name, 0.0) + now - self.last
+            self.last = now
+
+
 def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tcfg: GANTrainConfig, *,
             init_generator: dict[str, torch.Tensor] | None = None, init_discriminator: dict[str, torch.Tensor] | None = None,
             extra_g_loss: ExtraLoss | None = None, freeze_local: bool = False, run_meta: dict | None = None,
             device: str | None = None, progress: ProgressFn | None = None, stop_after: int | None = None,
-            images: np.ndarray | None = None, masks: np.ndarray | None = None) -> dict[str, Any]:
+            images: np.ndarray | None = None, masks: np.ndarray | None = None,
+            section_seconds: dict[str, float] | None = None) -> dict[str, Any]:
     """Train (or resume) a SemanticStyleGAN in ``out_dir``. ``stop_after`` ends early after that many steps
-    (as a crash would; tests). ``images``/``masks`` may be passed pre-loaded instead of read from ``data_dir``."""
+    (as a crash would; tests). ``images``/``masks`` may be passed pre-loaded instead of read from ``data_dir``.
+    ``section_seconds``, when given, is filled with the wall time spent in each part of the steps (profiling)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dist = distributed.info()
@@ -205,7 +221,10 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=dev, weights_only=True)
-        if ck["identity"] != identity:
+        stored = dict(ck["identity"])
+        if isinstance(stored.get("generator"), dict):  # fields added to the config since then: their defaults
+            stored["generator"] = GeneratorConfig.from_json(stored["generator"]).to_json()
+        if stored != identity:
             raise AvatarToolError(f"{out} holds a checkpoint from another configuration or dataset; resume with the "
                                   "same options or use another --out folder")
         G.load_state_dict(ck["G"]), D.load_state_dict(ck["D"]), G_ema.load_state_dict(ck["G_ema"])
@@ -287,7 +306,9 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
     acc: dict[str, list[float]] = {}
     t_last, step_last = time.perf_counter(), start
     step = start
+    clock = SectionClock(section_seconds)
     for step in range(start, tcfg.iters):
+        clock.mark("log, samples, snapshots")
         torch.manual_seed(step_seed(tcfg.seed, step))
         idx = take(torch.randint(0, n, (b,)), rows)
         real = uint8_to_signed(imgs_t[idx.to(dev)])
@@ -295,6 +316,7 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
         real_seg = to_model_mask(real_parts, gcfg.n_parts) if real_parts is not None else None
         row: dict[str, float] = {}
 
+        clock.mark("batch")
         # --- discriminator ---
         g_trainable(False)
         D.requires_grad_(True)
@@ -310,6 +332,7 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
         distributed.average_gradients(D.parameters())
         d_opt.step()
         row.update(d=d_loss.item(), real_score=real_pred.detach().mean().item(), fake_score=fake_pred.detach().mean().item())
+        clock.mark("D step")
         if step % tcfg.d_reg_every == 0:
             inputs = [real.detach().requires_grad_(True)]
             if real_seg is not None:
@@ -325,6 +348,7 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
             if len(r1) > 1:
                 row["r1_seg"] = r1[1].item()
 
+        clock.mark("R1 (lazy)")
         # --- generator ---
         g_trainable(True)
         D.requires_grad_(False)
@@ -353,6 +377,7 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
             distributed.average_gradients(E.parameters())
             e_opt.step()
         row.update(g=g_loss.item(), mask=mask_loss.item())
+        clock.mark("G step")
         if tcfg.path_weight > 0 and step % tcfg.g_reg_every == 0:
             with torch.no_grad():
                 zp, zp2, ppick = latents(pb, rows_p)
@@ -370,7 +395,9 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
             distributed.average_gradients(g_params)
             g_opt.step()
             row.update(path=pl.item(), path_length=lengths.mean().item())
+        clock.mark("path length (lazy)")
         ema_update(G_ema, G, ema_beta_at(tcfg, (step + 1) * b))
+        clock.mark("EMA")
 
         row = rank_mean(row)
         for k, v in row.items():
@@ -394,6 +421,7 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
             distributed.barrier()
             return {**identity, "status": "stopped", "steps_done": done}
 
+    clock.mark("log, samples, snapshots")
     meta = {"steps": tcfg.iters, **{k: v for k, v in (run_meta or {}).items() if isinstance(v, (str, int, float))}}
     summary = {**identity_out, "status": "done", "steps_done": tcfg.iters, "device": str(dev),
                "final": stats[-1] if stats else {}}
