@@ -23,23 +23,15 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..schema import AvatarSchema
-from ..torch_utils import signed_to_uint8
 from .face_likeness import FaceCounter, at_size, folder_images, noise_images
+from .part_census import generator_parts
 
 N_FACE_SAMPLES = 200
 
 
-@torch.no_grad()
 def generator_samples(generator_path: str | Path, n: int = N_FACE_SAMPLES, seed: int = 5) -> list[np.ndarray]:
     """``n`` uint8 RGB samples of a generator (truncation 1: its whole distribution, fixed noise)."""
-    from ..generators.io import load_generator
-    g, _ = load_generator(generator_path)
-    z = torch.randn(n, g.cfg.style_dim, generator=torch.Generator().manual_seed(seed))
-    out: list[np.ndarray] = []
-    for chunk in z.split(50):
-        img = g.sample(chunk, noise_mode="const").image
-        out += list(signed_to_uint8(img))
-    return out
+    return list(generator_parts(generator_path, n, seed)[0])
 
 
 def pair_images(dataset_dir: str | Path, n: int = N_FACE_SAMPLES, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
