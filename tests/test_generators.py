@@ -449,6 +449,23 @@ def test_diagonal_fourier_features_embed_the_rotated_coordinates_too():
         args_from_config(replace(generator_preset("official256"), fourier_diagonal=True))
 
 
+def test_coordinate_embedding_is_a_learned_per_pixel_input_the_samples_share():
+    emb = replace(TINY, coord_embedding=True)
+    g = SemanticGenerator(emb)
+    assert g.coord_embed.shape == (1, TINY.local_channel, TINY.coarse_size, TINY.coarse_size)
+    assert g.local[0].layers[0].weight.shape[1] == 2 * TINY.local_channel
+    w = g.z_to_wplus(torch.randn(2, TINY.style_dim))
+    before = g.synthesize(w, noise_mode="const").image
+    with torch.no_grad():
+        g.coord_embed[:, :, :4, :4] += 3.0
+    after = g.synthesize(w, noise_mode="const").image
+    # the embedding is an input to every sample: changing it changes the images, most where it was changed
+    assert (after - before).abs().amax() > 1e-3
+    assert "coord_embed" in dict(g.named_parameters())
+    with pytest.raises(AvatarToolError, match="no official equivalent"):
+        args_from_config(replace(generator_preset("official256"), coord_embedding=True))
+
+
 def test_sample_grid_images_read_back_the_samples():
     from toolchain.generators.grids import sample_grid, sample_grid_images
     from toolchain.torch_utils import signed_to_uint8

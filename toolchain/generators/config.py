@@ -57,6 +57,10 @@ class GeneratorConfig:
     # y sinusoids, so one linear projection can place blobs (two eyes) that axis-aligned ones draw as stripes.
     # Not in the official model (its positional embedding takes x and y only).
     fourier_diagonal: bool = False
+    # also give the local generators a learned per-pixel embedding of the coarse grid (local_channel channels,
+    # shared by all samples, concatenated to the Fourier features), as CIPS does: a spatial basis the network
+    # learns, where fixed sinusoids fit small sharp parts (eyes, mouths) slowly. Not in the official model.
+    coord_embedding: bool = False
 
     def __post_init__(self) -> None:
         if self.size & (self.size - 1) or self.size < 8:
@@ -89,6 +93,11 @@ class GeneratorConfig:
     @property
     def n_freqs(self) -> int:
         return self.fourier_freqs or int(math.log2(self.size))
+
+    @property
+    def local_in_channels(self) -> int:
+        """Channels the local generators' first layer reads: the embedded coordinates."""
+        return self.local_channel * (2 if self.coord_embedding else 1)
 
     @property
     def coord_channels(self) -> int:

@@ -54,8 +54,10 @@ class SemanticGenerator(nn.Module):
         self.mapping = MappingNetwork(cfg)
         self.fourier = FourierFeatures(cfg.local_channel, cfg.n_freqs, in_ch=cfg.coord_channels)
         self.local = nn.ModuleList(
-            LocalGenerator(cfg.local_channel, cfg.local_channel, cfg.coarse_channel, cfg.style_dim, cfg.local_layers,
+            LocalGenerator(cfg.local_in_channels, cfg.local_channel, cfg.coarse_channel, cfg.style_dim, cfg.local_layers,
                            cfg.depth_layers, use_depth=k > 0) for k in range(cfg.n_parts))
+        if cfg.coord_embedding:
+            self.coord_embed = nn.Parameter(torch.randn(1, cfg.local_channel, cfg.coarse_size, cfg.coarse_size))
         self.render = RenderNet(cfg)
         t = torch.zeros(cfg.n_parts)
         t[list(cfg.transparent_idx)] = 1.0
@@ -141,6 +143,8 @@ class SemanticGenerator(nn.Module):
     def synthesize(self, wplus: torch.Tensor, noise_mode: str = "random") -> GeneratorOutput:
         codes = self.expand(wplus)
         x = self.fourier(self.coords(wplus.shape[0], wplus.device, wplus.dtype))
+        if self.cfg.coord_embedding:
+            x = torch.cat((x, self.coord_embed.to(x.dtype).expand(x.shape[0], -1, -1, -1)), 1)
         feats, depths = run_local_generators(self.local, x, codes)
         feat, seg_coarse = self.composite(feats, depths)
         skip = 2 * seg_coarse - 1 if self.cfg.residual_refine else None

@@ -42,7 +42,7 @@ def config_from_args(args: Any) -> GeneratorConfig:
 def args_from_config(cfg: GeneratorConfig) -> argparse.Namespace:
     """Official-style ``args`` for ``cfg`` (used to build synthetic checkpoints in tests)."""
     if (cfg.channel_max != 512 or cfg.channel_base % 16384 or cfg.n_freqs != int(math.log2(cfg.size))
-            or cfg.fourier_diagonal):
+            or cfg.fourier_diagonal or cfg.coord_embedding):
         raise AvatarToolError("this config has no official equivalent (channels / Fourier frequencies differ)")
     return argparse.Namespace(
         size=cfg.size, latent=cfg.style_dim, n_mlp=cfg.n_mlp, channel_multiplier=cfg.channel_base // 16384,
