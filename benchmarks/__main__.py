@@ -9,6 +9,7 @@
     python -m benchmarks sdk-stability BUNDLE                   (answers under jitter and mirroring, crop drift)
     python -m benchmarks mesh-keypoints [--proxies 40]          (face-mesh vs detector keypoints: offsets, framing)
     python -m benchmarks g-real-size [--size 64] [--steps 2250]  (G_real at another size: faces found vs the photos)
+    python -m benchmarks g-fit [--variant NAME:FIELD=VALUE,...]  (generator variants fitted to a few photos)
 
 Each table is measured now (nothing is read from an earlier benchmark result) and written as
 ``<out>/<name>.json`` + ``.md`` (+ ``.png`` plots), stamped with the run, the code commit, the command and
@@ -29,7 +30,7 @@ from benchmarks._report import RESULTS, load_note, write_report  # noqa: E402
 
 STANDALONE = {"ablation": "ablation", "detection": "detection", "quality": "quality",
               "render-overhead": "render_overhead", "sdk-load": "sdk_load", "sdk-stability": "sdk_stability",
-              "mesh-keypoints": "mesh_keypoints", "g-real-size": "g_real_size"}
+              "mesh-keypoints": "mesh_keypoints", "g-real-size": "g_real_size", "g-fit": "g_fit"}
 TABLES = ("render", "gan", "gan_fit", "face_blur", "inversion", "pairs", "pair_measures", "export_latency", "sdk_latency", "accuracy")
 
 

@@ -104,6 +104,33 @@ def test_g_real_size_benchmark_refuses_a_malformed_override():
         parse_sets(["r1_img"])
 
 
+def test_g_fit_benchmark_fits_each_variant_once(tmp_path, detector_model):   # noqa: F811
+    """`python -m benchmarks g-fit`: one row per variant and checkpoint, the variant's own fields applied; a rerun
+    reads every kept variant back and fits only a changed one."""
+    import json
+    from benchmarks.g_fit import main, parse_variant
+    args = ["--size", "32", "--steps", "3", "--photos", "12", "--run", str(tmp_path / "run"), "--out",
+            str(tmp_path / "out"), "--name", "t", "--gen-set", "fourier_freqs=2", "--variant", "base",
+            "--variant", "wide:local_channel=48,coord_embedding=true"]
+    main(args)
+    first = json.loads((tmp_path / "out" / "g_fit_32px_t.json").read_text())
+    base, wide = first["variants"]
+    assert base["overrides"] == {"fourier_freqs": 2}
+    assert wide["overrides"] == {"fourier_freqs": 2, "local_channel": 48, "coord_embedding": True}
+    assert wide["key"]["generator"]["local_channel"] == 48 and wide["params"] > base["params"]
+    assert [c["step"] for c in base["checkpoints"]] == [3] and base["photos_faces"]["n"] == 12
+    assert not base["reused"] and not wide["reused"]
+    md = (tmp_path / "out" / "g_fit_32px_t.md").read_text()
+    assert "| wide, local_channel=48, coord_embedding=True |" in md and (tmp_path / "out" / "g_fit_32px_t.png").is_file()
+    main(args[:-1] + ["wide:local_channel=40"])
+    again = json.loads((tmp_path / "out" / "g_fit_32px_t.json").read_text())
+    assert again["variants"][0]["reused"] and again["variants"][0]["checkpoints"] == base["checkpoints"]
+    assert not again["variants"][1]["reused"] and again["variants"][1]["key"]["generator"]["local_channel"] == 40
+    assert parse_variant("x:a=1,b=2") == ("x", ["a=1", "b=2"])
+    with pytest.raises(SystemExit, match="needs a name"):
+        parse_variant(":local_channel=64")
+
+
 def test_part_census_counts_drawn_parts_and_their_colour_spread():
     from toolchain.evaluation.part_census import census
     images = np.zeros((4, 10, 10, 3), np.uint8)
