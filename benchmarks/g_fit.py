@@ -74,25 +74,17 @@ def fit_variant(name: str, gen_sets: dict[str, Any], size: int, channel_base: in
 
 def main(argv: list[str] | None = None) -> None:
     from benchmarks.__main__ import commit
-    from benchmarks._report import RESULTS, write_report
-    from benchmarks.g_real_size import parse_sets
+    from benchmarks._report import write_report
+    from benchmarks.g_real_size import generator_arguments, parse_sets
     from sdk_python.native_logs import silence_native_logs
     silence_native_logs()
     ap = argparse.ArgumentParser(prog="python -m benchmarks g-fit", description=__doc__.splitlines()[0])
-    ap.add_argument("--engine", default="alter", help="built-in engine whose photo proxy is fitted")
-    ap.add_argument("--size", type=int, default=64, help="generator output size in px (power of two)")
-    ap.add_argument("--channel-base", type=int, default=2048, help="render net channels: min(64, base // px)")
+    generator_arguments(ap, "is fitted", "g-fit")
     ap.add_argument("--steps", type=int, default=1000, help="fitting steps (batch 16)")
     ap.add_argument("--photos", type=int, default=64, help="proxy photos fitted")
-    ap.add_argument("--gen-set", dest="gen_sets", action="append", default=[],
-                    help="FIELD=VALUE generator config override for every variant (repeatable)")
     ap.add_argument("--variant", dest="variants", action="append", default=[],
-                    help="NAME:FIELD=VALUE,FIELD=VALUE, a variant with its own overrides (repeatable; default: "
-                         "one variant 'base' without any)")
-    ap.add_argument("--run", type=Path, default=None, help="run folder (default: runs/g-fit-<size>px[-NAME])")
-    ap.add_argument("--name", default="", help="suffix of the result files and the default run folder")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    ap.add_argument("--out", type=Path, default=RESULTS, help="where to write (default: benchmarks/results/)")
+                    help="NAME:FIELD=VALUE,FIELD=VALUE, a variant with its own generator overrides on top of "
+                         "--gen-set (repeatable; default: one variant 'base' without any)")
     a = ap.parse_args(argv)
     common = parse_sets(a.gen_sets)
     variants = [parse_variant(v) for v in (a.variants or ["base"])]

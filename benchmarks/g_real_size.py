@@ -110,26 +110,32 @@ def census_markdown(parts: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def generator_arguments(ap: argparse.ArgumentParser, photos_role: str, run_prefix: str) -> None:
+    """The options g-real-size and g-fit share: which photos, which generator, where the run and results go."""
+    from benchmarks._report import RESULTS
+    ap.add_argument("--engine", default="alter", help=f"built-in engine whose photo proxy {photos_role}")
+    ap.add_argument("--size", type=int, default=64, help="generator output size in px (power of two)")
+    ap.add_argument("--channel-base", type=int, default=2048, help="render net / D channels: min(64, base // px)")
+    ap.add_argument("--gen-set", dest="gen_sets", action="append", default=[],
+                    help="FIELD=VALUE generator config override, e.g. coarse_size=32 (repeatable)")
+    ap.add_argument("--run", type=Path, default=None, help=f"run folder (default: runs/{run_prefix}-<size>px[-NAME])")
+    ap.add_argument("--name", default="", help="suffix of the result files and the default run folder")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="where to write (default: benchmarks/results/)")
+
+
 def main(argv: list[str] | None = None) -> None:
     from benchmarks.__main__ import commit
-    from benchmarks._report import RESULTS, write_report
+    from benchmarks._report import write_report
     from sdk_python.native_logs import silence_native_logs
     silence_native_logs()
     ap = argparse.ArgumentParser(prog="python -m benchmarks g-real-size", description=__doc__.splitlines()[0])
-    ap.add_argument("--engine", default="alter", help="built-in engine whose photo proxy G_real learns")
-    ap.add_argument("--size", type=int, default=64, help="generator output size in px (power of two)")
-    ap.add_argument("--channel-base", type=int, default=2048, help="render net / D channels: min(64, base // px)")
+    generator_arguments(ap, "G_real learns", "g-real")
     ap.add_argument("--steps", type=int, default=2250, help="training steps (batch 8)")
     ap.add_argument("--photos", type=int, default=3000, help="unlabelled proxy photos to train on")
     ap.add_argument("--preset", default="tiny_official", help="training preset (toolchain/generators/train_real.py)")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="FIELD=VALUE preset override (repeatable)")
-    ap.add_argument("--gen-set", dest="gen_sets", action="append", default=[],
-                    help="FIELD=VALUE generator config override, e.g. coarse_size=32 (repeatable)")
-    ap.add_argument("--run", type=Path, default=None, help="run folder (default: runs/g-real-<size>px[-NAME])")
-    ap.add_argument("--name", default="", help="suffix of the result files and the default run folder")
     ap.add_argument("--measure-n", type=int, default=N_MEASURE, help="samples, held-out photos and noise images counted")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    ap.add_argument("--out", type=Path, default=RESULTS, help="where to write (default: benchmarks/results/)")
     a = ap.parse_args(argv)
     sets, gen_sets = parse_sets(a.sets), parse_sets(a.gen_sets)
     stem = f"g_real_size_{a.size}px" + (f"_{a.name}" if a.name else "")
