@@ -41,11 +41,11 @@ def fit_variant(name: str, gen_sets: dict[str, Any], size: int, channel_base: in
     import numpy as np
     from toolchain.atomic_io import atomic_write_json
     from toolchain.evaluation.face_likeness import FaceCounter
-    from toolchain.generators.config import generator_preset
+    from benchmarks.g_real_size import tiny_config
     from toolchain.generators.fit_probe import fit_photos
     from toolchain.generators.generator import SemanticGenerator
     from toolchain.generators.mask_folder import load_mask_folder
-    gcfg = generator_preset("tiny", size=size, channel_base=channel_base, **gen_sets)
+    gcfg = tiny_config(size, channel_base, gen_sets)
     key = {"generator": gcfg.to_json(), "photos": n, "steps": steps}
     kept, pics = cache / f"{name}.json", cache / f"{name}.npz"
     if kept.exists() and pics.exists():

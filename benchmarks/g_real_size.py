@@ -110,6 +110,15 @@ def census_markdown(parts: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def tiny_config(size: int, channel_base: int, overrides: dict[str, Any]):
+    """The ``tiny`` generator at ``size`` px; ``overrides`` (``--gen-set``, a variant's fields) win over
+    ``channel_base``. The size comes from ``--size`` alone: the faces are counted at that size."""
+    from toolchain.generators.config import generator_preset
+    if "size" in overrides:
+        raise SystemExit("error: set the generator size with --size, not as a generator field")
+    return generator_preset("tiny", **{"size": size, "channel_base": channel_base, **overrides})
+
+
 def generator_arguments(ap: argparse.ArgumentParser, photos_role: str, run_prefix: str) -> None:
     """The options g-real-size and g-fit share: which photos, which generator, where the run and results go."""
     from benchmarks._report import RESULTS
@@ -150,14 +159,13 @@ def main(argv: list[str] | None = None) -> None:
     from toolchain.evaluation.face_likeness import folder_images
     from toolchain.evaluation.pair_measures import face_likeness, steps_strip
     from toolchain.evaluation.part_census import census, generator_parts
-    from toolchain.generators.config import generator_preset
     from toolchain.generators.mask_folder import load_mask_folder
     from toolchain.generators.train_real import train_preset, train_real
     from toolchain.proxy.eval_set import write_proxy_set
 
     load, t0 = os.getloadavg()[0], time.perf_counter()
     try:
-        gcfg = generator_preset("tiny", size=a.size, channel_base=a.channel_base, **gen_sets)
+        gcfg = tiny_config(a.size, a.channel_base, gen_sets)
         tcfg = train_preset(a.preset, iters=a.steps, **sets)
         photos = write_proxy_set(a.engine, run / "photos", n=a.photos, seed=0, size=128, role="unlabelled")
         heldout = write_proxy_set(a.engine, run / "heldout", n=a.measure_n, seed=HELDOUT_SEED, size=128, role="unlabelled")

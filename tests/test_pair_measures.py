@@ -122,10 +122,13 @@ def test_g_fit_benchmark_fits_each_variant_once(tmp_path, detector_model):   # n
     assert not base["reused"] and not wide["reused"]
     md = (tmp_path / "out" / "g_fit_32px_t.md").read_text()
     assert "| wide, local_channel=48, coord_embedding=True |" in md and (tmp_path / "out" / "g_fit_32px_t.png").is_file()
-    main(args[:-1] + ["wide:local_channel=40"])
+    main(args[:-1] + ["wide:local_channel=40,channel_base=4096"])
     again = json.loads((tmp_path / "out" / "g_fit_32px_t.json").read_text())
     assert again["variants"][0]["reused"] and again["variants"][0]["checkpoints"] == base["checkpoints"]
-    assert not again["variants"][1]["reused"] and again["variants"][1]["key"]["generator"]["local_channel"] == 40
+    changed = again["variants"][1]["key"]["generator"]
+    assert not again["variants"][1]["reused"] and changed["local_channel"] == 40 and changed["channel_base"] == 4096
+    with pytest.raises(SystemExit, match="--size"):
+        main(args[:-1] + ["big:size=64"])
     assert parse_variant("x:a=1,b=2") == ("x", ["a=1", "b=2"])
     with pytest.raises(SystemExit, match="needs a name"):
         parse_variant(":local_channel=64")
