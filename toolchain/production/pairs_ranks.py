@@ -41,7 +41,8 @@ def chunk_sources(cfg, chunk: int) -> list[int]:
 def merge_parts(cfg, out: Path, writer: PairedDatasetWriter) -> int:
     """Rank 0: append finished parts to the dataset in chunk order, from the first chunk not yet in the
     index up to the first missing one. Returns the number merged. Safe to repeat after a crash anywhere:
-    a part whose chunk is already in the index is only deleted."""
+    a part whose chunk is already in the index is only deleted, and half-written temp files are removed.
+    Call it only while no rank writes parts."""
     wmeta = writer.index["meta"]
     merged = 0
     while wmeta["progress"]["sources_done"] < cfg.n:
@@ -68,6 +69,10 @@ def merge_parts(cfg, out: Path, writer: PairedDatasetWriter) -> int:
         if int(js.stem.split("-")[1]) < done_chunks:
             js.with_suffix(".npz").unlink(missing_ok=True)
             js.unlink()
+    # temp files of part writes a killed rank left half done: every caller merges while no rank writes, so no
+    # temp file here can still become a part
+    for tmp in (out / PARTS).glob(".chunk-*.tmp") if (out / PARTS).is_dir() else []:
+        tmp.unlink(missing_ok=True)
     return merged
 
 
