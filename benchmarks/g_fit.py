@@ -15,6 +15,7 @@ variant, so a screen before a GAN run of half an hour or more.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shlex
@@ -39,7 +40,7 @@ def fit_variant(name: str, gen_sets: dict[str, Any], size: int, channel_base: in
                 steps: int, cache: Path) -> dict[str, Any]:
     """Fit one variant (or read its kept result when the same variant, photos and steps were fitted before)."""
     import numpy as np
-    from toolchain.atomic_io import atomic_write_json
+    from toolchain.atomic_io import atomic_write_bytes, atomic_write_json
     from toolchain.evaluation.face_likeness import FaceCounter
     from benchmarks.g_real_size import tiny_config
     from toolchain.generators.fit_probe import fit_photos
@@ -64,10 +65,9 @@ def fit_variant(name: str, gen_sets: dict[str, Any], size: int, channel_base: in
               "checkpoints": [{"step": cp.step, "seconds": round(cp.seconds, 1), "image_l1": cp.image_l1,
                                "part_iou": {k: (None if v != v else v) for k, v in cp.part_iou.items()},
                                "faces": f.to_json()} for cp, f in zip(checkpoints, found)]}
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = pics.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, fits=checkpoints[-1].images[:8], photos=images[:8])
-    os.replace(tmp, pics)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, fits=checkpoints[-1].images[:8], photos=images[:8])
+    atomic_write_bytes(pics, buf.getvalue())
     atomic_write_json(kept, result)
     return {**result, "fits": checkpoints[-1].images[:8], "photos": images[:8], "reused": False}
 
