@@ -188,29 +188,14 @@ def test_int8_calibration_offline_and_signature_mapping(tiny, shuffled_conversio
 
 
 @pytest.mark.slow
-def test_int8_auto_float_layers_are_measured_written_and_recorded(tiny, images, tmp_path, monkeypatch):
+def test_int8_auto_float_layers_are_measured_written_and_recorded(tflite_export):
     """A target plain int8 cannot reach: export ranks the weight layers by measurement on calibration-source images
-    it did not calibrate on, rewrites the int8 file with the chosen ones in float and records the choice."""
-    from converters.export import ExportOptions, export_model
+    it did not calibrate on, rewrites the int8 file with the chosen ones in float and records the choice. The
+    export is the suite's shared one (tests/conftest.py), whose int8 row is set up for this: target 1.0, 16
+    calibration and 8 selection images, at most 2 float layers, two candidate layers ranked."""
     from converters.int8_quant import float_op_count
     from sdk_python import contract
-    from converters import int8_quant
-    _no_network_env(monkeypatch)
-    choose = int8_quant.choose_float_layers
-
-    def fewer_candidates(*args, candidates, first_try=(), **kw):
-        # Ranking costs one quantization per candidate (~5 s each, ~33 weight layers in a ResNet-18 with its heads):
-        # rank one head's output layer and one other layer. The heads' output layers are still tried as one set
-        # first, and kept in float they lower the worst-head KL, so a set that beats plain int8 exists and the
-        # rewrite path runs.
-        others = [c for c in candidates if c not in first_try]
-        return choose(*args, candidates=[*first_try[:1], *others[:1]], first_try=first_try, **kw)
-    monkeypatch.setattr(int8_quant, "choose_float_layers", fewer_candidates)
-    _, path, _ = tiny
-    opts = ExportOptions(targets=parse_targets("tflite:int8"), int8_calibration=images, calibration_count=16,
-                         min_calibration=16, int8_selection_count=8, int8_max_float_layers=2, eval_set=images,
-                         thresholds={**contract.AGREEMENT_THRESHOLDS, "int8": 1.0}, bundle=False)
-    report = export_model(path, tmp_path, opts)
+    folder, report = tflite_export
     quant = report["records"]["tflite:int8"]["quantization"]
     choice = quant["float_layers_choice"]
     assert choice["mode"] == "auto" and not choice["reached"] and {
@@ -225,10 +210,11 @@ def test_int8_auto_float_layers_are_measured_written_and_recorded(tiny, images, 
     best = max(s["agreement"] for s in choice["steps"])
     assert choice["agreement"] == best and quant["float_layers"] == choice["float_layers"]
     assert quant["float_layers"] in [fl for fl, s in zip(sets, choice["steps"]) if s["agreement"] == best]
-    data = (tmp_path / "estimator_int8.tflite").read_bytes()
+    data = (folder / "estimator_int8.tflite").read_bytes()
     assert float_op_count(data)["float"] >= len(quant["float_layers"])   # those layers really compute in float
-    row = report["rows"][0]
+    row = next(r for r in report["rows"] if r["precision"] == "int8")
     assert row["agreement"] is not None and row["n_images"] == 24        # the rewritten file was gated
+    assert row["status"] == contract.BELOW and row["bundled"] is False   # below its target: not in the bundle
     assert quant["calibration"]["images"] == 16
 
 

@@ -21,7 +21,8 @@ def test_sdk_in_a_clean_venv(tmp_path, tiny_export, detector_model, astronaut):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     py = venv / "bin" / "python"
-    pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    # --no-compile: the venv lives for this test only; the few modules it imports compile on first import
+    pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-compile"]
     proc = subprocess.run(pip + ["numpy", "pillow", "onnxruntime", "mediapipe"], capture_output=True, text=True,
                           timeout=600)
     if proc.returncode != 0:
