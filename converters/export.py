@@ -202,7 +202,7 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
         if "int8" in produced and saved_model is not None:
             try:
                 int8_choice = _int8_float_layers(model, meta, produced["int8"], saved_model, calib, sel_u8,
-                                                 sel_disjoint, opts, Path(work.name), say)
+                                                 sel_disjoint, opts, Path(work.name), say, _onnx_names(onnx_path))
             except Exception as exc:  # noqa: BLE001 - only the int8 model is lost
                 fail(Target("tflite", "int8"), exc)
                 del produced["int8"]
@@ -357,13 +357,14 @@ def split_calibration(images: np.ndarray, desc: str, count: int,
 
 def _int8_float_layers(model, meta: dict[str, Any], int8_path: Path, saved_model: Path, calib: np.ndarray,
                        sel_u8: np.ndarray, sel_disjoint: bool, opts: ExportOptions, work: Path,
-                       say: Progress) -> dict[str, Any]:
+                       say: Progress, onnx_outputs: list[str]) -> dict[str, Any]:
     """Decide which layers of the full-integer model stay float (``opts.int8_float_layers``); rewrite
-    ``int8_path`` when any do. Returns the record that goes into the model's quantization entry."""
+    ``int8_path`` when any do. ``onnx_outputs``: the converted ONNX file's output names in its order, by which
+    the candidates' outputs are read. Returns the record that goes into the model's quantization entry."""
     from .int8_quant import Int8Quantizer, choose_float_layers, compute_layers, output_tensor_names, tflite_scorer
     target = opts.thresholds.get("int8", contract.AGREEMENT_THRESHOLDS["int8"]) + opts.int8_selection_margin
     x_sel = normalise(sel_u8, model.config.mean, model.config.std)
-    score = tflite_scorer(x_sel, P.torch_reference(model, x_sel), meta["outputs"], work)
+    score = tflite_scorer(x_sel, P.torch_reference(model, x_sel), meta["outputs"], work, onnx_outputs=onnx_outputs)
     selection = {"images": int(len(sel_u8)), "disjoint_from_calibration": sel_disjoint, "target": round(target, 6),
                  "objective": "the worst discrete head's argmax agreement (the parity gate judges each head)"}
     if isinstance(opts.int8_float_layers, (list, tuple)):

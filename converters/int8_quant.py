@@ -341,12 +341,13 @@ def _sizes(limit: int) -> list[int]:
 
 
 def tflite_scorer(x_nchw: np.ndarray, ref: dict[str, np.ndarray], outputs: dict[str, dict], work_dir: str | Path,
-                  batch: int = 50) -> Callable[[bytes], Score]:
+                  batch: int = 50, onnx_outputs: Sequence[str] | None = None) -> Callable[[bytes], Score]:
     """A :class:`Score` function (:func:`score_outputs`) for int8 candidates against torch outputs ``ref`` on
-    ``x_nchw``."""
+    ``x_nchw``. ``onnx_outputs``: the converted ONNX file's output names in its order (default: ``outputs``'
+    order), which a candidate's outputs are mapped by where its signature does not name them."""
     from . import parity as P
     from .tflite_export import TFLiteRunner, interpreter_output_map, make_interpreter, nchw_to_nhwc
-    names = list(outputs)
+    names = list(onnx_outputs if onnx_outputs is not None else outputs)
     path = Path(work_dir) / "int8_candidate.tflite"
 
     def score(model: bytes) -> Score:

@@ -15,14 +15,17 @@ pytest_plugins = ["tests._sdk_fixtures"]
 @pytest.fixture(scope="session")
 def tflite_export(tmp_path_factory) -> tuple[Path, dict]:
     """One exporter run (``export_model``, parity gated, bundled) of a random-init morph estimator (continuous and
-    discrete heads) at 32 px to ONNX, TFLite fp16, dynamic-range int8 and full-integer int8: onnx2tf makes every
-    TFLite file in one ~35 s conversion, which the contract's precision-by-name test, the LiteRT backend test and
-    the int8 float-layer search test share (each conversion of its own cost the suite ~40 s).
+    discrete heads) at 32 px to ONNX and TFLite fp32, fp16, dynamic-range int8 and full-integer int8, its ONNX
+    outputs in a shuffled order (so every reader must map them by name). onnx2tf makes every TFLite file in one
+    ~35 s conversion, which the contract's precision-by-name test, the LiteRT backend test and test_export's
+    shuffled-output, offline-calibration and int8 float-layer search tests share (each conversion of its own cost
+    the suite ~40 s). ``estimator.pt`` beside the export folder is the model.
 
     The int8 row is set up for the search test: a target plain int8 cannot reach (agreement 1.0), calibration on
     16 of the 24 images and selection on the other 8, at most 2 float layers, and the ranking cut to two candidate
     layers (one quantization each, ~5 s). Below its target, that row is left out of the bundle; the other rows are
     gated as usual. Returns the export folder and the export report."""
+    import numpy as np
     import torch
 
     from toolchain.engines.registry import create_engine
@@ -31,6 +34,8 @@ def tflite_export(tmp_path_factory) -> tuple[Path, dict]:
     torch.manual_seed(0)
     # the model (torchvision) before onnx2tf (TensorFlow): torchvision's import segfaults after TensorFlow's here
     model = AvatarEstimator(EstimatorConfig(input_size=32, schema=create_engine("morph").schema.to_json())).eval()
+    order = [model.head_names[i] for i in np.random.default_rng(3).permutation(len(model.head_names))]
+    assert order != model.head_names
     torch.save({"config": model.config.to_json(), "state_dict": model.state_dict()}, root / "estimator.pt")
     from tests._ci import import_or_skip_unless_ci
     from tests._sdk_fixtures import noise_image_folder
@@ -57,8 +62,8 @@ def tflite_export(tmp_path_factory) -> tuple[Path, dict]:
         mp.setenv("NO_PROXY", "")
         mp.setattr(int8_quant, "choose_float_layers", fewer_candidates)
         report = export_model(root / "estimator.pt", root / "export", ExportOptions(
-            targets=parse_targets("onnx,tflite:fp16,tflite:dynamic_int8,tflite:int8"), eval_set=images,
+            targets=parse_targets("onnx,tflite:fp32,tflite:fp16,tflite:dynamic_int8,tflite:int8"), eval_set=images,
             face_detector=detector, int8_calibration=images, calibration_count=16, min_calibration=16,
             int8_selection_count=8, int8_max_float_layers=2,
-            thresholds={**contract.AGREEMENT_THRESHOLDS, "int8": 1.0}))
+            thresholds={**contract.AGREEMENT_THRESHOLDS, "int8": 1.0}, head_order=order))
     return root / "export", report

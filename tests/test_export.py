@@ -123,63 +123,53 @@ def test_onnx2tf_runner_blocks_network():
     assert out.stdout.split() == ["blocked", "blocked"], out.stderr
 
 
-def _no_network_env(monkeypatch):
-    # belt and braces: the runner blocks sockets; proxies also point nowhere
-    for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
-        monkeypatch.setenv(k, "http://127.0.0.1:9")
-    monkeypatch.setenv("NO_PROXY", "")
-
-
 # ----- TFLite conversions (onnx2tf) ---------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def shuffled_conversion(tiny, tmp_path_factory):
-    """One onnx2tf run (fp32 and full-integer int8 from our calibration images, proxies pointing nowhere) of the
-    tiny model exported with its heads in a shuffled order; both tests below read it (~35 s per conversion)."""
-    from converters.onnx_export import export_onnx
-    from converters.tflite_export import run_onnx2tf
-    model, path, _ = tiny
-    order = [model.head_names[i] for i in np.random.default_rng(3).permutation(len(model.head_names))]
-    assert order != model.head_names
-    out = tmp_path_factory.mktemp("onnx2tf")
-    meta = build_metadata(model, path)
-    export_onnx(model, out / "estimator.onnx", meta, head_order=order)
-    calib = np.random.default_rng(0).random((16, SIZE, SIZE, 3), dtype=np.float32)
-    with pytest.MonkeyPatch.context() as mp:
-        _no_network_env(mp)
-        produced = run_onnx2tf(out / "estimator.onnx", out, ["fp32", "int8"], model.config.mean, model.config.std,
-                               calibration=calib, log_path=out / "onnx2tf.log")
-    return meta, order, produced, (out / "onnx2tf.log").read_text()
+def _shared_export_model(folder: Path):
+    """The torch estimator the shared TFLite export (tests/conftest.py) was made from."""
+    from toolchain.estimator.io import load_estimator
+    return load_estimator(folder.parent / "estimator.pt")[0].eval()
 
 
-def test_tflite_fp32_shuffled_outputs_map_by_name(tiny, shuffled_conversion):
-    """ONNX outputs exported in a shuffled order: TFLite outputs, read by name, still match the torch heads."""
-    from converters.tflite_export import TFLiteRunner, finish_tflite, nchw_to_nhwc, read_metadata
-    model, _, x = tiny
-    meta, order, produced, _ = shuffled_conversion
-    rec = finish_tflite(produced["fp32"], meta, [output_name(h) for h in order], "fp32")
+def test_tflite_fp32_shuffled_outputs_map_by_name(tflite_export):
+    """ONNX outputs exported in a shuffled order (the shared export's head order): TFLite outputs, read by name,
+    still match the torch heads."""
+    import onnx
+
+    from converters.tflite_export import TFLiteRunner, nchw_to_nhwc, read_metadata
+    folder, report = tflite_export
+    model = _shared_export_model(folder)
+    onnx_order = [o.name for o in onnx.load(str(folder / "estimator.onnx")).graph.output]
+    assert sorted(onnx_order) == sorted(output_name(h) for h in model.head_names)
+    assert onnx_order != [output_name(h) for h in model.head_names]
+    rec = report["records"]["tflite:fp32"]
     assert rec["input_layout"] == "NHWC"
-    got = TFLiteRunner(produced["fp32"], rec["output_map"])(nchw_to_nhwc(x.numpy()))
+    tflite = folder / parse_targets("tflite:fp32")[0].filename
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(4, 3, SIZE, SIZE)).astype(np.float32))
+    got = TFLiteRunner(tflite, rec["output_map"])(nchw_to_nhwc(x.numpy()))
     with torch.no_grad():
         ref = model(x)
     for h in model.head_names:
         np.testing.assert_allclose(got[output_name(h)], ref[h].numpy(), atol=1e-4, err_msg=h)
-    embedded = read_metadata(produced["fp32"])
+    embedded = read_metadata(tflite)
     assert embedded["input"]["normalization"]["std"] == list(model.config.std)
     assert embedded["output_map"] == rec["output_map"] and embedded["input_layout"] == "NHWC"
 
 
 @pytest.mark.slow
-def test_int8_calibration_offline_and_signature_mapping(tiny, shuffled_conversion):
+def test_int8_calibration_offline_and_signature_mapping(tflite_export):
     """Full-integer int8 with our calibration images, the network blocked, outputs mapped through the signature."""
-    from converters.tflite_export import TFLiteRunner, finish_tflite, make_interpreter, nchw_to_nhwc
-    model, _, x = tiny
-    meta, order, produced, log = shuffled_conversion
+    from converters.tflite_export import TFLiteRunner, make_interpreter, nchw_to_nhwc
+    folder, report = tflite_export
+    model = _shared_export_model(folder)
+    log = (folder / "onnx2tf.log").read_text()
     assert "calibration_image_sample_data" not in log and "NetworkBlocked" not in log
-    rec = finish_tflite(produced["int8"], meta, [output_name(h) for h in order], "int8")
+    rec = report["records"]["tflite:int8"]
     assert rec["output_map"]["signature"] == "serving_default"
-    tensor_names = [d["name"] for d in make_interpreter(produced["int8"]).get_output_details()]
+    int8 = folder / parse_targets("tflite:int8")[0].filename
+    tensor_names = [d["name"] for d in make_interpreter(int8).get_output_details()]
     assert all(n.startswith("PartitionedCall") for n in tensor_names)  # positions are not the ONNX order
-    got = TFLiteRunner(produced["int8"], rec["output_map"])(nchw_to_nhwc(x.numpy()))
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(4, 3, SIZE, SIZE)).astype(np.float32))
+    got = TFLiteRunner(int8, rec["output_map"])(nchw_to_nhwc(x.numpy()))
     with torch.no_grad():
         ref = model(x)
     for h in model.head_names:  # by name: each output is closest to its own torch head
