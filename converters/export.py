@@ -193,6 +193,7 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
         saved_model = Path(work.name) / "saved_model" if calib is not None and opts.int8_float_layers != "none" else None
         int8_choice: dict[str, Any] | None = None
         try:
+            onnx_names = _onnx_names(onnx_path)   # one read of the file (weights included) for every TFLite reader
             produced = run_onnx2tf(onnx_path, out, [t.precision for t in tfl], model.config.mean, model.config.std,
                                    calibration=calib, log_path=out / "onnx2tf.log", saved_model_to=saved_model)
         except Exception as exc:  # noqa: BLE001
@@ -202,7 +203,7 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
         if "int8" in produced and saved_model is not None:
             try:
                 int8_choice = _int8_float_layers(model, meta, produced["int8"], saved_model, calib, sel_u8,
-                                                 sel_disjoint, opts, Path(work.name), say, _onnx_names(onnx_path))
+                                                 sel_disjoint, opts, Path(work.name), say, onnx_names)
             except Exception as exc:  # noqa: BLE001 - only the int8 model is lost
                 fail(Target("tflite", "int8"), exc)
                 del produced["int8"]
@@ -211,7 +212,7 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
             if t.precision not in produced:
                 continue
             try:
-                rec = finish_tflite(produced[t.precision], meta, _onnx_names(onnx_path), t.precision,
+                rec = finish_tflite(produced[t.precision], meta, onnx_names, t.precision,
                                     (int8_choice or {}).get("float_layers", []) if t.precision == "int8" else ())
                 if t.precision == "int8":
                     rec["quantization"]["calibration"] = {"images": int(len(calib_u8)), "source": calib_desc,

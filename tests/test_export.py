@@ -124,10 +124,14 @@ def test_onnx2tf_runner_blocks_network():
 
 
 # ----- TFLite conversions (onnx2tf) ---------------------------------------------------------------------------
-def _shared_export_model(folder: Path):
-    """The torch estimator the shared TFLite export (tests/conftest.py) was made from."""
+def _shared_export_reference(folder: Path):
+    """The torch estimator the shared TFLite export (tests/conftest.py) was made from, a batch of 4 inputs and
+    its outputs on them."""
     from toolchain.estimator.io import load_estimator
-    return load_estimator(folder.parent / "estimator.pt")[0].eval()
+    model = load_estimator(folder.parent / "estimator.pt")[0].eval()
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(4, 3, SIZE, SIZE)).astype(np.float32))
+    with torch.no_grad():
+        return model, x, model(x)
 
 
 def test_tflite_fp32_shuffled_outputs_map_by_name(tflite_export):
@@ -137,17 +141,14 @@ def test_tflite_fp32_shuffled_outputs_map_by_name(tflite_export):
 
     from converters.tflite_export import TFLiteRunner, nchw_to_nhwc, read_metadata
     folder, report = tflite_export
-    model = _shared_export_model(folder)
+    model, x, ref = _shared_export_reference(folder)
     onnx_order = [o.name for o in onnx.load(str(folder / "estimator.onnx")).graph.output]
     assert sorted(onnx_order) == sorted(output_name(h) for h in model.head_names)
     assert onnx_order != [output_name(h) for h in model.head_names]
     rec = report["records"]["tflite:fp32"]
     assert rec["input_layout"] == "NHWC"
     tflite = folder / parse_targets("tflite:fp32")[0].filename
-    x = torch.from_numpy(np.random.default_rng(0).normal(size=(4, 3, SIZE, SIZE)).astype(np.float32))
     got = TFLiteRunner(tflite, rec["output_map"])(nchw_to_nhwc(x.numpy()))
-    with torch.no_grad():
-        ref = model(x)
     for h in model.head_names:
         np.testing.assert_allclose(got[output_name(h)], ref[h].numpy(), atol=1e-4, err_msg=h)
     embedded = read_metadata(tflite)
@@ -160,7 +161,7 @@ def test_int8_calibration_offline_and_signature_mapping(tflite_export):
     """Full-integer int8 with our calibration images, the network blocked, outputs mapped through the signature."""
     from converters.tflite_export import TFLiteRunner, make_interpreter, nchw_to_nhwc
     folder, report = tflite_export
-    model = _shared_export_model(folder)
+    model, x, ref = _shared_export_reference(folder)
     log = (folder / "onnx2tf.log").read_text()
     assert "calibration_image_sample_data" not in log and "NetworkBlocked" not in log
     rec = report["records"]["tflite:int8"]
@@ -168,10 +169,7 @@ def test_int8_calibration_offline_and_signature_mapping(tflite_export):
     int8 = folder / parse_targets("tflite:int8")[0].filename
     tensor_names = [d["name"] for d in make_interpreter(int8).get_output_details()]
     assert all(n.startswith("PartitionedCall") for n in tensor_names)  # positions are not the ONNX order
-    x = torch.from_numpy(np.random.default_rng(0).normal(size=(4, 3, SIZE, SIZE)).astype(np.float32))
     got = TFLiteRunner(int8, rec["output_map"])(nchw_to_nhwc(x.numpy()))
-    with torch.no_grad():
-        ref = model(x)
     for h in model.head_names:  # by name: each output is closest to its own torch head
         assert got[output_name(h)].shape == tuple(ref[h].shape)
         assert np.abs(got[output_name(h)] - ref[h].numpy()).max() < 0.25, h
