@@ -477,3 +477,16 @@ def test_sample_grid_images_read_back_the_samples():
     assert len(images) == 5 and all(np.abs(a.astype(int) - b).max() <= 1 for a, b in zip(images, expected))
     with pytest.raises(ValueError, match="not a sample grid"):
         sample_grid_images(np.zeros((100, 77, 3), np.uint8), TINY.size)
+
+
+def test_face64_preset_is_the_generator_its_committed_measurement_trained():
+    # the preset's comment cites a measured face count; a change to the preset must come with a new measurement
+    import json
+    from pathlib import Path
+    result = Path(__file__).resolve().parents[1] / "benchmarks/results/g_real_size_64px_c32_f5_diag_l64_emb_4500.json"
+    measured = json.loads(result.read_text())
+    assert generator_preset("face64").to_json() == measured["generator"]
+    assert measured["g_real"]["found"] >= 30 and measured["steps"] == 4500
+    g = SemanticGenerator(generator_preset("face64"))
+    out = g.sample(torch.randn(1, g.cfg.style_dim))
+    assert out.image.shape == (1, 3, 64, 64) and g.coord_embed.shape[-1] == 32

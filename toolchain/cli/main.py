@@ -547,7 +547,7 @@ def _gan_progress(progress: Progress):
 def gan_train(
     data: Path = typer.Option(..., "--data", "-d", help="Folder of images/ + masks/ (render folder or unlabelled proxy set)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (resumed if it holds a checkpoint)."),
-    config: str = typer.Option("tiny", "--config", help="Generator config: tiny, small64, engine256, official256, official512."),
+    config: str = typer.Option("tiny", "--config", help="Generator config: tiny, face64, small64, engine256, official256, official512."),
     train_config: Optional[str] = typer.Option(None, "--train-config", help="Training preset (default: tiny for tiny, else paper)."),
     iters: Optional[int] = typer.Option(None, "--iters", help="Override the preset's iterations."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the preset's batch size."),
