@@ -146,3 +146,22 @@ def test_part_census_counts_drawn_parts_and_their_colour_spread():
     assert out["parts"]["background"]["present"] == 1.0 and out["parts"]["background"]["colour_spread"] == 0.0
     assert out["parts"]["hair"] == {"present": 0.5, "colour_spread": 50.0}
     assert out["parts"]["glasses"] == {"present": 0.0, "colour_spread": None}
+
+
+def test_a_given_g_real_is_measured_against_photos_drawn_as_the_default_g_reals(tmp_path):
+    # not the held-out set: it is drawn at eval.size, where the painter's grain hides faces from the finder
+    from types import SimpleNamespace
+    from toolchain.pipeline.config import resolve_config
+    from toolchain.pipeline.stages.pair_measures import CEILING_SEED_OFFSET, _ceiling_photos
+    cfg = resolve_config("alter", "smoke", overrides=["real.generator=/some/g.safetensors", "real.proxy_size=48",
+                                                      "eval.measure_n=3"])
+
+    def no_heldout(name):
+        raise AssertionError(f"read {name}: the ceiling must not come from the held-out set")
+
+    ctx = SimpleNamespace(cfg=cfg, dir=tmp_path, output=no_heldout)
+    photos, note = _ceiling_photos(ctx)
+    write_proxy_set("alter", tmp_path / "expected", n=3, seed=cfg.real.proxy_seed + CEILING_SEED_OFFSET, size=48,
+                    role="unlabelled")
+    assert len(photos) == 3 and all(np.array_equal(a, b) for a, b in zip(photos, folder_images(tmp_path / "expected")))
+    assert "given file" in note and "48 px" in note
