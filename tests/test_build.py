@@ -153,6 +153,15 @@ def test_build_makes_a_verified_bundle_and_a_complete_report(built):
     # the fallbacks this machine takes are in the report, not only on the console
     assert "LPIPS" in md and "backbone" in md and "photo-proxy" in md
     assert any("backbone" in w for w in ui.warnings)
+    assert "G_real: unlabelled photo proxy (32 px, " in md
+
+
+def test_report_says_where_g_real_came_from():
+    from toolchain.pipeline.report import g_real_origin
+    assert g_real_origin({"source": "file", "generator": "/g/generator.safetensors", "size": 64}) == \
+        "the given file /g/generator.safetensors (64 px)"
+    assert g_real_origin({"source": "unlabelled photo proxy", "size": 32, "iters": 1000}) == \
+        "unlabelled photo proxy (32 px, 1000 steps)"
 
 
 def test_benchmarks_regenerate_every_table_from_the_build(built, tmp_path):

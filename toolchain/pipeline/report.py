@@ -252,6 +252,15 @@ def pair_measures_section(doc: Doc, m: dict[str, Any], real_generator: dict[str,
         doc.figure(Path(m[key]) if m.get(key) else None, caption)
 
 
+def g_real_origin(rg: dict[str, Any]) -> str:
+    """Where G_real came from, its size and, when trained here, its steps: every later number depends on it."""
+    source = rg.get("source", "—")
+    if source == "file":
+        return f"the given file {rg.get('generator')} ({rg.get('size')} px)"
+    steps = f", {rg['iters']} steps" if rg.get("iters") else ""
+    return f"{source} ({rg.get('size')} px{steps})"
+
+
 def write_report(run_dir: Path, cfg_json: dict[str, Any], records: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Write ``report.md`` and ``report.html`` in ``run_dir``; returns what they link."""
     run_dir = Path(run_dir)
@@ -296,7 +305,7 @@ def write_report(run_dir: Path, cfg_json: dict[str, Any], records: dict[str, dic
 
     doc.heading("Dual-domain generators")
     rg, ag = out("real_generator"), out("avatar_generator")
-    doc.para(f"G_real: {rg.get('source', '—')}; G_avatar: {ag.get('iters')} finetuning steps, "
+    doc.para(f"G_real: {g_real_origin(rg)}; G_avatar: {ag.get('iters')} finetuning steps, "
              f"colour-loss weight {ag.get('colour_weight')}.")
     doc.figure(run_dir / "avatar_generator" / "dual_domain_grid.png",
                "the same latents through G_real and G_avatar (rows: real image, its segmentation, avatar image, its segmentation)")
