@@ -167,6 +167,11 @@ ENGINE_PART_SOURCES = {
     "clothes": ("clothes",),
 }
 
+_TINY = GeneratorConfig(size=32, style_dim=64, n_mlp=2, parts=tuple(ENGINE_PART_SOURCES), transparent=("glasses",),
+                        part_sources=ENGINE_PART_SOURCES, mask_labels=ENGINE_LABELS, local_layers=5, base_layers=2,
+                        depth_layers=4, local_channel=32, coarse_channel=32, coarse_size=16, min_feat_size=8,
+                        channel_base=1024, channel_max=64, fourier_freqs=3)
+
 PRESETS: dict[str, GeneratorConfig] = {
     "official512": GeneratorConfig(),
     "official256": GeneratorConfig(size=256),
@@ -177,19 +182,13 @@ PRESETS: dict[str, GeneratorConfig] = {
                                part_sources=ENGINE_PART_SOURCES, mask_labels=ENGINE_LABELS, local_layers=6, base_layers=2,
                                depth_layers=4, local_channel=32, coarse_channel=64, coarse_size=32, min_feat_size=8,
                                channel_base=4096, channel_max=128),
-    "tiny": GeneratorConfig(size=32, style_dim=64, n_mlp=2, parts=tuple(ENGINE_PART_SOURCES), transparent=("glasses",),
-                            part_sources=ENGINE_PART_SOURCES, mask_labels=ENGINE_LABELS, local_layers=5, base_layers=2,
-                            depth_layers=4, local_channel=32, coarse_channel=32, coarse_size=16, min_feat_size=8,
-                            channel_base=1024, channel_max=64, fourier_freqs=3),
+    "tiny": _TINY,
     # the best G_real measured on this project's CPUs (README, "The ablation on our data"): `tiny` at 64 px with a
     # 32x32 coarse grid, octaves to 2^4 with diagonal sinusoids, local generators twice as wide plus a learned
     # per-pixel embedding; 39/200 faces (25 % of the proxy photos' own rate) after 4,500 steps, ~0.95 steps/s on
     # 2 threads (benchmarks/results/g_real_size_64px_c32_f5_diag_l64_emb_4500.md); tests pin it to that result
-    "face64": GeneratorConfig(size=64, style_dim=64, n_mlp=2, parts=tuple(ENGINE_PART_SOURCES), transparent=("glasses",),
-                              part_sources=ENGINE_PART_SOURCES, mask_labels=ENGINE_LABELS, local_layers=5, base_layers=2,
-                              depth_layers=4, local_channel=64, coarse_channel=32, coarse_size=32, min_feat_size=8,
-                              channel_base=2048, channel_max=64, fourier_freqs=5, fourier_diagonal=True,
-                              coord_embedding=True),
+    "face64": replace(_TINY, size=64, local_channel=64, coarse_size=32, channel_base=2048, fourier_freqs=5,
+                      fourier_diagonal=True, coord_embedding=True),
 }
 
 

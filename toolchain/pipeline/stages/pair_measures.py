@@ -25,7 +25,7 @@ CEILING_SEED_OFFSET = 104_729    # held-out proxy photos: never the seed G_real'
 def _ceiling_photos(ctx: StageContext) -> tuple[list, str]:
     """Photos like G_real's own, which it never saw. A G_real file's photos are unknown: it gets the photo proxy
     drawn as the offline default's are (at ``real.proxy_size``, reduced to G_real's size), not the held-out set,
-    which is drawn at ``eval.size`` and whose painter grain at 64 px hides faces (42 of 200 found vs 155)."""
+    which is drawn at ``eval.size`` and whose painter grain at 64 px hides faces (42 of 200 found vs 158)."""
     c = ctx.cfg.real
     if c.images:
         held = load_labelled_set(ctx.output("heldout")["set"])
