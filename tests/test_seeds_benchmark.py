@@ -1,0 +1,54 @@
+"""The seeds benchmark's rule: a lead counts when its mean passes the machines' spread or it holds in every seed."""
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.seeds import SeedResult, config_differences, summarise, verdict
+
+
+def _metrics(acc: float, dist: float, glasses: float) -> dict:
+    return {"mean_accuracy": acc, "accuracy": {"glasses": glasses, "hair_style": acc},
+            "render_distance": {"masked_l1": {"mean": dist}}}
+
+
+def _seed(seed: int, method_acc: float, base_acc: float, method_dist: float = 0.12, base_dist: float = 0.2,
+          glasses: tuple[float, float] = (0.4, 0.45)) -> SeedResult:
+    return SeedResult(run=f"run{seed}", seed=seed, method=_metrics(method_acc, method_dist, glasses[0]),
+                      baseline=_metrics(base_acc, base_dist, glasses[1]))
+
+
+@pytest.mark.parametrize("leads, win, why", [
+    ([0.01, 0.005, 0.02], True, "all 3 seeds"),           # small, but every seed
+    ([0.05, 0.04], True, "larger than the spread"),       # two seeds, mean past the spread
+    ([0.02, -0.01, 0.03], False, "does not lead in 1 of 3"),
+    ([0.016], False, "only 1 seed"),                      # one seed inside the spread: the committed smoke case
+])
+def test_verdict_follows_the_rule(leads, win, why):
+    got, reason = verdict(leads, spread=0.03)
+    assert got is win
+    assert why in reason
+
+
+def test_summary_leads_are_method_minus_baseline_per_seed_and_parameter():
+    s = summarise([_seed(0, 0.30, 0.29, 0.12, 0.20), _seed(1, 0.28, 0.30, 0.15, 0.15),
+                   _seed(2, 0.31, 0.30, 0.10, 0.25, glasses=(0.5, 0.45))])
+    assert s["accuracy_lead"]["per_seed"] == pytest.approx([0.01, -0.02, 0.01])
+    assert s["accuracy_lead"]["win"] is False
+    assert s["render_distance_rel"]["per_seed"] == pytest.approx([-0.4, 0.0, -0.6])
+    assert s["render_distance_rel"]["win"] is False          # seed 1 ties: not lower in every seed
+    g = s["per_parameter_lead"]["glasses"]
+    assert g["per_seed"] == pytest.approx([-0.05, -0.05, 0.05]) and g["leads_in"] == 1
+
+
+def test_render_distance_win_needs_every_one_of_three_seeds():
+    s = summarise([_seed(i, 0.3, 0.3, 0.1, 0.2) for i in range(3)])
+    assert s["render_distance_rel"]["win"] is True
+    assert summarise([_seed(i, 0.3, 0.3, 0.1, 0.2) for i in range(2)])["render_distance_rel"]["win"] is False
+
+
+def test_builds_may_differ_in_seed_and_threads_only():
+    base = {"engine": "alter", "threads": 2, "render": {"seed": 0, "n": 800}, "real": {"generator": "a.safetensors"}}
+    same = {"engine": "alter", "threads": 1, "render": {"seed": 1, "n": 800}, "real": {"generator": "a.safetensors"}}
+    other = {"engine": "alter", "threads": 2, "render": {"seed": 2, "n": 800}, "real": {"generator": None}}
+    assert config_differences([base, same]) == []
+    assert config_differences([base, same, other]) == ["real.generator"]
