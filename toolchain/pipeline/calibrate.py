@@ -9,11 +9,14 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from .config import BuildConfig
+
+if TYPE_CHECKING:
+    from ..generators.config import GeneratorConfig
 
 # Measured on the 2-core development machine (see DEPENDENCY-FACTS and benchmarks/results/export_latency_*):
 # onnx2tf needs tens of seconds per TFLite precision; CoreML conversion about half a minute per precision.
@@ -44,11 +47,23 @@ def _proxy_seconds(n: int, size: int) -> float:
         return (time.perf_counter() - t0) / 3 * n
 
 
+def build_generator_config(cfg: BuildConfig) -> "GeneratorConfig":
+    """The generator the build's G_avatar and inversion will run: a given G_real file's own configuration (its
+    size decides every later stage's cost), else the configured preset."""
+    from ..generators.config import GeneratorConfig, generator_preset
+    if cfg.real.generator:
+        from ..generators.io import load_generator, read_meta
+        path = Path(cfg.real.generator)
+        if path.suffix == ".safetensors":
+            return GeneratorConfig.from_json(read_meta(path)["config"])
+        return load_generator(path)[0].cfg
+    return generator_preset(cfg.real.generator_config)
+
+
 def _gan_step_seconds(cfg: BuildConfig) -> tuple[float, int, int]:
     import torch
-    from ..generators.config import generator_preset
     from ..generators.train_real import run_gan, train_preset
-    gcfg = generator_preset(cfg.real.generator_config)
+    gcfg = build_generator_config(cfg)
     tcfg = train_preset(cfg.real.train_preset, iters=3, batch_size=cfg.real.batch_size)
     real_iters = train_preset(cfg.real.train_preset, iters=cfg.real.iters).iters
     avatar_iters = train_preset(cfg.avatar.train_preset, iters=cfg.avatar.iters).iters
@@ -65,11 +80,10 @@ def _gan_step_seconds(cfg: BuildConfig) -> tuple[float, int, int]:
 
 def _inversion_seconds(cfg: BuildConfig) -> float:
     import torch
-    from ..generators.config import generator_preset
     from ..generators.generator import SemanticGenerator
     from ..production.inversion import InversionConfig, invert
     from ..production.perceptual import make_perceptual
-    gcfg = generator_preset(cfg.real.generator_config)
+    gcfg = build_generator_config(cfg)
     g = SemanticGenerator(gcfg).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the missing-LPIPS warning belongs to the pairs stage, not here

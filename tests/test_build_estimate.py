@@ -1,0 +1,24 @@
+"""The build's opening estimate times the generator the build will really run: a given G_real file's own size,
+not the configured preset's (a 64 px file under the 32 px default made the pairs estimate ~6x short)."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from toolchain.generators.config import generator_preset
+from toolchain.generators.generator import SemanticGenerator
+from toolchain.generators.io import save_weights
+from toolchain.pipeline.calibrate import build_generator_config
+from toolchain.pipeline.config import resolve_config
+
+
+def test_a_given_generator_file_sets_the_estimated_generator(tmp_path):
+    big = replace(generator_preset("tiny"), size=64)
+    torch.manual_seed(0)
+    save_weights(tmp_path / "g.safetensors", SemanticGenerator(big), big)
+    given = resolve_config("alter", "smoke", overrides=[f"real.generator={tmp_path / 'g.safetensors'}"])
+    assert build_generator_config(given).size == 64
+    default = resolve_config("alter", "smoke")
+    assert build_generator_config(default) == generator_preset(default.real.generator_config)
+    assert build_generator_config(default).size == 32
