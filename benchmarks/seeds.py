@@ -123,9 +123,8 @@ def _pct(x: float | None) -> str:
 
 def write_tables(results: Sequence[SeedResult], engine: str, set_id: str, summary: dict[str, Any], name: str,
                  out_dir: Path, command: str) -> list[Path]:
-    import os
     from benchmarks.__main__ import commit
-    from benchmarks._report import load_note, write_report
+    from benchmarks._report import write_report
     headers = ["build (render seed)", "method acc", "Baseline acc", "lead", "method dist", "Baseline dist", "Δ rel",
                "pairs' faces / ceiling", "label consistency"]
     rows = []
@@ -150,8 +149,9 @@ def write_tables(results: Sequence[SeedResult], engine: str, set_id: str, summar
              f"{'a win' if d['win'] else 'not a win'}** ({d['why']}).\n\n"
              f"Per parameter (accuracy lead over the Baseline, by render seed):\n\n"
              f"| parameter | {seeds} | mean | method leads in |\n|---|{'---|' * len(results)}---|---|\n{per_param}")
-    stamp = (f"Builds {', '.join(f'`{r.run}`' for r in results)}; code {commit()}, {load_note(os.getloadavg()[0])}; "
-             f"command: `{command}`")
+    # nothing is timed here, so the machine's load does not qualify these numbers
+    stamp = (f"Builds {', '.join(f'`{r.run}`' for r in results)}; code {commit()} (these scores are the builds' "
+             f"own); command: `{command}`")
     data = {"engine": engine, "set_id": set_id, "summary": summary, "commit": commit(), "command": command,
             "builds": [r.__dict__ for r in results]}
     j, m = write_report(name, data, headers, rows, notes, out_dir=out_dir, stamp=stamp)
