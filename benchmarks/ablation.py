@@ -68,7 +68,8 @@ def engine_schema(engine: str):
         return eng.schema
 
 
-def _distance(metrics: dict[str, Any]) -> tuple[float, str]:
+def render_distance(metrics: dict[str, Any]) -> tuple[float, str]:
+    """(value, name): LPIPS where the evaluation had its weights, else the weight-free masked L1."""
     rd = metrics["render_distance"]
     if "mean" in rd.get("lpips", {}):
         return float(rd["lpips"]["mean"]), "LPIPS"
@@ -180,7 +181,7 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
 
 def summarise(result: dict[str, Any], schema) -> dict[str, Any]:
     rows = result["rows"]
-    dist = {k: _distance(r["metrics"]) for k, r in rows.items()}
+    dist = {k: render_distance(r["metrics"]) for k, r in rows.items()}
     metric = dist["baseline"][1]
     acc = {k: r["metrics"].get("mean_accuracy") for k, r in rows.items()}
     nmae = {k: mean_normalised_mae(r["metrics"], schema) for k, r in rows.items()}

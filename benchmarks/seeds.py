@@ -34,10 +34,6 @@ class SeedResult:
     label_consistency: float | None = None
 
 
-def _distance(metrics: dict[str, Any]) -> float:
-    return float(metrics["render_distance"]["masked_l1"]["mean"])
-
-
 def verdict(leads: Sequence[float], spread: float) -> tuple[bool, str]:
     """(win, why) for per-seed leads (positive: the method is better) by the issue's rule."""
     mean = statistics.fmean(leads)
@@ -56,9 +52,12 @@ def summarise(results: Sequence[SeedResult], spread: float = MACHINE_SPREAD) -> 
     deviation, and the verdict for the two headline metrics."""
     if not results:
         raise ValueError("no builds to summarise")
+    from benchmarks.ablation import render_distance
     acc_leads = [r.method["mean_accuracy"] - r.baseline["mean_accuracy"] for r in results]
+    method_dist = [render_distance(r.method) for r in results]
+    base_dist = [render_distance(r.baseline)[0] for r in results]
     # relative, as the report and the ablation give it: negative is the method closer to the truth
-    dist_rel = [_distance(r.method) / _distance(r.baseline) - 1 for r in results]
+    dist_rel = [m / b - 1 for (m, _), b in zip(method_dist, base_dist)]
     params = list(results[0].method["accuracy"])
     per_param = {p: [r.method["accuracy"][p] - r.baseline["accuracy"][p] for r in results] for p in params}
 
@@ -72,6 +71,8 @@ def summarise(results: Sequence[SeedResult], spread: float = MACHINE_SPREAD) -> 
     return {"n": len(results), "spread": spread,
             "accuracy_lead": {"per_seed": acc_leads, **stats(acc_leads), "win": acc_win, "why": acc_why},
             "render_distance_rel": {"per_seed": dist_rel, **stats(dist_rel), "win": dist_win,
+                                    "metric": method_dist[0][1], "method": [m for m, _ in method_dist],
+                                    "baseline": base_dist,
                                     "why": (f"the method's render distance is lower in all {len(dist_rel)} seeds"
                                             if dist_win else "not lower in every one of at least three seeds")},
             "per_parameter_lead": {p: {"per_seed": xs, **stats(xs), "leads_in": sum(x > 0 for x in xs)}
@@ -83,19 +84,10 @@ SEED_KEYS = ("render.seed",)
 _IGNORED_KEYS = ("threads", "device", "render.workers")
 
 
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def config_differences(configs: Sequence[dict[str, Any]]) -> list[str]:
     """The build settings, other than the seed, on which the configurations disagree."""
-    flats = [_flat(c) for c in configs]
+    from toolchain.pipeline.config import flatten_settings
+    flats = [flatten_settings(c) for c in configs]
     keys = sorted(set().union(*flats))
     return [k for k in keys if k not in SEED_KEYS + _IGNORED_KEYS and len({repr(f.get(k)) for f in flats}) > 1]
 
@@ -127,15 +119,13 @@ def write_tables(results: Sequence[SeedResult], engine: str, set_id: str, summar
     from benchmarks._report import write_report
     headers = ["build (render seed)", "method acc", "Baseline acc", "lead", "method dist", "Baseline dist", "Δ rel",
                "pairs' faces / ceiling", "label consistency"]
-    rows = []
-    for r in results:
-        rows.append([f"`{Path(r.run).name}` ({r.seed})", f"{r.method['mean_accuracy']:.3f}",
-                     f"{r.baseline['mean_accuracy']:.3f}",
-                     f"{r.method['mean_accuracy'] - r.baseline['mean_accuracy']:+.3f}",
-                     f"{_distance(r.method):.4f}", f"{_distance(r.baseline):.4f}",
-                     f"{100 * (_distance(r.method) / _distance(r.baseline) - 1):+.1f} %",
-                     _pct(r.pairs_vs_ceiling), _pct(r.label_consistency)])
     a, d = summary["accuracy_lead"], summary["render_distance_rel"]
+    rows = []
+    for i, r in enumerate(results):
+        rows.append([f"`{Path(r.run).name}` ({r.seed})", f"{r.method['mean_accuracy']:.3f}",
+                     f"{r.baseline['mean_accuracy']:.3f}", f"{a['per_seed'][i]:+.3f}",
+                     f"{d['method'][i]:.4f}", f"{d['baseline'][i]:.4f}", f"{100 * d['per_seed'][i]:+.1f} %",
+                     _pct(r.pairs_vs_ceiling), _pct(r.label_consistency)])
     rows.append(["mean ± sd", "", "", f"{a['mean']:+.3f} ± {a['sd']:.3f}", "", "",
                  f"{100 * d['mean']:+.1f} ± {100 * d['sd']:.1f} %", "", ""])
     per_param = "\n".join(
@@ -143,7 +133,7 @@ def write_tables(results: Sequence[SeedResult], engine: str, set_id: str, summar
         for p, s in summary["per_parameter_lead"].items())
     seeds = " | ".join(str(r.seed) for r in results)
     notes = (f"Engine `{engine}`, held-out set `{set_id}` shared by every build. Lead: the method's mean accuracy minus "
-             f"the Baseline's of the same build; Δ rel: the method's render distance (masked L1) against the "
+             f"the Baseline's of the same build; Δ rel: the method's render distance ({d['metric']}) against the "
              f"Baseline's.\n\n"
              f"**Accuracy: {'a win' if a['win'] else 'not a win'}** ({a['why']}). **Render distance: "
              f"{'a win' if d['win'] else 'not a win'}** ({d['why']}).\n\n"

@@ -144,7 +144,7 @@ class BuildConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "BuildConfig":
         cfg = cls()
-        return apply_overrides(cfg, _flatten(data))
+        return apply_overrides(cfg, flatten_settings(data))
 
     def section(self, name: str) -> dict[str, Any]:
         return asdict(getattr(self, name))
@@ -194,7 +194,7 @@ def resolve_config(engine: str, preset: str = "smoke", yaml_file: str | Path | N
         raise AvatarToolError(f"unknown build preset '{preset}' (choose from {', '.join(PRESETS)})")
     cfg = apply_overrides(BuildConfig(engine=engine, preset=preset), PRESETS[preset])
     if yaml_file is not None:
-        cfg = apply_overrides(cfg, _flatten(_read_yaml(Path(yaml_file))))
+        cfg = apply_overrides(cfg, flatten_settings(_read_yaml(Path(yaml_file))))
     if overrides:
         cfg = apply_overrides(cfg, parse_settings(overrides))
     cfg = apply_overrides(cfg, {k: v for k, v in explicit.items() if v is not None})
@@ -230,12 +230,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_settings(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested configuration as ``SECTION.FIELD`` keys, the form ``--set`` takes."""
     flat: dict[str, Any] = {}
     for k, v in data.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            flat.update(_flatten(v, key + "."))
+            flat.update(flatten_settings(v, key + "."))
         else:
             flat[key] = v
     return flat
