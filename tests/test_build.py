@@ -101,10 +101,40 @@ def test_presets_resolve_and_overrides_take_precedence(tmp_path):
     (["nosuch.k=3"], "unknown build setting 'nosuch.k'"),
     (["pairs.k=three"], "pairs.k: expected int"),
     (["pairs.k"], "expected SECTION.FIELD=VALUE"),
+    (["pairs.augment=hair"], "pairs.augment: 'hair' is not PART=STRENGTH"),
+    (["pairs.augment=hair=1.5"], "pairs.augment: the strength for 'hair' must lie in [0, 1]"),
+    (["pairs.augment=hair=0.3,hair=0.5"], "pairs.augment: 'hair' is named twice"),
+    (["pairs.augment=shoes=1"], "pairs.augment: augmentation part 'shoes' is neither a generator part"),
+    (["pairs.augment=none"], "would repeat their source; set pairs.k=0"),
 ])
 def test_bad_settings_are_refused_with_their_name(bad, message):
     with pytest.raises(AvatarToolError, match=re.escape(message)):
         resolve_config("alter", "smoke", overrides=bad)
+
+
+def test_the_augmentation_setting_reaches_the_pairs_stage():
+    from types import SimpleNamespace
+
+    from toolchain.pipeline.stages.pairs import pairs_config
+    from toolchain.production.augment import PAPER_STRENGTHS
+
+    def strengths(overrides: list[str]) -> dict[str, float]:
+        cfg = resolve_config("alter", "smoke", overrides=overrides)
+        return pairs_config(SimpleNamespace(cfg=cfg, output=lambda stage: {"folder": "renders"})).augment.strengths
+    assert strengths([]) == PAPER_STRENGTHS
+    assert strengths(["pairs.augment=background=1, clothes=1,beard=0.2"]) == {"background": 1.0, "clothes": 1.0,
+                                                                              "beard": 0.2}
+    assert strengths(["pairs.augment=none", "pairs.k=0"]) == {}
+
+
+def test_the_papers_strengths_name_parts_of_the_official_generator():
+    from toolchain.generators.config import generator_preset
+    from toolchain.production.augment import PAPER_STRENGTHS
+    from toolchain.production.strengths import resolve_part_names
+    assert resolve_part_names(generator_preset("official512"), PAPER_STRENGTHS) == {
+        "background": 1.0, "hair": 0.3, "eyeglass": 0.06}
+    assert resolve_part_names(generator_preset("official512"), {"clothes": 1.0}) == {"cloth": 1.0}
+    assert resolve_part_names(generator_preset("tiny"), {"clothes": 1.0}) == {"clothes": 1.0}
 
 
 def test_unknown_preset_is_refused():

@@ -20,6 +20,7 @@ from sdk_python.errors import AvatarSDKError
 
 from ..errors import AvatarToolError
 from ..pipeline.config import DEFAULT_EXPORT_FORMATS
+from ..production.strengths import PAPER_STRENGTHS_TEXT
 from ..schema import ContinuousParam, SchemaError, VectorError
 from .engine_options import (DEFAULT_BATCH_SIZE, DEFAULT_ENGINE_TIMEOUT_S, DEFAULT_WORKERS, BatchSize, BatchSizeOverride,
                              EngineTimeout, EngineTimeoutOverride, Workers, WorkersOverride, engine_options)
@@ -633,6 +634,8 @@ def pairs(
     renders: Optional[Path] = typer.Option(None, "--renders", help="Render folder to use (default: <out>/renders)."),
     render_size: int = typer.Option(64, "--render-size", help="Render size when rendering."),
     k: int = typer.Option(10, "-k", help="Augmented copies per code."),
+    augment: str = typer.Option(PAPER_STRENGTHS_TEXT, "--augment", help="Semantic augmentation strength per part, "
+                                "PART=λ,... (generator parts or mask labels; 'none': no part, use with -k 0)."),
     steps: int = typer.Option(200, "--steps", help="Inversion steps."),
     batch: int = typer.Option(64, "--batch", help="Inversion slots: images optimised together (fixed batch shape)."),
     chunk: int = typer.Option(32, "--chunk", help="Sources per shard (a killed run resumes at a shard boundary)."),
@@ -655,6 +658,8 @@ def pairs(
     from ..production.init_latent import InitConfig
     from ..production.inversion import EARLY_STOP_TOL, InversionConfig
     from ..production.pairs import PairsConfig, produce_pairs, resolve_generators
+    from ..production.strengths import parse_strengths
+    strengths = parse_strengths(augment, key="--augment")
     if threads:
         import torch
         torch.set_num_threads(threads)
@@ -662,7 +667,7 @@ def pairs(
     limit = "auto" if max_loss is None else (None if max_loss < 0 else max_loss)
     cfg = PairsConfig(engine=engine, n=n, renders=str(renders) if renders else None, render_size=render_size, chunk=chunk,
                       max_loss=limit, latent_anchor=latent_anchor, lpips_weights=str(lpips_weights) if lpips_weights else None,
-                      init=InitConfig(mode=init), augment=AugmentConfig(k=k),
+                      init=InitConfig(mode=init), augment=AugmentConfig(k=k, strengths=strengths),
                       inversion=InversionConfig(steps=steps, batch_size=batch, early_stop_tol=EARLY_STOP_TOL if early_stop else 0.0),
                       render_options=engine_options(workers, batch_size, engine_timeout))
     from .. import distributed

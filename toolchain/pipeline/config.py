@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import AvatarToolError
+from ..production.strengths import PAPER_STRENGTHS_TEXT, parse_strengths, resolve_part_names
 from ..render.job import DEFAULT_BATCH_SIZE, DEFAULT_ENGINE_TIMEOUT_S, DEFAULT_WORKERS
 
 
@@ -69,6 +70,8 @@ class AvatarStage:
 class PairsStage:
     n: Optional[int] = None                  # source renders inverted (default: all renders)
     k: int = 10                              # augmented copies per inverted code
+    augment: str = PAPER_STRENGTHS_TEXT      # PART=λ of the semantic augmentation (paper Eq. 7), by generator part or
+                                             # mask label; e.g. add clothes=1 to resample the shirt as the background is
     steps: int = 200
     batch: int = 64                          # inversion slots
     chunk: int = 32                          # sources per shard
@@ -199,7 +202,23 @@ def resolve_config(engine: str, preset: str = "smoke", yaml_file: str | Path | N
         cfg = apply_overrides(cfg, parse_settings(overrides))
     cfg = apply_overrides(cfg, {k: v for k, v in explicit.items() if v is not None})
     cfg.engine = engine
+    check_config(cfg)
     return cfg
+
+
+def check_config(cfg: BuildConfig) -> None:
+    """Settings whose form can be checked before any stage runs (a typo should not cost a G_real training)."""
+    strengths = parse_strengths(cfg.pairs.augment, key="pairs.augment")
+    if cfg.pairs.k > 0 and not any(strengths.values()):
+        raise AvatarToolError(f"pairs.augment names no part to perturb, so the pairs.k={cfg.pairs.k} augmented copies "
+                              "would repeat their source; set pairs.k=0 or name parts, e.g. "
+                              f"--set pairs.augment={PAPER_STRENGTHS_TEXT}")
+    if cfg.real.generator is None:  # a given generator file is checked when the pairs stage loads it
+        from ..generators.config import generator_preset
+        try:
+            resolve_part_names(generator_preset(cfg.real.generator_config), strengths)
+        except AvatarToolError as exc:
+            raise AvatarToolError(f"pairs.augment: {exc}") from None
 
 
 def parse_settings(items: list[str], form: str = "SECTION.FIELD=VALUE", example: str = "pairs.k=3") -> dict[str, Any]:

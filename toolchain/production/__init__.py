@@ -3,5 +3,5 @@ realistic faces with G_real, add semantic augmentation, and write a resumable sh
 
 Modules: ``perceptual`` (LPIPS or a named weight-free fallback), ``init_latent`` (w_mean and the
 modified w̃_mean for may-be-absent assets), ``inversion`` (batched, per-sample Adam with early stop),
-``augment`` (part-wise latent noise), ``pairs`` (orchestration + resume), ``figures`` (paper Fig. 5).
+``augment`` (part-wise latent noise; ``strengths`` reads its ``PART=λ`` form), ``pairs`` (orchestration + resume), ``figures`` (paper Fig. 5).
 """

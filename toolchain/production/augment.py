@@ -15,8 +15,7 @@ import torch
 
 from ..errors import AvatarToolError
 from ..generators.generator import SemanticGenerator
-
-PAPER_STRENGTHS = {"background": 1.0, "hair": 0.3, "glasses": 0.06}
+from .strengths import PAPER_STRENGTHS, resolve_part_names
 
 
 @dataclass(frozen=True)
@@ -31,24 +30,7 @@ class AugmentConfig:
 
 def resolve_parts(g: SemanticGenerator, strengths: dict[str, float]) -> dict[str, float]:
     """Names (generator parts or mask labels) -> {generator part: λ}."""
-    cfg = g.cfg
-    labels = cfg.mask_labels or cfg.parts
-    lut = cfg.label_to_part()
-    out: dict[str, float] = {}
-    for name, lam in strengths.items():
-        if not 0 <= lam <= 1:
-            raise AvatarToolError(f"augmentation strength for '{name}' must lie in [0, 1], got {lam}")
-        if name in cfg.parts:
-            part = name
-        elif name in labels:
-            part = cfg.parts[lut[labels.index(name)]]
-        else:
-            raise AvatarToolError(f"augmentation part '{name}' is neither a generator part ({', '.join(cfg.parts)}) "
-                                  f"nor a mask label ({', '.join(labels)})")
-        if part in out and out[part] != lam:
-            raise AvatarToolError(f"augmentation strengths name the generator part '{part}' twice with different values")
-        out[part] = lam
-    return out
+    return resolve_part_names(g.cfg, strengths)
 
 
 @torch.no_grad()

@@ -8,8 +8,8 @@ from ...production.augment import AugmentConfig
 from ...production.init_latent import InitConfig
 from ...production.inversion import EARLY_STOP_TOL, InversionConfig
 from ...production.pairs import PairsConfig, produce_pairs
+from ...production.strengths import parse_strengths
 from ..runner import StageContext
-
 
 
 def pairs_config(ctx: StageContext) -> PairsConfig:
@@ -20,7 +20,7 @@ def pairs_config(ctx: StageContext) -> PairsConfig:
                        latent_anchor=c.latent_anchor, lpips_weights=c.lpips_weights, init=InitConfig(mode=c.init, n_mean=c.init_samples, calib_steps=c.init_calib_steps),
                        inversion=InversionConfig(steps=c.steps, batch_size=c.batch,
                                                  early_stop_tol=EARLY_STOP_TOL if c.early_stop else 0.0),
-                       augment=AugmentConfig(k=c.k))
+                       augment=AugmentConfig(k=c.k, strengths=parse_strengths(c.augment, key="pairs.augment")))
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
