@@ -1,6 +1,7 @@
 """The method against the Baseline over several seeds: does a lead hold, or is it one seed's luck?
 
     python -m benchmarks seeds RUN [RUN ...] [--name NAME] [--spread 0.03] [--out DIR]
+    python -m benchmarks seeds RUN [RUN ...] --against RUN [RUN ...] [--name NAME]
 
 Each RUN is a finished ``avatartool build`` of the same engine and the same held-out set, differing in its seed
 (e.g. ``--set render.seed=1``: other renders, so other pairs, another estimator and another Baseline). The table
@@ -8,6 +9,10 @@ reads each build's own evaluation (method and Baseline, scored on the shared hel
 row per build, then the mean, the spread and the verdict by issue 22's rule: a lead counts when its mean is larger
 than the spread between machines (``--spread``, 0.03 in accuracy, measured on one seeded smoke build run on two
 machines), or when it holds in every one of at least three seeds. Nothing is trained or timed here.
+
+With ``--against``, the first builds are a change (a setting, e.g. ``--set pairs.augment=...``) and the builds after
+``--against`` are the same seeds without it: the table pairs them by seed and judges the change's effect on the
+method (its accuracy minus the unchanged method's, same seed) by the same rule.
 """
 from __future__ import annotations
 
@@ -34,17 +39,17 @@ class SeedResult:
     label_consistency: float | None = None
 
 
-def verdict(leads: Sequence[float], spread: float) -> tuple[bool, str]:
-    """(win, why) for per-seed leads (positive: the method is better) by the issue's rule."""
+def verdict(leads: Sequence[float], spread: float, who: str = "the method") -> tuple[bool, str]:
+    """(win, why) for per-seed leads (positive: ``who`` is better) by the issue's rule."""
     mean = statistics.fmean(leads)
     if mean > spread:
         return True, f"mean lead {mean:+.3f} is larger than the spread {spread:.3f}"
     if len(leads) >= MIN_SEEDS and all(x > 0 for x in leads):
-        return True, f"the method leads in all {len(leads)} seeds"
+        return True, f"{who} leads in all {len(leads)} seeds"
     if len(leads) < MIN_SEEDS:
         return False, f"mean lead {mean:+.3f} within the spread {spread:.3f}, and only {len(leads)} seed(s) of the {MIN_SEEDS} the rule needs"
     behind = sum(x <= 0 for x in leads)
-    return False, f"mean lead {mean:+.3f} within the spread {spread:.3f}, and the method does not lead in {behind} of {len(leads)} seeds"
+    return False, f"mean lead {mean:+.3f} within the spread {spread:.3f}, and {who} does not lead in {behind} of {len(leads)} seeds"
 
 
 def summarise(results: Sequence[SeedResult], spread: float = MACHINE_SPREAD) -> dict[str, Any]:
@@ -82,6 +87,30 @@ def summarise(results: Sequence[SeedResult], spread: float = MACHINE_SPREAD) -> 
 SEED_KEYS = ("render.seed",)
 #: settings that do not change what a build learns (where and how fast it runs)
 _IGNORED_KEYS = ("threads", "device", "render.workers")
+
+
+def compare(changed: Sequence[SeedResult], unchanged: Sequence[SeedResult],
+            spread: float = MACHINE_SPREAD) -> dict[str, Any]:
+    """The change's effect per seed (builds paired by seed): the changed method's accuracy, render distance and
+    per-parameter accuracy minus the unchanged method's, with the verdict for accuracy by the seeds rule."""
+    from benchmarks.ablation import render_distance
+    by_seed = {r.seed: r for r in unchanged}
+    if sorted(by_seed) != sorted(r.seed for r in changed) or len(by_seed) != len(unchanged):
+        raise ValueError(f"the two sides must hold the same seeds once each (changed: {[r.seed for r in changed]}, "
+                         f"unchanged: {[r.seed for r in unchanged]})")
+    pairs = [(c, by_seed[c.seed]) for c in sorted(changed, key=lambda r: r.seed)]
+    acc = [c.method["mean_accuracy"] - u.method["mean_accuracy"] for c, u in pairs]
+    dist = [render_distance(c.method)[0] / render_distance(u.method)[0] - 1 for c, u in pairs]
+    params = list(pairs[0][0].method["accuracy"])
+    per_param = {p: [c.method["accuracy"][p] - u.method["accuracy"][p] for c, u in pairs] for p in params}
+    win, why = verdict(acc, spread, who="the change")
+    return {"n": len(pairs), "spread": spread, "seeds": [c.seed for c, _ in pairs],
+            "accuracy_change": {"per_seed": acc, "mean": statistics.fmean(acc), "win": win, "why": why},
+            "render_distance_change_rel": {"per_seed": dist, "mean": statistics.fmean(dist),
+                                           "lower_in": sum(x < 0 for x in dist)},
+            "per_parameter_change": {p: {"per_seed": xs, "mean": statistics.fmean(xs), "better_in": sum(x > 0 for x in xs)}
+                                     for p, xs in per_param.items()},
+            "baseline_same": all(c.baseline["mean_accuracy"] == u.baseline["mean_accuracy"] for c, u in pairs)}
 
 
 def config_differences(configs: Sequence[dict[str, Any]]) -> list[str]:
@@ -148,39 +177,99 @@ def write_tables(results: Sequence[SeedResult], engine: str, set_id: str, summar
     return [j, m]
 
 
+def write_comparison(changed: Sequence[SeedResult], unchanged: Sequence[SeedResult], change: list[str], engine: str,
+                     set_id: str, summary: dict[str, Any], name: str, out_dir: Path, command: str) -> list[Path]:
+    from benchmarks.__main__ import commit
+    from benchmarks._report import write_report
+    from benchmarks.ablation import render_distance
+    headers = ["render seed", "method acc, unchanged", "method acc, changed", "change", "dist, unchanged",
+               "dist, changed", "Δ rel", "pairs' faces / ceiling", "label consistency", "Baseline acc"]
+    a, d = summary["accuracy_change"], summary["render_distance_change_rel"]
+    by_seed = {r.seed: r for r in unchanged}
+    rows = []
+    for i, c in enumerate(sorted(changed, key=lambda r: r.seed)):
+        u = by_seed[c.seed]
+        rows.append([str(c.seed), f"{u.method['mean_accuracy']:.3f}", f"{c.method['mean_accuracy']:.3f}",
+                     f"{a['per_seed'][i]:+.3f}", f"{render_distance(u.method)[0]:.4f}", f"{render_distance(c.method)[0]:.4f}",
+                     f"{100 * d['per_seed'][i]:+.1f} %", f"{_pct(u.pairs_vs_ceiling)} → {_pct(c.pairs_vs_ceiling)}",
+                     f"{_pct(u.label_consistency)} → {_pct(c.label_consistency)}",
+                     f"{u.baseline['mean_accuracy']:.3f}" + ("" if c.baseline == u.baseline
+                                                            else f" / {c.baseline['mean_accuracy']:.3f}")])
+    rows.append(["mean", "", "", f"{a['mean']:+.3f}", "", "", f"{100 * d['mean']:+.1f} %", "", "", ""])
+    seeds = " | ".join(str(x) for x in summary["seeds"])
+    per_param = "\n".join(
+        f"| {p} | {' | '.join(f'{x:+.3f}' for x in s['per_seed'])} | {s['mean']:+.3f} | {s['better_in']} of {summary['n']} |"
+        for p, s in summary["per_parameter_change"].items())
+    notes = (f"Engine `{engine}`, held-out set `{set_id}`. The change: {'; '.join(f'`{c}`' for c in change)}. Change: "
+             f"the changed method's mean accuracy minus the unchanged method's, same render seed; Δ rel: its render "
+             f"distance against the unchanged method's. Baseline acc: one number where both builds of a seed share "
+             f"their Baseline.\n\n"
+             f"**Accuracy: {'the change wins' if a['win'] else 'the change does not win'}** ({a['why']}). Render "
+             f"distance lower in {d['lower_in']} of {summary['n']} seeds.\n\n"
+             f"Per parameter (the changed method's accuracy minus the unchanged one's, by render seed):\n\n"
+             f"| parameter | {seeds} | mean | better in |\n|---|{'---|' * summary['n']}---|---|\n{per_param}")
+    stamp = (f"Builds {', '.join(f'`{r.run}`' for r in list(changed) + list(unchanged))}; code {commit()} (these "
+             f"scores are the builds' own); command: `{command}`")
+    data = {"engine": engine, "set_id": set_id, "change": change, "summary": summary, "commit": commit(),
+            "command": command, "changed": [r.__dict__ for r in changed], "unchanged": [r.__dict__ for r in unchanged]}
+    return list(write_report(name, data, headers, rows, notes, out_dir=out_dir, stamp=stamp))
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def _read_group(runs: Sequence[Path]) -> tuple[list[SeedResult], str, str, dict[str, Any]]:
+    """Builds of one side: same engine, held-out set and settings but for the seed (else exit with the fix)."""
+    read = [read_build(r) for r in runs]
+    engines = {e for _, e, _, _ in read}
+    sets = {s for _, _, s, _ in read}
+    differ = config_differences([c for *_, c in read])
+    if len(engines) > 1 or len(sets) > 1 or differ:
+        _fail(f"the builds must differ only in their seed ({', '.join(SEED_KEYS)}); they differ in "
+              f"{', '.join(differ + (['the held-out set'] if len(sets) > 1 else []))}. Give builds made with the same "
+              "settings and another --set render.seed=N")
+    results = [r for r, *_ in read]
+    seeds = [r.seed for r in results]
+    if len(set(seeds)) < len(seeds):
+        _fail(f"two builds have the same seed (render seeds {seeds}): a seed counted twice is not another "
+              "seed; rebuild one with --set render.seed=N")
+    return results, read[0][1], read[0][2], read[0][3]
+
+
 def main(argv: list[str] | None = None) -> None:
     from benchmarks._report import RESULTS
     from toolchain.errors import AvatarToolError
+    from toolchain.pipeline.config import flatten_settings
     ap = argparse.ArgumentParser(prog="python -m benchmarks seeds", description=__doc__.splitlines()[0])
     ap.add_argument("runs", type=Path, nargs="+", help="finished build runs of one engine, differing in seed")
     ap.add_argument("--name", default=None, help="result file stem (default: seeds_<engine>)")
     ap.add_argument("--spread", type=float, default=MACHINE_SPREAD,
                     help=f"accuracy spread a mean lead must pass (default {MACHINE_SPREAD})")
     ap.add_argument("--out", type=Path, default=RESULTS, help="where to write (default: benchmarks/results/)")
+    ap.add_argument("--against", type=Path, nargs="+", default=None,
+                    help="the same seeds built without the change the RUNs make: judge the change, not the method")
     a = ap.parse_args(argv)
-    try:
-        read = [read_build(r) for r in a.runs]
-    except AvatarToolError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    engines = {e for _, e, _, _ in read}
-    sets = {s for _, _, s, _ in read}
-    differ = config_differences([c for *_, c in read])
-    if len(engines) > 1 or len(sets) > 1 or differ:
-        print(f"error: the builds must differ only in their seed ({', '.join(SEED_KEYS)}); they differ in "
-              f"{', '.join(differ + (['the held-out set'] if len(sets) > 1 else []))}. Give builds made with the same "
-              "settings and another --set render.seed=N", file=sys.stderr)
-        sys.exit(1)
-    results = [r for r, *_ in read]
-    seeds = [r.seed for r in results]
-    if len(set(seeds)) < len(seeds):
-        print(f"error: two builds have the same seed (render seeds {seeds}): a seed counted twice is not another "
-              "seed; rebuild one with --set render.seed=N", file=sys.stderr)
-        sys.exit(1)
     command = "python -m benchmarks seeds " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[2:]))
-    summary = summarise(results, a.spread)
-    engine = read[0][1]
-    files = write_tables(results, engine, read[0][2], summary, a.name or f"seeds_{engine}", a.out, command)
+    try:
+        results, engine, set_id, cfg = _read_group(a.runs)
+        if a.against is None:
+            summary = summarise(results, a.spread)
+            files = write_tables(results, engine, set_id, summary, a.name or f"seeds_{engine}", a.out, command)
+        else:
+            unchanged, engine_u, set_u, cfg_u = _read_group(a.against)
+            if (engine_u, set_u) != (engine, set_id):
+                _fail("the builds after --against must be of the same engine and held-out set as the RUNs")
+            change = [f"{k}: {flatten_settings(cfg_u).get(k)!r} → {flatten_settings(cfg).get(k)!r}"
+                      for k in config_differences([cfg, cfg_u])]
+            if not change:
+                _fail("the RUNs and the builds after --against have the same settings: there is no change to judge")
+            summary = compare(results, unchanged, a.spread)
+            files = write_comparison(results, unchanged, change, engine, set_id, summary,
+                                     a.name or f"seeds_change_{engine}", a.out, command)
+    except (AvatarToolError, ValueError) as exc:
+        _fail(str(exc))
     print(files[1].read_text())
     print("wrote " + ", ".join(str(f) for f in files))
 

@@ -52,3 +52,26 @@ def test_builds_may_differ_in_seed_and_threads_only():
     other = {"engine": "alter", "threads": 2, "render": {"seed": 2, "n": 800}, "real": {"generator": None}}
     assert config_differences([base, same]) == []
     assert config_differences([base, same, other]) == ["real.generator"]
+
+
+def test_a_change_is_judged_against_the_same_seeds_without_it():
+    from benchmarks.seeds import compare
+    unchanged = [_seed(0, 0.30, 0.29, 0.12), _seed(1, 0.28, 0.30, 0.15), _seed(2, 0.31, 0.30, 0.10)]
+    changed = [_seed(2, 0.33, 0.30, 0.09, glasses=(0.5, 0.45)), _seed(0, 0.31, 0.29, 0.12), _seed(1, 0.29, 0.30, 0.18)]
+    s = compare(changed, unchanged, spread=0.03)
+    assert s["seeds"] == [0, 1, 2]                           # paired by seed, not by position
+    assert s["accuracy_change"]["per_seed"] == pytest.approx([0.01, 0.01, 0.02])
+    assert s["accuracy_change"]["win"] is True and "the change leads in all 3" in s["accuracy_change"]["why"]
+    assert s["render_distance_change_rel"]["per_seed"] == pytest.approx([0.0, 0.2, -0.1])
+    assert s["render_distance_change_rel"]["lower_in"] == 1
+    assert s["per_parameter_change"]["glasses"]["per_seed"] == pytest.approx([0.0, 0.0, 0.1])
+    assert s["baseline_same"] is True
+    worse = compare([_seed(0, 0.29, 0.29), _seed(1, 0.29, 0.30), _seed(2, 0.30, 0.30)], unchanged)
+    assert worse["accuracy_change"]["win"] is False
+    assert "the change does not lead in 2 of 3" in worse["accuracy_change"]["why"]
+
+
+def test_a_change_needs_the_same_seeds_on_both_sides():
+    from benchmarks.seeds import compare
+    with pytest.raises(ValueError, match="the same seeds once each"):
+        compare([_seed(0, 0.3, 0.3), _seed(1, 0.3, 0.3)], [_seed(0, 0.3, 0.3), _seed(2, 0.3, 0.3)])
