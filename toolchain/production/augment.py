@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 
-from ..errors import AvatarToolError
 from ..generators.generator import SemanticGenerator
 from .strengths import PAPER_STRENGTHS, resolve_part_names
 
