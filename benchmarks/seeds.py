@@ -89,25 +89,33 @@ SEED_KEYS = ("render.seed",)
 _IGNORED_KEYS = ("threads", "device", "render.workers")
 
 
+def pair_by_seed(changed: Sequence[SeedResult], unchanged: Sequence[SeedResult]) -> list[tuple[SeedResult, SeedResult]]:
+    """(changed, unchanged) builds of each seed, in seed order; both sides must hold the same seeds once each."""
+    by_seed = {r.seed: r for r in unchanged}
+    if sorted(by_seed) != sorted(r.seed for r in changed) or len(by_seed) != len(unchanged):
+        raise ValueError(f"the two sides must hold the same seeds once each (changed: {[r.seed for r in changed]}, "
+                         f"unchanged: {[r.seed for r in unchanged]})")
+    return [(c, by_seed[c.seed]) for c in sorted(changed, key=lambda r: r.seed)]
+
+
 def compare(changed: Sequence[SeedResult], unchanged: Sequence[SeedResult],
             spread: float = MACHINE_SPREAD) -> dict[str, Any]:
     """The change's effect per seed (builds paired by seed): the changed method's accuracy, render distance and
     per-parameter accuracy minus the unchanged method's, with the verdict for accuracy by the seeds rule."""
     from benchmarks.ablation import render_distance
-    by_seed = {r.seed: r for r in unchanged}
-    if sorted(by_seed) != sorted(r.seed for r in changed) or len(by_seed) != len(unchanged):
-        raise ValueError(f"the two sides must hold the same seeds once each (changed: {[r.seed for r in changed]}, "
-                         f"unchanged: {[r.seed for r in unchanged]})")
-    pairs = [(c, by_seed[c.seed]) for c in sorted(changed, key=lambda r: r.seed)]
+    pairs = pair_by_seed(changed, unchanged)
     acc = [c.method["mean_accuracy"] - u.method["mean_accuracy"] for c, u in pairs]
-    dist = [render_distance(c.method)[0] / render_distance(u.method)[0] - 1 for c, u in pairs]
+    dist_changed = [render_distance(c.method)[0] for c, _ in pairs]
+    dist_unchanged = [render_distance(u.method)[0] for _, u in pairs]
+    dist = [c / u - 1 for c, u in zip(dist_changed, dist_unchanged)]
     params = list(pairs[0][0].method["accuracy"])
     per_param = {p: [c.method["accuracy"][p] - u.method["accuracy"][p] for c, u in pairs] for p in params}
     win, why = verdict(acc, spread, who="the change")
     return {"n": len(pairs), "spread": spread, "seeds": [c.seed for c, _ in pairs],
             "accuracy_change": {"per_seed": acc, "mean": statistics.fmean(acc), "win": win, "why": why},
             "render_distance_change_rel": {"per_seed": dist, "mean": statistics.fmean(dist),
-                                           "lower_in": sum(x < 0 for x in dist)},
+                                           "lower_in": sum(x < 0 for x in dist), "changed": dist_changed,
+                                           "unchanged": dist_unchanged},
             "per_parameter_change": {p: {"per_seed": xs, "mean": statistics.fmean(xs), "better_in": sum(x > 0 for x in xs)}
                                      for p, xs in per_param.items()},
             "baseline_same": all(c.baseline["mean_accuracy"] == u.baseline["mean_accuracy"] for c, u in pairs)}
@@ -181,16 +189,13 @@ def write_comparison(changed: Sequence[SeedResult], unchanged: Sequence[SeedResu
                      set_id: str, summary: dict[str, Any], name: str, out_dir: Path, command: str) -> list[Path]:
     from benchmarks.__main__ import commit
     from benchmarks._report import write_report
-    from benchmarks.ablation import render_distance
     headers = ["render seed", "method acc, unchanged", "method acc, changed", "change", "dist, unchanged",
                "dist, changed", "Δ rel", "pairs' faces / ceiling", "label consistency", "Baseline acc"]
     a, d = summary["accuracy_change"], summary["render_distance_change_rel"]
-    by_seed = {r.seed: r for r in unchanged}
     rows = []
-    for i, c in enumerate(sorted(changed, key=lambda r: r.seed)):
-        u = by_seed[c.seed]
+    for i, (c, u) in enumerate(pair_by_seed(changed, unchanged)):
         rows.append([str(c.seed), f"{u.method['mean_accuracy']:.3f}", f"{c.method['mean_accuracy']:.3f}",
-                     f"{a['per_seed'][i]:+.3f}", f"{render_distance(u.method)[0]:.4f}", f"{render_distance(c.method)[0]:.4f}",
+                     f"{a['per_seed'][i]:+.3f}", f"{d['unchanged'][i]:.4f}", f"{d['changed'][i]:.4f}",
                      f"{100 * d['per_seed'][i]:+.1f} %", f"{_pct(u.pairs_vs_ceiling)} → {_pct(c.pairs_vs_ceiling)}",
                      f"{_pct(u.label_consistency)} → {_pct(c.label_consistency)}",
                      f"{u.baseline['mean_accuracy']:.3f}" + ("" if c.baseline == u.baseline
@@ -261,8 +266,8 @@ def main(argv: list[str] | None = None) -> None:
             unchanged, engine_u, set_u, cfg_u = _read_group(a.against)
             if (engine_u, set_u) != (engine, set_id):
                 _fail("the builds after --against must be of the same engine and held-out set as the RUNs")
-            change = [f"{k}: {flatten_settings(cfg_u).get(k)!r} → {flatten_settings(cfg).get(k)!r}"
-                      for k in config_differences([cfg, cfg_u])]
+            flat, flat_u = flatten_settings(cfg), flatten_settings(cfg_u)
+            change = [f"{k}: {flat_u.get(k)!r} → {flat.get(k)!r}" for k in config_differences([cfg, cfg_u])]
             if not change:
                 _fail("the RUNs and the builds after --against have the same settings: there is no change to judge")
             summary = compare(results, unchanged, a.spread)

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from ..generators.config import GeneratorConfig
 
 PAPER_STRENGTHS = {"background": 1.0, "hair": 0.3, "glasses": 0.06}
-PAPER_STRENGTHS_TEXT = "background=1,hair=0.3,glasses=0.06"
+PAPER_STRENGTHS_TEXT = ",".join(f"{part}={lam:g}" for part, lam in PAPER_STRENGTHS.items())
 
 
 def parse_strengths(text: str, key: str = "augmentation strengths") -> dict[str, float]:
