@@ -192,6 +192,8 @@ def test_report_says_where_g_real_came_from():
         "the given file /g/generator.safetensors (64 px)"
     assert g_real_origin({"source": "unlabelled photo proxy", "size": 32, "iters": 1000}) == \
         "unlabelled photo proxy (32 px, 1000 steps)"
+    assert g_real_origin({"source": "unlabelled photo proxy", "size": 64, "iters": 4500, "precision": "bf16"}) == \
+        "unlabelled photo proxy (64 px, 4500 steps, trained in bf16)"
 
 
 def test_benchmarks_regenerate_every_table_from_the_build(built, tmp_path):

@@ -156,3 +156,19 @@ def test_a_changed_proxy_misses_the_cache(tmp_path, monkeypatch):
     other = read_record(tmp_path / "b" / "real_generator")["outputs"]
     assert other["cache"]["reused"] is False and other["cache"]["key"] != first["cache"]["key"]
     assert len([p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]) == 2
+
+
+def test_the_cache_is_keyed_by_the_arithmetic_that_ran_not_by_auto(tmp_path, monkeypatch):
+    from toolchain.precision import resolve_precision
+    monkeypatch.setenv("SWIFTAVATAR_GAN_CACHE", str(tmp_path / "cache"))
+    keys = {}
+    for p in ("fp32", "bf16"):
+        build(tiny_config("alter", **{"real.precision": p}), tmp_path / p, ui=Recorder(), stop_before="avatar_generator")
+        out = read_record(tmp_path / p / "real_generator")["outputs"]
+        assert out["cache"]["reused"] is False and out["precision"] == p
+        keys[p] = out["cache"]["key"]
+    assert keys["fp32"] != keys["bf16"]
+    build(tiny_config("alter", **{"real.precision": "auto"}), tmp_path / "auto", ui=Recorder(),
+          stop_before="avatar_generator")
+    auto = read_record(tmp_path / "auto" / "real_generator")["outputs"]
+    assert auto["cache"]["reused"] is True and auto["cache"]["key"] == keys[resolve_precision("auto", "cpu")]

@@ -13,6 +13,8 @@ import torch
 from toolchain.generators.config import generator_preset
 from toolchain.generators.mask_folder import load_mask_folder
 from toolchain.generators.train_real import run_gan, train_preset
+from toolchain.precision import cpu_has_native_bf16, resolve_precision
+from toolchain.torch_utils import select_device
 
 from .common import BuildRun, Table
 
@@ -42,7 +44,7 @@ def run(build: BuildRun, quick: bool) -> Table:
     gcfg = generator_preset(c.generator_config)
     steps = 5 if quick else 33
     tcfg = train_preset(c.train_preset, iters=steps, batch_size=c.batch_size, log_every=1, sample_every=10 ** 9,
-                        snapshot_every=10 ** 9)
+                        snapshot_every=10 ** 9, precision=resolve_precision(c.precision, select_device(build.cfg.device)))
     photos = build.output("real_generator").get("photos")
     if photos:
         images, masks = load_mask_folder(photos, gcfg, limit=max(64, tcfg.batch_size))
@@ -59,20 +61,27 @@ def run(build: BuildRun, quick: bool) -> Table:
         if name != c.train_preset:
             other = train_preset(name)
             recipes.insert(0, (f"{name}: {what}", replace(tcfg, **{k: getattr(other, k) for k in RECIPE_FIELDS})))
+    # the other arithmetic too, where this machine has a bf16 path worth timing (CUDA, AMX / AVX512-BF16)
+    if resolve_precision("auto", select_device(build.cfg.device)) == "bf16":
+        other = "fp32" if tcfg.precision == "bf16" else "bf16"
+        recipes.insert(len(recipes) - 1, (f"build's recipe ({c.train_preset}), {other}", replace(tcfg, precision=other)))
     sections: dict[str, float] = {}
     for label, t in recipes:
         # the build's recipe (last) is also split into the parts of its steps
         sec, it_s, wall = _time(gcfg, t, images, masks, build.cfg.device, sections if t is tcfg else None)
         data["recipes"][label] = {"train": t.to_json(), "step_seconds": sec, "it_per_s": it_s, "wall_s": wall}
-        rows.append([label, c.generator_config, gcfg.size, gcfg.n_parts, t.batch_size, steps, f"{it_s:.3f}",
+        rows.append([label, t.precision, c.generator_config, gcfg.size, gcfg.n_parts, t.batch_size, steps, f"{it_s:.3f}",
                      f"{it_s * t.batch_size:.1f}", f"{sec[0]:.2f}"])
     after = data["recipes"][rows[-1][0]]
     data.update(batch=tcfg.batch_size, it_per_s=after["it_per_s"], step_seconds=after["step_seconds"],
                 step_sections_s=sections)
-    return Table("gan", data, ["recipe", "config", "px", "parts", "batch", "steps", "it/s (after step 0)", "img/s",
+    return Table("gan", data, ["recipe", "arithmetic", "config", "px", "parts", "batch", "steps", "it/s (after step 0)", "img/s",
                                "step 0 s"], rows,
                  notes=f"Full training steps on {source}; {torch.get_num_threads()} torch threads, one recipe after the "
-                       f"other in one run. " + "; ".join(
+                       f"other in one run; arithmetic: the build's `real.precision` ({c.precision}) as it resolves here "
+                       f"(bf16 autocast on CUDA and on CPUs with native bf16: {'yes' if cpu_has_native_bf16() else 'no'} "
+                       "on this one), and the build's recipe in the other one where this machine has a bf16 path. "
+                       + "; ".join(
                            f"{name}: " + ", ".join(f"{k} {getattr(train_preset(name), k)!r}" for k in RECIPE_FIELDS)
                            for name in RECIPES) + f". Build's recipe: {tcfg.to_json()}.\n\n"
                        + _sections_markdown(sections, steps, tcfg))

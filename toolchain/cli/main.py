@@ -544,6 +544,10 @@ def _gan_progress(progress: Progress):
     return update
 
 
+_PRECISION_HELP = ("Arithmetic of the G and D passes: auto (bf16 on CUDA and on CPUs with native bf16, i.e. AMX or "
+                   "AVX512-BF16; fp32 elsewhere), bf16 or fp32. It changes the weights: a run resumes in the one it began in.")
+
+
 @app.command("gan-train")
 def gan_train(
     data: Path = typer.Option(..., "--data", "-d", help="Folder of images/ + masks/ (render folder or unlabelled proxy set)."),
@@ -554,14 +558,17 @@ def gan_train(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the preset's batch size."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (1 is fastest on a busy machine)."),
+    precision: str = typer.Option("auto", "--precision", help=_PRECISION_HELP),
 ) -> None:
     """Train the realistic generator G_real (SemanticStyleGAN) on (image, mask) pairs."""
     from ..generators.config import generator_preset
     from ..generators.train_real import train_preset, train_real
+    from ..precision import check_precision
     if threads:
         import torch
         torch.set_num_threads(threads)
-    tcfg = train_preset(train_config or ("tiny" if config == "tiny" else "paper"), iters=iters, batch_size=batch_size)
+    tcfg = train_preset(train_config or ("tiny" if config == "tiny" else "paper"), iters=iters, batch_size=batch_size,
+                        precision=check_precision(precision, "--precision"))
     from .. import distributed
     with distributed.process_group(device), make_progress() as progress:
         summary = train_real(data, out, generator_preset(config), tcfg, device=device, progress=_gan_progress(progress))
@@ -582,6 +589,7 @@ def finetune(
     freeze_local: bool = typer.Option(False, "--freeze-local", help="Keep the local generators (part shapes) fixed."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+    precision: str = typer.Option("auto", "--precision", help=_PRECISION_HELP),
     workers: Workers = DEFAULT_WORKERS,
     batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     engine_timeout: EngineTimeout = DEFAULT_ENGINE_TIMEOUT_S,
@@ -589,10 +597,11 @@ def finetune(
     """Finetune G_avatar from G_real on engine renders (StyleGAN2 losses + colour-matching loss)."""
     from ..generators.finetune import finetune as run_finetune
     from ..generators.train_real import train_preset
+    from ..precision import check_precision
     if threads:
         import torch
         torch.set_num_threads(threads)
-    tcfg = train_preset(train_config, iters=iters)
+    tcfg = train_preset(train_config, iters=iters, precision=check_precision(precision, "--precision"))
     from .. import distributed
     with distributed.process_group(device), make_progress() as progress:
         summary = run_finetune(engine, real_generator, out, tcfg, colour_weight=color_weight, freeze_local=freeze_local,

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from .. import distributed
 from ..atomic_io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl, read_jsonl, save_png_atomic
 from ..errors import AvatarToolError
+from ..precision import resolve_precision
 from ..presets import lookup_preset
 from ..provenance import path_origin
 from ..torch_utils import save_checkpoint_atomic, select_device, uint8_to_signed
@@ -84,6 +85,9 @@ class GANTrainConfig:
     recon_weight: float = 0.0
     recon_seg: float = 0.1
     recon_kl: float = 0.01
+    # the G and D passes' arithmetic (toolchain/precision.py): auto = bf16 autocast on CUDA and on CPUs with native
+    # bf16, float32 elsewhere; the regularisers' double-backward passes always run in float32
+    precision: str = "auto"
     seed: int = 0
     snapshot_every: int = 1000
     sample_every: int = 500
@@ -182,7 +186,8 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
     out.mkdir(parents=True, exist_ok=True)
     dist = distributed.info()
     dev = distributed.device_for_rank(device) if dist.enabled else select_device(device)
-    amp = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
+    precision = resolve_precision(tcfg.precision, dev)
+    amp = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     if images is None:
         images, masks = load_mask_folder(data_dir, gcfg, need_masks=tcfg.seg_discriminator)
     if tcfg.seg_discriminator and masks is None:
@@ -194,6 +199,7 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
     masks_t = torch.from_numpy(masks).to(dev) if masks is not None else None
     # what the weights depend on; iters and logging/snapshot cadence may change between resumes (extend a run)
     train_id = {k: v for k, v in tcfg.to_json().items() if k not in ("iters", "snapshot_every", "sample_every", "log_every")}
+    train_id["precision"] = precision   # what ran, not "auto": the weights depend on it
     identity = {"generator": gcfg.to_json(), "train": train_id, "data": str(Path(data_dir).resolve()),
                 "n_images": int(len(images)), **(run_meta or {})}
 
@@ -224,7 +230,15 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
         stored = dict(ck["identity"])
         if isinstance(stored.get("generator"), dict):  # fields added to the config since then: their defaults
             stored["generator"] = GeneratorConfig.from_json(stored["generator"]).to_json()
+        if isinstance(stored.get("train"), dict):  # checkpoints from before the setting ran bf16 on CUDA only
+            stored["train"] = {**stored["train"], "precision": stored["train"].get(
+                "precision", "bf16" if dev.type == "cuda" else "fp32")}
         if stored != identity:
+            was = stored.get("train", {}).get("precision")
+            if was != precision and {**stored, "train": {**stored["train"], "precision": precision}} == identity:
+                raise AvatarToolError(f"{out} holds a checkpoint trained in {was}, and this run would continue in "
+                                      f"{precision}; resume with precision={was} (on this machine 'auto' gives "
+                                      f"{precision}) or use another --out folder")
             raise AvatarToolError(f"{out} holds a checkpoint from another configuration or dataset; resume with the "
                                   "same options or use another --out folder")
         G.load_state_dict(ck["G"]), D.load_state_dict(ck["D"]), G_ema.load_state_dict(ck["G_ema"])

@@ -64,7 +64,7 @@ def _gan_step_seconds(cfg: BuildConfig) -> tuple[float, int, int]:
     import torch
     from ..generators.train_real import run_gan, train_preset
     gcfg = build_generator_config(cfg)
-    tcfg = train_preset(cfg.real.train_preset, iters=3, batch_size=cfg.real.batch_size)
+    tcfg = train_preset(cfg.real.train_preset, iters=3, batch_size=cfg.real.batch_size, precision=cfg.real.precision)
     real_iters = train_preset(cfg.real.train_preset, iters=cfg.real.iters).iters
     avatar_iters = train_preset(cfg.avatar.train_preset, iters=cfg.avatar.iters).iters
     rng = np.random.default_rng(0)

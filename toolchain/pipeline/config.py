@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import AvatarToolError
+from ..precision import check_precision
 from ..production.strengths import PAPER_STRENGTHS_TEXT, parse_strengths, resolve_part_names
 from ..render.job import DEFAULT_BATCH_SIZE, DEFAULT_ENGINE_TIMEOUT_S, DEFAULT_WORKERS
 
@@ -54,6 +55,7 @@ class RealStage:
     train_preset: str = "tiny"               # toolchain/generators/train_real.py presets
     iters: Optional[int] = None
     batch_size: Optional[int] = None
+    precision: str = "auto"                  # auto / bf16 / fp32 (toolchain/precision.py)
 
 
 @dataclass
@@ -64,6 +66,7 @@ class AvatarStage:
     batch_size: Optional[int] = None
     colour_weight: float = 1.0
     freeze_local: bool = False
+    precision: str = "auto"                  # auto / bf16 / fp32 (toolchain/precision.py)
 
 
 @dataclass
@@ -208,6 +211,8 @@ def resolve_config(engine: str, preset: str = "smoke", yaml_file: str | Path | N
 
 def check_config(cfg: BuildConfig) -> None:
     """Settings whose form can be checked before any stage runs (a typo should not cost a G_real training)."""
+    check_precision(cfg.real.precision, key="real.precision")
+    check_precision(cfg.avatar.precision, key="avatar.precision")
     strengths = parse_strengths(cfg.pairs.augment, key="pairs.augment")
     if cfg.pairs.k > 0 and not any(strengths.values()):
         raise AvatarToolError(f"pairs.augment names no part to perturb, so the pairs.k={cfg.pairs.k} augmented copies "

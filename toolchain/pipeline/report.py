@@ -258,7 +258,8 @@ def g_real_origin(rg: dict[str, Any]) -> str:
     if source == "file":
         return f"the given file {rg.get('generator')} ({rg.get('size')} px)"
     steps = f", {rg['iters']} steps" if rg.get("iters") else ""
-    return f"{source} ({rg.get('size')} px{steps})"
+    arithmetic = f", trained in {rg['precision']}" if rg.get("precision") else ""
+    return f"{source} ({rg.get('size')} px{steps}{arithmetic})"
 
 
 def write_report(run_dir: Path, cfg_json: dict[str, Any], records: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -306,7 +307,8 @@ def write_report(run_dir: Path, cfg_json: dict[str, Any], records: dict[str, dic
     doc.heading("Dual-domain generators")
     rg, ag = out("real_generator"), out("avatar_generator")
     doc.para(f"G_real: {g_real_origin(rg)}; G_avatar: {ag.get('iters')} finetuning steps, "
-             f"colour-loss weight {ag.get('colour_weight')}.")
+             f"colour-loss weight {ag.get('colour_weight')}"
+             + (f", trained in {ag['precision']}." if ag.get("precision") else "."))
     doc.figure(run_dir / "avatar_generator" / "dual_domain_grid.png",
                "the same latents through G_real and G_avatar (rows: real image, its segmentation, avatar image, its segmentation)")
 

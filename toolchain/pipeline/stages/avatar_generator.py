@@ -12,6 +12,8 @@ from ...generators.finetune import finetune
 from ...generators.grids import dual_domain_grid
 from ...generators.io import load_generator
 from ...generators.train_real import train_preset
+from ...precision import resolve_precision
+from ...torch_utils import select_device
 from ..runner import StageContext
 from .progress import gan_progress
 
@@ -27,7 +29,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     c = ctx.cfg.avatar
     real = ctx.output("real_generator")["generator"]
     renders = ctx.output("render")["folder"]
-    tcfg = train_preset(c.train_preset, iters=c.iters, batch_size=c.batch_size)
+    tcfg = train_preset(c.train_preset, iters=c.iters, batch_size=c.batch_size, precision=c.precision)
     if c.colour_weight <= 0:
         ctx.warn("colour loss off (avatar.colour_weight=0): hair and skin colours may drift between the domains")
     finetune(ctx.cfg.engine, real, ctx.dir, tcfg, colour_weight=c.colour_weight, freeze_local=c.freeze_local,
@@ -35,4 +37,5 @@ def run(ctx: StageContext) -> dict[str, Any]:
     distributed.on_main(_grid, real, ctx.dir)
     return {"generator": str((ctx.dir / "generator.safetensors").resolve()), "real_generator": real,
             "iters": tcfg.iters, "colour_weight": c.colour_weight,
+            "precision": resolve_precision(tcfg.precision, select_device(ctx.cfg.device)),
             "files": ["generator.safetensors", "stats.jsonl", "dual_domain_grid.png"]}

@@ -14,7 +14,9 @@ from ...generators import cache
 from ...generators.config import generator_preset
 from ...generators.io import load_generator
 from ...generators.train_real import train_preset, train_real
+from ...precision import resolve_precision
 from ...proxy.eval_set import write_proxy_set
+from ...torch_utils import select_device
 from ..fingerprint import code_version, file_digest
 from ..runner import StageContext
 from .progress import gan_progress
@@ -45,8 +47,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
                  f"faces drawn here ({c.proxy_engine} painter, photo style), a stand-in for real face photos")
         source = "unlabelled photo proxy"
     gcfg = generator_preset(c.generator_config)
-    tcfg = train_preset(c.train_preset, iters=c.iters, batch_size=c.batch_size)
-    key, basis = cache.cache_key(photos, gcfg, tcfg.to_json(), code_version(G_REAL_CODE))
+    tcfg = train_preset(c.train_preset, iters=c.iters, batch_size=c.batch_size, precision=c.precision)
+    precision = resolve_precision(tcfg.precision, select_device(ctx.cfg.device))
+    # keyed by the arithmetic that runs (bf16 and fp32 weights differ), not by the word "auto"
+    key, basis = cache.cache_key(photos, gcfg, {**tcfg.to_json(), "precision": precision}, code_version(G_REAL_CODE))
     reuse = _from_cache(ctx, key)
     if reuse is None:
         train_real(photos, ctx.dir / "gan", gcfg, tcfg, device=ctx.cfg.device, progress=gan_progress(ctx))
@@ -55,7 +59,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
             reuse = {"reused": False, "key": key, "path": str(stored) if stored else None}
     gen = ctx.dir / "gan" / "generator.safetensors"
     return {"generator": str(gen.resolve()), "source": source, "photos": str(photos.resolve()), "iters": tcfg.iters,
-            "size": gcfg.size, "cache": reuse, "files": ["gan/generator.safetensors", "gan/stats.jsonl"]}
+            "size": gcfg.size, "precision": precision, "cache": reuse, "files": ["gan/generator.safetensors", "gan/stats.jsonl"]}
 
 
 # the source G_real's weights depend on (not G_avatar's finetuning, not the cache itself)

@@ -1,0 +1,75 @@
+"""GAN training arithmetic: how ``auto`` resolves, that the choice reaches the weights and the records, and
+that a run never silently continues in the other one."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from toolchain import precision as prec
+from toolchain.errors import AvatarToolError
+from toolchain.generators.io import load_generator
+from toolchain.generators.train_real import train_preset, train_real
+
+from tests.test_generators import FAST, MICRO, _mask_folder
+
+
+def _cpuinfo(tmp_path, flags: str):
+    path = tmp_path / f"cpuinfo-{abs(hash(flags))}"
+    path.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu sse2 {flags}\n\nprocessor\t: 1\n")
+    return str(path)
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
+    assert prec.cpu_has_native_bf16(_cpuinfo(tmp_path, "avx2 fma amx_tile amx_bf16 amx_int8"))
+    assert prec.cpu_has_native_bf16(_cpuinfo(tmp_path, "avx512f avx512_bf16"))
+    assert not prec.cpu_has_native_bf16(_cpuinfo(tmp_path, "avx2 fma avx512f avx512_vnni"))
+    assert not prec.cpu_has_native_bf16(str(tmp_path / "no-such-file"))
+
+
+def test_auto_picks_bf16_on_cuda_and_on_native_bf16_cpus_only(monkeypatch):
+    for native in (True, False):
+        monkeypatch.setattr(prec, "cpu_has_native_bf16", lambda native=native: native)
+        assert prec.resolve_precision("auto", "cpu") == ("bf16" if native else "fp32")
+        assert prec.resolve_precision("auto", torch.device("cpu")) == ("bf16" if native else "fp32")
+        assert prec.resolve_precision("auto", "cuda:1") == "bf16"
+        assert prec.resolve_precision("fp32", "cuda") == "fp32" and prec.resolve_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(AvatarToolError, match=r"real\.precision='fp16'.*auto, bf16, fp32"):
+        prec.check_precision("fp16", key="real.precision")
+
+
+def test_build_settings_are_checked_before_any_stage():
+    from toolchain.pipeline.config import resolve_config
+    assert resolve_config("alter", overrides=["real.precision=fp32"]).real.precision == "fp32"
+    for key in ("real.precision", "avatar.precision"):
+        with pytest.raises(AvatarToolError, match=key.replace(".", r"\.")):
+            resolve_config("alter", overrides=[f"{key}=half"])
+
+
+def test_the_arithmetic_reaches_the_weights_and_is_recorded(tmp_path):
+    data = _mask_folder(tmp_path / "data")
+    runs = {}
+    for p in ("fp32", "bf16"):
+        train_real(data, tmp_path / p, MICRO, train_preset("tiny", **FAST, precision=p), device="cpu")
+        assert json.loads((tmp_path / p / "run.json").read_text())["train"]["precision"] == p
+        runs[p], _ = load_generator(tmp_path / p / "generator.safetensors")
+    assert any(not torch.equal(a, b) for a, b in zip(runs["fp32"].state_dict().values(),
+                                                     runs["bf16"].state_dict().values()))
+    # "auto" is recorded as what it resolved to on this machine
+    train_real(data, tmp_path / "auto", MICRO, train_preset("tiny", **{**FAST, "iters": 1}, precision="auto"), device="cpu")
+    assert json.loads((tmp_path / "auto" / "run.json").read_text())["train"]["precision"] == \
+        prec.resolve_precision("auto", "cpu")
+
+
+def test_a_run_does_not_resume_in_the_other_arithmetic(tmp_path):
+    data = _mask_folder(tmp_path / "data")
+    train_real(data, tmp_path / "run", MICRO, train_preset("tiny", **FAST, precision="fp32"), device="cpu", stop_after=2)
+    with pytest.raises(AvatarToolError, match=r"trained in fp32.*continue in bf16.*precision=fp32"):
+        train_real(data, tmp_path / "run", MICRO, train_preset("tiny", **FAST, precision="bf16"), device="cpu")
+    # a checkpoint from before the setting existed was float32 on a CPU: it resumes as fp32, not as "auto"
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    del ck["identity"]["train"]["precision"]
+    torch.save(ck, tmp_path / "run" / "checkpoint.pt")
+    s = train_real(data, tmp_path / "run", MICRO, train_preset("tiny", **FAST, precision="fp32"), device="cpu")
+    assert s["steps_done"] == FAST["iters"]
