@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     if bad:
         ap.error(f"unknown table(s) {', '.join(bad)}; choose from {', '.join(TABLES)}")
     from toolchain.errors import AvatarToolError
+    from toolchain.torch_utils import configure_cpu_math
+    configure_cpu_math()
     try:
         files = run_tables(a.run, a.quick, only, a.out)
     except AvatarToolError as exc:

@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m benchmarks g-fit " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[2:]))
 
     import torch
-    torch.set_num_threads(a.threads)
+    from toolchain.torch_utils import configure_cpu_math
+    configure_cpu_math(a.threads)
     from benchmarks.suite.common import image_rows_figure
     from toolchain.errors import AvatarToolError
     from toolchain.proxy.eval_set import write_proxy_set

@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m benchmarks g-real-size " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[2:]))
 
     import torch
-    torch.set_num_threads(a.threads)
+    from toolchain.torch_utils import configure_cpu_math
+    configure_cpu_math(a.threads)
     from toolchain.atomic_io import save_png_atomic
     from toolchain.errors import AvatarToolError
     from benchmarks.suite.pair_measures import _share

@@ -73,3 +73,19 @@ def test_a_run_does_not_resume_in_the_other_arithmetic(tmp_path):
     torch.save(ck, tmp_path / "run" / "checkpoint.pt")
     s = train_real(data, tmp_path / "run", MICRO, train_preset("tiny", **FAST, precision="fp32"), device="cpu")
     assert s["steps_done"] == FAST["iters"]
+
+
+def test_cpu_math_flushes_denormals_and_sets_threads():
+    from toolchain.torch_utils import configure_cpu_math
+    before = torch.get_num_threads()
+    tiny = torch.tensor([1e-39], dtype=torch.float32)          # below float32's smallest normal (1.2e-38)
+    torch.set_flush_denormal(False)                           # as a fresh process starts
+    assert (tiny * 1.0).item() != 0.0
+    try:
+        configure_cpu_math(1)
+        assert torch.get_num_threads() == 1
+        assert (tiny * 1.0).item() == 0.0                     # a denormal operand reads as zero
+    finally:
+        torch.set_num_threads(before)
+    configure_cpu_math(None)                                   # no thread count: left as it is
+    assert torch.get_num_threads() == before

@@ -18,6 +18,20 @@ def select_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def configure_cpu_math(threads: int | None = None) -> None:
+    """Flush float32 denormals to zero, then set torch's CPU thread count (when given).
+
+    Why: as GAN training goes on, gradients and activations fall into the denormal range, which x86 cores
+    compute many times slower; a ``face64`` G_real resumed at step 2,000 ran 0.43 steps/s in float32 with
+    them and 1.63 without (2 threads, 1.15 vs 2.22 under bf16). The flag is per thread, and OpenMP's worker
+    threads copy it from the thread that starts them, so call this before torch's first parallel op (the
+    CLI commands, the build and the benchmarks do it first); later it covers the calling thread only.
+    """
+    torch.set_flush_denormal(True)
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def save_checkpoint_atomic(path: str | Path, state: dict[str, Any]) -> None:
     """``torch.save`` into memory, then one atomic write: a kill never leaves half a checkpoint."""
     buf = io.BytesIO()

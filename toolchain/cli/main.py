@@ -564,9 +564,8 @@ def gan_train(
     from ..generators.config import generator_preset
     from ..generators.train_real import train_preset, train_real
     from ..precision import check_precision
-    if threads:
-        import torch
-        torch.set_num_threads(threads)
+    from ..torch_utils import configure_cpu_math
+    configure_cpu_math(threads)
     tcfg = train_preset(train_config or ("tiny" if config == "tiny" else "paper"), iters=iters, batch_size=batch_size,
                         precision=check_precision(precision, "--precision"))
     from .. import distributed
@@ -598,9 +597,8 @@ def finetune(
     from ..generators.finetune import finetune as run_finetune
     from ..generators.train_real import train_preset
     from ..precision import check_precision
-    if threads:
-        import torch
-        torch.set_num_threads(threads)
+    from ..torch_utils import configure_cpu_math
+    configure_cpu_math(threads)
     tcfg = train_preset(train_config, iters=iters, precision=check_precision(precision, "--precision"))
     from .. import distributed
     with distributed.process_group(device), make_progress() as progress:
@@ -669,9 +667,8 @@ def pairs(
     from ..production.pairs import PairsConfig, produce_pairs, resolve_generators
     from ..production.strengths import parse_strengths
     strengths = parse_strengths(augment, key="--augment")
-    if threads:
-        import torch
-        torch.set_num_threads(threads)
+    from ..torch_utils import configure_cpu_math
+    configure_cpu_math(threads)
     real, avatar = resolve_generators(generators, real_generator, avatar_generator)
     limit = "auto" if max_loss is None else (None if max_loss < 0 else max_loss)
     cfg = PairsConfig(engine=engine, n=n, renders=str(renders) if renders else None, render_size=render_size, chunk=chunk,

@@ -186,6 +186,7 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
     out.mkdir(parents=True, exist_ok=True)
     dist = distributed.info()
     dev = distributed.device_for_rank(device) if dist.enabled else select_device(device)
+    torch.set_flush_denormal(True)   # this thread at least (see torch_utils.configure_cpu_math for the workers)
     precision = resolve_precision(tcfg.precision, dev)
     amp = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     if images is None:
@@ -238,7 +239,7 @@ def run_gan(data_dir: str | Path, out_dir: str | Path, gcfg: GeneratorConfig, tc
             if was != precision and {**stored, "train": {**stored["train"], "precision": precision}} == identity:
                 raise AvatarToolError(f"{out} holds a checkpoint trained in {was}, and this run would continue in "
                                       f"{precision}; resume with precision={was} (on this machine 'auto' gives "
-                                      f"{precision}) or use another --out folder")
+                                      f"{resolve_precision('auto', dev)}) or use another --out folder")
             raise AvatarToolError(f"{out} holds a checkpoint from another configuration or dataset; resume with the "
                                   "same options or use another --out folder")
         G.load_state_dict(ck["G"]), D.load_state_dict(ck["D"]), G_ema.load_state_dict(ck["G_ema"])

@@ -68,9 +68,8 @@ def build(cfg: BuildConfig, run_dir: str | Path, ui: BuildUI | None = None, forc
     run_dir = Path(run_dir)
     main = distributed.info().is_main
     with RunLock(run_dir) if main else contextlib.nullcontext():   # the ranks of one torchrun build share it
-        if cfg.threads:
-            import torch
-            torch.set_num_threads(cfg.threads)
+        from ..torch_utils import configure_cpu_math
+        configure_cpu_math(cfg.threads)
         if main:
             atomic_write_text(run_dir / "config.json", config_json(cfg) + "\n")
             atomic_write_text(run_dir / "command.txt", " ".join(_quote(a) for a in sys.argv) + "\n")
