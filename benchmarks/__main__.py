@@ -32,7 +32,7 @@ from benchmarks._report import RESULTS, load_note, write_report  # noqa: E402
 STANDALONE = {"ablation": "ablation", "detection": "detection", "quality": "quality",
               "render-overhead": "render_overhead", "sdk-load": "sdk_load", "sdk-stability": "sdk_stability",
               "mesh-keypoints": "mesh_keypoints", "g-real-size": "g_real_size", "g-fit": "g_fit",
-              "seeds": "seeds"}
+              "seeds": "seeds", "gan-speed": "gan_speed"}
 TABLES = ("render", "gan", "gan_fit", "face_blur", "inversion", "pairs", "pair_measures", "export_latency", "sdk_latency", "accuracy")
 
 

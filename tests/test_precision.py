@@ -89,3 +89,19 @@ def test_cpu_math_flushes_denormals_and_sets_threads():
         torch.set_num_threads(before)
     configure_cpu_math(None)                                   # no thread count: left as it is
     assert torch.get_num_threads() == before
+
+
+def test_gan_speed_times_each_case_in_its_own_process(tmp_path):
+    from benchmarks.gan_speed import main
+    data = _mask_folder(tmp_path / "data")
+    train_real(data, tmp_path / "run" / "g_real", MICRO, train_preset("tiny", **FAST, precision="fp32"), device="cpu")
+    main([str(tmp_path / "run"), "--steps", "4", "--threads", "1", "--out", str(tmp_path / "res")])
+    out = json.loads((tmp_path / "res" / "gan_speed.json").read_text())
+    assert [(c["precision"], c["flush_denormals"]) for c in out["cases"]] == \
+        [("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)]
+    for c in out["cases"]:
+        assert c["from_step"] == FAST["iters"] and c["it_per_s"] > 0
+        assert c["denormal_reads_as_zero"] is c["flush_denormals"]    # the mode each case claims is the one it ran
+    assert "| bf16 | flushed |" in (tmp_path / "res" / "gan_speed.md").read_text()
+    with pytest.raises(SystemExit, match="no GAN checkpoint"):
+        main([str(tmp_path / "data")])
