@@ -186,7 +186,9 @@ PRESETS: dict[str, GeneratorConfig] = {
     # the best G_real measured on this project's CPUs (README, "The ablation on our data"): `tiny` at 64 px with a
     # 32x32 coarse grid, octaves to 2^4 with diagonal sinusoids, local generators twice as wide plus a learned
     # per-pixel embedding; 39/200 faces (25 % of the proxy photos' own rate) after 4,500 steps, ~0.95 steps/s on
-    # 2 threads (benchmarks/results/g_real_size_64px_c32_f5_diag_l64_emb_4500.md); tests pin it to that result
+    # 2 threads (benchmarks/results/g_real_size_64px_c32_f5_diag_l64_emb_4500.md: AMD EPYC, float32, denormals kept);
+    # ~2.1 steps/s in bf16 with denormals flushed on a Xeon with AMX, 36/200 faces (g_real_size_64px_face64_4500_bf16.md);
+    # tests pin it to that result
     "face64": replace(_TINY, size=64, local_channel=64, coarse_size=32, channel_base=2048, fourier_freqs=5,
                       fourier_diagonal=True, coord_embedding=True),
 }
