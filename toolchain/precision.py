@@ -2,7 +2,7 @@
 
 On CUDA, training has always run under bf16 autocast. On a CPU, bf16 is worth it where the cores multiply bf16
 natively (Intel AMX or AVX512-BF16): on a 2-core Xeon with AMX its convolutions ran 1.7x (forward) to 2.2x
-(backward) faster, a whole ``face64`` G_real step 1.4x (benchmarks/results/gan.md). Without native bf16 the
+(backward) faster, a whole ``face64`` G_real step 1.4x (benchmarks/results/gan_speed.md). Without native bf16 the
 CPU would emulate it, so ``auto`` keeps float32 there. The resolved choice is recorded with the weights (it
 changes them), never the word ``auto``.
 """
