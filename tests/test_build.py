@@ -196,8 +196,9 @@ def test_report_says_where_g_real_came_from():
         "unlabelled photo proxy (64 px, 4500 steps, trained in bf16)"
 
 
-def test_benchmarks_regenerate_every_table_from_the_build(built, tmp_path):
-    """`python -m benchmarks RUN --quick`: every table measured from the run alone, stamped, finite."""
+def test_benchmarks_regenerate_every_table_from_the_build(built, detector_model, tmp_path):
+    """`python -m benchmarks RUN --quick`: every table measured from the run alone, stamped, finite (the face
+    models in the cache, as a machine that ran the SDK once has them: faces are counted)."""
     from benchmarks.__main__ import TABLES, run_tables
     run, _, _ = built
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
@@ -212,6 +213,24 @@ def test_benchmarks_regenerate_every_table_from_the_build(built, tmp_path):
     assert numbers and all(math.isfinite(v) for v in numbers)
     # a benchmark measures the run, it never changes it
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
+    assert json.loads((tmp_path / "gan_fit.json").read_text())["photos_faces"]["n"] > 0
+
+
+def test_face_counting_tables_say_so_without_the_face_models(built, tmp_path, monkeypatch):
+    """A machine that never had the face models (fresh, offline): the fit is still measured, the face counts
+    are marked as not measured with the reason, and nothing crashes."""
+    from benchmarks.__main__ import run_tables
+    from sdk_python.detector_models import MODELS
+    monkeypatch.setenv("SWIFTAVATAR_CACHE", str(tmp_path / "empty-cache"))
+    for spec in MODELS.values():
+        monkeypatch.delenv(spec.env_var, raising=False)
+    run, _, _ = built
+    run_tables(run, quick=True, only=["gan_fit", "face_blur"], out=tmp_path / "out")
+    fit = json.loads((tmp_path / "out" / "gan_fit.json").read_text())
+    assert fit["photos_faces"] is None and "short-range face detector" in fit["faces_not_measured"]
+    assert all(cp["faces"] is None and math.isfinite(cp["image_l1"]) for cp in fit["checkpoints"])
+    assert "not measured" in (tmp_path / "out" / "gan_fit.md").read_text()
+    assert "no face models" in json.loads((tmp_path / "out" / "face_blur.json").read_text())["skipped"]
 
 
 def test_sdk_latency_times_trained_sibling_builds_at_other_sizes(tmp_path):

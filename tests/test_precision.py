@@ -78,8 +78,9 @@ def test_a_run_does_not_resume_in_the_other_arithmetic(tmp_path):
 def test_cpu_math_flushes_denormals_and_sets_threads():
     from toolchain.torch_utils import configure_cpu_math
     before = torch.get_num_threads()
-    tiny = torch.tensor([1e-39], dtype=torch.float32)          # below float32's smallest normal (1.2e-38)
-    torch.set_flush_denormal(False)                           # as a fresh process starts
+    torch.set_flush_denormal(False)                           # as a fresh process starts (earlier tests set it)
+    # below float32's smallest normal (1.2e-38); made after the reset, since flushing also zeroes the conversion
+    tiny = torch.tensor([1e-39], dtype=torch.float32)
     assert (tiny * 1.0).item() != 0.0
     try:
         configure_cpu_math(1)
