@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
+from sdk_python.errors import AvatarSDKError
 from toolchain.generators.config import generator_preset
 from toolchain.generators.fit_probe import fit_photos
-from sdk_python.errors import AvatarSDKError
 from toolchain.generators.mask_folder import load_mask_folder
 
 from .common import BuildRun, Table, image_rows_figure

@@ -1,7 +1,7 @@
 """A short calibration before a build: time a few units of each stage on this machine (a handful of
-renders, two GAN steps, two inversion steps, two estimator steps) and scale them to the configured
-budget. Estimates, not promises: first steps carry warm-up cost, and later stages depend on data sizes
-known only once earlier stages ran (e.g. how many sources the quality filter drops)."""
+renders, one regularisation cycle of GAN steps and 4 inversion steps, each timed beyond a shorter run, two
+estimator steps) and scale them to the configured budget. Estimates, not promises: later stages depend on data
+sizes known only once earlier stages ran (e.g. how many sources the quality filter drops)."""
 from __future__ import annotations
 
 import math
