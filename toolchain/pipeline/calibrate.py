@@ -35,7 +35,7 @@ def _marginal(run: Callable[[int], Any], short: int, long: int) -> float:
     """Seconds per unit of ``run(n)`` (n units in one call), from the difference of a ``long`` and a ``short``
     call after a warm-up call: what every call pays once (building models, the first step's regularisers,
     the closing checkpoint) cancels, which two-unit timings counted in full (the cpu preset's estimate said
-    77 min for a G_real that trained in 36)."""
+    77 min for a G_real that trained in 40)."""
     run(short)
     t0 = time.perf_counter()
     run(short)

@@ -173,9 +173,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {
         "render.n": 2000, "render.size": 64, "render.workers": 2,
         # G_real gets the largest share of the 2 hours and is cached for every later cpu build. The 64 px "face64"
-        # generator, 4,500 steps (~2.1 it/s in bf16 on an AMX Xeon, ~36 min), draws faces in 23 % of the photos' own
-        # rate where the 32 px "tiny" one after 6,000 steps drew 4 %, and its pairs led the Baseline by +0.073 accuracy
-        # (benchmarks/results/cpu64_alter). At 64 px an inversion step costs ~3x the 32 px one, so 50 steps, not 100.
+        # generator, 4,500 steps (~2.0 it/s in bf16 on an AMX Xeon, ~40 min), drew faces in 6 % and 23 % of the photos'
+        # own rate in two runs, where the 32 px "tiny" one after 6,000 steps drew 4 %; this preset's alter build led
+        # the Baseline by +0.049 accuracy, -41.9 % render distance (benchmarks/results/cpu_alter_face64, ~2 h 10 min
+        # fresh here). At 64 px an inversion step costs ~3x the 32 px one, so 50 steps, not 100.
         "real.proxy_n": 3000, "real.proxy_size": 128, "real.generator_config": "face64",
         "real.train_preset": "tiny_official", "real.iters": 4500,
         "avatar.train_preset": "tiny_official", "avatar.iters": 1200,
