@@ -8,7 +8,8 @@ misses the cache and trains afresh.
 
 Layout: ``$SWIFTAVATAR_CACHE/real_generators/<key>/`` (default ``~/.cache/swiftavatar``; another folder with
 ``SWIFTAVATAR_GAN_CACHE=DIR``, none with ``SWIFTAVATAR_GAN_CACHE=off``) holding
-``generator.safetensors`` (+ ``.json``), ``stats.jsonl``, ``samples/`` (the grids over steps) and
+``generator.safetensors`` (+ ``.json``), ``stats.jsonl``, ``samples/`` (the grids over steps), ``kept/`` (the
+snapshots a build picks from, when the training keeps them) and
 ``entry.json`` (key basis, the weights' sha256, where and when it was trained). An entry appears whole
 (written to a temporary sibling, then renamed) and is checked before use: weights whose sha256 does not
 match ``entry.json``, or that do not load as a generator, are refused, moved aside and retrained.
@@ -129,7 +130,7 @@ def store(key: str, basis: dict[str, Any], gan_dir: str | Path, source: str, roo
     for name in (WEIGHTS, "generator.json", "stats.jsonl", "run.json"):
         if (gan_dir / name).is_file():
             shutil.copy2(gan_dir / name, tmp / name)
-    for sub in ("samples", "samples_raw"):
+    for sub in ("samples", "samples_raw", "kept"):
         if (gan_dir / sub).is_dir():
             shutil.copytree(gan_dir / sub, tmp / sub)
     atomic_write_json(tmp / ENTRY, {"key": key, "basis": basis, "sha256": _sha256(tmp / WEIGHTS), "source": source,

@@ -56,6 +56,11 @@ class RealStage:
     iters: Optional[int] = None
     batch_size: Optional[int] = None
     precision: str = "auto"                  # auto / bf16 / fp32 (toolchain/precision.py)
+    keep_every: Optional[int] = None         # keep G_ema every N steps (default: the training preset's, 0 = none)
+    # which kept snapshot becomes G_real: "faces" = the one whose samples the SDK's face finder accepts most
+    # often (its own sample seed, not the pair measures'), "last" = the final weights
+    pick: str = "faces"
+    pick_n: int = 128                        # samples per kept snapshot for the "faces" pick
 
 
 @dataclass
@@ -178,7 +183,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # the Baseline by +0.049 accuracy, -41.9 % render distance (benchmarks/results/cpu_alter_face64, ~2 h 10 min
         # fresh here). At 64 px an inversion step costs ~3x the 32 px one, so 50 steps, not 100.
         "real.proxy_n": 3000, "real.proxy_size": 128, "real.generator_config": "face64",
-        "real.train_preset": "tiny_official", "real.iters": 4500,
+        "real.train_preset": "tiny_official", "real.iters": 4500, "real.keep_every": 500,
         "avatar.train_preset": "tiny_official", "avatar.iters": 1200,
         "pairs.k": 3, "pairs.steps": 50, "pairs.batch": 64, "pairs.chunk": 100,
         "train.preset": "small", "train.epochs": 4, "train.input_size": 112,

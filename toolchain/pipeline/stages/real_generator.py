@@ -47,7 +47,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
                  f"faces drawn here ({c.proxy_engine} painter, photo style), a stand-in for real face photos")
         source = "unlabelled photo proxy"
     gcfg = generator_preset(c.generator_config)
-    tcfg = train_preset(c.train_preset, iters=c.iters, batch_size=c.batch_size, precision=c.precision)
+    tcfg = train_preset(c.train_preset, iters=c.iters, batch_size=c.batch_size, precision=c.precision,
+                        keep_every=c.keep_every)
     precision = resolve_precision(tcfg.precision, select_device(ctx.cfg.device))
     # keyed by the arithmetic that runs (bf16 and fp32 weights differ), not by the word "auto"
     key, basis = cache.cache_key(photos, gcfg, {**tcfg.to_json(), "precision": precision}, code_version(G_REAL_CODE))
