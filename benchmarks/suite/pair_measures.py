@@ -30,6 +30,12 @@ def run(build: BuildRun, quick: bool) -> Table:
             ["face-likeness", "floor: noise", _share(fl["floor"]), ""]]
     if fl is None:
         rows.append(["face-likeness", "not measured", "—", why[:200]])
+    pick = real.get("pick") or {}
+    for sc in pick.get("scores", []):    # as the build scored them (its own sample seed), not measured again here
+        rows.append(["G_real snapshot pick", f"step {sc['step']}", _share(sc),
+                     "picked" if sc["step"] == pick["step"] else ""])
+    if pick.get("how") == "last":
+        rows.append(["G_real snapshot pick", "last weights", "—", pick.get("why", "")])
     lc = None
     if measured.get("oracle"):
         lc = label_consistency(measured["oracle"]["model"], pairs["dataset"], held["set"], n=150 if quick else 600)
@@ -47,7 +53,10 @@ def run(build: BuildRun, quick: bool) -> Table:
              "consistency: the build's oracle (an estimator trained on labelled proxy photos) reads the pairs' realistic "
              "images; agreement with each pair's vector vs its accuracy on the held-out photos; 'majority' is the share "
              "of the most common option among the pairs (what reading blurs would score)."
-             + ("" if lc else f" Label consistency: {measured.get('label_consistency_note', 'not measured')}."))
+             + ("" if lc else f" Label consistency: {measured.get('label_consistency_note', 'not measured')}.")
+             + (f" G_real snapshot pick: faces in {pick['n']} samples of each kept snapshot, drawn from the pick's own "
+                "seed, as the build scored them; the face-likeness rows measure the picked one on other samples."
+                if pick.get("how") == "faces" else ""))
     return Table("pair_measures", {"face_likeness": fl, "label_consistency": lc}, ["measure", "images / parameter",
                                                                                    "value", "reference"], rows, notes)
 

@@ -74,6 +74,15 @@ class FaceCounter:
         self.close()
 
 
+def face_model_paths(fetch: bool = True) -> Callable[[str], Path]:
+    """The face finder's models (short-range detector, face mesh): cached, else fetched from the pinned
+    mediapipe wheel as the export stage does (unless ``fetch`` is off, then missing ones raise
+    ``DetectorModelUnavailableError`` with instructions)."""
+    from sdk_python.detector_models import fetch_model, find_model, resolve_model
+    paths = {k: find_model(k) or (fetch_model(k) if fetch else resolve_model(k)) for k in ("short", "mesh")}
+    return paths.__getitem__
+
+
 def at_size(images: Iterable[np.ndarray], size: int) -> Iterable[np.ndarray]:
     """Each image box-filtered to ``size`` px (what a generator of that size could at best reproduce)."""
     for img in images:

@@ -26,12 +26,17 @@ from .stages import (avatar_generator, baseline, evaluate, export, heldout, pair
 _ENGINE_CODE = ("toolchain/engines", "toolchain/schema.py", "toolchain/render")
 _GAN_CODE = ("toolchain/generators", "toolchain/distributed.py")
 _TRAIN_CODE = ("toolchain/estimator", "toolchain/data", "toolchain/distributed.py")
+_FACE_FINDER_CODE = ("sdk_python/face_finder.py", "sdk_python/face_check.py", "sdk_python/face_presence.py",
+                     "sdk_python/detector.py")
+# G_real's snapshot pick counts faces in samples (toolchain/evaluation/snapshot_pick.py)
+_PICK_CODE = tuple(f"toolchain/evaluation/{m}.py" for m in ("snapshot_pick", "face_likeness", "pair_measures",
+                                                              "part_census")) + _FACE_FINDER_CODE
 
 STAGES: tuple[Stage, ...] = (
     Stage("render", "sample avatar vectors and render them", render.run, reads=("render",), code=_ENGINE_CODE,
           distributed=True),
     Stage("real_generator", "G_real: the realistic-face generator", real_generator.run, reads=("real",),
-          code=_GAN_CODE + ("toolchain/proxy",), distributed=True),
+          code=_GAN_CODE + ("toolchain/proxy",) + _PICK_CODE, distributed=True),
     Stage("avatar_generator", "G_avatar: G_real finetuned on the renders", avatar_generator.run, reads=("avatar",),
           after=("render", "real_generator"), code=_GAN_CODE, distributed=True),
     Stage("pairs", "invert renders, synthesise faces, augment", pairs.run, reads=("pairs", "render"),
@@ -43,8 +48,7 @@ STAGES: tuple[Stage, ...] = (
           code=_ENGINE_CODE + ("toolchain/proxy",)),
     Stage("pair_measures", "what the pairs carry: face-likeness, label consistency", pair_measures.run,
           reads=("real", "render", "eval", "train"), after=("real_generator", "avatar_generator", "pairs", "train", "heldout"),
-          code=("toolchain/evaluation", "toolchain/proxy", "toolchain/estimator", "sdk_python/face_finder.py",
-                "sdk_python/face_check.py", "sdk_python/face_presence.py", "sdk_python/detector.py")),
+          code=("toolchain/evaluation", "toolchain/proxy", "toolchain/estimator") + _FACE_FINDER_CODE),
     Stage("export", "ONNX / TFLite / CoreML, parity, bundle, latency", export.run, reads=("export",),
           after=("render", "train", "pairs", "heldout"),
           code=("converters", "sdk_python/bundle.py", "toolchain/engines/bundle_engine.py")),

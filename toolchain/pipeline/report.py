@@ -259,7 +259,26 @@ def g_real_origin(rg: dict[str, Any]) -> str:
         return f"the given file {rg.get('generator')} ({rg.get('size')} px)"
     steps = f", {rg['iters']} steps" if rg.get("iters") else ""
     arithmetic = f", trained in {rg['precision']}" if rg.get("precision") else ""
-    return f"{source} ({rg.get('size')} px{steps}{arithmetic})"
+    return f"{source} ({rg.get('size')} px{steps}{arithmetic}){_pick_text(rg.get('pick'))}"
+
+
+def _pick_text(pick: dict[str, Any] | None) -> str:
+    if not pick:
+        return ""
+    if pick.get("how") != "faces":
+        return f"; its last weights: {pick.get('why', 'asked for')}"
+    best = next(s for s in pick["scores"] if s["step"] == pick["step"])
+    return (f"; the snapshot at step {pick['step']}, picked from {len(pick['scores'])} kept snapshots for the most "
+            f"faces in {pick['n']} samples of its own seed: {best['found']} (the last weights: {pick['last']['found']})")
+
+
+def pick_table(doc: Doc, pick: dict[str, Any] | None) -> None:
+    """Every kept G_real snapshot's score in the pick, so a reader sees how much the choice mattered."""
+    if not pick or pick.get("how") != "faces":
+        return
+    doc.table(["G_real snapshot (step)", f"samples with a face (of {pick['n']})", "picked"],
+              [[str(s["step"]), f"{s['found']} ({100 * s['rate']:.0f} %)", "yes" if s["step"] == pick["step"] else ""]
+               for s in pick["scores"]])
 
 
 def write_report(run_dir: Path, cfg_json: dict[str, Any], records: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -309,6 +328,7 @@ def write_report(run_dir: Path, cfg_json: dict[str, Any], records: dict[str, dic
     doc.para(f"G_real: {g_real_origin(rg)}; G_avatar: {ag.get('iters')} finetuning steps, "
              f"colour-loss weight {ag.get('colour_weight')}"
              + (f", trained in {ag['precision']}." if ag.get("precision") else "."))
+    pick_table(doc, rg.get("pick"))
     doc.figure(run_dir / "avatar_generator" / "dual_domain_grid.png",
                "the same latents through G_real and G_avatar (rows: real image, its segmentation, avatar image, its segmentation)")
 

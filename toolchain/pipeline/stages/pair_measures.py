@@ -4,14 +4,14 @@ photos reads the pairs' faces), and the generators' sample grids over training s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sdk_python.errors import AvatarSDKError
 
 from ...atomic_io import atomic_write_json, save_png_atomic
 from ...estimator.train import train
 from ...evaluation.evaluate import load_labelled_set
-from ...evaluation.face_likeness import folder_images
+from ...evaluation.face_likeness import face_model_paths, folder_images
 from ...evaluation.pair_measures import face_likeness, label_consistency, steps_strip
 from ...proxy.eval_set import write_proxy_set
 from ...proxy.oracle import ORACLE_SEED_OFFSET, oracle_dataset
@@ -42,21 +42,13 @@ def _ceiling_photos(ctx: StageContext) -> tuple[list, str]:
     return folder_images(d), note
 
 
-def _face_models(fetch: bool) -> Callable[[str], Path]:
-    """The face finder's models (short-range detector, face mesh): cached, else fetched from the pinned
-    mediapipe wheel as the export stage does (unless ``export.fetch_detector`` is off)."""
-    from sdk_python.detector_models import fetch_model, find_model, resolve_model
-    paths = {k: find_model(k) or (fetch_model(k) if fetch else resolve_model(k)) for k in ("short", "mesh")}
-    return paths.__getitem__
-
-
 def run(ctx: StageContext) -> dict[str, Any]:
     real, pairs, heldout = ctx.output("real_generator"), ctx.output("pairs"), ctx.output("heldout")
     size = int(real["size"])
     out: dict[str, Any] = {"files": ["measures.json"]}
     ctx.progress(0, 3, "face-likeness")
     try:
-        model_for = _face_models(ctx.cfg.export.fetch_detector)
+        model_for = face_model_paths(ctx.cfg.export.fetch_detector)
     except AvatarSDKError as exc:
         ctx.warn(f"face-likeness not measured: {exc}")
         out["face_likeness"] = None
@@ -88,7 +80,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         out["label_consistency_note"] = ("no labelled photo proxy for this engine (the face painter draws only the "
                                          "built-in engines): face-likeness only")
 
-    for name, samples in (("g_real_steps.png", Path(real["generator"]).parent / "samples"),
+    for name, samples in (("g_real_steps.png", Path(real.get("samples") or Path(real["generator"]).parent / "samples")),
                           ("g_avatar_steps.png", Path(ctx.output("avatar_generator")["generator"]).parent / "samples")):
         strip = steps_strip(samples, size)
         if strip is not None:

@@ -9,11 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sdk_python.errors import AvatarSDKError
+
 from ... import distributed
+from ...errors import AvatarToolError
+from ...evaluation.face_likeness import face_model_paths
+from ...evaluation.snapshot_pick import pick_by_faces
 from ...generators import cache
 from ...generators.config import generator_preset
 from ...generators.io import load_generator
-from ...generators.train_real import train_preset, train_real
+from ...generators.train_real import kept_snapshots, train_preset, train_real
 from ...precision import resolve_precision
 from ...proxy.eval_set import write_proxy_set
 from ...torch_utils import select_device
@@ -25,7 +30,6 @@ from .progress import gan_progress
 def run(ctx: StageContext) -> dict[str, Any]:
     c = ctx.cfg.real
     if c.generator and c.images:
-        from ...errors import AvatarToolError
         raise AvatarToolError("give either --real-generator or --real-images, not both")
     if c.generator:
         path = Path(c.generator).resolve()
@@ -58,9 +62,40 @@ def run(ctx: StageContext) -> dict[str, Any]:
         if distributed.info().is_main:
             stored = cache.store(key, basis, ctx.dir / "gan", source=str(ctx.run_dir))
             reuse = {"reused": False, "key": key, "path": str(stored) if stored else None}
-    gen = ctx.dir / "gan" / "generator.safetensors"
+    gan = ctx.dir / "gan"
+    pick = distributed.on_main(_pick_snapshot, ctx, gan, tcfg.iters)
+    gen = Path(pick.get("weights") or gan / "generator.safetensors")
     return {"generator": str(gen.resolve()), "source": source, "photos": str(photos.resolve()), "iters": tcfg.iters,
-            "size": gcfg.size, "precision": precision, "cache": reuse, "files": ["gan/generator.safetensors", "gan/stats.jsonl"]}
+            "size": gcfg.size, "precision": precision, "cache": reuse, "pick": pick, "samples": str((gan / "samples").resolve()),
+            "files": [str(gen.relative_to(ctx.dir)), "gan/stats.jsonl"]}
+
+
+PICKS = ("faces", "last")
+
+
+def _pick_snapshot(ctx: StageContext, gan: Path, iters: int) -> dict[str, Any]:
+    """Which weights become G_real (``real.pick``): the kept snapshot whose samples show the most faces, or the
+    last weights (asked for, nothing kept, or no face models: said in a warning and in the report)."""
+    c = ctx.cfg.real
+    if c.pick not in PICKS:
+        raise AvatarToolError(f"real.pick={c.pick!r} is not a choice: use one of {', '.join(PICKS)}")
+    kept = kept_snapshots(gan)
+    if c.pick == "last" or not kept:
+        why = "real.pick=last" if c.pick == "last" else "the training kept no snapshots (real.keep_every=0)"
+        return {"how": "last", "step": iters, "why": why}
+    if kept[-1][0] != iters:
+        kept.append((iters, gan / "generator.safetensors"))
+    try:
+        model_for = face_model_paths(ctx.cfg.export.fetch_detector)
+        pick = pick_by_faces(kept, c.pick_n, model_for=model_for,
+                             progress=lambda d, t: ctx.progress(d, t, "picking the snapshot with the most faces"))
+    except AvatarSDKError as exc:
+        ctx.warn(f"G_real: the last weights are used, not the snapshot with the most faces: {exc}")
+        return {"how": "last", "step": iters, "why": f"face models missing: {exc}"}
+    best = next(sc for sc in pick["scores"] if sc["step"] == pick["step"])
+    ctx.progress(1, 1, f"G_real: step {pick['step']} picked, faces in {best['found']}/{best['n']} samples "
+                       f"(last weights: {pick['last']['found']}/{pick['last']['n']})")
+    return pick
 
 
 # the source G_real's weights depend on (not G_avatar's finetuning, not the cache itself)
