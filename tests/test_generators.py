@@ -355,11 +355,13 @@ def test_finetune_with_colour_loss_and_grid(tmp_path):
 def test_cli_gan_train_and_grid(tmp_path):
     from typer.testing import CliRunner
     from toolchain.cli.main import app
+    from toolchain.generators.train_real import kept_snapshots
     data = _mask_folder(tmp_path / "data", n=4, size=32)
-    r = CliRunner().invoke(app, ["gan-train", "--data", str(data), "--out", str(tmp_path / "run"), "--iters", "1",
-                                 "--batch-size", "2", "--device", "cpu"])
+    r = CliRunner().invoke(app, ["gan-train", "--data", str(data), "--out", str(tmp_path / "run"), "--iters", "2",
+                                 "--batch-size", "2", "--device", "cpu", "--keep-every", "1"])
     assert r.exit_code == 0, r.output
     g = tmp_path / "run" / "generator.safetensors"
+    assert [step for step, _ in kept_snapshots(tmp_path / "run")] == [1, 2]
     r = CliRunner().invoke(app, ["gan-grid", "--real", str(g), "--avatar", str(g), "--out", str(tmp_path / "g.png"), "-n", "2"])
     assert r.exit_code == 0, r.output
     assert Image.open(tmp_path / "g.png").size[0] > 64

@@ -559,6 +559,8 @@ def gan_train(
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (1 is fastest on a busy machine)."),
     precision: str = typer.Option("auto", "--precision", help=_PRECISION_HELP),
+    keep_every: Optional[int] = typer.Option(None, "--keep-every", min=0,
+                                             help="Also keep G_ema's weights every N steps in OUT/kept/ (0: none)."),
 ) -> None:
     """Train the realistic generator G_real (SemanticStyleGAN) on (image, mask) pairs."""
     from ..generators.config import generator_preset
@@ -567,7 +569,7 @@ def gan_train(
     from ..torch_utils import configure_cpu_math
     configure_cpu_math(threads)
     tcfg = train_preset(train_config or ("tiny" if config == "tiny" else "paper"), iters=iters, batch_size=batch_size,
-                        precision=check_precision(precision, "--precision"))
+                        precision=check_precision(precision, "--precision"), keep_every=keep_every)
     from .. import distributed
     with distributed.process_group(device), make_progress() as progress:
         summary = train_real(data, out, generator_preset(config), tcfg, device=device, progress=_gan_progress(progress))
