@@ -12,6 +12,7 @@ from toolchain.evaluation.face_likeness import at_size, folder_images, noise_ima
 from toolchain.evaluation.pair_measures import generator_samples
 from toolchain.evaluation.snapshot_pick import PICK_SEED, pick_by_faces
 from toolchain.pipeline.build import build
+from toolchain.pipeline.config import resolve_config
 from toolchain.pipeline.report import Doc, g_real_origin, pick_table
 from toolchain.pipeline.runner import read_record
 from toolchain.proxy.eval_set import write_proxy_set
@@ -60,7 +61,7 @@ def test_the_pick_never_scores_on_the_pair_measures_samples():
 
 def _real_stage(engine: str, run: Path, **more) -> tuple[dict, Recorder]:
     ui = Recorder()
-    build(tiny_config(engine, **{"real.keep_every": 2, "real.pick_n": 8, **more}), run, ui=ui,
+    build(tiny_config(engine, **{"real.keep_every": 2, "real.pick": "faces", "real.pick_n": 8, **more}), run, ui=ui,
           stop_before="avatar_generator")
     return read_record(run / "real_generator")["outputs"], ui
 
@@ -81,6 +82,7 @@ def test_the_build_picks_among_kept_snapshots_and_the_cache_keeps_them(tmp_path,
 
     last, _ = _real_stage("alter", tmp_path / "c", **{"real.pick": "last"})
     assert last["pick"]["how"] == "last" and last["generator"].endswith("gan/generator.safetensors")
+    assert resolve_config("alter", "cpu").real.pick == "last"     # opt-in: measured mixed (README)
 
 
 def test_without_face_models_the_last_weights_are_used_and_said(tmp_path, monkeypatch):

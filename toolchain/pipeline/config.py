@@ -57,9 +57,12 @@ class RealStage:
     batch_size: Optional[int] = None
     precision: str = "auto"                  # auto / bf16 / fp32 (toolchain/precision.py)
     keep_every: Optional[int] = None         # keep G_ema every N steps (default: the training preset's, 0 = none)
-    # which kept snapshot becomes G_real: "faces" = the one whose samples the SDK's face finder accepts most
-    # often (its own sample seed, not the pair measures'), "last" = the final weights
-    pick: str = "faces"
+    # which weights become G_real: "last" = the final ones; "faces" = the kept snapshot whose samples the SDK's
+    # face finder accepts most often (its own sample seed, not the pair measures'). "faces" is not the default:
+    # on the cpu alter build it doubled G_real's faces (20/200 vs 10/200) and led on accuracy (0.328 vs 0.311), but
+    # halved the pairs' faces (20/200 vs 42/200) and lost on render distance (0.1463 vs 0.1251; README, "Picking
+    # G_real's snapshot by its faces")
+    pick: str = "last"
     pick_n: int = 128                        # samples per kept snapshot for the "faces" pick
 
 
@@ -181,7 +184,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # generator, 4,500 steps (~2.0 it/s in bf16 on an AMX Xeon, ~40 min), drew faces in 6 % and 23 % of the photos'
         # own rate in two runs, where the 32 px "tiny" one after 6,000 steps drew 4 %; this preset's alter build led
         # the Baseline by +0.049 accuracy, -41.9 % render distance (benchmarks/results/cpu_alter_face64, ~2 h 10 min
-        # fresh here). At 64 px an inversion step costs ~3x the 32 px one, so 50 steps, not 100.
+        # fresh here). At 64 px an inversion step costs ~3x the 32 px one, so 50 steps, not 100. G_ema is kept every
+        # 500 steps (20 MB), so `--set real.pick=faces` can choose among them on a cached G_real in ~20 s
         "real.proxy_n": 3000, "real.proxy_size": 128, "real.generator_config": "face64",
         "real.train_preset": "tiny_official", "real.iters": 4500, "real.keep_every": 500,
         "avatar.train_preset": "tiny_official", "avatar.iters": 1200,
