@@ -45,6 +45,7 @@ def test_the_snapshot_with_faces_wins_even_before_the_last(monkeypatch, faces_an
     found = {s["step"]: s["found"] for s in pick["scores"]}
     assert found[200] >= 6 and found[100] <= 1 and found[300] <= 1        # photos: 0.75 measured, noise: the floor
     assert pick["last"]["step"] == 300 and set(seeds) == {PICK_SEED}
+    assert pick["best"] == pick["scores"][1]
 
 
 def test_a_tie_goes_to_the_later_snapshot(monkeypatch, faces_and_noise):
@@ -105,13 +106,14 @@ def test_a_bad_pick_setting_is_refused_with_the_choices(tmp_path, monkeypatch):
     monkeypatch.setenv("SWIFTAVATAR_GAN_CACHE", "off")
     with pytest.raises(AvatarToolError, match="real.pick='best' is not a choice: use one of faces, last"):
         _real_stage("alter", tmp_path / "a", **{"real.pick": "best"})
+    assert not (tmp_path / "a").exists()          # refused with the settings, before any stage (no G_real trained)
 
 
 def test_the_report_says_which_snapshot_and_shows_every_score(tmp_path):
     pick = {"how": "faces", "step": 200, "weights": "w", "n": 16, "seed": PICK_SEED,
             "scores": [{"step": 100, "found": 1, "n": 16, "rate": 1 / 16}, {"step": 200, "found": 6, "n": 16, "rate": 6 / 16},
                        {"step": 300, "found": 2, "n": 16, "rate": 2 / 16}]}
-    pick["last"] = pick["scores"][-1]
+    pick["best"], pick["last"] = pick["scores"][1], pick["scores"][-1]
     text = g_real_origin({"source": "unlabelled photo proxy", "size": 64, "iters": 300, "pick": pick})
     assert "the snapshot at step 200, picked from 3 kept snapshots" in text and ": 6 (the last weights: 2)" in text
     doc = Doc(tmp_path)

@@ -24,7 +24,8 @@ def pick_by_faces(snapshots: Sequence[tuple[int, Path]], n: int = 128,
                   model_for: Callable[[str], Path] | None = None,
                   progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Score every ``(step, weights)`` by the faces in ``n`` of its samples; the most faces wins, a tie goes
-    to the later step (more training). Returns the choice and every score.
+    to the later step (more training). Returns the choice, every score, and the scores of the chosen
+    (``best``) and the last (``last``) snapshots.
 
     Raises:
         ValueError: no snapshots.
@@ -42,4 +43,4 @@ def pick_by_faces(snapshots: Sequence[tuple[int, Path]], n: int = 128,
                 progress(i + 1, len(snapshots))
     best = max(scores, key=lambda s: (s["found"], s["step"]))
     return {"how": "faces", "step": best["step"], "weights": best["weights"], "n": n, "seed": PICK_SEED,
-            "scores": scores, "last": scores[-1]}
+            "scores": scores, "best": best, "last": scores[-1]}

@@ -40,6 +40,9 @@ class RenderStage:
     engine_timeout: float = DEFAULT_ENGINE_TIMEOUT_S
 
 
+REAL_PICKS = ("faces", "last")
+
+
 @dataclass
 class RealStage:
     """Where G_real comes from: a generator file, a folder of face photos with part masks, or (offline
@@ -62,7 +65,7 @@ class RealStage:
     # on the cpu alter build it doubled G_real's faces (20/200 vs 10/200) and led on accuracy (0.328 vs 0.311), but
     # halved the pairs' faces (20/200 vs 42/200) and lost on render distance (0.1463 vs 0.1251; README, "Picking
     # G_real's snapshot by its faces")
-    pick: str = "last"
+    pick: str = "last"                       # one of REAL_PICKS
     pick_n: int = 128                        # samples per kept snapshot for the "faces" pick
 
 
@@ -225,6 +228,8 @@ def check_config(cfg: BuildConfig) -> None:
     """Settings whose form can be checked before any stage runs (a typo should not cost a G_real training)."""
     check_precision(cfg.real.precision, key="real.precision")
     check_precision(cfg.avatar.precision, key="avatar.precision")
+    if cfg.real.pick not in REAL_PICKS:
+        raise AvatarToolError(f"real.pick={cfg.real.pick!r} is not a choice: use one of {', '.join(REAL_PICKS)}")
     strengths = parse_strengths(cfg.pairs.augment, key="pairs.augment")
     if cfg.pairs.k > 0 and not any(strengths.values()):
         raise AvatarToolError(f"pairs.augment names no part to perturb, so the pairs.k={cfg.pairs.k} augmented copies "

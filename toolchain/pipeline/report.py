@@ -267,9 +267,9 @@ def _pick_text(pick: dict[str, Any] | None) -> str:
         return ""
     if pick.get("how") != "faces":
         return f"; its last weights: {pick.get('why', 'asked for')}"
-    best = next(s for s in pick["scores"] if s["step"] == pick["step"])
     return (f"; the snapshot at step {pick['step']}, picked from {len(pick['scores'])} kept snapshots for the most "
-            f"faces in {pick['n']} samples of its own seed: {best['found']} (the last weights: {pick['last']['found']})")
+            f"faces in {pick['n']} samples of its own seed: {pick['best']['found']} (the last weights: "
+            f"{pick['last']['found']})")
 
 
 def pick_table(doc: Doc, pick: dict[str, Any] | None) -> None:

@@ -70,15 +70,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
             "files": [str(gen.relative_to(ctx.dir)), "gan/stats.jsonl"]}
 
 
-PICKS = ("faces", "last")
-
-
 def _pick_snapshot(ctx: StageContext, gan: Path, iters: int) -> dict[str, Any]:
     """Which weights become G_real (``real.pick``): the kept snapshot whose samples show the most faces, or the
     last weights (asked for, nothing kept, or no face models: said in a warning and in the report)."""
-    c = ctx.cfg.real
-    if c.pick not in PICKS:
-        raise AvatarToolError(f"real.pick={c.pick!r} is not a choice: use one of {', '.join(PICKS)}")
+    c = ctx.cfg.real   # real.pick's value was checked with the settings (config.check_config)
     kept = kept_snapshots(gan)
     if c.pick == "last" or not kept:
         why = "real.pick=last" if c.pick == "last" else "the training kept no snapshots (real.keep_every=0)"
@@ -92,7 +87,7 @@ def _pick_snapshot(ctx: StageContext, gan: Path, iters: int) -> dict[str, Any]:
     except AvatarSDKError as exc:
         ctx.warn(f"G_real: the last weights are used, not the snapshot with the most faces: {exc}")
         return {"how": "last", "step": iters, "why": f"face models missing: {exc}"}
-    best = next(sc for sc in pick["scores"] if sc["step"] == pick["step"])
+    best = pick["best"]
     ctx.progress(1, 1, f"G_real: step {pick['step']} picked, faces in {best['found']}/{best['n']} samples "
                        f"(last weights: {pick['last']['found']}/{pick['last']['n']})")
     return pick
