@@ -172,3 +172,31 @@ def test_the_cache_is_keyed_by_the_arithmetic_that_ran_not_by_auto(tmp_path, mon
           stop_before="avatar_generator")
     auto = read_record(tmp_path / "auto" / "real_generator")["outputs"]
     assert auto["cache"]["reused"] is True and auto["cache"]["key"] == keys[resolve_precision("auto", "cpu")]
+
+
+def test_the_opening_estimate_sees_a_cached_g_real_before_the_photos_are_drawn(tmp_path, monkeypatch):
+    from toolchain.pipeline import calibrate
+    monkeypatch.setenv("SWIFTAVATAR_GAN_CACHE", str(tmp_path / "cache"))
+    # the estimate's timings stand still: 1 s a GAN step, 1,000 G_real steps, no photos
+    monkeypatch.setattr(calibrate, "_gan_step_seconds", lambda cfg: (1.0, 1000, 10))
+    monkeypatch.setattr(calibrate, "_proxy_seconds", lambda n, size: 0.0)
+    morph = tiny_config("morph")
+    assert calibrate.cached_g_real(morph) is None
+    assert calibrate.calibrate_build(morph)["real_generator"] == 1000.0
+    picked = tiny_config("morph", **{"real.pick": "faces", "real.keep_every": 250})
+    assert calibrate.calibrate_build(picked)["real_generator"] == 1000.0 + 4 * calibrate.PICK_SECONDS_PER_SNAPSHOT
+    first, _ = _real_generator_build("alter", tmp_path / "alter")
+    entry = Path(first["cache"]["path"])
+    # another engine draws the same photos with the same settings: its build will restore this entry
+    assert calibrate.cached_g_real(morph) == entry
+    assert calibrate.calibrate_build(morph)["real_generator"] == calibrate.RESTORE_SECONDS
+    assert f"(cached G_real {entry.name})" in calibrate.describe(morph, {"real_generator": 5.0})
+    assert calibrate.calibrate_build(morph, force=["real_generator"])["real_generator"] == 1000.0
+    assert "cached" not in calibrate.describe(morph, {"real_generator": 5.0}, force=["real_generator"])
+    assert calibrate.cached_g_real(tiny_config("morph", **{"real.proxy_seed": 1})) is None
+    assert calibrate.cached_g_real(tiny_config("morph", **{"real.iters": 7})) is None
+    # an entry stored before recipes were kept is not claimed: its photos cannot be told apart
+    meta = json.loads((entry / "entry.json").read_text())
+    del meta["photos_recipe"]
+    (entry / "entry.json").write_text(json.dumps(meta))
+    assert calibrate.cached_g_real(morph) is None

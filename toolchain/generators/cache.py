@@ -10,7 +10,8 @@ Layout: ``$SWIFTAVATAR_CACHE/real_generators/<key>/`` (default ``~/.cache/swifta
 ``SWIFTAVATAR_GAN_CACHE=DIR``, none with ``SWIFTAVATAR_GAN_CACHE=off``) holding
 ``generator.safetensors`` (+ ``.json``), ``stats.jsonl``, ``samples/`` (the grids over steps), ``kept/`` (the
 snapshots a build picks from, when the training keeps them) and
-``entry.json`` (key basis, the weights' sha256, where and when it was trained). An entry appears whole
+``entry.json`` (key basis, the weights' sha256, where and when it was trained, and how a build drew its photos,
+which lets the build's opening estimate see a likely hit before it draws them). An entry appears whole
 (written to a temporary sibling, then renamed) and is checked before use: weights whose sha256 does not
 match ``entry.json``, or that do not load as a generator, are refused, moved aside and retrained.
 """
@@ -69,13 +70,41 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _settings(gcfg: GeneratorConfig, train: dict[str, Any], code: dict[str, str]) -> dict[str, Any]:
+    # a JSON round trip, so that it compares equal to what entry.json holds
+    return json.loads(json.dumps({"generator": gcfg.to_json(),
+                                  "train": {k: v for k, v in train.items() if k not in _TRAIN_KEYS_IGNORED},
+                                  "code": code}))
+
+
 def cache_key(photos_dir: str | Path, gcfg: GeneratorConfig, train: dict[str, Any], code: dict[str, str]
               ) -> tuple[str, dict[str, Any]]:
     """(key, basis): the basis is what the key hashes, kept in ``entry.json`` so a miss can be explained."""
-    basis = {"photos": photos_digest(photos_dir), "generator": gcfg.to_json(),
-             "train": {k: v for k, v in train.items() if k not in _TRAIN_KEYS_IGNORED}, "code": code}
+    basis = {"photos": photos_digest(photos_dir), **_settings(gcfg, train, code)}
     key = hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:24]
     return key, basis
+
+
+def find_by_recipe(recipe: dict[str, Any], gcfg: GeneratorConfig, train: dict[str, Any], code: dict[str, str],
+                   root: Path | None = None) -> Path | None:
+    """The entry a build will most likely restore, judged before its photos exist: same settings and code, and
+    photos drawn by the same recipe (``store(..., recipe=)``). For the build's opening estimate only: the key,
+    over the photos' bytes, still decides at the stage, and the entry's weights are not checked here."""
+    root = root or cache_root()
+    if root is None or not root.is_dir():
+        return None
+    want, recipe = _settings(gcfg, train, code), json.loads(json.dumps(recipe))
+    for d in sorted(root.iterdir()):
+        if d.name.startswith(".") or not (d / WEIGHTS).is_file():
+            continue
+        try:
+            entry = json.loads((d / ENTRY).read_text())
+        except (OSError, ValueError):
+            continue
+        basis = entry.get("basis") or {}
+        if entry.get("photos_recipe") == recipe and all(basis.get(k) == v for k, v in want.items()):
+            return d
+    return None
 
 
 @dataclass
@@ -117,8 +146,11 @@ def _discard(d: Path) -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def store(key: str, basis: dict[str, Any], gan_dir: str | Path, source: str, root: Path | None = None) -> Path | None:
-    """Copy a finished training's outputs (``gan_dir``) into the cache as one whole entry (None: cache off)."""
+def store(key: str, basis: dict[str, Any], gan_dir: str | Path, source: str, root: Path | None = None,
+          recipe: dict[str, Any] | None = None) -> Path | None:
+    """Copy a finished training's outputs (``gan_dir``) into the cache as one whole entry (None: cache off).
+    ``recipe`` (how the photos were drawn, when a build drew them) lets :func:`find_by_recipe` find the entry
+    before a later build has drawn its photos."""
     gan_dir = Path(gan_dir)
     root = root or cache_root()
     if root is None:
@@ -134,7 +166,8 @@ def store(key: str, basis: dict[str, Any], gan_dir: str | Path, source: str, roo
         if (gan_dir / sub).is_dir():
             shutil.copytree(gan_dir / sub, tmp / sub)
     atomic_write_json(tmp / ENTRY, {"key": key, "basis": basis, "sha256": _sha256(tmp / WEIGHTS), "source": source,
-                                    "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                                    "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                    **({"photos_recipe": recipe} if recipe is not None else {})})
     try:
         os.replace(tmp, final)
     except OSError:   # another build stored the same key first: theirs is as good

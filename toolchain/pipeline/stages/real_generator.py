@@ -16,12 +16,13 @@ from ...errors import AvatarToolError
 from ...evaluation.face_likeness import face_model_paths
 from ...evaluation.snapshot_pick import pick_by_faces
 from ...generators import cache
-from ...generators.config import generator_preset
+from ...generators.config import GeneratorConfig, generator_preset
 from ...generators.io import load_generator
-from ...generators.train_real import kept_snapshots, train_preset, train_real
+from ...generators.train_real import GANTrainConfig, kept_snapshots, train_preset, train_real
 from ...precision import resolve_precision
 from ...proxy.eval_set import write_proxy_set
 from ...torch_utils import select_device
+from ..config import BuildConfig
 from ..fingerprint import code_version, file_digest
 from ..runner import StageContext
 from .progress import gan_progress
@@ -50,17 +51,14 @@ def run(ctx: StageContext) -> dict[str, Any]:
         ctx.warn(f"no --real-generator or --real-images: G_real is trained on {c.proxy_n} unlabelled photo-proxy "
                  f"faces drawn here ({c.proxy_engine} painter, photo style), a stand-in for real face photos")
         source = "unlabelled photo proxy"
-    gcfg = generator_preset(c.generator_config)
-    tcfg = train_preset(c.train_preset, iters=c.iters, batch_size=c.batch_size, precision=c.precision,
-                        keep_every=c.keep_every)
-    precision = resolve_precision(tcfg.precision, select_device(ctx.cfg.device))
+    gcfg, tcfg, precision = g_real_training(ctx.cfg)
     # keyed by the arithmetic that runs (bf16 and fp32 weights differ), not by the word "auto"
     key, basis = cache.cache_key(photos, gcfg, {**tcfg.to_json(), "precision": precision}, code_version(G_REAL_CODE))
     reuse = _from_cache(ctx, key)
     if reuse is None:
         train_real(photos, ctx.dir / "gan", gcfg, tcfg, device=ctx.cfg.device, progress=gan_progress(ctx))
         if distributed.info().is_main:
-            stored = cache.store(key, basis, ctx.dir / "gan", source=str(ctx.run_dir))
+            stored = cache.store(key, basis, ctx.dir / "gan", source=str(ctx.run_dir), recipe=proxy_recipe(ctx.cfg))
             reuse = {"reused": False, "key": key, "path": str(stored) if stored else None}
     gan = ctx.dir / "gan"
     pick = distributed.on_main(_pick_snapshot, ctx, gan, tcfg.iters)
@@ -68,6 +66,37 @@ def run(ctx: StageContext) -> dict[str, Any]:
     return {"generator": str(gen.resolve()), "source": source, "photos": str(photos.resolve()), "iters": tcfg.iters,
             "size": gcfg.size, "precision": precision, "cache": reuse, "pick": pick, "samples": str((gan / "samples").resolve()),
             "files": [str(gen.relative_to(ctx.dir)), "gan/stats.jsonl"]}
+
+
+def g_real_training(cfg: BuildConfig) -> tuple[GeneratorConfig, GANTrainConfig, str]:
+    """The generator and training configurations a build trains G_real with, and the arithmetic that runs."""
+    c = cfg.real
+    tcfg = train_preset(c.train_preset, iters=c.iters, batch_size=c.batch_size, precision=c.precision,
+                        keep_every=c.keep_every)
+    return generator_preset(c.generator_config), tcfg, resolve_precision(tcfg.precision, select_device(cfg.device))
+
+
+# the proxy painter's code: the photos a recipe draws change with it
+PROXY_CODE = ("toolchain/proxy", "toolchain/engines")
+
+
+def proxy_recipe(cfg: BuildConfig) -> dict[str, Any] | None:
+    """How the build draws G_real's training photos (None: it takes a file or the user's photos)."""
+    c = cfg.real
+    if c.generator or c.images:
+        return None
+    return {"painter": c.proxy_engine, "seed": c.proxy_seed, "n": c.proxy_n, "size": c.proxy_size,
+            "code": code_version(PROXY_CODE)}
+
+
+def likely_cached(cfg: BuildConfig) -> Path | None:
+    """The cache entry this build's G_real will most likely be restored from, judged before its photos are
+    drawn (for the opening estimate; the stage decides by the photos' bytes)."""
+    recipe = proxy_recipe(cfg)
+    if recipe is None:
+        return None
+    gcfg, tcfg, precision = g_real_training(cfg)
+    return cache.find_by_recipe(recipe, gcfg, {**tcfg.to_json(), "precision": precision}, code_version(G_REAL_CODE))
 
 
 def _pick_snapshot(ctx: StageContext, gan: Path, iters: int) -> dict[str, Any]:
