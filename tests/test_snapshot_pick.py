@@ -116,6 +116,9 @@ def test_the_report_says_which_snapshot_and_shows_every_score(tmp_path):
     pick["best"], pick["last"] = pick["scores"][1], pick["scores"][-1]
     text = g_real_origin({"source": "unlabelled photo proxy", "size": 64, "iters": 300, "pick": pick})
     assert "the snapshot at step 200, picked from 3 kept snapshots" in text and ": 6 (the last weights: 2)" in text
+    # a record from before the pick kept its chosen score reads the same
+    old = {k: v for k, v in pick.items() if k != "best"}
+    assert g_real_origin({"source": "unlabelled photo proxy", "size": 64, "iters": 300, "pick": old}) == text
     doc = Doc(tmp_path)
     pick_table(doc, pick)
     md = "\n".join(doc.md)

@@ -267,8 +267,10 @@ def _pick_text(pick: dict[str, Any] | None) -> str:
         return ""
     if pick.get("how") != "faces":
         return f"; its last weights: {pick.get('why', 'asked for')}"
+    # records written before the pick kept its chosen score ("best") name only the step
+    best = pick.get("best") or next(s for s in pick["scores"] if s["step"] == pick["step"])
     return (f"; the snapshot at step {pick['step']}, picked from {len(pick['scores'])} kept snapshots for the most "
-            f"faces in {pick['n']} samples of its own seed: {pick['best']['found']} (the last weights: "
+            f"faces in {pick['n']} samples of its own seed: {best['found']} (the last weights: "
             f"{pick['last']['found']})")
 
 
