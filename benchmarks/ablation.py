@@ -1,6 +1,7 @@
 """The paper's ablation (Table 3) on our own data: what each part of the method buys.
 
     python -m benchmarks ablation --engine alter [--preset smoke] [--run DIR] [--set SECTION.FIELD=VALUE ...] [--reuse]
+                                  [--skip-no-colour]
 
 Rows, all with one engine, one set of render vectors, one held-out set and one training budget (the
 number of training samples *seen*, matched by epochs; the learning-rate schedule is stretched with them):
@@ -8,7 +9,8 @@ number of training samples *seen*, matched by epochs; the learning-rate schedule
 * Baseline        — the estimator trained on the renders themselves;
 * + DA            — domain adaptation: the inverted, realistic pairs without semantic augmentation;
 * + SA (method)   — the full method: pairs plus augmented copies (the build's own estimator);
-* no colour loss  — the full method with G_avatar finetuned without the colour-matching loss;
+* no colour loss  — the full method with G_avatar finetuned without the colour-matching loss (its G_avatar
+  and pairs cost about what the build's own did: ``--skip-no-colour`` leaves the row out, and the tables say so);
 * oracle          — trained on *labelled* photo-proxy faces: what no user has, an upper bound.
 
 The build stages (renders, generators, pairs, training, held-out set) come from ``avatartool build`` on
@@ -77,7 +79,7 @@ def render_distance(metrics: dict[str, Any]) -> tuple[float, str]:
 
 
 def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], log: Callable[[str], None],
-                 reuse_rows: bool = False) -> dict[str, Any]:
+                 reuse_rows: bool = False, skip_no_colour: bool = False) -> dict[str, Any]:
     """The ablation's rows, trained and evaluated now. The build's stages are reused (they carry code
     fingerprints and rerun when the code changed); rows an earlier ablation trained in ``RUN/ablation/``
     carry none, so they are retrained unless ``reuse_rows`` (``--reuse``) asks to keep them."""
@@ -115,13 +117,16 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
 
     # the "no colour loss" generators: the same renders and G_real (hard links), G_avatar and pairs redone
     nc_run = abl / "no_colour_build"
-    nc_run.mkdir(exist_ok=True)
-    for stage in ("render", "real_generator"):
-        _hardlink_tree(run_dir / stage, nc_run / stage)
-    nc_cfg = replace(cfg, avatar=replace(cfg.avatar, colour_weight=0.0))
-    log("no colour loss: G_avatar and pairs again with avatar.colour_weight=0")
-    with RichBuildUI(console) as ui:
-        build(nc_cfg, nc_run, ui=ui, stop_before="train")
+    if skip_no_colour:
+        log("no colour loss: skipped (--skip-no-colour)")
+    else:
+        nc_run.mkdir(exist_ok=True)
+        for stage in ("render", "real_generator"):
+            _hardlink_tree(run_dir / stage, nc_run / stage)
+        nc_cfg = replace(cfg, avatar=replace(cfg.avatar, colour_weight=0.0))
+        log("no colour loss: G_avatar and pairs again with avatar.colour_weight=0")
+        with RichBuildUI(console) as ui:
+            build(nc_cfg, nc_run, ui=ui, stop_before="train")
 
     pairs = out("pairs")["dataset"]
     sa_train = out("train")
@@ -139,8 +144,9 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
     d = abl / "da" / "dataset"
     datasets["da"] = (d, _subset_dataset(pairs, d, lambda p: p.get("aug") == 0, "gan-pairs-no-augmentation"))
     datasets["sa"] = (pairs, n_sa)
-    nc_pairs = read_record(nc_run / "pairs")["outputs"]["dataset"]
-    datasets["no_colour"] = (nc_pairs, len(PairedDataset.open(nc_pairs)))
+    if not skip_no_colour:
+        nc_pairs = read_record(nc_run / "pairs")["outputs"]["dataset"]
+        datasets["no_colour"] = (nc_pairs, len(PairedDataset.open(nc_pairs)))
     # the build's oracle (its label-consistency measure) serves when it was trained on this budget
     measured = out("pair_measures").get("oracle") or {}
     budget_matched = measured.get("samples_seen") == budget
@@ -158,7 +164,7 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
     if budget_matched:
         reuse["oracle"] = measured
     rows: dict[str, dict[str, Any]] = {}
-    for name in ROWS:
+    for name in (r for r in ROWS if r in datasets):
         data, n = datasets[name]
         tc = matched_budget(base_tc, n, budget)
         if name in reuse:
@@ -176,7 +182,8 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
         report = evaluate(model, heldout, abl / name / "eval", lpips_weights=cfg.eval.lpips_weights, engine=cfg.engine)
         rows[name] = {"label": LABELS[name], "dataset": str(data), "n_train_samples": n, "epochs": tc.epochs,
                       "samples_seen": n * tc.epochs, "model": str(model), "metrics": report["metrics"]}
-    return {"cfg": cfg, "rows": rows, "budget": budget, "heldout": out("heldout"), "pairs": out("pairs")}
+    return {"cfg": cfg, "rows": rows, "budget": budget, "heldout": out("heldout"), "pairs": out("pairs"),
+            "skipped": {"no_colour": "--skip-no-colour"} if skip_no_colour else {}}
 
 
 def summarise(result: dict[str, Any], schema) -> dict[str, Any]:
@@ -209,11 +216,13 @@ def _plot(summary: dict[str, Any], out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    labels = [LABELS[k].split(" (")[0] for k in ROWS]
-    colours = ["#9d9d9d", "#72b7b2", "#4c78a8", "#f58518", "#54a24b"]
-    axes[0].bar(labels, [summary["render_distance"][k] for k in ROWS], color=colours)
+    palette = dict(zip(ROWS, ["#9d9d9d", "#72b7b2", "#4c78a8", "#f58518", "#54a24b"]))
+    shown = [k for k in ROWS if k in summary["render_distance"]]
+    labels = [LABELS[k].split(" (")[0] for k in shown]
+    colours = [palette[k] for k in shown]
+    axes[0].bar(labels, [summary["render_distance"][k] for k in shown], color=colours)
     axes[0].set(title=f"render distance ({summary['render_metric']}, lower is better)")
-    axes[1].bar(labels, [summary["mean_accuracy"][k] or 0 for k in ROWS], color=colours)
+    axes[1].bar(labels, [summary["mean_accuracy"][k] or 0 for k in shown], color=colours)
     axes[1].set(title="mean accuracy of discrete parameters", ylim=(0, 1))
     for ax in axes:
         ax.tick_params(axis="x", rotation=25, labelsize=8)
@@ -237,14 +246,16 @@ def write_tables(result: dict[str, Any], out_dir: Path, command: str) -> list[Pa
         return "—" if x is None else f"{x:.{d}f}"
 
     base_acc = s["mean_accuracy"]["baseline"]
+    shown = [k for k in ROWS if k in rows]
     table = [[LABELS[k], rows[k]["n_train_samples"], rows[k]["epochs"], rows[k]["samples_seen"],
               num(s["mean_accuracy"][k], 3),
               "—" if s["mean_accuracy"][k] is None or base_acc is None else f"{s['mean_accuracy'][k] - base_acc:+.3f}",
               num(s["normalised_mae"][k]), num(s["render_distance"][k]),
               num(s["render_distance"][k] - s["render_distance"]["baseline"]), pct(s["render_change_vs_baseline"][k])]
-             for k in ROWS]
-    per_param = [[p, *(f"{rows[k]['metrics']['accuracy'][p]:.3f}" for k in ROWS)] for p in rows["sa"]["metrics"]["accuracy"]]
-    per_param += [[f"{p} (MAE)", *(f"{rows[k]['metrics']['mae'][p]:.3f}" for k in ROWS)] for p in rows["sa"]["metrics"]["mae"]]
+             for k in shown]
+    table += [[LABELS[k], f"not run ({why})", *["—"] * 8] for k, why in result.get("skipped", {}).items()]
+    per_param = [[p, *(f"{rows[k]['metrics']['accuracy'][p]:.3f}" for k in shown)] for p in rows["sa"]["metrics"]["accuracy"]]
+    per_param += [[f"{p} (MAE)", *(f"{rows[k]['metrics']['mae'][p]:.3f}" for k in shown)] for p in rows["sa"]["metrics"]["mae"]]
     closed = "—" if s["accuracy_gap_closed"] is None else f"{100 * s['accuracy_gap_closed']:.0f} %"
     verdict = (f"Full method vs Baseline: render distance {pct(s['render_change_vs_baseline']['sa'])} (goal ≤ −39 %); "
                f"paper's order Baseline > +DA > +SA in render distance kept: {'yes' if s['paper_order_kept'] else 'no'}; "
@@ -257,11 +268,11 @@ def write_tables(result: dict[str, Any], out_dir: Path, command: str) -> list[Pa
              f"true vectors ({'LPIPS weights given' if s['render_metric'] == 'LPIPS' else 'no LPIPS weights given, so the weight-free masked pixel L1'}). "
              "Normalised MAE: continuous parameters' MAE over their range.\n\n"
              "Per parameter (accuracy; MAE in parameter units):\n\n"
-             "| parameter | " + " | ".join(LABELS[k] for k in ROWS) + " |\n|" + "---|" * (len(ROWS) + 1) + "\n"
+             "| parameter | " + " | ".join(LABELS[k] for k in shown) + " |\n|" + "---|" * (len(shown) + 1) + "\n"
              + "\n".join("| " + " | ".join(map(str, r)) + " |" for r in per_param)
              + f"\n\n![ablation_{cfg.engine}](ablation_{cfg.engine}.png)")
     data = {"engine": cfg.engine, "preset": cfg.preset, "config": cfg.to_json(), "budget_samples_seen": result["budget"],
-            "heldout": result["heldout"], "rows": rows, "summary": s, "commit": commit(), "command": command}
+            "heldout": result["heldout"], "rows": rows, "skipped": result.get("skipped", {}), "summary": s, "commit": commit(), "command": command}
     stamp = f"Run `{result['run']}`, code {commit()}, {result['seconds']:.0f} s; command: `{command}`"
     name = f"ablation_{cfg.engine}"
     j, m = write_report(name, data, ["row", "train samples", "epochs", "samples seen", "mean acc", "Δ acc",
@@ -280,6 +291,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=None, help="where to write (default: benchmarks/results/)")
     ap.add_argument("--reuse", action="store_true",
                     help="keep rows an earlier ablation trained in RUN/ablation/ (default: train them again)")
+    ap.add_argument("--skip-no-colour", action="store_true",
+                    help="leave out the 'no colour loss' row (its own G_avatar and pairs: about as long as the build's)")
     a = ap.parse_args(argv)
     from benchmarks._report import RESULTS
     from toolchain.cli.main import _default_run_dir
@@ -289,7 +302,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     try:
         result = run_ablation(a.engine, a.preset, run_dir, a.settings, lambda msg: print(f"[ablation] {msg}", flush=True),
-                              reuse_rows=a.reuse)
+                              reuse_rows=a.reuse, skip_no_colour=a.skip_no_colour)
     except AvatarToolError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -61,3 +61,17 @@ def test_cpu_note_says_whether_int8_has_a_fast_path():
     assert cpu_note({}) == "CPU features unknown"
     here = cpu_features()
     assert not here or set(here["simd"]) <= set(SIMD_FLAGS)
+
+
+def test_tables_without_the_no_colour_row_say_it_was_not_run(tmp_path):
+    from benchmarks.ablation import write_tables
+    from toolchain.pipeline.config import resolve_config
+    rows = {k: {"metrics": {**_row(a, d)["metrics"], "mae": {}}, "n_train_samples": 100, "epochs": 2, "samples_seen": 200}
+            for k, a, d in (("baseline", 0.40, 0.20), ("da", 0.50, 0.15), ("sa", 0.60, 0.10), ("oracle", 0.70, 0.05))}
+    result = {"cfg": resolve_config("alter", "smoke"), "rows": rows, "budget": 200, "run": "RUN", "seconds": 1.0,
+              "heldout": {"kind": "proxy", "n": 300, "note": "test"}, "skipped": {"no_colour": "--skip-no-colour"}}
+    j, md, png = write_tables(result, tmp_path, "python -m benchmarks ablation --skip-no-colour")
+    text = md.read_text()
+    assert "| full method, no colour loss | not run (--skip-no-colour) |" in text
+    assert "| + SA (full method) | 100 | 2 | 200 | 0.600 | +0.200 |" in text
+    assert "Goal met: yes" in text and png.is_file()
