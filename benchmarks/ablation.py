@@ -1,7 +1,7 @@
 """The paper's ablation (Table 3) on our own data: what each part of the method buys.
 
     python -m benchmarks ablation --engine alter [--preset smoke] [--run DIR] [--set SECTION.FIELD=VALUE ...] [--reuse]
-                                  [--skip-no-colour]
+                                  [--skip-no-colour] [--as-is]
 
 Rows, all with one engine, one set of render vectors, one held-out set and one training budget (the
 number of training samples *seen*, matched by epochs; the learning-rate schedule is stretched with them):
@@ -17,7 +17,9 @@ The build stages (renders, generators, pairs, training, held-out set) come from 
 the same run directory (default ``runs/build-<engine>-<preset>``, the README command's run), so a finished
 build is reused and an unfinished one resumes (its stages carry code fingerprints); the ablation's own
 datasets live in ``RUN/ablation/`` and resume, while the rows it trains there are trained again on every
-run unless ``--reuse`` keeps them (they carry no code fingerprint).
+run unless ``--reuse`` keeps them (they carry no code fingerprint). ``--as-is`` takes a finished build's stages
+as they are, without rerunning those whose code changed since (a long build made by an earlier commit); the
+tables say so.
 Results: ``benchmarks/results/ablation_<engine>.{json,md,png}``.
 """
 from __future__ import annotations
@@ -78,8 +80,12 @@ def render_distance(metrics: dict[str, Any]) -> tuple[float, str]:
     return float(rd["masked_l1"]["mean"]), "masked L1"
 
 
+# the build stages the rows read
+AS_IS_STAGES = ("render", "real_generator", "avatar_generator", "pairs", "train", "heldout", "pair_measures", "baseline")
+
+
 def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], log: Callable[[str], None],
-                 reuse_rows: bool = False, skip_no_colour: bool = False) -> dict[str, Any]:
+                 reuse_rows: bool = False, skip_no_colour: bool = False, as_is: bool = False) -> dict[str, Any]:
     """The ablation's rows, trained and evaluated now. The build's stages are reused (they carry code
     fingerprints and rerun when the code changed); rows an earlier ablation trained in ``RUN/ablation/``
     carry none, so they are retrained unless ``reuse_rows`` (``--reuse``) asks to keep them."""
@@ -104,9 +110,20 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
                 from toolchain.errors import AvatarToolError
                 raise AvatarToolError(f"{run_dir} holds a build with other settings; drop --set/--preset to reuse it, "
                                       "or give another --run")
-        log(f"reusing the build in {run_dir} (finished stages are skipped)")
-        with RunLock(run_dir), RichBuildUI(console) as ui:
-            run_stages(STAGES, cfg, run_dir, ui=ui)
+        if as_is:
+            unfinished = [s for s in AS_IS_STAGES if (read_record(run_dir / s) or {}).get("status") != "complete"]
+            if unfinished:
+                from toolchain.errors import AvatarToolError
+                raise AvatarToolError(f"--as-is needs a finished build; {run_dir} has not finished "
+                                      f"{', '.join(unfinished)}: run the build (or the ablation without --as-is) first")
+            log(f"using the build in {run_dir} as it is (--as-is: stages are not checked against this code)")
+        else:
+            log(f"reusing the build in {run_dir} (finished stages are skipped)")
+            with RunLock(run_dir), RichBuildUI(console) as ui:
+                run_stages(STAGES, cfg, run_dir, ui=ui)
+    elif as_is:
+        from toolchain.errors import AvatarToolError
+        raise AvatarToolError(f"--as-is needs a finished build in {run_dir}; there is none")
     else:
         cfg = resolve_config(engine, preset, overrides=settings)
         with RichBuildUI(console) as ui:
@@ -183,7 +200,7 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
         rows[name] = {"label": LABELS[name], "dataset": str(data), "n_train_samples": n, "epochs": tc.epochs,
                       "samples_seen": n * tc.epochs, "model": str(model), "metrics": report["metrics"]}
     return {"cfg": cfg, "rows": rows, "budget": budget, "heldout": out("heldout"), "pairs": out("pairs"),
-            "skipped": {"no_colour": "--skip-no-colour"} if skip_no_colour else {}}
+            "skipped": {"no_colour": "--skip-no-colour"} if skip_no_colour else {}, "as_is": as_is}
 
 
 def summarise(result: dict[str, Any], schema) -> dict[str, Any]:
@@ -261,7 +278,9 @@ def write_tables(result: dict[str, Any], out_dir: Path, command: str) -> list[Pa
                f"paper's order Baseline > +DA > +SA in render distance kept: {'yes' if s['paper_order_kept'] else 'no'}; "
                f"accuracy gap between Baseline and oracle closed: {closed} (goal ≥ 50 %). "
                f"Goal met: {'yes' if s['goal_met'] else 'no'}.")
-    notes = (f"{verdict}\n\nEvery row: engine `{cfg.engine}`, preset `{cfg.preset}`, the same {cfg.render.n} render vectors, "
+    as_is = ("\n\nThe build's stages were used as they finished (`--as-is`), not checked against this code."
+             if result.get("as_is") else "")
+    notes = (f"{verdict}{as_is}\n\nEvery row: engine `{cfg.engine}`, preset `{cfg.preset}`, the same {cfg.render.n} render vectors, "
              f"held-out set `{result['heldout'].get('kind')}` ({result['heldout'].get('n')} images: {result['heldout'].get('note')}), "
              f"and a budget of {result['budget']} training samples seen (epochs matched, the learning-rate steps "
              f"stretched with them). Render distance: {s['render_metric']} between renders of the predicted and the "
@@ -291,6 +310,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=None, help="where to write (default: benchmarks/results/)")
     ap.add_argument("--reuse", action="store_true",
                     help="keep rows an earlier ablation trained in RUN/ablation/ (default: train them again)")
+    ap.add_argument("--as-is", action="store_true",
+                    help="use a finished build's stages as they are, without rerunning those whose code changed since")
     ap.add_argument("--skip-no-colour", action="store_true",
                     help="leave out the 'no colour loss' row (its own G_avatar and pairs: about as long as the build's)")
     a = ap.parse_args(argv)
@@ -302,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     try:
         result = run_ablation(a.engine, a.preset, run_dir, a.settings, lambda msg: print(f"[ablation] {msg}", flush=True),
-                              reuse_rows=a.reuse, skip_no_colour=a.skip_no_colour)
+                              reuse_rows=a.reuse, skip_no_colour=a.skip_no_colour, as_is=a.as_is)
     except AvatarToolError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

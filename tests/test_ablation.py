@@ -75,3 +75,16 @@ def test_tables_without_the_no_colour_row_say_it_was_not_run(tmp_path):
     assert "| full method, no colour loss | not run (--skip-no-colour) |" in text
     assert "| + SA (full method) | 100 | 2 | 200 | 0.600 | +0.200 |" in text
     assert "Goal met: yes" in text and png.is_file()
+
+
+def test_as_is_refuses_a_build_that_has_not_finished(tmp_path):
+    from benchmarks.ablation import run_ablation
+    from toolchain.errors import AvatarToolError
+    from toolchain.pipeline.config import config_json, resolve_config
+    (tmp_path / "config.json").write_text(config_json(resolve_config("alter", "smoke")))
+    with pytest.raises(AvatarToolError, match=r"--as-is needs a finished build; .* has not finished render, "
+                                              r"real_generator, .*baseline: run the build"):
+        run_ablation("alter", "smoke", tmp_path, [], print, as_is=True)
+    with pytest.raises(AvatarToolError, match="--as-is needs a finished build in .*none; there is none"):
+        run_ablation("alter", "smoke", tmp_path / "none", [], print, as_is=True)
+    assert not (tmp_path / "ablation").exists() and not (tmp_path / "none").exists()
