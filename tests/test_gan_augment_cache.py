@@ -189,10 +189,12 @@ def test_the_opening_estimate_sees_a_cached_g_real_before_the_photos_are_drawn(t
     entry = Path(first["cache"]["path"])
     # another engine draws the same photos with the same settings: its build will restore this entry
     assert calibrate.cached_g_real(morph) == entry
-    assert calibrate.calibrate_build(morph)["real_generator"] == calibrate.RESTORE_SECONDS
-    assert f"(cached G_real {entry.name})" in calibrate.describe(morph, {"real_generator": 5.0})
-    assert calibrate.calibrate_build(morph, force=["real_generator"])["real_generator"] == 1000.0
-    assert "cached" not in calibrate.describe(morph, {"real_generator": 5.0}, force=["real_generator"])
+    est, line = calibrate.opening_estimate(morph, tmp_path / "morph")
+    assert est["real_generator"] == calibrate.RESTORE_SECONDS
+    assert f"real_generator ~5 s (cached G_real {entry.name})" in line and "left" not in line
+    assert calibrate.cached_g_real(morph, force=["real_generator"]) is None
+    est, line = calibrate.opening_estimate(morph, tmp_path / "morph", force=["real_generator"])
+    assert est["real_generator"] == 1000.0 and "cached" not in line
     assert calibrate.cached_g_real(tiny_config("morph", **{"real.proxy_seed": 1})) is None
     assert calibrate.cached_g_real(tiny_config("morph", **{"real.iters": 7})) is None
     # an entry stored before recipes were kept is not claimed: its photos cannot be told apart
@@ -200,3 +202,22 @@ def test_the_opening_estimate_sees_a_cached_g_real_before_the_photos_are_drawn(t
     del meta["photos_recipe"]
     (entry / "entry.json").write_text(json.dumps(meta))
     assert calibrate.cached_g_real(morph) is None
+
+
+def test_the_opening_estimate_of_a_resumed_build_leaves_out_what_is_done(tmp_path, monkeypatch):
+    from toolchain.pipeline import calibrate
+    monkeypatch.setenv("SWIFTAVATAR_GAN_CACHE", "off")
+    monkeypatch.setattr(calibrate, "_gan_step_seconds", lambda cfg: (1.0, 1000, 10))
+    monkeypatch.setattr(calibrate, "_proxy_seconds", lambda n, size: 0.0)
+    run = tmp_path / "alter"
+    fresh, _ = calibrate.opening_estimate(tiny_config("alter"), run)
+    assert fresh["render"] > 0 and fresh["real_generator"] == 1000.0
+    _real_generator_build("alter", run)
+    est, line = calibrate.opening_estimate(tiny_config("alter"), run)
+    assert est["render"] == est["real_generator"] == 0.0 and est["avatar_generator"] == 13.0
+    assert "render done, real_generator done, avatar_generator ~13 s" in line and line.endswith(" left")
+    assert sum(est.values()) < sum(fresh.values()) - 1000
+    # forcing a finished stage, or changing what it reads, counts it (and what follows) again
+    assert calibrate.opening_estimate(tiny_config("alter"), run, force=["real_generator"])[0]["real_generator"] == 1000.0
+    changed, _ = calibrate.opening_estimate(tiny_config("alter", **{"real.iters": 7}), run)
+    assert changed["render"] == 0.0 and changed["real_generator"] == 1000.0

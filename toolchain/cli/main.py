@@ -745,9 +745,9 @@ def build(
     dist = distributed.detect()
     estimates = None
     if calibrate and not dist.enabled:   # the estimates time one process; under torchrun they would mislead
-        from ..pipeline.calibrate import calibrate_build, describe
-        estimates = calibrate_build(cfg, force or [])
-        err_console.print(describe(cfg, estimates, force or []), highlight=False, soft_wrap=True)
+        from ..pipeline.calibrate import opening_estimate
+        estimates, line = opening_estimate(cfg, run_dir, force or [])
+        err_console.print(line, highlight=False, soft_wrap=True)
     try:
         with distributed.process_group(cfg.device, timeout_s=distributed.BUILD_TIMEOUT_S), \
                 (RichBuildUI(err_console) if dist.is_main else contextlib.nullcontext(QuietUI())) as ui:

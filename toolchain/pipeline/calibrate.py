@@ -4,12 +4,13 @@ estimator steps) and scale them to the configured budget. Estimates, not promise
 sizes known only once earlier stages ran (e.g. how many sources the quality filter drops)."""
 from __future__ import annotations
 
+import functools
 import math
 import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Collection, Sequence
 
 import numpy as np
 
@@ -159,53 +160,75 @@ def _pick_seconds(cfg: BuildConfig, iters: int) -> float:
     return PICK_SECONDS_PER_SNAPSHOT * (iters // cfg.real.keep_every + (iters % cfg.real.keep_every > 0))
 
 
-def calibrate_build(cfg: BuildConfig, force: Sequence[str] = ()) -> dict[str, float]:
-    """Seconds per stage (a stage whose calibration failed is left out). A G_real that the machine-wide cache
-    most likely holds is counted as restored, not trained; ``force`` names the stages the build reruns."""
+def calibrate_build(cfg: BuildConfig, cached: Path | None = None, done: Collection[str] = ()) -> dict[str, float]:
+    """Seconds per stage (a stage whose calibration failed is left out). ``cached`` is the cache entry G_real
+    will most likely be restored from (``cached_g_real``): its training is counted as a restore. Stages in
+    ``done`` (``runner.finished_stages``: a resumed build skips them) count as 0 and are not timed."""
     est: dict[str, float] = {}
     n = cfg.pairs.n or cfg.render.n
 
     def attempt(name: str, fn: Callable[[], float]) -> None:
+        if name in done:
+            est[name] = 0.0
+            return
         try:
             est[name] = float(fn())
         except Exception:  # noqa: BLE001 - an estimate must never stop a build
             pass
     attempt("render", lambda: _render_seconds(cfg))
-    try:
-        step, real_iters, avatar_iters = _gan_step_seconds(cfg)
-        proxy = 0.0 if (cfg.real.generator or cfg.real.images) else _proxy_seconds(cfg.real.proxy_n, cfg.real.proxy_size)
-        training = RESTORE_SECONDS if cached_g_real(cfg, force) else step * real_iters
-        est["real_generator"] = (0.0 if cfg.real.generator else training + _pick_seconds(cfg, real_iters)) + proxy
-        est["avatar_generator"] = step * avatar_iters * 1.3  # + the frozen G_real's colour-loss forward
-    except Exception:  # noqa: BLE001
-        pass
+    gan = functools.cache(lambda: _gan_step_seconds(cfg))   # (seconds a step, G_real steps, G_avatar steps)
+
+    def real_generator_seconds() -> float:
+        if cfg.real.generator:
+            return 0.0
+        step, iters, _ = gan()
+        proxy = 0.0 if cfg.real.images else _proxy_seconds(cfg.real.proxy_n, cfg.real.proxy_size)
+        return (RESTORE_SECONDS if cached else step * iters) + _pick_seconds(cfg, iters) + proxy
+    attempt("real_generator", real_generator_seconds)
+    attempt("avatar_generator", lambda: gan()[0] * gan()[2] * 1.3)  # + the frozen G_real's colour-loss forward
     attempt("pairs", lambda: _inversion_seconds(cfg))
     attempt("train", lambda: _train_seconds(cfg, n * (1 + cfg.pairs.k), None))
     if cfg.baseline.enabled:
         # unless its epochs are set, the Baseline sees as many samples as the estimator: same time
         attempt("baseline", lambda: _train_seconds(cfg, cfg.render.n, cfg.baseline.epochs) if cfg.baseline.epochs
-                else est["train"])
+                else est.get("train") or _train_seconds(cfg, n * (1 + cfg.pairs.k), None))
     attempt("heldout", lambda: _proxy_seconds(cfg.eval.n, cfg.eval.size))
     fmts = [f.split(":")[0] for f in cfg.export.formats.split(",") if f.strip()]
-    est["export"] = sum(EXPORT_SECONDS.get(f, 10.0) for f in fmts)
-    if "render" in est:
-        per_render = est["render"] / max(1, cfg.render.n) * max(1, cfg.render.workers)
-        est["evaluate"] = per_render * 2 * cfg.eval.n * (2 if cfg.baseline.enabled else 1) + 10
-    est["report"] = 5.0
+    attempt("export", lambda: sum(EXPORT_SECONDS.get(f, 10.0) for f in fmts))
+
+    def evaluate_seconds() -> float:
+        per_render = (est.get("render") or _render_seconds(cfg)) / max(1, cfg.render.n) * max(1, cfg.render.workers)
+        return per_render * 2 * cfg.eval.n * (2 if cfg.baseline.enabled else 1) + 10
+    attempt("evaluate", evaluate_seconds)
+    attempt("report", lambda: 5.0)
     return est
 
 
-def describe(cfg: BuildConfig, est: dict[str, float], force: Sequence[str] = ()) -> str:
+def opening_estimate(cfg: BuildConfig, run_dir: str | Path, force: Sequence[str] = ()) -> tuple[dict[str, float], str]:
+    """What ``avatartool build`` prints before it starts: seconds per stage and the line that says them, for a
+    build into ``run_dir`` (stages it would skip as done count as 0; a likely G_real cache hit as a restore)."""
+    from .build import STAGES
+    from .runner import finished_stages
+    try:
+        done = finished_stages(STAGES, cfg, run_dir, force)
+    except Exception:  # noqa: BLE001 - an estimate must never stop a build
+        done = set()
+    cached = None if "real_generator" in done else cached_g_real(cfg, force)
+    est = calibrate_build(cfg, cached, done)
+    return est, describe(cfg, est, cached, done)
+
+
+def describe(cfg: BuildConfig, est: dict[str, float], cached: Path | None = None, done: Collection[str] = ()) -> str:
     import torch
     from ..torch_utils import select_device
     dev = select_device(cfg.device)
     where = f"{dev.type}" + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else
                              f" ({torch.get_num_threads()} threads)")
-    cached = cached_g_real(cfg, force)
     notes = {"real_generator": f" (cached G_real {cached.name})"} if cached else {}
-    parts = ", ".join(f"{k} ~{_human(v)}{notes.get(k, '')}" for k, v in est.items())
+    parts = ", ".join(f"{k} done" if k in done else f"{k} ~{_human(v)}{notes.get(k, '')}" for k, v in est.items())
     total = sum(est.values())
-    return f"build '{cfg.engine}' preset {cfg.preset} on {where}; estimated: {parts}; total ~{_human(total)}"
+    left = " left" if done else ""
+    return f"build '{cfg.engine}' preset {cfg.preset} on {where}; estimated: {parts}; total ~{_human(total)}{left}"
 
 
 def _human(seconds: float) -> str:

@@ -167,6 +167,29 @@ def _outputs_present(stage_dir: Path, record: dict[str, Any]) -> bool:
 RUN_PREFIX = "$RUN/"
 
 
+def _finished(record: dict[str, Any] | None, fingerprint: str, stage_dir: Path) -> bool:
+    """A stage is done when its record is complete, for these settings, inputs and code, with its outputs there."""
+    return bool(record and record.get("fingerprint") == fingerprint and record.get("status") == COMPLETE
+                and _outputs_present(stage_dir, record))
+
+
+def finished_stages(stages: Sequence[Stage], cfg: BuildConfig, run_dir: str | Path,
+                    force: Iterable[str] = ()) -> set[str]:
+    """The stages a build of ``cfg`` into ``run_dir`` would skip as done (none for a new run folder), found
+    as ``run_stages`` finds them, without running anything: the opening estimate leaves them out."""
+    run_dir = Path(run_dir).resolve()
+    active = [s for s in stages if s.enabled(cfg)]
+    names = [s.name for s in active]
+    forced_from = min((names.index(f) for f in force if f in names), default=len(active))
+    fps: dict[str, str] = {}
+    done: set[str] = set()
+    for i, stage in enumerate(active):
+        fps[stage.name], _ = stage_fingerprint(stage, cfg, {u: fps[u] for u in stage.after if u in fps})
+        if i < forced_from and _finished(read_record(run_dir / stage.name), fps[stage.name], run_dir / stage.name):
+            done.add(stage.name)
+    return done
+
+
 def _portable(value: Any, run_dir: Path) -> Any:
     """Paths inside the run directory are stored as ``$RUN/...`` so a run directory can be moved or copied."""
     root = str(run_dir.resolve()) + os.sep
@@ -260,8 +283,7 @@ def run_stages(stages: Sequence[Stage], cfg: BuildConfig, run_dir: str | Path, u
             fp, basis = stage_fingerprint(stage, cfg, {u: fps[u] for u in stage.after if u in fps})
             record = read_record(stage_dir)
             forced = forced_from is not None and i >= forced_from
-            if (record and not forced and record.get("fingerprint") == fp and record.get("status") == COMPLETE
-                    and _outputs_present(stage_dir, record)):
+            if not forced and _finished(record, fp, stage_dir):
                 return "skip", fp, basis, record, False
             resuming = bool(record and not forced and record.get("fingerprint") == fp and record.get("status") == RUNNING)
             if not resuming and stage_dir.exists():
