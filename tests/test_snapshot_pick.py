@@ -83,6 +83,8 @@ def test_the_build_picks_among_kept_snapshots_and_the_cache_keeps_them(tmp_path,
 
     last, _ = _real_stage("alter", tmp_path / "c", **{"real.pick": "last"})
     assert last["pick"]["how"] == "last" and last["generator"].endswith("gan/generator.safetensors")
+    # the default, asked for, adds nothing to the report's G_real line
+    assert g_real_origin({"source": "proxy", "size": 32, "iters": 7, "pick": last["pick"]}) == "proxy (32 px, 7 steps)"
     assert resolve_config("alter", "cpu").real.pick == "last"     # opt-in: measured mixed (README)
 
 

@@ -263,7 +263,7 @@ def g_real_origin(rg: dict[str, Any]) -> str:
 
 
 def _pick_text(pick: dict[str, Any] | None) -> str:
-    if not pick:
+    if not pick or pick.get("why") == "real.pick=last":   # the default asked for: nothing to say
         return ""
     if pick.get("how") != "faces":
         return f"; its last weights: {pick.get('why', 'asked for')}"
