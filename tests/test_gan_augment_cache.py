@@ -216,7 +216,7 @@ def test_the_opening_estimate_of_a_resumed_build_leaves_out_what_is_done(tmp_pat
     est, line = calibrate.opening_estimate(tiny_config("alter"), run)
     assert est["render"] == est["real_generator"] == 0.0 and est["avatar_generator"] == 13.0
     assert "render done, real_generator done, avatar_generator ~13 s" in line and line.endswith(" left")
-    assert sum(est.values()) < sum(fresh.values()) - 1000
+    assert sum(est.values()) < sum(fresh.values()) - 900     # G_real's 1,000 s gone; the rest is timed afresh
     # forcing a finished stage, or changing what it reads, counts it (and what follows) again
     assert calibrate.opening_estimate(tiny_config("alter"), run, force=["real_generator"])[0]["real_generator"] == 1000.0
     changed, _ = calibrate.opening_estimate(tiny_config("alter", **{"real.iters": 7}), run)
