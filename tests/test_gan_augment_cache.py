@@ -212,6 +212,7 @@ def test_the_opening_estimate_of_a_resumed_build_leaves_out_what_is_done(tmp_pat
     run = tmp_path / "alter"
     fresh, _ = calibrate.opening_estimate(tiny_config("alter"), run)
     assert fresh["render"] > 0 and fresh["real_generator"] == 1000.0
+    assert fresh["pair_measures"] > calibrate.PAIR_MEASURE_SECONDS      # the oracle's training counted too
     _real_generator_build("alter", run)
     est, line = calibrate.opening_estimate(tiny_config("alter"), run)
     assert est["render"] == est["real_generator"] == 0.0 and est["avatar_generator"] == 13.0

@@ -139,6 +139,10 @@ def _train_seconds(cfg: BuildConfig, samples: int, epochs: int | None) -> float:
 # checking and restoring a cached face64 G_real: 1.8 s on the 2-core machine (the stage took 36 s, drawing its
 # 3,000 photos included, which _proxy_seconds counts apart)
 RESTORE_SECONDS = 5.0
+# the pair measures besides their oracle's training: faces counted in 4 x 200 images and the oracle's reads of the
+# pairs and the held-out set, ~35 s on the 2-core machine (a reduced alter cpu build's stage: 171 s, 134 of them the
+# oracle's 4 epochs)
+PAIR_MEASURE_SECONDS = 35.0
 # scoring one kept snapshot's faces (real.pick=faces): 18 s for 9 snapshots of face64, 128 samples each
 PICK_SECONDS_PER_SNAPSHOT = 2.0
 
@@ -193,6 +197,9 @@ def calibrate_build(cfg: BuildConfig, cached: Path | None = None, done: Collecti
         attempt("baseline", lambda: _train_seconds(cfg, cfg.render.n, cfg.baseline.epochs) if cfg.baseline.epochs
                 else est.get("train") or _train_seconds(cfg, n * (1 + cfg.pairs.k), None))
     attempt("heldout", lambda: _proxy_seconds(cfg.eval.n, cfg.eval.size))
+    # the oracle (the estimator's recipe on render.n labelled photos drawn here) only with the photo-proxy held-out set
+    attempt("pair_measures", lambda: PAIR_MEASURE_SECONDS + (0.0 if cfg.eval.set else
+            _proxy_seconds(cfg.render.n, cfg.render.size) + _train_seconds(cfg, cfg.render.n, None)))
     fmts = [f.split(":")[0] for f in cfg.export.formats.split(",") if f.strip()]
     attempt("export", lambda: sum(EXPORT_SECONDS.get(f, 10.0) for f in fmts))
 
