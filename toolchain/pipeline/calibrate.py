@@ -191,11 +191,13 @@ def calibrate_build(cfg: BuildConfig, cached: Path | None = None, done: Collecti
     attempt("real_generator", real_generator_seconds)
     attempt("avatar_generator", lambda: gan()[0] * gan()[2] * 1.3)  # + the frozen G_real's colour-loss forward
     attempt("pairs", lambda: _inversion_seconds(cfg))
-    attempt("train", lambda: _train_seconds(cfg, n * (1 + cfg.pairs.k), None))
+    def train_seconds() -> float:
+        return _train_seconds(cfg, n * (1 + cfg.pairs.k), None)
+    attempt("train", train_seconds)
     if cfg.baseline.enabled:
         # unless its epochs are set, the Baseline sees as many samples as the estimator: same time
         attempt("baseline", lambda: _train_seconds(cfg, cfg.render.n, cfg.baseline.epochs) if cfg.baseline.epochs
-                else est.get("train") or _train_seconds(cfg, n * (1 + cfg.pairs.k), None))
+                else est.get("train") or train_seconds())
     attempt("heldout", lambda: _proxy_seconds(cfg.eval.n, cfg.eval.size))
     # the oracle (the estimator's recipe on render.n labelled photos drawn here) only with the photo-proxy held-out set
     attempt("pair_measures", lambda: PAIR_MEASURE_SECONDS + (0.0 if cfg.eval.set else

@@ -173,14 +173,19 @@ def _finished(record: dict[str, Any] | None, fingerprint: str, stage_dir: Path) 
                 and _outputs_present(stage_dir, record))
 
 
+def _forced_from(active: Sequence[Stage], force: Iterable[str]) -> int:
+    """Index of the first forced stage: it and every later one rerun (``len(active)`` when none is forced)."""
+    names = [s.name for s in active]
+    return min((names.index(f) for f in force if f in names), default=len(active))
+
+
 def finished_stages(stages: Sequence[Stage], cfg: BuildConfig, run_dir: str | Path,
                     force: Iterable[str] = ()) -> set[str]:
     """The stages a build of ``cfg`` into ``run_dir`` would skip as done (none for a new run folder), found
     as ``run_stages`` finds them, without running anything: the opening estimate leaves them out."""
     run_dir = Path(run_dir).resolve()
     active = [s for s in stages if s.enabled(cfg)]
-    names = [s.name for s in active]
-    forced_from = min((names.index(f) for f in force if f in names), default=len(active))
+    forced_from = _forced_from(active, force)
     fps: dict[str, str] = {}
     done: set[str] = set()
     for i, stage in enumerate(active):
@@ -268,7 +273,7 @@ def run_stages(stages: Sequence[Stage], cfg: BuildConfig, run_dir: str | Path, u
     unknown = force - {s.name for s in stages}
     if unknown:
         raise AvatarToolError(f"--force {', '.join(sorted(unknown))}: no such stage (stages: {', '.join(names)})")
-    forced_from = min((names.index(f) for f in force if f in names), default=None)
+    forced_from = _forced_from(active, force)
     outputs: dict[str, dict[str, Any]] = {}
     fps: dict[str, str] = {}
     results: list[StageResult] = []
@@ -282,7 +287,7 @@ def run_stages(stages: Sequence[Stage], cfg: BuildConfig, run_dir: str | Path, u
             """Skip, or get the stage folder ready (rank 0): (action, fingerprint, basis, record, resuming)."""
             fp, basis = stage_fingerprint(stage, cfg, {u: fps[u] for u in stage.after if u in fps})
             record = read_record(stage_dir)
-            forced = forced_from is not None and i >= forced_from
+            forced = i >= forced_from
             if not forced and _finished(record, fp, stage_dir):
                 return "skip", fp, basis, record, False
             resuming = bool(record and not forced and record.get("fingerprint") == fp and record.get("status") == RUNNING)
