@@ -127,6 +127,16 @@ def test_the_augmentation_setting_reaches_the_pairs_stage():
     assert strengths(["pairs.augment=none", "pairs.k=0"]) == {}
 
 
+def test_the_learning_rate_settings_reach_g_reals_training():
+    from toolchain.pipeline.stages.real_generator import g_real_training
+
+    _, plain, _ = g_real_training(resolve_config("alter", "cpu"))
+    assert (plain.lr, plain.lr_drop_at) == (0.002, 0)
+    _, tcfg, _ = g_real_training(resolve_config("alter", "cpu", overrides=[
+        "real.lr=0.004", "real.lr_drop_at=2000", "real.lr_after=0.002"]))
+    assert (tcfg.lr, tcfg.lr_drop_at, tcfg.lr_after, tcfg.iters) == (0.004, 2000, 0.002, plain.iters)
+
+
 def test_the_papers_strengths_name_parts_of_the_official_generator():
     from toolchain.generators.config import generator_preset
     from toolchain.production.augment import PAPER_STRENGTHS

@@ -19,7 +19,7 @@ from toolchain.generators.generator import SemanticGenerator
 from toolchain.generators.io import load_generator, save_weights
 from toolchain.generators.official_checkpoint import (args_from_config, key_map, load_official_checkpoint,
                                                       official_spec, to_official_state_dict)
-from toolchain.generators.train_real import train_preset, train_real
+from toolchain.generators.train_real import lr_at, train_preset, train_real
 
 TINY = generator_preset("tiny")
 # smaller still, for the training tests (same parts and label mapping as tiny)
@@ -263,6 +263,7 @@ def test_resume_equals_uninterrupted(tmp_path, recon_weight):
     # a checkpoint written before a config field existed resumes (the field takes its default)
     ck = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
     del ck["identity"]["generator"]["fourier_diagonal"]
+    del ck["identity"]["train"]["lr_drop_at"], ck["identity"]["train"]["lr_after"]
     torch.save(ck, tmp_path / "b" / "checkpoint.pt")
     train_real(data, tmp_path / "b", MICRO, tcfg, device="cpu")
     ga, _ = load_generator(tmp_path / "a" / "generator.safetensors")
@@ -276,6 +277,31 @@ def test_resume_equals_uninterrupted(tmp_path, recon_weight):
     assert ("recon_img" in stats) == (recon_weight > 0)
     with pytest.raises(AvatarToolError, match="another configuration"):
         train_real(data, tmp_path / "b", MICRO, train_preset("tiny", **{**FAST, "lr": 0.001}), device="cpu")
+
+
+def test_a_learning_rate_drop_changes_training_from_its_step_and_resumes_across_it(tmp_path):
+    data = _mask_folder(tmp_path / "data")
+    plain = train_preset("tiny", **FAST)
+    dropped = train_preset("tiny", **FAST, lr_drop_at=2, lr_after=0.0002)
+    assert [lr_at(dropped, s) for s in range(4)] == [plain.lr, plain.lr, 0.0002, 0.0002]
+    train_real(data, tmp_path / "plain", MICRO, plain, device="cpu", stop_after=2)
+    train_real(data, tmp_path / "drop", MICRO, dropped, device="cpu", stop_after=2)
+    weights = {}
+    for name in ("plain", "drop"):
+        ck = torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)
+        weights[name] = ck["G"]
+        train_real(data, tmp_path / name, MICRO, plain if name == "plain" else dropped, device="cpu")
+    # the first two steps ran at the same lr, so the two runs agree until the drop and differ after it
+    assert all(torch.equal(weights["plain"][k], weights["drop"][k]) for k in weights["plain"])
+    ga, _ = load_generator(tmp_path / "plain" / "generator.safetensors")
+    gb, _ = load_generator(tmp_path / "drop" / "generator.safetensors")
+    assert any(not torch.equal(a, b) for a, b in zip(ga.state_dict().values(), gb.state_dict().values()))
+    train_real(data, tmp_path / "whole", MICRO, dropped, device="cpu")  # resumed across the drop = uninterrupted
+    gw, _ = load_generator(tmp_path / "whole" / "generator.safetensors")
+    for (k, vw), vb in zip(gw.state_dict().items(), gb.state_dict().values()):
+        assert torch.equal(vw, vb), k
+    with pytest.raises(AvatarToolError, match="lr_after > 0"):
+        train_real(data, tmp_path / "bad", MICRO, train_preset("tiny", **FAST, lr_drop_at=2), device="cpu")
 
 
 def test_kl_to_prior_closed_form():

@@ -58,6 +58,10 @@ class RealStage:
     train_preset: str = "tiny"               # toolchain/generators/train_real.py presets
     iters: Optional[int] = None
     batch_size: Optional[int] = None
+    # the learning rate and its step drop (GANTrainConfig.lr / lr_drop_at / lr_after; default: the preset's)
+    lr: Optional[float] = None
+    lr_drop_at: Optional[int] = None
+    lr_after: Optional[float] = None
     precision: str = "auto"                  # auto / bf16 / fp32 (toolchain/precision.py)
     keep_every: Optional[int] = None         # keep G_ema every N steps (default: the training preset's, 0 = none)
     # which weights become G_real: "last" = the final ones; "faces" = the kept snapshot whose samples the SDK's

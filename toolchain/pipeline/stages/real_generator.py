@@ -72,7 +72,7 @@ def g_real_training(cfg: BuildConfig) -> tuple[GeneratorConfig, GANTrainConfig, 
     """The generator and training configurations a build trains G_real with, and the arithmetic that runs."""
     c = cfg.real
     tcfg = train_preset(c.train_preset, iters=c.iters, batch_size=c.batch_size, precision=c.precision,
-                        keep_every=c.keep_every)
+                        keep_every=c.keep_every, lr=c.lr, lr_drop_at=c.lr_drop_at, lr_after=c.lr_after)
     return generator_preset(c.generator_config), tcfg, resolve_precision(tcfg.precision, select_device(cfg.device))
 
 
