@@ -68,7 +68,7 @@ def read_log(gdir: Path) -> list[dict[str, Any]]:
 
 
 def faces_over_steps(samples_dir: Path, size: int) -> list[dict[str, Any]]:
-    """Faces found in the EMA samples of each saved sample grid (the weights of earlier steps are not kept)."""
+    """Faces found in the EMA samples of each saved sample grid (saved whether or not the weights are kept)."""
     from PIL import Image
     from toolchain.evaluation.face_likeness import FaceCounter
     from toolchain.generators.grids import sample_grid_images
@@ -86,10 +86,50 @@ def steps_markdown(rows: list[dict[str, Any]]) -> str:
         return "No sample grids were saved, so there are no faces over steps."
     n = rows[0]["n"]
     return "\n".join([f"Faces over steps: the face finder on the {n} EMA samples of each saved sample grid (the same "
-                      "latents at every step; the weights of earlier steps are not kept, the grid is).", "",
+                      "latents at every step; a grid is saved at every sample step, kept weights or not).", "",
                       "| step | " + " | ".join(str(r["step"]) for r in rows) + " |",
                       "|---|" + "---|" * len(rows),
                       "| faces | " + " | ".join(f"{r['found']}/{r['n']}" for r in rows) + " |"])
+
+
+KEPT_PARTS = ("hair", "skin", "glasses", "clothes")   # the parts whose colours the pairs must carry
+
+
+def kept_over_steps(gdir: Path, n: int) -> list[dict[str, Any]]:
+    """For each snapshot the run kept (``keep_every``): the faces in ``n`` samples, scored as a build's
+    ``real.pick=faces`` scores them (its own seed), and the part census of ``n`` samples. Shows whether faces
+    and colour variety rise and fall together over training."""
+    from toolchain.evaluation.part_census import census, generator_parts
+    from toolchain.evaluation.snapshot_pick import pick_by_faces
+    from toolchain.generators.train_real import kept_snapshots
+    snaps = kept_snapshots(gdir)
+    if not snaps:
+        return []
+    scores = pick_by_faces(snaps, n=n)["scores"]
+    rows = []
+    for (step, path), score in zip(snaps, scores):
+        img, parts, names = generator_parts(path, n)
+        rows.append({"step": step, "faces": {k: score[k] for k in ("found", "n")},
+                     "parts": {k: v for k, v in census(img, parts, names)["parts"].items() if k in KEPT_PARTS}})
+    return rows
+
+
+def kept_markdown(rows: list[dict[str, Any]], photos: dict[str, Any]) -> str:
+    if not rows:
+        return "The run kept no snapshots (`--set keep_every=N` keeps them), so there is no table of them."
+    n = rows[0]["faces"]["n"]
+
+    def spread(v: float | None) -> str:
+        return "-" if v is None else f"{v:.0f}"
+    names = [k for k in KEPT_PARTS if k in rows[0]["parts"]]
+    lines = [f"Kept snapshots: faces found in {n} samples of each (the seed a build's `real.pick=faces` scores "
+             f"with), and the colour spread of each part in {n} samples (the photos' in the last column).", "",
+             "| step | faces | " + " | ".join(f"{k} spread" for k in names) + " |", "|---|---|" + "---|" * len(names)]
+    for r in rows:
+        lines.append(f"| {r['step']} | {r['faces']['found']}/{r['faces']['n']} | "
+                     + " | ".join(spread(r["parts"][k]["colour_spread"]) for k in names) + " |")
+    lines.append("| photos | - | " + " | ".join(spread(photos["parts"][k]["colour_spread"]) for k in names) + " |")
+    return "\n".join(lines)
 
 
 def census_markdown(parts: dict[str, Any]) -> str:
@@ -186,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
         h_img, h_parts = load_mask_folder(run / "heldout", gcfg, limit=a.measure_n)
         parts = {"g_real": census(g_img, g_parts, part_names), "photos": census(h_img, h_parts, part_names)}
         over_steps = faces_over_steps(gdir / "samples", a.size)
+        kept = kept_over_steps(gdir, a.measure_n)
     except AvatarToolError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
@@ -208,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
             "train_s_wall_this_call": round(train_wall, 1), "photos": {"n": a.photos, "set_id": photos.set_id},
             "heldout": {"n": a.measure_n, "seed": HELDOUT_SEED, "set_id": heldout.set_id},
             "g_real": fl["g_real"], "ceiling": fl["ceiling"], "floor": fl["floor"], "of_ceiling": of_ceiling,
-            "part_census": parts, "faces_over_steps": over_steps,
+            "part_census": parts, "faces_over_steps": over_steps, "kept_snapshots": kept,
             "run": str(run), "command": command.strip(), "commit": commit()}
     stamp = (f"Code {commit()}, load average {load:.2f} at start, {time.perf_counter() - t0:.0f} s for this call; "
              f"command: `{command.strip()}`")
@@ -224,7 +265,8 @@ def main(argv: list[str] | None = None) -> None:
                                      "G_real faces", "ceiling", "floor", "of ceiling"], rows, notes,
                         out_dir=a.out, stamp=stamp)
     with open(m, "a") as f:
-        f.write("\n" + census_markdown(parts) + "\n\n" + steps_markdown(over_steps) + "\n")
+        f.write("\n" + census_markdown(parts) + "\n\n" + steps_markdown(over_steps) + "\n\n"
+                + kept_markdown(kept, parts["photos"]) + "\n")
         if strip is not None:
             f.write(f"\n![G_real samples over steps]({stem}.png)\n")
     print(m.read_text())

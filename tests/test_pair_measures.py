@@ -76,20 +76,24 @@ def test_g_real_size_benchmark_measures_and_resumes(tmp_path, detector_model):  
     import json
     from benchmarks.g_real_size import main
     args = ["--size", "32", "--steps", "4", "--photos", "16", "--measure-n", "12", "--run", str(tmp_path / "run"),
-            "--out", str(tmp_path / "out"), "--set", "sample_every=2", "--set", "snapshot_every=2", "--name", "t",
+            "--out", str(tmp_path / "out"), "--set", "sample_every=2", "--set", "snapshot_every=2", "--set", "keep_every=2", "--name", "t",
             "--gen-set", "fourier_freqs=2"]
     main(args)
     first = json.loads((tmp_path / "out" / "g_real_size_32px_t.json").read_text())
     assert first["steps"] == 4 and first["steps_trained_now"] == 4
     assert first["g_real"]["n"] == first["ceiling"]["n"] == first["floor"]["n"] == 12
     assert first["ceiling"]["found"] > first["g_real"]["found"]     # 4 steps draw no faces; the photos do
-    assert first["overrides"] == {"sample_every": 2, "snapshot_every": 2}
+    assert first["overrides"] == {"sample_every": 2, "snapshot_every": 2, "keep_every": 2}
     assert first["generator_overrides"] == {"fourier_freqs": 2} and first["generator"]["fourier_freqs"] == 2
     census = first["part_census"]
     assert census["photos"]["parts"]["skin"]["present"] == 1.0 and census["g_real"]["n"] == 12
     assert "| glasses |" in (tmp_path / "out" / "g_real_size_32px_t.md").read_text()
     over = first["faces_over_steps"]    # one row per saved grid (sample_every=2), its 32 EMA samples counted
     assert [r["step"] for r in over] == [2, 4] and {r["n"] for r in over} == {32} and over[-1]["found"] <= 32
+    kept = first["kept_snapshots"]    # one row per kept snapshot: its faces and its parts' colour spread
+    assert [r["step"] for r in kept] == [2, 4] and {r["faces"]["n"] for r in kept} == {12}
+    assert set(kept[0]["parts"]) == {"hair", "skin", "glasses", "clothes"}
+    assert "| 4 | " in (tmp_path / "out" / "g_real_size_32px_t.md").read_text().split("Kept snapshots")[1]
     assert (tmp_path / "out" / "g_real_size_32px_t.png").is_file()
     assert "G_real samples over steps" in (tmp_path / "out" / "g_real_size_32px_t.md").read_text()
     main(args)
