@@ -92,6 +92,11 @@ def steps_markdown(rows: list[dict[str, Any]]) -> str:
                       "| faces | " + " | ".join(f"{r['found']}/{r['n']}" for r in rows) + " |"])
 
 
+def spread_cell(v: float | None) -> str:
+    """A colour spread as a table cell ("-" when the part was drawn in fewer than 2 images)."""
+    return "-" if v is None else f"{v:.0f}"
+
+
 KEPT_PARTS = ("hair", "skin", "glasses", "clothes")   # the parts whose colours the pairs must carry
 
 
@@ -118,26 +123,20 @@ def kept_markdown(rows: list[dict[str, Any]], photos: dict[str, Any]) -> str:
     if not rows:
         return "The run kept no snapshots (`--set keep_every=N` keeps them), so there is no table of them."
     n = rows[0]["faces"]["n"]
-
-    def spread(v: float | None) -> str:
-        return "-" if v is None else f"{v:.0f}"
     names = [k for k in KEPT_PARTS if k in rows[0]["parts"]]
     lines = [f"Kept snapshots: faces found in {n} samples of each (the seed a build's `real.pick=faces` scores "
              f"with), and the colour spread of each part in {n} samples (the photos' in the last column).", "",
              "| step | faces | " + " | ".join(f"{k} spread" for k in names) + " |", "|---|---|" + "---|" * len(names)]
     for r in rows:
         lines.append(f"| {r['step']} | {r['faces']['found']}/{r['faces']['n']} | "
-                     + " | ".join(spread(r["parts"][k]["colour_spread"]) for k in names) + " |")
-    lines.append("| photos | - | " + " | ".join(spread(photos["parts"][k]["colour_spread"]) for k in names) + " |")
+                     + " | ".join(spread_cell(r["parts"][k]["colour_spread"]) for k in names) + " |")
+    lines.append("| photos | - | " + " | ".join(spread_cell(photos["parts"][k]["colour_spread"]) for k in names) + " |")
     return "\n".join(lines)
 
 
 def census_markdown(parts: dict[str, Any]) -> str:
     """The part census of G_real's samples next to the held-out photos' masks, as a markdown table."""
     g, p = parts["g_real"], parts["photos"]
-
-    def spread(v: float | None) -> str:
-        return "-" if v is None else f"{v:.0f}"
     lines = [f"Parts drawn ({g['n']} G_real samples, argmax of their final segmentation; {p['n']} held-out photos' "
              f"masks at the same size; a part counts when it holds >= {g['min_share']:.1%} of the pixels). Colour "
              "spread: over the images where the part is drawn, the standard deviation of its mean colour (0-255, "
@@ -145,8 +144,8 @@ def census_markdown(parts: dict[str, Any]) -> str:
              "| part | G_real drawn | photos drawn | G_real colour spread | photos colour spread |", "|---|---|---|---|---|"]
     for name, gv in g["parts"].items():
         pv = p["parts"][name]
-        lines.append(f"| {name} | {gv['present']:.0%} | {pv['present']:.0%} | {spread(gv['colour_spread'])} | "
-                     f"{spread(pv['colour_spread'])} |")
+        lines.append(f"| {name} | {gv['present']:.0%} | {pv['present']:.0%} | {spread_cell(gv['colour_spread'])} | "
+                     f"{spread_cell(pv['colour_spread'])} |")
     return "\n".join(lines)
 
 

@@ -64,9 +64,9 @@ class GANTrainConfig:
     iters: int = 200_000
     batch_size: int = 16
     lr: float = 0.002
-    # a step schedule: from step ``lr_drop_at`` on, G and D train at ``lr_after`` (0: ``lr`` throughout). Measured on
-    # face64 (README "G_real at twice the learning rate"): 0.004 draws faces by step 2,000 where 0.002 needs 4,000,
-    # but loses hair-colour variety and faces again after step 2,500; the drop is meant to keep what formed
+    # a step schedule: from step ``lr_drop_at`` on, G and D train at ``lr_after`` (0: ``lr`` throughout). On face64,
+    # 0.004 draws faces by step 2,000 where 0.002 needs 4,000, and they fade after step 2,500; a drop to 0.002 at
+    # 2,000 did not keep them (README "A learning-rate drop for G_real"), so no preset uses one
     lr_drop_at: int = 0
     lr_after: float = 0.0
     r1_img: float = 10.0
