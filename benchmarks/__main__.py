@@ -28,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 from benchmarks._report import RESULTS, load_note, write_report  # noqa: E402
+from toolchain.atomic_io import save_figure_atomic  # noqa: E402
 
 STANDALONE = {"ablation": "ablation", "detection": "detection", "quality": "quality",
               "render-overhead": "render_overhead", "sdk-load": "sdk_load", "sdk-stability": "sdk_stability",
@@ -64,9 +65,7 @@ def run_tables(run_dir: Path, quick: bool, only: list[str], out: Path) -> list[P
         data = {**table.data, "build": build.describe(), "commit": commit(), "command": command, "quick": quick}
         j, m = write_report(table.name, data, table.headers, table.rows, table.notes, out_dir=out, stamp=stamp)
         for stem, fig in table.plots.items():
-            fig.savefig(out / f"{stem}.png", dpi=90)
-            import matplotlib.pyplot as plt
-            plt.close(fig)
+            save_figure_atomic(out / f"{stem}.png", fig)
             with open(m, "a") as f:
                 f.write(f"\n![{stem}]({stem}.png)\n")
             written.append(out / f"{stem}.png")

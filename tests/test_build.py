@@ -194,6 +194,12 @@ def test_build_makes_a_verified_bundle_and_a_complete_report(built):
     assert "LPIPS" in md and "backbone" in md and "photo-proxy" in md
     assert any("backbone" in w for w in ui.warnings)
     assert "G_real: unlabelled photo proxy (32 px, " in md
+    # where each estimator's answers go: both matrices in the stage's record, their picture in the report
+    models = read_record(run / "evaluate")["outputs"]["models"]
+    for model in ("swiftavatar", "baseline"):
+        assert sum(map(sum, models[model]["confusion"]["glasses"]["counts"])) == \
+            json.loads((run / "evaluate" / model / "eval.json").read_text())["n"]
+    assert "evaluate/confusion.png" in figures and "Where the answers go" in md
 
 
 def test_report_says_where_g_real_came_from():
@@ -224,6 +230,8 @@ def test_benchmarks_regenerate_every_table_from_the_build(built, detector_model,
     # a benchmark measures the run, it never changes it
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
     assert json.loads((tmp_path / "gan_fit.json").read_text())["photos_faces"]["n"] > 0
+    accuracy = json.loads((tmp_path / "accuracy.json").read_text())
+    assert set(accuracy["confusion"]) == {"SwiftAvatar", "Baseline"} and (tmp_path / "accuracy_confusion.png").is_file()
 
 
 def test_face_counting_tables_say_so_without_the_face_models(built, tmp_path, monkeypatch):

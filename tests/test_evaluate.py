@@ -14,6 +14,7 @@ from toolchain.data.paired_dataset import PairedDatasetWriter
 from toolchain.engines.registry import create_engine
 from toolchain.errors import AvatarToolError, LabelLeakError
 from toolchain.estimator.train import preset, train
+from toolchain.evaluation.confusion import confusion_matrices, largest_shifts, option_rows, shift_sentence
 from toolchain.evaluation.evaluate import evaluate, masked_l1
 from toolchain.proxy.eval_set import write_proxy_set
 from toolchain.render import RenderConfig, render_folder
@@ -60,6 +61,39 @@ def test_eval_on_proxy_set_writes_report(tiny_model, tmp_path):
     assert saved["n"] == 6 and saved["set_kind"] == "photo-proxy"
     assert "LPIPS: not computed" in (tmp_path / "out" / "eval.md").read_text()
     assert (tmp_path / "out" / "grid.png").stat().st_size > 1000
+    # where the answers go: one matrix per discrete parameter whose diagonal is the accuracy reported above
+    conf = saved["confusion"]
+    assert list(conf) == [p.name for p in schema.discrete]
+    for p in schema.discrete:
+        counts = np.asarray(conf[p.name]["counts"])
+        assert conf[p.name]["options"] == list(p.options) and counts.shape == (len(p.options),) * 2
+        assert counts.sum() == 6 and np.trace(counts) / 6 == pytest.approx(m["accuracy"][p.name])
+    assert "## Answers per option" in (tmp_path / "out" / "eval.md").read_text()
+    assert (tmp_path / "out" / "confusion.png").stat().st_size > 1000
+
+
+def test_confusion_matrices_count_truth_against_answers():
+    schema = create_engine("alter").schema
+    names = [p.name for p in schema.discrete]
+    g = names.index("glasses")
+    truth = np.zeros((8, len(names)), np.int64)
+    truth[:5, g] = 0           # five glasses-free images, three with option 2
+    truth[5:, g] = 2
+    answers = truth.copy()
+    answers[:4, g] = 1         # four of the glasses-free ones answered with option 1
+    conf = confusion_matrices(schema, answers, truth)
+    counts = np.asarray(conf["glasses"]["counts"])
+    assert counts[0, 0] == 1 and counts[0, 1] == 4 and counts[2, 2] == 3 and counts.sum() == 8
+    rows = {r["option"]: r for r in option_rows(conf["glasses"])}
+    none, opt1 = schema.discrete[g].options[0], schema.discrete[g].options[1]
+    assert rows[none]["image_share"] == pytest.approx(5 / 8) and rows[none]["answer_share"] == pytest.approx(1 / 8)
+    assert rows[none]["recall"] == pytest.approx(0.2) and rows[opt1]["recall"] is None
+    # the two largest shifts are glasses 'none' (5/8 true, 1/8 answered) and option 1 (0 true, 4/8 answered)
+    top = largest_shifts(conf, 2)
+    assert {(r["parameter"], r["option"]) for r in top} == {("glasses", none), ("glasses", opt1)}
+    assert f"glasses '{none}': 62 % of the images, 12 % of the answers" in shift_sentence(conf)
+    with pytest.raises(ValueError, match="one column per discrete parameter"):
+        confusion_matrices(schema, answers[:, :2], truth[:, :2])
 
 
 def test_eval_on_render_folder(tiny_model, tmp_path):

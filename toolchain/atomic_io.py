@@ -57,6 +57,16 @@ def save_png_atomic(path: str | Path, array: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def save_figure_atomic(path: str | Path, figure: Any, dpi: int = 90) -> Path:
+    """A matplotlib figure written as a PNG atomically, then closed (its memory freed)."""
+    import matplotlib.pyplot as plt
+    buf = io.BytesIO()
+    figure.savefig(buf, format="png", dpi=dpi)
+    plt.close(figure)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk every complete PNG ends with
 
 

@@ -23,6 +23,7 @@ from ..errors import AvatarToolError, LabelLeakError
 from ..estimator.io import load_estimator
 from ..estimator.metrics import parameter_metrics
 from ..estimator.predict import predict_arrays
+from .confusion import confusion_markdown, confusion_matrices, save_confusion_png, shift_sentence
 from ..provenance import Origin, content_leak, estimator_origin, find_leak, render_folder_origin, set_origin
 from ..proxy.eval_set import EvalSet, compute_set_id, load_eval_set
 from ..render.folder import RenderFolder, is_render_folder
@@ -140,9 +141,13 @@ def evaluate(model_path: str | Path, set_dir: str | Path, out_dir: str | Path, l
               "engine": engine_spec, "n": len(vectors), "metrics": metrics,
               "mean_confidence": dict(zip([p.name for p in schema.discrete], confidence)),
               "model_backbone": meta.get("backbone", {})}
+    if schema.discrete:
+        report["confusion"] = confusion_matrices(schema, pd, gt_d)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "eval.json", report)
     atomic_write_text(out_dir / "eval.md", _markdown(report))
+    if schema.discrete:
+        save_confusion_png({"": report["confusion"]}, out_dir / "confusion.png")
     rows = min(grid_rows, len(vectors))
     tiles, labels = [], []
     for i in range(rows):
@@ -171,4 +176,10 @@ def _markdown(report: dict[str, Any]) -> str:
     lines.append(f"LPIPS: {lp['mean']:.4f}" if "mean" in lp else f"LPIPS: not computed — {lp['reason']}")
     if report["model_backbone"].get("warning"):
         lines += ["", f"Warning from training: {report['model_backbone']['warning']}"]
+    if report.get("confusion"):
+        lines += ["", "## Answers per option", "",
+                  f"Largest gaps between how often an option is true and how often it is answered: "
+                  f"{shift_sentence(report['confusion'])}. Row per option (recall: the share of its images answered "
+                  "with it); the full matrices are in eval.json (`confusion`) and confusion.png.", ""]
+        lines += confusion_markdown(report["confusion"])
     return "\n".join(lines) + "\n"

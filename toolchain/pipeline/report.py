@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import os
 import platform
@@ -15,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic_io import atomic_write_bytes, atomic_write_text, read_jsonl
+from ..atomic_io import atomic_write_text, read_jsonl, save_figure_atomic
+from ..evaluation.confusion import shift_sentence
 
 STYLE = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;color:#1b1f24;line-height:1.45}h1{margin-bottom:.2em}h2{border-bottom:1px solid #d0d7de;
@@ -153,11 +153,7 @@ def training_curves(run_dir: Path, out: Path) -> Path | None:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    atomic_write_bytes(out, buf.getvalue())
-    return out
+    return save_figure_atomic(out, fig)
 
 
 def _latest(folder: Path, pattern: str) -> Path | None:
@@ -357,6 +353,12 @@ def write_report(run_dir: Path, cfg_json: dict[str, Any], records: dict[str, dic
         if budgets:
             doc.para("Training budget (samples seen are matched unless baseline.epochs is set): " + "; ".join(budgets) + ".")
         doc.table(header, rows)
+        shifts = [f"{name}: {shift_sentence(m['confusion'])}" for name, m in models.items() if m.get("confusion")]
+        if shifts:
+            doc.para("Where the answers go — the options answered far more or less often than they are true: "
+                     + " — ".join(shifts) + ".")
+            doc.figure(run_dir / "evaluate" / "confusion.png",
+                       "rows: the true option, columns: the answer, each row's share (one row of maps per estimator)")
         for name in models:
             doc.figure(run_dir / "evaluate" / name / "grid.png", f"{name}: input | predicted avatar | ground truth")
 
