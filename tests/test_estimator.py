@@ -185,3 +185,55 @@ def test_load_estimator_errors(tmp_path):
     torch.save({"foo": torch.zeros(1)}, tmp_path / "x.pt")
     with pytest.raises(AvatarToolError, match="not an avatartool estimator"):
         load_estimator(tmp_path / "x.pt")
+
+
+def test_unsharp_steepens_an_edge_and_leaves_flat_regions_alone():
+    from toolchain.estimator.predict import unsharp
+    x = torch.full((1, 3, 16, 16), 0.25)
+    x[..., 8:] = 0.75
+    y = unsharp(x, 1.0)
+    assert torch.equal(unsharp(x, 0.0), x)
+    assert torch.allclose(y[..., :4], x[..., :4]) and torch.allclose(y[..., 12:], x[..., 12:])   # far from the edge
+    assert (y[..., 7] < 0.25 - 0.02).all() and (y[..., 8] > 0.75 + 0.02).all()              # steeper across it
+    per_image = unsharp(torch.cat([x, x]), torch.tensor([0.0, 2.0]).view(2, 1, 1, 1))
+    assert torch.equal(per_image[0], x[0]) and (per_image[1, :, :, 8] > y[0, :, :, 8]).all()
+
+
+def test_sharpening_draws_after_the_other_jitter_and_only_when_asked():
+    """A run without sharpening sees exactly what it saw before the option existed; with it, the same zoom,
+    shift and colour jitter plus the unsharp mask."""
+    from toolchain.estimator.predict import prepare_batch
+    schema = create_engine("alter").schema
+    model = AvatarEstimator(EstimatorConfig(input_size=32, schema=schema.to_json()))
+    images = np.random.default_rng(0).integers(0, 256, (4, 40, 40, 3), dtype=np.uint8)
+    g0, g1, g2 = (torch.Generator().manual_seed(3) for _ in range(3))
+    plain = prepare_batch(images, model, 32, torch.device("cpu"), g0)
+    again = prepare_batch(images, model, 32, torch.device("cpu"), g1, sharpen=0.0)
+    sharp = prepare_batch(images, model, 32, torch.device("cpu"), g2, sharpen=2.0)
+    assert torch.equal(plain, again) and torch.equal(g0.get_state(), g1.get_state())
+    assert not torch.equal(plain, sharp) and not torch.equal(g0.get_state(), g2.get_state())
+    # sharpening raises the local contrast: the mean absolute difference to the neighbouring pixel grows
+    def grain(t):
+        return (t[..., 1:] - t[..., :-1]).abs().mean()
+    assert grain(sharp) > grain(plain)
+
+
+def test_the_sharpen_setting_reaches_every_estimator_of_a_build():
+    from toolchain.pipeline.config import resolve_config
+    from toolchain.pipeline.stages.train import estimator_train_config
+    assert estimator_train_config(resolve_config("alter", "smoke")).sharpen == 0.0
+    assert estimator_train_config(resolve_config("morph", "cpu")).sharpen == 2.0
+    cfg = resolve_config("alter", "smoke", overrides=["train.sharpen=2"])
+    assert estimator_train_config(cfg).sharpen == 2.0 and estimator_train_config(cfg, epochs=9).sharpen == 2.0
+
+
+def test_training_applies_the_sharpening_it_is_given(tmp_path):
+    _tiny_dataset(tmp_path / "ds", n=12)
+    weights = []
+    for s in (0.0, 2.0):
+        cfg = preset("tiny", epochs=1, batch_size=6, sharpen=s)
+        cfg.input_size = 32
+        with pytest.warns(UserWarning):
+            train([tmp_path / "ds"], tmp_path / f"run{s}", cfg, device="cpu")
+        weights.append(load_estimator(tmp_path / f"run{s}" / "estimator.pt")[0].state_dict())
+    assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0] if weights[0][k].is_floating_point())

@@ -50,6 +50,8 @@ class TrainConfig:
     val_fraction: float = 0.1
     seed: int = 0
     augment: bool = True
+    # with augment: the largest random unsharp-mask amount per training image (predict.unsharp); 0 = none
+    sharpen: float = 0.0
     loss: LossWeights = field(default_factory=LossWeights)
 
     def to_json(self) -> dict[str, Any]:
@@ -137,7 +139,8 @@ def rank_batch_loss(net: torch.nn.Module, model: AvatarEstimator, arrays: tuple[
     images, cont, disc = arrays
     rows = distributed.rank_share(len(batch), dist.world_size, dist.rank)
     idx = batch[rows]
-    x = prepare_batch(images[idx], model, cfg.input_size, dev, gen, rows=rows, global_batch=len(batch))
+    x = prepare_batch(images[idx], model, cfg.input_size, dev, gen, rows=rows, global_batch=len(batch),
+                      sharpen=cfg.sharpen)
     if use_amp:
         x = x.contiguous(memory_format=torch.channels_last)
     c = torch.from_numpy(cont[idx]).to(dev)

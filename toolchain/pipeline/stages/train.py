@@ -13,7 +13,8 @@ from .progress import train_progress
 def estimator_train_config(cfg: BuildConfig, epochs: int | None = None) -> TrainConfig:
     """The estimator's training config from a build's ``train`` section (``epochs`` overrides its own)."""
     c = cfg.train
-    return preset(c.preset, epochs=epochs or c.epochs, batch_size=c.batch_size, input_size=c.input_size)
+    return preset(c.preset, epochs=epochs or c.epochs, batch_size=c.batch_size, input_size=c.input_size,
+                  sharpen=c.sharpen)
 
 
 def train_config(ctx: StageContext, epochs: int | None = None) -> TrainConfig:
