@@ -53,7 +53,8 @@ def unsharp(x: torch.Tensor, amount: torch.Tensor | float, sigma: float = 1.0) -
     """``x + amount * (x - gaussian_blur(x))``: edges steeper by ``amount`` (0: unchanged).
 
     Why the estimator trains with it: generated faces are softer than photos at the sizes a CPU trains G_real,
-    and an estimator trained on them read a photo's crisp eyes as glasses (README, "Sharpened training images")."""
+    and an estimator trained on them read a photo's crisp eyes as glasses (README, "Where the answers go, and
+    sharpened training images")."""
     radius = max(1, int(round(2 * sigma)))
     t = torch.arange(-radius, radius + 1, dtype=x.dtype)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
