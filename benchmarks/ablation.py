@@ -35,6 +35,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from toolchain.atomic_io import save_figure_atomic
 from toolchain.estimator.metrics import mean_normalised_mae
 
 ROWS = ("baseline", "da", "sa", "no_colour", "oracle")
@@ -244,9 +245,7 @@ def _plot(summary: dict[str, Any], out: Path) -> Path:
     for ax in axes:
         ax.tick_params(axis="x", rotation=25, labelsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return save_figure_atomic(out, fig)
 
 
 def write_tables(result: dict[str, Any], out_dir: Path, command: str) -> list[Path]:

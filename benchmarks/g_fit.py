@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     from toolchain.torch_utils import configure_cpu_math
     configure_cpu_math(a.threads)
     from benchmarks.suite.common import image_rows_figure
+    from toolchain.atomic_io import save_figure_atomic
     from toolchain.errors import AvatarToolError
     from toolchain.proxy.eval_set import write_proxy_set
 
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     fig = image_rows_figure([("photos", results[0]["photos"])] + [(f"{r['name']}, step {a.steps}", r["fits"])
                                                                   for r in results])
     a.out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(a.out / f"{stem}.png", dpi=110)
+    save_figure_atomic(a.out / f"{stem}.png", fig, dpi=110)
     j, m = write_report(stem, data, ["variant", "params", "step", "s", "image L1", *(f"IoU {p}" for p in parts),
                                      "faces in fits", "faces in photos"], rows, notes, out_dir=a.out, stamp=stamp)
     with open(m, "a") as f:
