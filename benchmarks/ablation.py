@@ -19,7 +19,8 @@ build is reused and an unfinished one resumes (its stages carry code fingerprint
 datasets live in ``RUN/ablation/`` and resume, while the rows it trains there are trained again on every
 run unless ``--reuse`` keeps them (they carry no code fingerprint). ``--as-is`` takes a finished build's stages
 as they are, without rerunning those whose code changed since (a long build made by an earlier commit); the
-tables say so.
+tables say so. With ``--as-is``, ``--set train.FIELD=VALUE`` trains every row again with other training settings
+on the build's own pairs (e.g. ``train.sharpen=2`` on a build made before the preset used it).
 Results: ``benchmarks/results/ablation_<engine>.{json,md,png}``.
 """
 from __future__ import annotations
@@ -103,14 +104,24 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
     from toolchain.proxy.oracle import ORACLE_SEED_OFFSET, oracle_dataset
 
     console = Console(stderr=True)
+    retrain = False
     if (run_dir / "config.json").is_file():
         cfg = load_run_config(run_dir)
-        if settings or cfg.engine != engine or cfg.preset != preset:
+        if as_is and settings:
+            if cfg.engine != engine or cfg.preset != preset:
+                from toolchain.errors import AvatarToolError
+                raise AvatarToolError(f"{run_dir} holds a {cfg.engine} {cfg.preset} build, not {engine} {preset}: "
+                                      f"give --engine {cfg.engine} --preset {cfg.preset}, or another --run")
+            # other training settings on a finished build's pairs: every row is trained again with them
+            cfg, retrain = _with_train_settings(cfg, settings)
+            log(f"training settings {' '.join(settings)}: every row is trained again, none is taken from the build")
+        elif settings or cfg.engine != engine or cfg.preset != preset:
             want = resolve_config(engine, preset, overrides=settings)
             if want.to_json() != cfg.to_json():
                 from toolchain.errors import AvatarToolError
                 raise AvatarToolError(f"{run_dir} holds a build with other settings; drop --set/--preset to reuse it, "
-                                      "or give another --run")
+                                      "give another --run, or add --as-is to train every row again with other "
+                                      "train.* settings on its pairs")
         if as_is:
             unfinished = [s for s in AS_IS_STAGES if (read_record(run_dir / s) or {}).get("status") != "complete"]
             if unfinished:
@@ -176,10 +187,10 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
                                              seed=cfg.eval.seed + ORACLE_SEED_OFFSET, size=cfg.render.size))
 
     heldout = out("heldout")["set"]
-    reuse = {"sa": sa_train}
-    if cfg.baseline.enabled and not cfg.baseline.epochs:
+    reuse = {} if retrain else {"sa": sa_train}
+    if cfg.baseline.enabled and not cfg.baseline.epochs and not retrain:
         reuse["baseline"] = out("baseline")   # the build's Baseline: these renders, this matched budget
-    if budget_matched:
+    if budget_matched and not retrain:
         reuse["oracle"] = measured
     rows: dict[str, dict[str, Any]] = {}
     for name in (r for r in ROWS if r in datasets):
@@ -201,7 +212,25 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
         rows[name] = {"label": LABELS[name], "dataset": str(data), "n_train_samples": n, "epochs": tc.epochs,
                       "samples_seen": n * tc.epochs, "model": str(model), "metrics": report["metrics"]}
     return {"cfg": cfg, "rows": rows, "budget": budget, "heldout": out("heldout"), "pairs": out("pairs"),
-            "skipped": {"no_colour": "--skip-no-colour"} if skip_no_colour else {}, "as_is": as_is}
+            "skipped": {"no_colour": "--skip-no-colour"} if skip_no_colour else {}, "as_is": as_is,
+            "train_settings": list(settings) if retrain else []}
+
+
+def _with_train_settings(cfg, settings: list[str]):
+    """(the build's config with ``train.*`` settings applied, whether its training section changed).
+
+    Only the training section may change under ``--as-is``: the build's renders, generators and pairs stay as
+    they finished, so any other setting would describe stages that were never run."""
+    from toolchain.errors import AvatarToolError
+    from toolchain.pipeline.config import apply_overrides, check_config, parse_settings
+    values = parse_settings(settings)
+    others = sorted(k for k in values if not k.startswith("train."))
+    if others:
+        raise AvatarToolError(f"--as-is keeps the build's stages as they finished, so only train.* settings can change; "
+                              f"{', '.join(others)} would need a new build: drop --as-is and give another --run")
+    new = apply_overrides(cfg, values)
+    check_config(new)
+    return new, new.train != cfg.train
 
 
 def summarise(result: dict[str, Any], schema) -> dict[str, Any]:
@@ -279,6 +308,9 @@ def write_tables(result: dict[str, Any], out_dir: Path, command: str) -> list[Pa
                f"Goal met: {'yes' if s['goal_met'] else 'no'}.")
     as_is = ("\n\nThe build's stages were used as they finished (`--as-is`), not checked against this code."
              if result.get("as_is") else "")
+    if result.get("train_settings"):
+        as_is += (f" Every row, the full method's and the Baseline's included, was trained again here with "
+                  f"{', '.join(f'`{x}`' for x in result['train_settings'])}; the build's own estimators were not used.")
     notes = (f"{verdict}{as_is}\n\nEvery row: engine `{cfg.engine}`, preset `{cfg.preset}`, the same {cfg.render.n} render vectors, "
              f"held-out set `{result['heldout'].get('kind')}` ({result['heldout'].get('n')} images: {result['heldout'].get('note')}), "
              f"and a budget of {result['budget']} training samples seen (epochs matched, the learning-rate steps "
@@ -290,7 +322,8 @@ def write_tables(result: dict[str, Any], out_dir: Path, command: str) -> list[Pa
              + "\n".join("| " + " | ".join(map(str, r)) + " |" for r in per_param)
              + f"\n\n![ablation_{cfg.engine}](ablation_{cfg.engine}.png)")
     data = {"engine": cfg.engine, "preset": cfg.preset, "config": cfg.to_json(), "budget_samples_seen": result["budget"],
-            "heldout": result["heldout"], "rows": rows, "skipped": result.get("skipped", {}), "summary": s, "commit": commit(), "command": command}
+            "heldout": result["heldout"], "rows": rows, "skipped": result.get("skipped", {}),
+            "train_settings": result.get("train_settings", []), "summary": s, "commit": commit(), "command": command}
     stamp = f"Run `{result['run']}`, code {commit()}, {result['seconds']:.0f} s; command: `{command}`"
     name = f"ablation_{cfg.engine}"
     j, m = write_report(name, data, ["row", "train samples", "epochs", "samples seen", "mean acc", "Δ acc",
