@@ -110,7 +110,7 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
         if as_is and settings:
             if cfg.engine != engine or cfg.preset != preset:
                 from toolchain.errors import AvatarToolError
-                raise AvatarToolError(f"{run_dir} holds a {cfg.engine} {cfg.preset} build, not {engine} {preset}: "
+                raise AvatarToolError(f"{run_dir} is a build of engine {cfg.engine}, preset {cfg.preset}, not {engine} {preset}: "
                                       f"give --engine {cfg.engine} --preset {cfg.preset}, or another --run")
             # other training settings on a finished build's pairs: every row is trained again with them
             cfg, retrain = _with_train_settings(cfg, settings)
@@ -187,11 +187,8 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
                                              seed=cfg.eval.seed + ORACLE_SEED_OFFSET, size=cfg.render.size))
 
     heldout = out("heldout")["set"]
-    reuse = {} if retrain else {"sa": sa_train}
-    if cfg.baseline.enabled and not cfg.baseline.epochs and not retrain:
-        reuse["baseline"] = out("baseline")   # the build's Baseline: these renders, this matched budget
-    if budget_matched and not retrain:
-        reuse["oracle"] = measured
+    reuse = rows_taken_from_build(cfg, {"sa": sa_train, "baseline": out("baseline"), "oracle": measured},
+                                  budget_matched, retrain)
     rows: dict[str, dict[str, Any]] = {}
     for name in (r for r in ROWS if r in datasets):
         data, n = datasets[name]
@@ -214,6 +211,21 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
     return {"cfg": cfg, "rows": rows, "budget": budget, "heldout": out("heldout"), "pairs": out("pairs"),
             "skipped": {"no_colour": "--skip-no-colour"} if skip_no_colour else {}, "as_is": as_is,
             "train_settings": list(settings) if retrain else []}
+
+
+def rows_taken_from_build(cfg, records: dict[str, dict], oracle_budget_matched: bool,
+                          retrain: bool) -> dict[str, dict]:
+    """The rows whose model the build already trained under the ablation's own terms: its estimator (+ SA),
+    its Baseline when trained on the matched budget, its label-consistency oracle when trained on this budget;
+    none when the ablation trains with other training settings (``retrain``)."""
+    if retrain:
+        return {}
+    taken = {"sa": records["sa"]}
+    if cfg.baseline.enabled and not cfg.baseline.epochs:
+        taken["baseline"] = records["baseline"]   # the build's Baseline: these renders, this matched budget
+    if oracle_budget_matched:
+        taken["oracle"] = records["oracle"]
+    return taken
 
 
 def _with_train_settings(cfg, settings: list[str]):

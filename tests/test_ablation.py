@@ -88,3 +88,45 @@ def test_as_is_refuses_a_build_that_has_not_finished(tmp_path):
     with pytest.raises(AvatarToolError, match="--as-is needs a finished build in .*none; there is none"):
         run_ablation("alter", "smoke", tmp_path / "none", [], print, as_is=True)
     assert not (tmp_path / "ablation").exists() and not (tmp_path / "none").exists()
+
+
+def test_other_training_settings_on_a_finished_build_retrain_every_row():
+    """`--as-is --set train.sharpen=2`: the build's estimators were trained without it, so none may stand in."""
+    from benchmarks.ablation import _with_train_settings, rows_taken_from_build
+    from toolchain.pipeline.config import resolve_config
+    built = resolve_config("alter", "cpu", overrides=["train.sharpen=0"])
+    cfg, changed = _with_train_settings(built, ["train.sharpen=2"])
+    assert changed and cfg.train.sharpen == 2.0 and cfg.real == built.real and cfg.pairs == built.pairs
+    assert _with_train_settings(built, ["train.sharpen=0"])[1] is False
+    records = {"sa": {"model": "sa.pt"}, "baseline": {"model": "b.pt"}, "oracle": {"model": "o.pt"}}
+    assert rows_taken_from_build(cfg, records, True, retrain=True) == {}
+    assert set(rows_taken_from_build(built, records, True, retrain=False)) == {"sa", "baseline", "oracle"}
+    assert set(rows_taken_from_build(built, records, False, retrain=False)) == {"sa", "baseline"}
+
+
+def test_as_is_refuses_settings_for_stages_it_does_not_run(tmp_path):
+    from benchmarks.ablation import run_ablation
+    from toolchain.errors import AvatarToolError
+    from toolchain.pipeline.config import config_json, resolve_config
+    (tmp_path / "config.json").write_text(config_json(resolve_config("alter", "smoke")))
+    with pytest.raises(AvatarToolError, match=r"only train\.\* settings can change; pairs\.k would need a new build"):
+        run_ablation("alter", "smoke", tmp_path, ["pairs.k=5", "train.sharpen=2"], print, as_is=True)
+    with pytest.raises(AvatarToolError, match="is a build of engine alter, preset smoke, not morph smoke: give --engine alter"):
+        run_ablation("morph", "smoke", tmp_path, ["train.sharpen=2"], print, as_is=True)
+    with pytest.raises(AvatarToolError, match="add --as-is to train every row again"):
+        run_ablation("alter", "smoke", tmp_path, ["train.sharpen=2"], print)
+    assert not (tmp_path / "ablation").exists()
+
+
+def test_tables_say_every_row_was_trained_again(tmp_path):
+    from benchmarks.ablation import write_tables
+    from toolchain.pipeline.config import resolve_config
+    rows = {k: {"metrics": {**_row(a, d)["metrics"], "mae": {}}, "n_train_samples": 100, "epochs": 2, "samples_seen": 200}
+            for k, a, d in (("baseline", 0.40, 0.20), ("da", 0.50, 0.15), ("sa", 0.60, 0.10), ("oracle", 0.70, 0.05))}
+    result = {"cfg": resolve_config("alter", "smoke"), "rows": rows, "budget": 200, "run": "RUN", "seconds": 1.0,
+              "heldout": {"kind": "proxy", "n": 300, "note": "test"}, "as_is": True,
+              "train_settings": ["train.sharpen=2"]}
+    j, md, _ = write_tables(result, tmp_path, "python -m benchmarks ablation --as-is --set train.sharpen=2")
+    assert "was trained again here with `train.sharpen=2`; the build's own estimators were not used" in md.read_text()
+    import json
+    assert json.loads(j.read_text())["train_settings"] == ["train.sharpen=2"]
