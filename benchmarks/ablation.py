@@ -114,7 +114,8 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
                                       f"give --engine {cfg.engine} --preset {cfg.preset}, or another --run")
             # other training settings on a finished build's pairs: every row is trained again with them
             cfg, retrain = _with_train_settings(cfg, settings)
-            log(f"training settings {' '.join(settings)}: every row is trained again, none is taken from the build")
+            log(f"training settings {' '.join(settings)}: " + ("every row is trained again, none is taken from the build"
+                                                               if retrain else "the build's own, so its models serve"))
         elif settings or cfg.engine != engine or cfg.preset != preset:
             want = resolve_config(engine, preset, overrides=settings)
             if want.to_json() != cfg.to_json():
