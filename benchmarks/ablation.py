@@ -37,6 +37,7 @@ from typing import Any, Callable
 import numpy as np
 
 from toolchain.atomic_io import save_figure_atomic
+from toolchain.errors import AvatarToolError
 from toolchain.estimator.metrics import mean_normalised_mae
 
 ROWS = ("baseline", "da", "sa", "no_colour", "oracle")
@@ -109,7 +110,6 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
         cfg = load_run_config(run_dir)
         if as_is and settings:
             if cfg.engine != engine or cfg.preset != preset:
-                from toolchain.errors import AvatarToolError
                 raise AvatarToolError(f"{run_dir} is a build of engine {cfg.engine}, preset {cfg.preset}, not {engine} {preset}: "
                                       f"give --engine {cfg.engine} --preset {cfg.preset}, or another --run")
             # other training settings on a finished build's pairs: every row is trained again with them
@@ -119,14 +119,12 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
         elif settings or cfg.engine != engine or cfg.preset != preset:
             want = resolve_config(engine, preset, overrides=settings)
             if want.to_json() != cfg.to_json():
-                from toolchain.errors import AvatarToolError
                 raise AvatarToolError(f"{run_dir} holds a build with other settings; drop --set/--preset to reuse it, "
                                       "give another --run, or add --as-is to train every row again with other "
                                       "train.* settings on its pairs")
         if as_is:
             unfinished = [s for s in AS_IS_STAGES if (read_record(run_dir / s) or {}).get("status") != "complete"]
             if unfinished:
-                from toolchain.errors import AvatarToolError
                 raise AvatarToolError(f"--as-is needs a finished build; {run_dir} has not finished "
                                       f"{', '.join(unfinished)}: run the build (or the ablation without --as-is) first")
             log(f"using the build in {run_dir} as it is (--as-is: stages are not checked against this code)")
@@ -135,7 +133,6 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
             with RunLock(run_dir), RichBuildUI(console) as ui:
                 run_stages(STAGES, cfg, run_dir, ui=ui)
     elif as_is:
-        from toolchain.errors import AvatarToolError
         raise AvatarToolError(f"--as-is needs a finished build in {run_dir}; there is none")
     else:
         cfg = resolve_config(engine, preset, overrides=settings)
@@ -234,7 +231,6 @@ def _with_train_settings(cfg, settings: list[str]):
 
     Only the training section may change under ``--as-is``: the build's renders, generators and pairs stay as
     they finished, so any other setting would describe stages that were never run."""
-    from toolchain.errors import AvatarToolError
     from toolchain.pipeline.config import apply_overrides, check_config, parse_settings
     values = parse_settings(settings)
     others = sorted(k for k in values if not k.startswith("train."))
@@ -362,7 +358,6 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     from benchmarks._report import RESULTS
     from toolchain.cli.main import _default_run_dir
-    from toolchain.errors import AvatarToolError
     run_dir = a.run or _default_run_dir(a.engine, a.preset)
     command = "python -m benchmarks ablation " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[2:]))
     t0 = time.perf_counter()
