@@ -130,11 +130,14 @@ def test_the_augmentation_setting_reaches_the_pairs_stage():
 def test_the_learning_rate_settings_reach_g_reals_training():
     from toolchain.pipeline.stages.real_generator import g_real_training
 
-    _, plain, _ = g_real_training(resolve_config("alter", "cpu"))
+    _, plain, _ = g_real_training(resolve_config("alter", "smoke"))
     assert (plain.lr, plain.lr_drop_at) == (0.002, 0)
-    _, tcfg, _ = g_real_training(resolve_config("alter", "cpu", overrides=[
-        "real.lr=0.004", "real.lr_drop_at=2000", "real.lr_after=0.002"]))
-    assert (tcfg.lr, tcfg.lr_drop_at, tcfg.lr_after, tcfg.iters) == (0.004, 2000, 0.002, plain.iters)
+    _, tcfg, _ = g_real_training(resolve_config("alter", "smoke", overrides=[
+        "real.lr=0.004", "real.lr_drop_at=600", "real.lr_after=0.001"]))
+    assert (tcfg.lr, tcfg.lr_drop_at, tcfg.lr_after, tcfg.iters) == (0.004, 600, 0.001, plain.iters)
+    # the cpu preset's own schedule (README, "The lr-drop G_real in the cpu preset"), the same on every engine
+    _, cpu, _ = g_real_training(resolve_config("morph", "cpu"))
+    assert (cpu.lr, cpu.lr_drop_at, cpu.lr_after, cpu.iters) == (0.004, 2000, 0.002, 5000)
 
 
 def test_the_papers_strengths_name_parts_of_the_official_generator():

@@ -189,13 +189,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {
         "render.n": 2000, "render.size": 64, "render.workers": 2,
         # G_real gets the largest share of the 2 hours and is cached for every later cpu build. The 64 px "face64"
-        # generator, 4,500 steps (~2.0 it/s in bf16 on an AMX Xeon, ~40 min), drew faces in 6 % and 23 % of the photos'
-        # own rate in two runs, where the 32 px "tiny" one after 6,000 steps drew 4 %; this preset's alter build led
-        # the Baseline by +0.049 accuracy, -41.9 % render distance (benchmarks/results/cpu_alter_face64, ~2 h 10 min
-        # fresh here). At 64 px an inversion step costs ~3x the 32 px one, so 50 steps, not 100. G_ema is kept every
+        # generator (~2.0 it/s in bf16, ~41 min): at a constant lr 0.002 for 4,500 steps it drew faces in 6-25 % of
+        # the photos' own rate; at 0.004 for 2,000 steps and 0.002 after, 5,000 steps, the full alter build's pairs
+        # found 58 % of the ceiling (27 % at the constant rate) and its estimator 0.323 vs the Baseline's 0.273
+        # (0.302 at the constant rate), render distance -51.3 % (-51.6 %) (README, "The lr-drop G_real in the cpu
+        # preset"). At 64 px an inversion step costs ~3x the 32 px one, so 50 steps, not 100. G_ema is kept every
         # 500 steps (20 MB), so `--set real.pick=faces` can choose among them on a cached G_real in ~20 s
         "real.proxy_n": 3000, "real.proxy_size": 128, "real.generator_config": "face64",
-        "real.train_preset": "tiny_official", "real.iters": 4500, "real.keep_every": 500,
+        "real.train_preset": "tiny_official", "real.iters": 5000, "real.keep_every": 500,
+        "real.lr": 0.004, "real.lr_drop_at": 2000, "real.lr_after": 0.002,
         "avatar.train_preset": "tiny_official", "avatar.iters": 1200,
         "pairs.k": 3, "pairs.steps": 50, "pairs.batch": 64, "pairs.chunk": 100,
         # sharpened training images: the generated faces are softer than photos, and the estimator read a photo's
