@@ -6,7 +6,8 @@ Presets:
   budget (32 px tiny generators, G_real 1000 steps on 800 photos drawn at 128 px, 64 px renders, 800
   renders, short schedules). It proves the pipeline and shows the method's direction, not its ceiling.
 * ``cpu`` — the largest build one 2-core machine makes in about 2 hours (more renders and steps; G_real, the
-  64 px ``face64`` generator for 4500 steps, takes the largest share and is cached for every later build).
+  64 px ``face64`` generator for 5000 steps with a learning-rate drop, takes the largest share and is cached for
+  every later build).
 * ``paper`` — the paper's settings for GPU machines: 512 px, 10k vectors, 10 augmentations, 200
   inversion steps for every sample (no early stop), 100 estimator epochs.
 
