@@ -42,9 +42,27 @@ def test_auto_picks_bf16_on_cuda_and_on_native_bf16_cpus_only(monkeypatch):
 def test_build_settings_are_checked_before_any_stage():
     from toolchain.pipeline.config import resolve_config
     assert resolve_config("alter", overrides=["real.precision=fp32"]).real.precision == "fp32"
-    for key in ("real.precision", "avatar.precision"):
+    for key in ("real.precision", "avatar.precision", "pairs.precision"):
         with pytest.raises(AvatarToolError, match=key.replace(".", r"\.")):
             resolve_config("alter", overrides=[f"{key}=half"])
+
+
+def test_the_pairs_stage_inverts_in_the_resolved_arithmetic(monkeypatch):
+    """``pairs.precision`` reaches the inversion resolved (never ``auto``) and is part of the dataset's
+    fingerprint, so a dataset begun in one arithmetic is not resumed in the other."""
+    from types import SimpleNamespace
+    from toolchain.pipeline.config import resolve_config
+    from toolchain.pipeline.stages.pairs import pairs_config
+
+    def inversion_of(setting: str):
+        ctx = SimpleNamespace(cfg=resolve_config("alter", overrides=[f"pairs.precision={setting}"]),
+                              output=lambda stage: {"folder": "renders"})
+        return pairs_config(ctx)
+    for native in (True, False):
+        monkeypatch.setattr(prec, "cpu_has_native_bf16", lambda native=native: native)
+        assert inversion_of("auto").inversion.precision == ("bf16" if native else "fp32")
+        assert inversion_of("fp32").inversion.precision == "fp32" and inversion_of("bf16").inversion.precision == "bf16"
+    assert inversion_of("fp32").fingerprint() != inversion_of("bf16").fingerprint()
 
 
 def test_the_arithmetic_reaches_the_weights_and_is_recorded(tmp_path):

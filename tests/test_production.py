@@ -59,15 +59,17 @@ def renders(tmp_path_factory):
     return d
 
 
-def test_batch_independence(gen_pair):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_batch_independence(gen_pair, precision):
     """A sample's result is bit-identical alone, inside a batch, in another order and streamed through
-    fewer slots than images (so it enters a slot another sample has left) — with early stops firing."""
+    fewer slots than images (so it enters a slot another sample has left) — with early stops firing; in
+    float32 and with the generator's pass in bf16 (the build's default on CPUs with native bf16)."""
     _, _, g = gen_pair
     with torch.no_grad():
         z = torch.randn(10, g.cfg.style_dim, generator=torch.Generator().manual_seed(5))
         y = g.sample(z, noise_mode="const").image
     w0 = g.mean_latent(256)[None, None].repeat(10, g.cfg.n_latent, 1)
-    cfg = InversionConfig(steps=12, early_stop_tol=0.02, patience=2, batch_size=4)
+    cfg = InversionConfig(steps=12, early_stop_tol=0.02, patience=2, batch_size=4, precision=precision)
     stream = invert(g, MultiScaleGradientL1(), y, w0, cfg)
     assert len(set(stream.steps_run.tolist())) > 1, "early stop should finish samples at different steps"
     perm = torch.randperm(10, generator=torch.Generator().manual_seed(0))
@@ -77,6 +79,29 @@ def test_batch_independence(gen_pair):
         alone = invert(g, MultiScaleGradientL1(), y[i:i + 1], w0[i:i + 1], cfg)
         assert alone.steps_run.item() == stream.steps_run[i].item()
         assert torch.equal(alone.wplus[0], stream.wplus[i]) and alone.loss[0] == stream.loss[i]
+
+
+def test_bf16_inversion_lands_where_float32_does(gen_pair):
+    """bf16 rounds only the generator's pass: the codes it finds score (in float32) as well as float32's, yet
+    they are not the same codes, so the setting really changes the arithmetic."""
+    from toolchain.production.inversion import _terms
+    _, _, g = gen_pair
+    with torch.no_grad():
+        y = g.sample(torch.randn(6, g.cfg.style_dim, generator=torch.Generator().manual_seed(2)), noise_mode="const").image
+    w0 = g.mean_latent(256)[None, None].repeat(6, g.cfg.n_latent, 1)
+    perceptual = MultiScaleGradientL1()
+    scored = {}
+    for precision in ("fp32", "bf16"):
+        res = invert(g, perceptual, y, w0, InversionConfig(steps=30, batch_size=6, precision=precision))
+        with torch.no_grad():
+            scored[precision] = (res.wplus, _terms(g, perceptual, InversionConfig(), res.wplus, w0, y)[0])
+    with torch.no_grad():
+        start = _terms(g, perceptual, InversionConfig(), w0, w0, y)[0].mean()
+    fp32_loss, bf16_loss = scored["fp32"][1].mean(), scored["bf16"][1].mean()
+    assert bf16_loss < 0.7 * start and abs(bf16_loss - fp32_loss) < 0.05 * fp32_loss
+    assert not torch.equal(scored["fp32"][0], scored["bf16"][0])
+    with pytest.raises(AvatarToolError, match="resolve 'auto' first"):
+        InversionConfig(precision="auto")
 
 
 def test_slots_stream_and_finish_every_sample_once(gen_pair):

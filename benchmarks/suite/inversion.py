@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from toolchain.generators.io import load_generator
+from toolchain.precision import resolve_precision
 from toolchain.production.inversion import InversionConfig, invert
 from toolchain.production.pairs import load_target
 from toolchain.production.perceptual import make_perceptual
@@ -31,7 +32,7 @@ def run(build: BuildRun, quick: bool) -> Table:
         warnings.simplefilter("ignore")
         perceptual, info = make_perceptual(build.cfg.pairs.lpips_weights)
     w0 = g.mean_latent(2000)[None, None].repeat(n, g.cfg.n_latent, 1)
-    cfg = InversionConfig(steps=steps, batch_size=n)
+    cfg = InversionConfig(steps=steps, batch_size=n, precision=resolve_precision(build.cfg.pairs.precision, "cpu"))
     one = replace(cfg, batch_size=1)
     invert(g, perceptual, y[:2], w0[:2], replace(cfg, steps=1, batch_size=2))   # warm-up
     trials = []
@@ -60,7 +61,7 @@ def run(build: BuildRun, quick: bool) -> Table:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    data = {"n": n, "steps": steps, "slots": n, "perceptual": info, "threads": torch.get_num_threads(), "trials": trials,
+    data = {"n": n, "steps": steps, "slots": n, "precision": cfg.precision, "perceptual": info, "threads": torch.get_num_threads(), "trials": trials,
             "curve": res.history, "final_loss_mean": float(res.loss.mean()),
             "max_abs_w_difference_batched_vs_single": batch_delta}
     rows = [[f"batched ({n} slots)", f"{med['batched_images_per_s']:.2f}", f"{med['speedup']:.1f}x"],
@@ -68,7 +69,8 @@ def run(build: BuildRun, quick: bool) -> Table:
     loss_rows = [["loss after step", *(str(s) for s in (1, curve_steps // 4, curve_steps // 2, curve_steps))],
                  ["mean loss", *(f"{res.history['loss'][max(0, s - 1)]:.4f}"
                                  for s in (1, curve_steps // 4, curve_steps // 2, curve_steps))]]
-    notes = (f"{n} renders, {steps} Adam steps each, early stop off, {torch.get_num_threads()} threads, perceptual "
+    notes = (f"{n} renders, {steps} Adam steps each, early stop off, {torch.get_num_threads()} threads, generator pass in "
+             f"{cfg.precision}, perceptual "
              f"term {'LPIPS' if info['used'] else info.get('fallback')}; median of {len(trials)} alternating trials. "
              "Loss curve: " + "; ".join(" | ".join(r) for r in loss_rows) + ". "
              f"Batch-size sensitivity: the same {n} renders inverted with {n} slots and with 1 end "

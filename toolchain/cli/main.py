@@ -658,6 +658,9 @@ def pairs(
     init: str = typer.Option("modified", "--init", help="Start codes: modified (asset present/absent codes), present (w~_mean) or mean (w_mean)."),
     lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="torchvision AlexNet weights for LPIPS."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+    precision: str = typer.Option("auto", "--precision", help="Arithmetic of G_avatar's pass in each inversion step: "
+                                  "auto (bf16 on CPUs with native bf16, i.e. AMX or AVX512-BF16; fp32 elsewhere), bf16 "
+                                  "or fp32. Losses, gradients and codes stay fp32; a dataset resumes in the one it began in."),
     workers: Workers = DEFAULT_WORKERS,
     batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     engine_timeout: EngineTimeout = DEFAULT_ENGINE_TIMEOUT_S,
@@ -668,6 +671,7 @@ def pairs(
     from ..production.inversion import EARLY_STOP_TOL, InversionConfig
     from ..production.pairs import PairsConfig, produce_pairs, resolve_generators
     from ..production.strengths import parse_strengths
+    from ..precision import check_precision, resolve_precision
     strengths = parse_strengths(augment, key="--augment")
     from ..torch_utils import configure_cpu_math
     configure_cpu_math(threads)
@@ -676,7 +680,8 @@ def pairs(
     cfg = PairsConfig(engine=engine, n=n, renders=str(renders) if renders else None, render_size=render_size, chunk=chunk,
                       max_loss=limit, latent_anchor=latent_anchor, lpips_weights=str(lpips_weights) if lpips_weights else None,
                       init=InitConfig(mode=init), augment=AugmentConfig(k=k, strengths=strengths),
-                      inversion=InversionConfig(steps=steps, batch_size=batch, early_stop_tol=EARLY_STOP_TOL if early_stop else 0.0),
+                      inversion=InversionConfig(steps=steps, batch_size=batch, early_stop_tol=EARLY_STOP_TOL if early_stop else 0.0,
+                                                precision=resolve_precision(check_precision(precision, "--precision"), "cpu")),
                       render_options=engine_options(workers, batch_size, engine_timeout))
     from .. import distributed
     with distributed.process_group(), make_progress() as progress:

@@ -9,11 +9,13 @@ import math
 import tempfile
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Collection, Sequence
 
 import numpy as np
 
+from ..precision import resolve_precision
 from .config import BuildConfig
 
 if TYPE_CHECKING:
@@ -110,7 +112,8 @@ def _inversion_seconds(cfg: BuildConfig) -> float:
     b = cfg.pairs.batch
     y = torch.zeros(b, 3, gcfg.size, gcfg.size)
     w = torch.zeros(b, gcfg.n_latent, gcfg.style_dim)
-    step = _marginal(lambda n: invert(g, perceptual, y, w, InversionConfig(steps=n, batch_size=b)), 2, 6)
+    icfg = InversionConfig(batch_size=b, precision=resolve_precision(cfg.pairs.precision, "cpu"))
+    step = _marginal(lambda n: invert(g, perceptual, y, w, replace(icfg, steps=n)), 2, 6)
     n = cfg.pairs.n or cfg.render.n
     return step * math.ceil(n / b) * cfg.pairs.steps
 

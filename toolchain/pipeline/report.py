@@ -336,7 +336,8 @@ def write_report(run_dir: Path, cfg_json: dict[str, Any], records: dict[str, dic
         qf = (f"the quality filter (final loss > {_fmt(p['max_loss'])}) dropped {p.get('dropped_sources')}"
               if p.get("max_loss") is not None else "no quality filter")
         doc.para(f"{p.get('samples')} samples from {p.get('kept_sources')} sources; {qf}; perceptual loss: "
-                 f"{'LPIPS' if p.get('lpips', {}).get('used') else p.get('lpips', {}).get('fallback')}.")
+                 f"{'LPIPS' if p.get('lpips', {}).get('used') else p.get('lpips', {}).get('fallback')}"
+                 + (f"; G_avatar's pass inverted in {p['precision']}." if p.get("precision") else "."))
     doc.figure(run_dir / "pairs" / "pairs_grid.png", "render | reconstruction in G_avatar | realistic face G_real(w*) | augmented")
     pair_measures_section(doc, out("pair_measures"), rg)
 

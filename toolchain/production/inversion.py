@@ -53,8 +53,11 @@ class InversionConfig:
     early_stop_tol: float = 0.0     # relative loss gain below which a sample counts as converged; 0: off (paper)
     patience: int = 25
     batch_size: int = 64            # slots: images optimised together (the fixed batch shape)
+    precision: str = "fp32"         # the generator pass's arithmetic, resolved: "fp32" or "bf16" (autocast)
 
     def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise AvatarToolError(f"inversion precision must be 'fp32' or 'bf16' (resolve 'auto' first), got {self.precision!r}")
         if self.schedule not in ("cosine", "constant"):
             raise AvatarToolError(f"inversion schedule must be 'cosine' or 'constant', got {self.schedule!r}")
         if self.steps < 1:
@@ -98,7 +101,11 @@ def lr_at(cfg: InversionConfig, step: int) -> float:
 
 def _terms(g: SemanticGenerator, perceptual: nn.Module, cfg: InversionConfig, w: torch.Tensor, w0: torch.Tensor,
            y: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    x = g.synthesize(w, "const").image
+    # bf16 runs only the generator's pass (and its backward); the losses, the gradient w.r.t. W+ and Adam stay
+    # float32, so the codes themselves are never rounded to bf16
+    with torch.autocast(device_type=w.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        x = g.synthesize(w, "const").image
+    x = x.float()
     p = perceptual(x, y)
     mse = (x - y).pow(2).mean((1, 2, 3))
     lat = (w - w0).pow(2).mean((1, 2))

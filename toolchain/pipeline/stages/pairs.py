@@ -9,6 +9,7 @@ from ...production.init_latent import InitConfig
 from ...production.inversion import EARLY_STOP_TOL, InversionConfig
 from ...production.pairs import PairsConfig, produce_pairs
 from ...production.strengths import parse_strengths
+from ...precision import resolve_precision
 from ..runner import StageContext
 
 
@@ -19,7 +20,8 @@ def pairs_config(ctx: StageContext) -> PairsConfig:
                        max_loss="auto" if c.max_loss is None else (None if c.max_loss < 0 else c.max_loss),
                        latent_anchor=c.latent_anchor, lpips_weights=c.lpips_weights, init=InitConfig(mode=c.init, n_mean=c.init_samples, calib_steps=c.init_calib_steps),
                        inversion=InversionConfig(steps=c.steps, batch_size=c.batch,
-                                                 early_stop_tol=EARLY_STOP_TOL if c.early_stop else 0.0),
+                                                 early_stop_tol=EARLY_STOP_TOL if c.early_stop else 0.0,
+                                                 precision=resolve_precision(c.precision, "cpu")),
                        augment=AugmentConfig(k=c.k, strengths=parse_strengths(c.augment, key="pairs.augment")))
 
 
@@ -38,4 +40,5 @@ def run(ctx: StageContext) -> dict[str, Any]:
     return {"dataset": str(ctx.dir.resolve()), "samples": summary["samples"], "kept_sources": summary["kept_sources"],
             "dropped_sources": summary["dropped_sources"], "max_loss": summary["max_loss"], "lpips": summary["lpips"],
             "init": summary["init"].get("mode") if isinstance(summary["init"], dict) else None,
+            "precision": cfg.inversion.precision,
             "grid": summary.get("grid"), "files": ["index.json", "pairs_grid.png"]}
