@@ -1,4 +1,5 @@
-"""Which arithmetic GAN training runs in: float32, or bfloat16 autocast where the hardware does bf16 natively.
+"""Which arithmetic GAN training (and the inversion's generator pass) runs in: float32, or bfloat16 autocast
+where the hardware does bf16 natively.
 
 On CUDA, training has always run under bf16 autocast. On a CPU, bf16 is worth it where the cores multiply bf16
 natively (Intel AMX or AVX512-BF16): on a 2-core Xeon with AMX its convolutions ran 1.7x (forward) to 2.2x

