@@ -63,6 +63,9 @@ def test_the_pairs_stage_inverts_in_the_resolved_arithmetic(monkeypatch):
         assert inversion_of("auto").inversion.precision == ("bf16" if native else "fp32")
         assert inversion_of("fp32").inversion.precision == "fp32" and inversion_of("bf16").inversion.precision == "bf16"
     assert inversion_of("fp32").fingerprint() != inversion_of("bf16").fingerprint()
+    # the smoke preset pins float32 (bf16 saves seconds there); the cpu preset leaves it to the CPU
+    assert resolve_config("alter").pairs.precision == "fp32"
+    assert resolve_config("alter", preset="cpu").pairs.precision == "auto"
 
 
 def test_the_arithmetic_reaches_the_weights_and_is_recorded(tmp_path):

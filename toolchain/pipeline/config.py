@@ -186,6 +186,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "real.train_preset": "tiny_official", "real.iters": 1000,
         "avatar.train_preset": "tiny_official", "avatar.iters": 250,
         "pairs.k": 2, "pairs.steps": 30, "pairs.batch": 32, "pairs.chunk": 100,
+        # float32 inversion: bf16 saves 14 s of ~70 here, and over three render seeds of alter it left the method
+        # 0.017 lower in accuracy (0.306 vs 0.323; worse in 2 of 3) at the same pair losses (README, "bf16 inversion")
+        "pairs.precision": "fp32",
         "train.preset": "small", "train.epochs": 5, "train.input_size": 64,
         "export.formats": "onnx,tflite:fp32,tflite:int8,torch", "export.calibration_images": 300,
         "eval.n": 200, "eval.size": 64,
@@ -199,7 +202,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # (0.302 at the constant rate), render distance -51.3 % (-51.6 %); on morph pairs' faces 56 % (33 %), accuracy
         # 0.271 vs 0.237 (0.277), -43.4 % (-40.6 %) (README, "The lr-drop G_real in the cpu preset"). At 64 px an
         # inversion step costs ~3x the 32 px one, so 50 steps, not 100 (in bf16, pairs.precision=auto: the morph
-        # build's pairs in 1,739 s instead of 3,387, the build ~1 h 50 min). G_ema is kept every 500 steps (20 MB), so
+        # build's pairs in 1,739 s instead of 3,387, the build ~1 h 50 min; smoke keeps fp32). G_ema is kept every 500 steps (20 MB), so
         # `--set real.pick=faces` can choose among them on a cached G_real in ~20 s
         "real.proxy_n": 3000, "real.proxy_size": 128, "real.generator_config": "face64",
         "real.train_preset": "tiny_official", "real.iters": 5000, "real.keep_every": 500,
