@@ -202,8 +202,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # (0.302 at the constant rate), render distance -51.3 % (-51.6 %); on morph pairs' faces 56 % (33 %), accuracy
         # 0.271 vs 0.237 (0.277), -43.4 % (-40.6 %) (README, "The lr-drop G_real in the cpu preset"). At 64 px an
         # inversion step costs ~3x the 32 px one, so 50 steps, not 100 (in bf16, pairs.precision=auto: the morph
-        # build's pairs in 1,739 s instead of 3,387, the build ~1 h 50 min; smoke keeps fp32). G_ema is kept every 500 steps (20 MB), so
-        # `--set real.pick=faces` can choose among them on a cached G_real in ~20 s
+        # build's pairs in 1,739 s instead of 3,387, the build ~1 h 50 min; smoke keeps fp32). G_ema is kept every
+        # 500 steps (20 MB), so `--set real.pick=faces` can choose among them on a cached G_real in ~20 s
         "real.proxy_n": 3000, "real.proxy_size": 128, "real.generator_config": "face64",
         "real.train_preset": "tiny_official", "real.iters": 5000, "real.keep_every": 500,
         "real.lr": 0.004, "real.lr_drop_at": 2000, "real.lr_after": 0.002,
