@@ -9,8 +9,7 @@ import numpy as np
 import torch
 
 from toolchain.generators.io import load_generator
-from toolchain.precision import resolve_precision
-from toolchain.production.inversion import InversionConfig, invert
+from toolchain.production.inversion import InversionConfig, invert, inversion_precision
 from toolchain.production.pairs import load_target
 from toolchain.production.perceptual import make_perceptual
 from toolchain.render.folder import RenderFolder
@@ -32,7 +31,7 @@ def run(build: BuildRun, quick: bool) -> Table:
         warnings.simplefilter("ignore")
         perceptual, info = make_perceptual(build.cfg.pairs.lpips_weights)
     w0 = g.mean_latent(2000)[None, None].repeat(n, g.cfg.n_latent, 1)
-    cfg = InversionConfig(steps=steps, batch_size=n, precision=resolve_precision(build.cfg.pairs.precision, "cpu"))
+    cfg = InversionConfig(steps=steps, batch_size=n, precision=inversion_precision(build.cfg.pairs.precision))
     one = replace(cfg, batch_size=1)
     invert(g, perceptual, y[:2], w0[:2], replace(cfg, steps=1, batch_size=2))   # warm-up
     trials = []

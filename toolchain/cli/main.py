@@ -668,10 +668,10 @@ def pairs(
     """Paired data: invert renders in G_avatar, synthesise with G_real, augment; resumable sharded dataset."""
     from ..production.augment import AugmentConfig
     from ..production.init_latent import InitConfig
-    from ..production.inversion import EARLY_STOP_TOL, InversionConfig
+    from ..production.inversion import EARLY_STOP_TOL, InversionConfig, inversion_precision
     from ..production.pairs import PairsConfig, produce_pairs, resolve_generators
     from ..production.strengths import parse_strengths
-    from ..precision import check_precision, resolve_precision
+    from ..precision import check_precision
     strengths = parse_strengths(augment, key="--augment")
     from ..torch_utils import configure_cpu_math
     configure_cpu_math(threads)
@@ -682,8 +682,7 @@ def pairs(
                       init=InitConfig(mode=init), augment=AugmentConfig(k=k, strengths=strengths),
                       inversion=InversionConfig(steps=steps, batch_size=batch,
                                                 early_stop_tol=EARLY_STOP_TOL if early_stop else 0.0,
-                                                precision=resolve_precision(check_precision(precision, "--precision"),
-                                                                            "cpu")),
+                                                precision=inversion_precision(check_precision(precision, "--precision"))),
                       render_options=engine_options(workers, batch_size, engine_timeout))
     from .. import distributed
     with distributed.process_group(), make_progress() as progress:

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Callable, Collection, Sequence
 
 import numpy as np
 
-from ..precision import resolve_precision
 from .config import BuildConfig
 
 if TYPE_CHECKING:
@@ -102,7 +101,7 @@ def _gan_step_seconds(cfg: BuildConfig) -> tuple[float, int, int]:
 def _inversion_seconds(cfg: BuildConfig) -> float:
     import torch
     from ..generators.generator import SemanticGenerator
-    from ..production.inversion import InversionConfig, invert
+    from ..production.inversion import InversionConfig, invert, inversion_precision
     from ..production.perceptual import make_perceptual
     gcfg = build_generator_config(cfg)
     g = SemanticGenerator(gcfg).eval()
@@ -112,7 +111,7 @@ def _inversion_seconds(cfg: BuildConfig) -> float:
     b = cfg.pairs.batch
     y = torch.zeros(b, 3, gcfg.size, gcfg.size)
     w = torch.zeros(b, gcfg.n_latent, gcfg.style_dim)
-    icfg = InversionConfig(batch_size=b, precision=resolve_precision(cfg.pairs.precision, "cpu"))
+    icfg = InversionConfig(batch_size=b, precision=inversion_precision(cfg.pairs.precision))
     step = _marginal(lambda n: invert(g, perceptual, y, w, replace(icfg, steps=n)), 2, 6)
     n = cfg.pairs.n or cfg.render.n
     return step * math.ceil(n / b) * cfg.pairs.steps

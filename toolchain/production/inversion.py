@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from ..errors import AvatarToolError
+from ..precision import resolve_precision
 from ..generators.generator import SemanticGenerator
 
 
@@ -73,6 +74,12 @@ class InversionConfig:
         d = asdict(self)
         d["betas"] = list(self.betas)
         return d
+
+
+def inversion_precision(setting: str) -> str:
+    """``setting`` (auto / bf16 / fp32) resolved for the inversion, which runs where the pairs load their
+    generators: on the CPU."""
+    return resolve_precision(setting, "cpu")
 
 
 @dataclass

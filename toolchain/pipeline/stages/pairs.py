@@ -6,10 +6,9 @@ from typing import Any
 
 from ...production.augment import AugmentConfig
 from ...production.init_latent import InitConfig
-from ...production.inversion import EARLY_STOP_TOL, InversionConfig
+from ...production.inversion import EARLY_STOP_TOL, InversionConfig, inversion_precision
 from ...production.pairs import PairsConfig, produce_pairs
 from ...production.strengths import parse_strengths
-from ...precision import resolve_precision
 from ..runner import StageContext
 
 
@@ -21,7 +20,7 @@ def pairs_config(ctx: StageContext) -> PairsConfig:
                        latent_anchor=c.latent_anchor, lpips_weights=c.lpips_weights, init=InitConfig(mode=c.init, n_mean=c.init_samples, calib_steps=c.init_calib_steps),
                        inversion=InversionConfig(steps=c.steps, batch_size=c.batch,
                                                  early_stop_tol=EARLY_STOP_TOL if c.early_stop else 0.0,
-                                                 precision=resolve_precision(c.precision, "cpu")),
+                                                 precision=inversion_precision(c.precision)),
                        augment=AugmentConfig(k=c.k, strengths=parse_strengths(c.augment, key="pairs.augment")))
 
 
