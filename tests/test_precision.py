@@ -68,6 +68,19 @@ def test_the_pairs_stage_inverts_in_the_resolved_arithmetic(monkeypatch):
     assert resolve_config("alter", preset="cpu").pairs.precision == "auto"
 
 
+def test_the_pairs_stage_passes_the_mask_weight_to_the_inversion():
+    from types import SimpleNamespace
+    from toolchain.pipeline.config import resolve_config
+    from toolchain.pipeline.stages.pairs import pairs_config
+
+    def inversion_of(*overrides: str, preset: str = "smoke"):
+        ctx = SimpleNamespace(cfg=resolve_config("morph", preset=preset, overrides=list(overrides)),
+                              output=lambda stage: {"folder": "renders"})
+        return pairs_config(ctx).inversion
+    assert inversion_of("pairs.mask_weight=0.7").lambda_s == 0.7
+    assert inversion_of().lambda_s == 0.0
+
+
 def test_the_arithmetic_reaches_the_weights_and_is_recorded(tmp_path):
     data = _mask_folder(tmp_path / "data")
     runs = {}

@@ -59,24 +59,28 @@ def renders(tmp_path_factory):
     return d
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_batch_independence(gen_pair, precision):
+@pytest.mark.parametrize("precision,mask_weight", [("fp32", 0.0), ("bf16", 0.0), ("fp32", 0.5)])
+def test_batch_independence(gen_pair, precision, mask_weight):
     """A sample's result is bit-identical alone, inside a batch, in another order and streamed through
     fewer slots than images (so it enters a slot another sample has left) — with early stops firing; in
-    float32 and with the generator's pass in bf16 (the build's default on CPUs with native bf16)."""
+    float32 and with the generator's pass in bf16 (the build's default on CPUs with native bf16), and with
+    each sample's part map following it into its slot."""
     _, _, g = gen_pair
     with torch.no_grad():
         z = torch.randn(10, g.cfg.style_dim, generator=torch.Generator().manual_seed(5))
         y = g.sample(z, noise_mode="const").image
+    parts = _sample_part_maps(g, 10, seed=6) if mask_weight else None
     w0 = g.mean_latent(256)[None, None].repeat(10, g.cfg.n_latent, 1)
-    cfg = InversionConfig(steps=12, early_stop_tol=0.02, patience=2, batch_size=4, precision=precision)
-    stream = invert(g, MultiScaleGradientL1(), y, w0, cfg)
+    cfg = InversionConfig(steps=12, early_stop_tol=0.02, patience=2, batch_size=4, precision=precision,
+                          lambda_s=mask_weight)
+    stream = invert(g, MultiScaleGradientL1(), y, w0, cfg, parts=parts)
     assert len(set(stream.steps_run.tolist())) > 1, "early stop should finish samples at different steps"
     perm = torch.randperm(10, generator=torch.Generator().manual_seed(0))
-    shuffled = invert(g, MultiScaleGradientL1(), y[perm], w0[perm], cfg)
+    shuffled = invert(g, MultiScaleGradientL1(), y[perm], w0[perm], cfg, parts=None if parts is None else parts[perm])
     assert torch.equal(shuffled.wplus, stream.wplus[perm]) and torch.equal(shuffled.loss, stream.loss[perm])
     for i in (0, 7):
-        alone = invert(g, MultiScaleGradientL1(), y[i:i + 1], w0[i:i + 1], cfg)
+        alone = invert(g, MultiScaleGradientL1(), y[i:i + 1], w0[i:i + 1], cfg,
+                       parts=None if parts is None else parts[i:i + 1])
         assert alone.steps_run.item() == stream.steps_run[i].item()
         assert torch.equal(alone.wplus[0], stream.wplus[i]) and alone.loss[0] == stream.loss[i]
 
@@ -102,6 +106,37 @@ def test_bf16_inversion_lands_where_float32_does(gen_pair):
     assert not torch.equal(scored["fp32"][0], scored["bf16"][0])
     with pytest.raises(AvatarToolError, match="resolve 'auto' first"):
         InversionConfig(precision="auto")
+
+
+def _sample_part_maps(g: SemanticGenerator, n: int, seed: int) -> torch.Tensor:
+    with torch.no_grad():
+        z = torch.randn(n, g.cfg.style_dim, generator=torch.Generator().manual_seed(seed))
+        return g.sample(z, noise_mode="const").part_probs().argmax(1)
+
+
+def _map_agreement(g: SemanticGenerator, wplus: torch.Tensor, parts: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((g.synthesize(wplus, "const").part_probs().argmax(1) == parts).float().mean())
+
+
+def test_the_part_map_term_puts_the_parts_where_the_map_has_them(gen_pair):
+    """With the part-map term the code moves G's segmentation onto the target's map, which image losses
+    alone (here: a flat grey target that says nothing about parts) cannot; its value is reported per sample."""
+    _, _, g = gen_pair
+    parts = _sample_part_maps(g, 4, seed=3)
+    y = torch.zeros(4, 3, g.cfg.size, g.cfg.size)
+    w0 = g.mean_latent(256)[None, None].repeat(4, g.cfg.n_latent, 1)
+    cfg = InversionConfig(steps=25, batch_size=4)
+    plain = invert(g, MultiScaleGradientL1(), y, w0, cfg, parts=parts)
+    guided = invert(g, MultiScaleGradientL1(), y, w0, replace(cfg, lambda_s=1.0), parts=parts, record_history=True)
+    start = _map_agreement(g, w0, parts)
+    assert _map_agreement(g, guided.wplus, parts) > max(start, _map_agreement(g, plain.wplus, parts)) + 0.1
+    assert (plain.semantic == 0).all(), "the term is not evaluated when its weight is 0"
+    assert (guided.semantic > 0).all() and guided.history["semantic"][-1] < guided.history["semantic"][0]
+    with pytest.raises(AvatarToolError, match="no part map"):
+        invert(g, MultiScaleGradientL1(), y, w0, replace(cfg, lambda_s=1.0))
+    with pytest.raises(AvatarToolError, match="0 or more"):
+        InversionConfig(lambda_s=-1)
 
 
 def test_slots_stream_and_finish_every_sample_once(gen_pair):
@@ -234,6 +269,29 @@ def test_quality_filter_and_metadata(gen_pair, renders, tmp_path, monkeypatch):
     assert sorted({p["source"] for p in ds2.provenance}) == sorted(set(losses) - set(bad))
     assert len(ds2) == 3 * (6 - len(bad))
     assert ds2.meta["progress"]["sources_done"] == 6
+
+
+def test_pairs_invert_against_the_render_masks(gen_pair, renders, tmp_path, monkeypatch):
+    """The part-map term reads each render's mask through the generator's label table, is part of the
+    dataset's fingerprint, and an engine without masks is told how to go on."""
+    import shutil
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
+    d, _, _ = gen_pair
+    real, avatar = resolve_generators(d)
+    guided = _cfg(renders, n=3, inversion=InversionConfig(steps=4, lambda_s=0.3))
+    assert guided.fingerprint() != _cfg(renders, n=3).fingerprint()
+    with pytest.warns(UserWarning):
+        s = produce_pairs(guided, tmp_path / "guided", real, avatar)
+    assert s["kept_sources"] == 3
+    assert PairedDataset.open(tmp_path / "guided").meta["fingerprint"]["inversion"]["lambda_s"] == 0.3
+    bare = tmp_path / "bare"
+    shutil.copytree(renders, bare)
+    shutil.rmtree(bare / "masks")   # as an engine that draws no masks leaves it
+    from toolchain.render.folder import MANIFEST
+    manifest = json.loads((bare / MANIFEST).read_text())
+    (bare / MANIFEST).write_text(json.dumps({**manifest, "masks": False}))
+    with pytest.warns(UserWarning), pytest.raises(AvatarToolError, match="mask_weight=0"):
+        produce_pairs(replace(guided, renders=str(bare)), tmp_path / "bare-pairs", real, avatar)
 
 
 KILL_SCRIPT = textwrap.dedent("""

@@ -661,6 +661,9 @@ def pairs(
     precision: str = typer.Option("auto", "--precision", help="Arithmetic of G_avatar's pass in each inversion step: "
                                   "auto (bf16 on CPUs with native bf16, i.e. AMX or AVX512-BF16; fp32 elsewhere), bf16 "
                                   "or fp32. Losses, gradients and codes stay fp32; a dataset resumes in the one it began in."),
+    mask_weight: float = typer.Option(0.0, "--mask-weight", help="Weight of the inversion's part-map term (ours, not the "
+                                      "paper's): cross-entropy of G_avatar's part probabilities against each render's "
+                                      "mask; 0 = image losses only. Needs renders with masks."),
     workers: Workers = DEFAULT_WORKERS,
     batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     engine_timeout: EngineTimeout = DEFAULT_ENGINE_TIMEOUT_S,
@@ -682,7 +685,8 @@ def pairs(
                       init=InitConfig(mode=init), augment=AugmentConfig(k=k, strengths=strengths),
                       inversion=InversionConfig(steps=steps, batch_size=batch,
                                                 early_stop_tol=EARLY_STOP_TOL if early_stop else 0.0,
-                                                precision=inversion_precision(check_precision(precision, "--precision"))),
+                                                precision=inversion_precision(check_precision(precision, "--precision")),
+                                                lambda_s=mask_weight),
                       render_options=engine_options(workers, batch_size, engine_timeout))
     from .. import distributed
     with distributed.process_group(), make_progress() as progress:

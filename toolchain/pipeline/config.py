@@ -104,6 +104,9 @@ class PairsStage:
     # the generator pass of each inversion step: auto = bf16 autocast on CPUs with native bf16 (toolchain/precision.py);
     # on the AMD test machine 2.0x faster than fp32 at the same final loss (README, "bf16 inversion")
     precision: str = "auto"
+    # the part-map term of the inversion (ours): cross-entropy of G_avatar's part probabilities against the render's
+    # mask, weighted so; 0 = the paper's image-only inversion. Needs an engine that draws masks
+    mask_weight: float = 0.0
 
 
 @dataclass

@@ -337,7 +337,9 @@ def write_report(run_dir: Path, cfg_json: dict[str, Any], records: dict[str, dic
               if p.get("max_loss") is not None else "no quality filter")
         doc.para(f"{p.get('samples')} samples from {p.get('kept_sources')} sources; {qf}; perceptual loss: "
                  f"{'LPIPS' if p.get('lpips', {}).get('used') else p.get('lpips', {}).get('fallback')}"
-                 + (f"; G_avatar's pass inverted in {p['precision']}." if p.get("precision") else "."))
+                 + (f"; G_avatar's pass inverted in {p['precision']}" if p.get("precision") else "")
+                 + (f"; part-map term (render masks) weighted {_fmt(p['mask_weight'])}." if p.get("mask_weight")
+                    else "; image losses only (no part-map term)." if "mask_weight" in p else "."))
     doc.figure(run_dir / "pairs" / "pairs_grid.png", "render | reconstruction in G_avatar | realistic face G_real(w*) | augmented")
     pair_measures_section(doc, out("pair_measures"), rg)
 

@@ -1,8 +1,12 @@
 """Batched optimisation-based GAN inversion into W+ (paper Eq. 4-5):
 
-    w* = argmin_w  λp·LPIPS(y, G(w)) + λi·‖y − G(w)‖² + λl·‖w − w_0‖²
+    w* = argmin_w  λp·LPIPS(y, G(w)) + λi·‖y − G(w)‖² + λl·‖w − w_0‖²  [+ λs·CE(m, P(w))]
 
 Adam, lr 0.1 with cosine annealing, 200 steps (the paper's settings; all in ``InversionConfig``).
+The bracketed term is ours, off by default: the cross-entropy between the target's part map ``m`` (an engine
+draws one with every render) and G's own per-pixel part probabilities ``P(w)``. Image losses alone let a code
+keep the wrong hair outline or colour (long hair came back short, blue hair brown); the part map says where the
+hair, glasses and skin are, so the code must put them there.
 ``‖·‖²`` are means over a sample's pixels / latent entries. ``w_0`` is the sample's *anchor*: by default
 where it started (the paper's w_mean; the modified w̃_mean for assets it has, so the regulariser does
 not pull them out again); an item may name another anchor (e.g. w_mean for every sample, the paper's
@@ -52,6 +56,7 @@ class InversionConfig:
     lambda_p: float = 1.0           # perceptual (LPIPS or its fallback)
     lambda_i: float = 0.1           # pixel MSE
     lambda_l: float = 1.0           # latent regulariser towards the start code
+    lambda_s: float = 0.0           # part-map cross-entropy (ours, not the paper's); > 0 needs a part map per item
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     early_stop_tol: float = 0.0     # relative loss gain below which a sample counts as converged; 0: off (paper)
@@ -69,6 +74,8 @@ class InversionConfig:
             raise AvatarToolError(f"--steps must be at least 1, got {self.steps}")
         if self.batch_size < 1:
             raise AvatarToolError(f"--batch (inversion slots) must be at least 1, got {self.batch_size}")
+        if self.lambda_s < 0:
+            raise AvatarToolError(f"the part-map weight (mask weight) must be 0 or more, got {self.lambda_s}")
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -91,6 +98,7 @@ class InvertedSample:
     mse: float
     latent: float
     steps: int                      # Adam steps taken before it finished
+    semantic: float = 0.0           # part-map cross-entropy (0 when lambda_s is 0)
 
 
 @dataclass
@@ -101,6 +109,7 @@ class InversionResult:
     mse: torch.Tensor               # [B]
     latent: torch.Tensor            # [B]
     steps_run: torch.Tensor         # [B] Adam steps each sample took before it finished
+    semantic: torch.Tensor          # [B]
     history: dict[str, list[float]] = field(default_factory=dict)  # per step, means over busy slots
 
 
@@ -111,26 +120,33 @@ def lr_at(cfg: InversionConfig, step: int) -> float:
 
 
 def _terms(g: SemanticGenerator, perceptual: nn.Module, cfg: InversionConfig, w: torch.Tensor, w0: torch.Tensor,
-           y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+           y: torch.Tensor, parts: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     # bf16 runs only the generator's pass (and its backward); the losses, the gradient w.r.t. W+ and Adam stay
     # float32, so the codes themselves are never rounded to bf16
     with torch.autocast(device_type=w.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-        x = g.synthesize(w, "const").image
-    x = x.float()
+        out = g.synthesize(w, "const")
+    x = out.image.float()
     p = perceptual(x, y)
     mse = (x - y).pow(2).mean((1, 2, 3))
     lat = (w - w0).pow(2).mean((1, 2))
-    return cfg.lambda_p * p + cfg.lambda_i * mse + cfg.lambda_l * lat, p, mse, lat
+    loss = cfg.lambda_p * p + cfg.lambda_i * mse + cfg.lambda_l * lat
+    if parts is None:
+        return loss, p, mse, lat, torch.zeros_like(lat)
+    # the raw depth softmax, in which glasses compete with what lies under them, so glasses drawn where the map
+    # has none cost as much as glasses missing
+    probs = out.part_probs().float().clamp_min(1e-6)
+    sem = -probs.log().gather(1, parts[:, None]).mean((1, 2, 3))
+    return loss + cfg.lambda_s * sem, p, mse, lat, sem
 
 
-def invert_stream(g: SemanticGenerator, perceptual: nn.Module,
-                  items: Iterable[tuple[Hashable, torch.Tensor, torch.Tensor] | tuple[Hashable, torch.Tensor, torch.Tensor, torch.Tensor]],
+def invert_stream(g: SemanticGenerator, perceptual: nn.Module, items: Iterable[tuple],
                   cfg: InversionConfig = InversionConfig(), history: dict[str, list[float]] | None = None,
                   on_step: Callable[[int], None] | None = None) -> Iterator[tuple[Hashable, InvertedSample]]:
     """Invert ``items`` = (key, target [3, S, S] in [-1, 1], start code [n_latent, D][, anchor code of the
-    latent regulariser, default the start code]), read lazily as
-    slots free up; yields (key, result) as samples finish, which is not input order. ``history``, when
-    given, receives per step the mean terms over busy slots; ``on_step`` gets the global step count."""
+    latent regulariser or None for the start code[, part map: int64 [S, S] of G's part indices, needed when
+    ``cfg.lambda_s`` > 0]]), read lazily as slots free up; yields (key, result) as samples finish, which is not
+    input order. ``history``, when given, receives per step the mean terms over busy slots; ``on_step`` gets
+    the global step count."""
     g.requires_grad_(False)
     dev = next(g.parameters()).device
     it = iter(items)
@@ -142,6 +158,7 @@ def invert_stream(g: SemanticGenerator, perceptual: nn.Module,
     y = y1.to(dev)[None].repeat(n_slots, 1, 1, 1)          # idle slots hold a copy of real data (finite,
     w = w1.to(dev)[None].repeat(n_slots, 1, 1)             # harmless); their results are never used
     w0, m, v = w.clone(), torch.zeros_like(w), torch.zeros_like(w)
+    parts = torch.zeros(n_slots, *y.shape[-2:], dtype=torch.long, device=dev) if cfg.lambda_s > 0 else None
     t = torch.zeros(n_slots, dtype=torch.long, device=dev)  # Adam steps taken, per slot
     best = torch.full((n_slots,), float("inf"), device=dev)
     since_best = torch.zeros(n_slots, dtype=torch.long, device=dev)
@@ -160,7 +177,12 @@ def invert_stream(g: SemanticGenerator, perceptual: nn.Module,
             if item is None:
                 return
             key, ys, ws = item[:3]
-            anchor = item[3] if len(item) > 3 else ws
+            anchor = item[3] if len(item) > 3 and item[3] is not None else ws
+            if parts is not None:
+                if len(item) < 5 or item[4] is None:
+                    raise AvatarToolError(f"inversion item {key!r} has no part map, but the part-map term is on "
+                                          f"(lambda_s {cfg.lambda_s}); give the target's mask or set the weight to 0")
+                parts[s] = item[4].to(dev)
             keys[s] = key
             y[s], w[s], w0[s] = ys.to(dev), ws.to(dev), anchor.to(dev)
             m[s], v[s], t[s], best[s], since_best[s] = 0, 0, 0, float("inf"), 0
@@ -170,7 +192,7 @@ def invert_stream(g: SemanticGenerator, perceptual: nn.Module,
     while any(k is not None for k in keys):
         busy = torch.tensor([k is not None for k in keys], device=dev)
         wa = w.detach().requires_grad_(True)
-        loss, p, mse, lat = _terms(g, perceptual, cfg, wa, w0, y)
+        loss, p, mse, lat, sem = _terms(g, perceptual, cfg, wa, w0, y, parts)
         grad, = torch.autograd.grad(loss.sum(), wa)        # sum: every row gets its own sample's gradient
         with torch.no_grad():
             ld = loss.detach()
@@ -182,13 +204,13 @@ def invert_stream(g: SemanticGenerator, perceptual: nn.Module,
                 finish = finish | (since_best >= cfg.patience)
             finish = finish & busy
             if history is not None:
-                for k_, val in zip(("loss", "perceptual", "mse", "latent"), (ld, p, mse, lat)):
+                for k_, val in zip(("loss", "perceptual", "mse", "latent", "semantic"), (ld, p, mse, lat, sem)):
                     history.setdefault(k_, []).append(float(val[busy].mean()))
                 history.setdefault("active", []).append(int(busy.sum()))
             done = []
             for s in finish.nonzero().flatten().tolist():
                 done.append((keys[s], InvertedSample(w[s].clone(), float(ld[s]), float(p[s]), float(mse[s]),
-                                                     float(lat[s]), int(t[s]))))
+                                                     float(lat[s]), int(t[s]), float(sem[s]))))
                 keys[s] = None
             upd = (busy & ~finish)[:, None, None]
             tc = t.clamp(max=cfg.steps - 1)
@@ -206,13 +228,15 @@ def invert_stream(g: SemanticGenerator, perceptual: nn.Module,
 
 
 def invert(g: SemanticGenerator, perceptual: nn.Module, targets: torch.Tensor, w_init: torch.Tensor,
-           cfg: InversionConfig = InversionConfig(), record_history: bool = False) -> InversionResult:
+           cfg: InversionConfig = InversionConfig(), record_history: bool = False,
+           parts: torch.Tensor | None = None) -> InversionResult:
     """Invert ``targets`` ([B, 3, S, S] in [-1, 1]) from ``w_init`` ([B, n_latent, D]) through
-    ``cfg.batch_size`` slots; results in input order."""
+    ``cfg.batch_size`` slots, with the targets' part maps ``parts`` ([B, S, S] int64) when ``cfg.lambda_s`` > 0;
+    results in input order."""
     hist: dict[str, list[float]] | None = {} if record_history else None
-    items = ((i, targets[i], w_init[i]) for i in range(len(targets)))
+    items = ((i, targets[i], w_init[i], None, None if parts is None else parts[i]) for i in range(len(targets)))
     got = dict(invert_stream(g, perceptual, items, cfg, hist))
     out = [got[i] for i in range(len(targets))]
     return InversionResult(torch.stack([o.wplus for o in out]),
                            *(torch.tensor([getattr(o, k) for o in out]) for k in ("loss", "perceptual", "mse", "latent")),
-                           torch.tensor([o.steps for o in out]), hist or {})
+                           torch.tensor([o.steps for o in out]), torch.tensor([o.semantic for o in out]), hist or {})

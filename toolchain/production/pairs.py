@@ -24,7 +24,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from .. import distributed
 from ..data.paired_dataset import PairedDatasetWriter
 from ..errors import AvatarToolError
 from ..generators.io import load_generator
+from ..generators.mask_folder import part_map
 from ..provenance import generator_origin, render_folder_origin
 from ..render.folder import RenderFolder, is_render_folder
 from ..torch_utils import signed_to_uint8, uint8_to_signed
@@ -133,6 +134,26 @@ def resolve_generators(run: str | Path | None = None, real: str | Path | None = 
 def load_target(path: Path, size: int) -> np.ndarray:
     with Image.open(path) as im:
         return np.array(im.convert("RGB").resize((size, size), Image.BOX))  # a writable copy for torch
+
+
+def inversion_items(cfg: PairsConfig, folder: RenderFolder, vectors: list[dict], sources: Iterable[int], init,
+                    g_av) -> Iterator[tuple]:
+    """Lazily, per source render: (index, target, start code, anchor or None, part map or None), as
+    :func:`~.inversion.invert_stream` reads them. Part maps are read only when the part-map term is on."""
+    size = g_av.cfg.size
+    anchor = init.w_mean if cfg.latent_anchor == "mean" else None
+    lut = np.array(g_av.cfg.label_to_part(), np.int64) if cfg.inversion.lambda_s > 0 else None
+    for i in sources:
+        parts = None
+        if lut is not None:
+            path = folder.mask_path(i)
+            if path is None:
+                raise AvatarToolError(f"render {i} of {folder.root} has no mask, which the part-map term of the "
+                                      "inversion needs; set pairs.mask_weight=0 (--mask-weight 0) for an engine "
+                                      "that draws no masks")
+            parts = torch.from_numpy(part_map(path, size, lut))
+        yield (i, uint8_to_signed(load_target(folder.image_path(i), size)[None])[0],
+               init.for_vectors([vectors[i]])[0], anchor, parts)
 
 
 def source_generator(seed: int, source: int) -> torch.Generator:
@@ -244,11 +265,7 @@ def produce_pairs(cfg: PairsConfig, out_dir: str | Path, real_generator: str | P
     if progress:
         progress(start, cfg.n, {"kept": len(writer) // (1 + cfg.augment.k), "dropped": len(prog["dropped"]),
                                 "sealed": start})
-    size = g_av.cfg.size
-    anchor = init.w_mean if cfg.latent_anchor == "mean" else None
-    items = ((i, uint8_to_signed(load_target(folder.image_path(i), size)[None])[0], init.for_vectors([vectors[i]])[0],
-              *(() if anchor is None else (anchor,)))
-             for i in range(start, cfg.n))
+    items = inversion_items(cfg, folder, vectors, range(start, cfg.n), init, g_av)
     finished: dict[int, InvertedSample] = {}
     chunks, c0 = 0, start
     stream = invert_stream(g_av, perceptual, items, cfg.inversion)

@@ -23,7 +23,6 @@ from typing import Any, Callable
 from .. import distributed
 from ..atomic_io import atomic_write_bytes, atomic_write_json
 from ..data.paired_dataset import PairedDatasetWriter, encode_shard
-from ..torch_utils import uint8_to_signed
 from .inversion import InvertedSample, invert_stream
 
 PARTS = "parts"
@@ -90,7 +89,7 @@ def _write_part(out: Path, chunk: int, schema, samples: list[tuple], dropped: li
 def produce_on_ranks(cfg, out: Path, writer: PairedDatasetWriter, g_real, g_av, perceptual, init, folder,
                      vectors: list[dict], max_loss: float | None, auto_floor: float | None,
                      progress: Callable[[int, int, dict], None] | None, stop_after_chunks: int | None) -> None:
-    from .pairs import chunk_samples, load_target
+    from .pairs import chunk_samples, inversion_items
     dist = distributed.info()
     if dist.is_main:
         merge_parts(cfg, out, writer)   # what an interrupted run finished
@@ -101,11 +100,7 @@ def produce_on_ranks(cfg, out: Path, writer: PairedDatasetWriter, g_real, g_av, 
     mine = todo[dist.rank::dist.world_size]
     distributed.barrier()  # every rank has listed the work before any new part appears
     sources = [i for c in mine for i in chunk_sources(cfg, c)]
-    size = g_av.cfg.size
-    anchor = init.w_mean if cfg.latent_anchor == "mean" else None
-    items = ((i, uint8_to_signed(load_target(folder.image_path(i), size)[None])[0], init.for_vectors([vectors[i]])[0],
-              *(() if anchor is None else (anchor,)))
-             for i in sources)
+    items = inversion_items(cfg, folder, vectors, sources, init, g_av)
     finished: dict[int, InvertedSample] = {}
     pending = list(mine)
     sealed, kept, n_dropped = 0, 0, 0

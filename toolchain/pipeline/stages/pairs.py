@@ -20,7 +20,7 @@ def pairs_config(ctx: StageContext) -> PairsConfig:
                        latent_anchor=c.latent_anchor, lpips_weights=c.lpips_weights, init=InitConfig(mode=c.init, n_mean=c.init_samples, calib_steps=c.init_calib_steps),
                        inversion=InversionConfig(steps=c.steps, batch_size=c.batch,
                                                  early_stop_tol=EARLY_STOP_TOL if c.early_stop else 0.0,
-                                                 precision=inversion_precision(c.precision)),
+                                                 precision=inversion_precision(c.precision), lambda_s=c.mask_weight),
                        augment=AugmentConfig(k=c.k, strengths=parse_strengths(c.augment, key="pairs.augment")))
 
 
@@ -39,5 +39,5 @@ def run(ctx: StageContext) -> dict[str, Any]:
     return {"dataset": str(ctx.dir.resolve()), "samples": summary["samples"], "kept_sources": summary["kept_sources"],
             "dropped_sources": summary["dropped_sources"], "max_loss": summary["max_loss"], "lpips": summary["lpips"],
             "init": summary["init"].get("mode") if isinstance(summary["init"], dict) else None,
-            "precision": cfg.inversion.precision,
+            "precision": cfg.inversion.precision, "mask_weight": cfg.inversion.lambda_s,
             "grid": summary.get("grid"), "files": ["index.json", "pairs_grid.png"]}
