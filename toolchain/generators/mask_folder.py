@@ -33,14 +33,8 @@ def load_mask_folder(root: str | Path, cfg: GeneratorConfig, need_masks: bool = 
     for i, p in enumerate(files):
         images[i] = np.asarray(Image.open(p).convert("RGB").resize((s, s), Image.BOX))
         if has_masks:
-            masks[i] = part_map(root / "masks" / f"{p.stem}.png", s, lut)
+            m = np.asarray(Image.open(root / "masks" / f"{p.stem}.png"))
+            if m.max() >= len(lut):
+                raise AvatarToolError(f"{root}/masks/{p.stem}.png has label {m.max()}, the config knows {len(lut)} labels")
+            masks[i] = lut[np.asarray(Image.fromarray(m.astype(np.uint8)).resize((s, s), Image.NEAREST))]
     return images, masks
-
-
-def part_map(path: Path, size: int, lut: np.ndarray) -> np.ndarray:
-    """One mask label map (``masks/<name>.png``) at ``size`` px as generator part indices (``lut``: label ->
-    part, from ``GeneratorConfig.label_to_part``)."""
-    m = np.asarray(Image.open(path))
-    if m.max() >= len(lut):
-        raise AvatarToolError(f"{path} has label {m.max()}, the config knows {len(lut)} labels")
-    return lut[np.asarray(Image.fromarray(m.astype(np.uint8)).resize((size, size), Image.NEAREST))]

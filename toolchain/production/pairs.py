@@ -34,7 +34,6 @@ from .. import distributed
 from ..data.paired_dataset import PairedDatasetWriter
 from ..errors import AvatarToolError
 from ..generators.io import load_generator
-from ..generators.mask_folder import part_map
 from ..provenance import generator_origin, render_folder_origin
 from ..render.folder import RenderFolder, is_render_folder
 from ..torch_utils import signed_to_uint8, uint8_to_signed
@@ -134,6 +133,16 @@ def resolve_generators(run: str | Path | None = None, real: str | Path | None = 
 def load_target(path: Path, size: int) -> np.ndarray:
     with Image.open(path) as im:
         return np.array(im.convert("RGB").resize((size, size), Image.BOX))  # a writable copy for torch
+
+
+def part_map(path: Path, size: int, lut: np.ndarray) -> np.ndarray:
+    """A render's mask label map at ``size`` px as generator part indices (``lut``: label -> part, from
+    ``GeneratorConfig.label_to_part``), the way the generators' training reads masks."""
+    with Image.open(path) as im:
+        labels = np.asarray(im)
+    if labels.max() >= len(lut):
+        raise AvatarToolError(f"{path} has label {labels.max()}; the generator knows {len(lut)} mask labels")
+    return lut[np.asarray(Image.fromarray(labels.astype(np.uint8)).resize((size, size), Image.NEAREST))]
 
 
 def inversion_items(cfg: PairsConfig, folder: RenderFolder, vectors: list[dict], sources: Iterable[int], init,
