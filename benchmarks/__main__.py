@@ -11,6 +11,7 @@
     python -m benchmarks g-real-size [--size 64] [--steps 2250]  (G_real at another size: faces found vs the photos)
     python -m benchmarks g-fit [--variant NAME:FIELD=VALUE,...]  (generator variants fitted to a few photos)
     python -m benchmarks seeds RUN RUN RUN [--name NAME]      (method vs Baseline over builds that differ in seed)
+    python -m benchmarks inversion-terms RUN [--mask-weights 0,0.3]  (the inversion's part-map term: what pairs carry)
 
 Each table is measured now (nothing is read from an earlier benchmark result) and written as
 ``<out>/<name>.json`` + ``.md`` (+ ``.png`` plots), stamped with the run, the code commit, the command and
@@ -33,7 +34,7 @@ from toolchain.atomic_io import save_figure_atomic  # noqa: E402
 STANDALONE = {"ablation": "ablation", "detection": "detection", "quality": "quality",
               "render-overhead": "render_overhead", "sdk-load": "sdk_load", "sdk-stability": "sdk_stability",
               "mesh-keypoints": "mesh_keypoints", "g-real-size": "g_real_size", "g-fit": "g_fit",
-              "seeds": "seeds", "gan-speed": "gan_speed"}
+              "seeds": "seeds", "gan-speed": "gan_speed", "inversion-terms": "inversion_terms"}
 TABLES = ("render", "gan", "gan_fit", "face_blur", "inversion", "pairs", "pair_measures", "export_latency", "sdk_latency", "accuracy")
 
 

@@ -237,6 +237,28 @@ def test_benchmarks_regenerate_every_table_from_the_build(built, detector_model,
     assert set(accuracy["confusion"]) == {"SwiftAvatar", "Baseline"} and (tmp_path / "accuracy_confusion.png").is_file()
 
 
+def test_the_inversion_terms_benchmark_screens_mask_weights_on_the_build(built, detector_model, tmp_path):
+    """`python -m benchmarks inversion-terms RUN`: one row per weight, measured from the run alone (the build's
+    start codes, oracle and renders) without changing it; the part-map term is evaluated only when weighted."""
+    from benchmarks.inversion_terms import main
+    run, _, _ = built
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    main([str(run), "--n", "6", "--mask-weights", "0,2", "--out", str(tmp_path), "--name", "t"])
+    data = json.loads((tmp_path / "inversion_terms_t.json").read_text())
+    plain, guided = data["weights"]
+    assert (plain["mask_weight"], guided["mask_weight"]) == (0.0, 2.0)
+    assert plain["terms"]["semantic"] == 0 and guided["terms"]["semantic"] > 0
+    assert guided["terms"]["loss"] > guided["terms"]["perceptual"]
+    for w in data["weights"]:
+        assert w["faces"]["n"] == 6 and 0 <= w["label_consistency"]["mean_accuracy"] <= 1
+        assert 0 <= w["hair_iou"] <= 1
+    md = (tmp_path / "inversion_terms_t.md").read_text()
+    assert md.count("\n| 0 |") == 1 and md.count("\n| 2 |") == 1 and (tmp_path / "inversion_terms_t.png").is_file()
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
+    with pytest.raises(SystemExit, match="--mask-weights"):
+        main([str(run), "--mask-weights", "0,x", "--out", str(tmp_path)])
+
+
 def test_face_counting_tables_say_so_without_the_face_models(built, tmp_path, monkeypatch):
     """A machine that never had the face models (fresh, offline): the fit is still measured, the face counts
     are marked as not measured with the reason, and nothing crashes."""

@@ -79,6 +79,7 @@ def test_the_pairs_stage_passes_the_mask_weight_to_the_inversion():
         return pairs_config(ctx).inversion
     assert inversion_of("pairs.mask_weight=0.7").lambda_s == 0.7
     assert inversion_of().lambda_s == 0.0
+    assert inversion_of(preset="cpu").lambda_s == 0.3
 
 
 def test_the_arithmetic_reaches_the_weights_and_is_recorded(tmp_path):
