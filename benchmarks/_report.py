@@ -91,3 +91,18 @@ def write_report(name: str, data: dict[str, Any], headers: Sequence[str], rows: 
     md_path = out_dir / f"{name}.md"
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path
+
+
+def write_report_with_figure(name: str, data: dict[str, Any], headers: Sequence[str], rows: Sequence[Sequence[Any]],
+                             notes: str, out_dir: Path, stamp: str, fig: Any, caption: str) -> tuple[Path, Path]:
+    """:func:`write_report` plus ``out_dir/<name>.png`` (a matplotlib figure) shown under the table; prints the
+    markdown and where both went."""
+    from toolchain.atomic_io import save_figure_atomic
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_figure_atomic(out_dir / f"{name}.png", fig, dpi=110)
+    j, m = write_report(name, data, headers, rows, notes, out_dir=out_dir, stamp=stamp)
+    with open(m, "a") as f:
+        f.write(f"\n![{caption}]({name}.png)\n")
+    print(m.read_text())
+    print(f"wrote {j}, {m}")
+    return j, m

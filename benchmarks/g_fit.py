@@ -74,7 +74,7 @@ def fit_variant(name: str, gen_sets: dict[str, Any], size: int, channel_base: in
 
 def main(argv: list[str] | None = None) -> None:
     from benchmarks.__main__ import commit
-    from benchmarks._report import write_report
+    from benchmarks._report import write_report_with_figure
     from benchmarks.g_real_size import generator_arguments, parse_sets
     from sdk_python.native_logs import silence_native_logs
     silence_native_logs()
@@ -99,7 +99,6 @@ def main(argv: list[str] | None = None) -> None:
     from toolchain.torch_utils import configure_cpu_math
     configure_cpu_math(a.threads)
     from benchmarks.suite.common import image_rows_figure
-    from toolchain.atomic_io import save_figure_atomic
     from toolchain.errors import AvatarToolError
     from toolchain.proxy.eval_set import write_proxy_set
 
@@ -143,14 +142,9 @@ def main(argv: list[str] | None = None) -> None:
              "cannot fit here, a GAN of that size will not sample after as many steps.")
     fig = image_rows_figure([("photos", results[0]["photos"])] + [(f"{r['name']}, step {a.steps}", r["fits"])
                                                                   for r in results])
-    a.out.mkdir(parents=True, exist_ok=True)
-    save_figure_atomic(a.out / f"{stem}.png", fig, dpi=110)
-    j, m = write_report(stem, data, ["variant", "params", "step", "s", "image L1", *(f"IoU {p}" for p in parts),
-                                     "faces in fits", "faces in photos"], rows, notes, out_dir=a.out, stamp=stamp)
-    with open(m, "a") as f:
-        f.write(f"\n![photos and each variant's fits after {a.steps} steps]({stem}.png)\n")
-    print(m.read_text())
-    print(f"wrote {j}, {m}")
+    write_report_with_figure(stem, data, ["variant", "params", "step", "s", "image L1", *(f"IoU {p}" for p in parts),
+                                          "faces in fits", "faces in photos"], rows, notes, a.out, stamp, fig,
+                             f"photos and each variant's fits after {a.steps} steps")
 
 
 if __name__ == "__main__":

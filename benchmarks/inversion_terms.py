@@ -134,7 +134,7 @@ def measure_weight(weight: float, sc: Screen) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     from benchmarks.__main__ import commit
-    from benchmarks._report import RESULTS, load_note, write_report
+    from benchmarks._report import RESULTS, load_note, write_report_with_figure
     from benchmarks.suite.common import BuildRun, image_rows_figure
     from sdk_python.native_logs import silence_native_logs
     silence_native_logs()
@@ -151,7 +151,6 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError:
         raise SystemExit(f"error: --mask-weights takes numbers separated by commas, got {a.mask_weights!r}") from None
     from toolchain.errors import AvatarToolError
-    from toolchain.atomic_io import save_figure_atomic
     from toolchain.torch_utils import configure_cpu_math
     configure_cpu_math(a.threads)
     command = "python -m benchmarks inversion-terms " + " ".join(
@@ -195,15 +194,10 @@ def main(argv: list[str] | None = None) -> None:
                             + [row for r in results for row in
                                ((f"G_avatar, weight {r['mask_weight']:g}", r["pictures"]["reconstructions"]),
                                 (f"G_real, weight {r['mask_weight']:g}", r["pictures"]["faces"]))])
-    a.out.mkdir(parents=True, exist_ok=True)
-    save_figure_atomic(a.out / f"{stem}.png", fig, dpi=110)
-    j, m = write_report(stem, data, ["weight", "s", "perceptual", "MSE", "part CE", "hair colour err", "hair IoU",
-                                     "glasses px (free)", "faces", "label consistency",
-                                     *(f"LC {p}" for p in discrete)], rows, notes, out_dir=a.out, stamp=stamp)
-    with open(m, "a") as fh:
-        fh.write(f"\n![renders, then per weight G_avatar's reconstruction and G_real's face]({stem}.png)\n")
-    print(m.read_text())
-    print(f"wrote {j}, {m}")
+    write_report_with_figure(stem, data, ["weight", "s", "perceptual", "MSE", "part CE", "hair colour err", "hair IoU",
+                                          "glasses px (free)", "faces", "label consistency",
+                                          *(f"LC {p}" for p in discrete)], rows, notes, a.out, stamp, fig,
+                             "renders, then per weight G_avatar's reconstruction and G_real's face")
 
 
 if __name__ == "__main__":
