@@ -46,17 +46,21 @@ def hair_measures(g, targets, recon, parts: np.ndarray) -> dict[str, float | Non
             "hair_iou": float(np.mean(iou)) if iou else None}
 
 
-def spurious_glasses(g, recon, schema, vectors: list[dict]) -> float | None:
-    """Mean glasses pixels in G's segmentation of renders whose vector has the option 'none' for glasses."""
+def spurious_glasses(g, recon, glasses_free: np.ndarray | None) -> float | None:
+    """Mean glasses pixels in G's segmentation of the renders marked glasses-free (None: not measurable)."""
     names = list(g.cfg.parts)
-    param = next((p for p in schema.discrete if p.name == "glasses"), None)
-    if "glasses" not in names or param is None or "none" not in param.options:
-        return None
-    free = [i for i, v in enumerate(vectors) if schema.validate(v)["glasses"] in ("none", param.options.index("none"))]
-    if not free:
+    if glasses_free is None or "glasses" not in names or not glasses_free.any():
         return None
     drawn = recon.part_probs().argmax(1).numpy() == names.index("glasses")
-    return float(drawn[free].sum((1, 2)).mean())
+    return float(drawn[glasses_free].sum((1, 2)).mean())
+
+
+def glasses_free_mask(schema, disc: np.ndarray) -> np.ndarray | None:
+    """Which encoded vectors have the option 'none' for a discrete parameter named glasses (None: no such)."""
+    for i, p in enumerate(schema.discrete):
+        if p.name == "glasses" and "none" in p.options:
+            return disc[:, i] == p.options.index("none")
+    return None
 
 
 @dataclass
@@ -71,6 +75,8 @@ class Screen:
     init: Any
     oracle: Any
     parts: np.ndarray | None
+    continuous: np.ndarray          # the vectors encoded: what the oracle's answers are scored against
+    discrete: np.ndarray
 
 
 def prepare(build, n: int) -> Screen:
@@ -94,8 +100,10 @@ def prepare(build, n: int) -> Screen:
     lut = np.array(g_av.cfg.label_to_part(), np.int64)
     parts = np.stack([part_map(folder.mask_path(i), g_av.cfg.size, lut) for i in range(n)]) \
         if all(folder.mask_path(i) for i in range(n)) else None
-    return Screen(cfg, g_av, g_real, folder, folder.vectors[:n], perceptual, build_init(g_av, folder.schema, cfg.init),
-                  oracle, parts)
+    vectors = folder.vectors[:n]
+    cont, disc = folder.schema.encode([folder.schema.validate(v) for v in vectors])
+    return Screen(cfg, g_av, g_real, folder, vectors, perceptual, build_init(g_av, folder.schema, cfg.init),
+                  oracle, parts, cont, disc)
 
 
 def measure_weight(weight: float, sc: Screen) -> dict[str, Any]:
@@ -120,14 +128,13 @@ def measure_weight(weight: float, sc: Screen) -> dict[str, Any]:
         faces = signed_to_uint8(sc.g_real.synthesize(codes, "const").image.clamp(-1, 1))
     pc, pd, _ = predict_arrays(sc.oracle, faces, sc.oracle.config.input_size, torch.device("cpu"))
     schema = sc.folder.schema
-    cont, disc = schema.encode([schema.validate(v) for v in sc.vectors])
     with FaceCounter() as fc:
         found = fc.count(list(faces))
     terms = {k: float(np.mean([getattr(r, k) for r in res])) for k in ("loss", "perceptual", "mse", "latent", "semantic")}
     return {"mask_weight": weight, "seconds": round(seconds, 1), "terms": terms,
             **(hair_measures(sc.g_av, targets, recon, sc.parts) if sc.parts is not None else {}),
-            "glasses_px_on_glasses_free": spurious_glasses(sc.g_av, recon, schema, sc.vectors),
-            "faces": found.to_json(), "label_consistency": _agreement(schema, pc, pd, cont, disc),
+            "glasses_px_on_glasses_free": spurious_glasses(sc.g_av, recon, glasses_free_mask(schema, sc.discrete)),
+            "faces": found.to_json(), "label_consistency": _agreement(schema, pc, pd, sc.continuous, sc.discrete),
             "pictures": {"renders": signed_to_uint8(targets[:12]), "reconstructions":
                          signed_to_uint8(recon.image[:12].clamp(-1, 1)), "faces": faces[:12]}}
 
