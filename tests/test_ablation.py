@@ -98,6 +98,7 @@ def test_other_training_settings_on_a_finished_build_retrain_every_row():
     cfg, changed = _with_train_settings(built, ["train.sharpen=2"])
     assert changed and cfg.train.sharpen == 2.0 and cfg.real == built.real and cfg.pairs == built.pairs
     assert _with_train_settings(built, ["train.sharpen=0"])[1] is False
+    assert _with_train_settings(built, ["train.seed=1"])[1] is True
     records = {"sa": {"model": "sa.pt"}, "baseline": {"model": "b.pt"}, "oracle": {"model": "o.pt"}}
     assert rows_taken_from_build(cfg, records, True, retrain=True) == {}
     assert set(rows_taken_from_build(built, records, True, retrain=False)) == {"sa", "baseline", "oracle"}

@@ -227,6 +227,27 @@ def test_the_sharpen_setting_reaches_every_estimator_of_a_build():
     assert estimator_train_config(cfg).sharpen == 2.0 and estimator_train_config(cfg, epochs=9).sharpen == 2.0
 
 
+def test_the_training_seed_reaches_every_estimator_of_a_build_and_changes_what_it_learns(tmp_path):
+    """`train.seed` gives a build's estimators another draw of init, split, order and augmentation; unset, the
+    preset's seed 0 trains exactly what it trained before the setting existed."""
+    from toolchain.pipeline.config import resolve_config
+    from toolchain.pipeline.stages.train import estimator_train_config
+    assert estimator_train_config(resolve_config("alter", "smoke")).seed == 0
+    cfg = resolve_config("morph", "cpu", overrides=["train.seed=3"])
+    assert estimator_train_config(cfg).seed == 3 and estimator_train_config(cfg, epochs=9).seed == 3
+    _tiny_dataset(tmp_path / "ds", n=12)
+    weights = []
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        tc = preset("tiny", epochs=1, batch_size=6, seed=seed)
+        tc.input_size = 32
+        with pytest.warns(UserWarning):
+            train([tmp_path / "ds"], tmp_path / name, tc, device="cpu")
+        weights.append(load_estimator(tmp_path / name / "estimator.pt")[0].state_dict())
+    floats = [k for k in weights[0] if weights[0][k].is_floating_point()]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in floats)
+    assert any(not torch.equal(weights[0][k], weights[2][k]) for k in floats)
+
+
 def test_training_applies_the_sharpening_it_is_given(tmp_path):
     _tiny_dataset(tmp_path / "ds", n=12)
     weights = []

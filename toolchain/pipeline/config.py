@@ -116,6 +116,10 @@ class TrainStage:
     batch_size: Optional[int] = None
     input_size: Optional[int] = None
     sharpen: Optional[float] = None          # largest random unsharp-mask amount per training image (all estimators)
+    # the training seed of every estimator of the build (the method's, the Baseline's, the oracle's): weight init,
+    # validation split, data order and augmentation; default: the preset's (0). One seed's accuracy swings by
+    # 0.02-0.05 per parameter, so a lead is judged over several (`python -m benchmarks ablation --as-is --set train.seed=S`)
+    seed: Optional[int] = None
     backbone_weights: Optional[str] = None
 
 

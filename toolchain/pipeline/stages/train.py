@@ -14,7 +14,7 @@ def estimator_train_config(cfg: BuildConfig, epochs: int | None = None) -> Train
     """The estimator's training config from a build's ``train`` section (``epochs`` overrides its own)."""
     c = cfg.train
     return preset(c.preset, epochs=epochs or c.epochs, batch_size=c.batch_size, input_size=c.input_size,
-                  sharpen=c.sharpen)
+                  sharpen=c.sharpen, seed=c.seed)
 
 
 def train_config(ctx: StageContext, epochs: int | None = None) -> TrainConfig:
