@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from toolchain.errors import AvatarToolError
 from toolchain.generators import cache
 from toolchain.generators.config import generator_preset
 from toolchain.generators.diffaugment import diff_augment, parse_policy
+from toolchain.generators.discriminator import DualBranchDiscriminator
 from toolchain.generators.generator import SemanticGenerator
 from toolchain.generators.io import save_weights
 from toolchain.generators.train_real import ema_beta_at, train_preset
@@ -94,6 +96,7 @@ def _trained_dir(path: Path) -> Path:
     path.mkdir(parents=True)
     torch.manual_seed(0)
     save_weights(path / "generator.safetensors", SemanticGenerator(TINY), TINY)
+    save_weights(path / "discriminator.safetensors", DualBranchDiscriminator(TINY), TINY)
     (path / "stats.jsonl").write_text('{"step": 1}\n')
     return path
 
@@ -110,6 +113,42 @@ def test_store_then_lookup_and_damaged_weights_are_refused(tmp_path):
     weights.write_bytes(bytes(data))
     hit, why = cache.lookup("k1", root)
     assert hit is None and "damaged" in why and not stored.exists()   # moved aside: the next build retrains
+
+
+def test_an_entry_without_its_discriminator_is_neither_stored_nor_used(tmp_path):
+    """G_avatar's finetuning starts from G_real's discriminator, so an entry must bring it: one stored before the
+    cache kept it is refused (and retrained), and a training folder without one is not stored."""
+    root = tmp_path / "cache"
+    stored = cache.store("k1", {"x": 1}, _trained_dir(tmp_path / "gan"), source="test", root=root)
+    assert (stored / "discriminator.safetensors").read_bytes() == (tmp_path / "gan" / "discriminator.safetensors").read_bytes()
+    entry = json.loads((stored / "entry.json").read_text())
+    del entry["discriminator_sha256"]                      # the layout before the discriminator was kept
+    (stored / "entry.json").write_text(json.dumps(entry))
+    (stored / "discriminator.safetensors").unlink()
+    hit, why = cache.lookup("k1", root)
+    assert hit is None and "discriminator" in why and "retraining" in why and not stored.exists()
+    (tmp_path / "gan" / "discriminator.safetensors").unlink()
+    with pytest.raises(AvatarToolError, match="discriminator"):
+        cache.store("k2", {"x": 1}, tmp_path / "gan", source="test", root=root)
+    assert not (root / "k2").exists()
+
+
+def test_g_avatar_finetunes_the_same_whether_g_real_was_trained_or_restored(tmp_path, monkeypatch):
+    """The first build trains G_real and stores it; the second restores it from the cache. Both hand G_avatar the
+    same discriminator to start from, so both finetune the same weights (before, the restored run started
+    G_avatar's discriminator fresh and its weights differed)."""
+    monkeypatch.setenv("SWIFTAVATAR_GAN_CACHE", str(tmp_path / "cache"))
+    outs = {}
+    for name in ("trained", "restored"):
+        build(tiny_config("alter"), tmp_path / name, ui=Recorder(), stop_before="pairs")
+        outs[name] = (read_record(tmp_path / name / "real_generator")["outputs"],
+                      read_record(tmp_path / name / "avatar_generator")["outputs"])
+    assert outs["trained"][0]["cache"]["reused"] is False and outs["restored"][0]["cache"]["reused"] is True
+    for name, (real, avatar) in outs.items():
+        assert avatar["discriminator_init"] == real["discriminator"] and Path(real["discriminator"]).is_file(), name
+    from toolchain.generators.io import load_generator
+    a, b = (load_generator(tmp_path / n / "avatar_generator" / "generator.safetensors")[0].state_dict() for n in outs)
+    assert all(torch.equal(a[k], b[k]) for k in a)     # the files' metadata name their own run folders
 
 
 def _real_generator_build(engine: str, run: Path, **kw):

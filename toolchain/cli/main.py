@@ -596,7 +596,7 @@ def finetune(
     engine_timeout: EngineTimeout = DEFAULT_ENGINE_TIMEOUT_S,
 ) -> None:
     """Finetune G_avatar from G_real on engine renders (StyleGAN2 losses + colour-matching loss)."""
-    from ..generators.finetune import finetune as run_finetune
+    from ..generators.finetune import discriminator_beside, finetune as run_finetune
     from ..generators.train_real import train_preset
     from ..precision import check_precision
     from ..torch_utils import configure_cpu_math
@@ -604,7 +604,8 @@ def finetune(
     tcfg = train_preset(train_config, iters=iters, precision=check_precision(precision, "--precision"))
     from .. import distributed
     with distributed.process_group(device), make_progress() as progress:
-        summary = run_finetune(engine, real_generator, out, tcfg, colour_weight=color_weight, freeze_local=freeze_local,
+        summary = run_finetune(engine, real_generator, out, tcfg, discriminator=discriminator_beside(real_generator),
+                               colour_weight=color_weight, freeze_local=freeze_local,
                                renders=renders, n_renders=n, render_size=render_size, device=device,
                                progress=_gan_progress(progress),
                                engine_options=engine_options(workers, batch_size, engine_timeout))

@@ -8,12 +8,15 @@ misses the cache and trains afresh.
 
 Layout: ``$SWIFTAVATAR_CACHE/real_generators/<key>/`` (default ``~/.cache/swiftavatar``; another folder with
 ``SWIFTAVATAR_GAN_CACHE=DIR``, none with ``SWIFTAVATAR_GAN_CACHE=off``) holding
-``generator.safetensors`` (+ ``.json``), ``stats.jsonl``, ``samples/`` (the grids over steps), ``kept/`` (the
-snapshots a build picks from, when the training keeps them) and
+``generator.safetensors`` (+ ``.json``), ``discriminator.safetensors`` (+ ``.json``: G_avatar's finetuning starts
+its discriminator from it, so a restored G_real must bring it, or a build would finetune differently with a cache
+than without), ``stats.jsonl``, ``samples/`` (the grids over steps), ``kept/`` (the snapshots a build picks from,
+when the training keeps them) and
 ``entry.json`` (key basis, the weights' sha256, where and when it was trained, and how a build drew its photos,
 which lets the build's opening estimate see a likely hit before it draws them). An entry appears whole
 (written to a temporary sibling, then renamed) and is checked before use: weights whose sha256 does not
-match ``entry.json``, or that do not load as a generator, are refused, moved aside and retrained.
+match ``entry.json``, or that do not load as a generator, are refused, moved aside and retrained; so is an entry
+without its discriminator (stored before the cache kept it).
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from .config import GeneratorConfig
 
 ENTRY = "entry.json"
 WEIGHTS = "generator.safetensors"
+DISCRIMINATOR = "discriminator.safetensors"
 # logging cadence does not change the weights
 _TRAIN_KEYS_IGNORED = ("snapshot_every", "sample_every", "log_every")
 
@@ -102,7 +106,8 @@ def find_by_recipe(recipe: dict[str, Any], gcfg: GeneratorConfig, train: dict[st
         except (OSError, ValueError):
             continue
         basis = entry.get("basis") or {}
-        if entry.get("photos_recipe") == recipe and all(basis.get(k) == v for k, v in want.items()):
+        if (entry.get("photos_recipe") == recipe and "discriminator_sha256" in entry
+                and all(basis.get(k) == v for k, v in want.items())):
             return d
     return None
 
@@ -128,10 +133,15 @@ def lookup(key: str, root: Path | None = None) -> tuple[CacheHit | None, str | N
             raise ValueError(f"entry.json names key {entry.get('key')!r}")
         if _sha256(d / WEIGHTS) != entry.get("sha256"):
             raise ValueError(f"{WEIGHTS} does not match the sha256 in {ENTRY}")
+        if "discriminator_sha256" not in entry:
+            raise ValueError(f"it has no {DISCRIMINATOR} (stored before the cache kept G_real's discriminator, which "
+                             "G_avatar starts from)")
+        if not (d / DISCRIMINATOR).is_file() or _sha256(d / DISCRIMINATOR) != entry["discriminator_sha256"]:
+            raise ValueError(f"{DISCRIMINATOR} is missing or does not match the sha256 in {ENTRY}")
         from .io import load_generator
         load_generator(d / WEIGHTS)
     except (OSError, ValueError, KeyError, RuntimeError, AvatarToolError) as exc:
-        why = f"cached G_real {d} is damaged ({exc}); moved aside and retraining"
+        why = f"cached G_real {d} is damaged or incomplete ({exc}); moved aside and retraining"
         _discard(d)
         return None, why
     return CacheHit(d, entry), None
@@ -159,13 +169,17 @@ def store(key: str, basis: dict[str, Any], gan_dir: str | Path, source: str, roo
     tmp = final.with_name(f".{key}.{os.getpid()}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name in (WEIGHTS, "generator.json", "stats.jsonl", "run.json"):
+    if not (gan_dir / DISCRIMINATOR).is_file():
+        raise AvatarToolError(f"{gan_dir} has no {DISCRIMINATOR}: a G_real is cached only with the discriminator "
+                              "it was trained with")
+    for name in (WEIGHTS, "generator.json", DISCRIMINATOR, "discriminator.json", "stats.jsonl", "run.json"):
         if (gan_dir / name).is_file():
             shutil.copy2(gan_dir / name, tmp / name)
     for sub in ("samples", "samples_raw", "kept"):
         if (gan_dir / sub).is_dir():
             shutil.copytree(gan_dir / sub, tmp / sub)
-    atomic_write_json(tmp / ENTRY, {"key": key, "basis": basis, "sha256": _sha256(tmp / WEIGHTS), "source": source,
+    atomic_write_json(tmp / ENTRY, {"key": key, "basis": basis, "sha256": _sha256(tmp / WEIGHTS),
+                                    "discriminator_sha256": _sha256(tmp / DISCRIMINATOR), "source": source,
                                     "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                     **({"photos_recipe": recipe} if recipe is not None else {})})
     try:

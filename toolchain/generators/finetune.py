@@ -40,7 +40,14 @@ def colour_loss_fn(g_real: SemanticGenerator, parts: list[int], weight: float):
     return extra
 
 
+def discriminator_beside(real_generator: str | Path) -> Path | None:
+    """The discriminator a G_real training saved next to its weights (``gan-train``'s layout), or None."""
+    path = Path(real_generator).with_name("discriminator.safetensors")
+    return path if path.is_file() else None
+
+
 def finetune(engine: str, real_generator: str | Path, out_dir: str | Path, tcfg: GANTrainConfig, *,
+             discriminator: str | Path | None = None,
              colour_weight: float = 1.0, freeze_local: bool = False, renders: str | Path | None = None,
              n_renders: int = 2000, render_size: int = 64, render_seed: int = 0, device: str | None = None,
              progress: ProgressFn | None = None, stop_after: int | None = None,
@@ -48,7 +55,9 @@ def finetune(engine: str, real_generator: str | Path, out_dir: str | Path, tcfg:
     """Render ``n_renders`` avatars with ``engine`` into ``out_dir/renders`` (or use ``renders``), then train.
     ``engine_options`` (workers, batch size, timeout) default to rendering in this process.
 
-    ``tcfg.seg_discriminator`` is switched off when the engine draws no masks (image-only D).
+    ``discriminator``: the G_real training's discriminator, which G_avatar's starts from (as the official
+    finetuning does); None starts it fresh. ``tcfg.seg_discriminator`` is switched off when the engine draws no
+    masks (image-only D).
     """
     from ..render.job import EngineOptions, render_folder
     out = Path(out_dir)
@@ -68,15 +77,15 @@ def finetune(engine: str, real_generator: str | Path, out_dir: str | Path, tcfg:
     if colour_weight > 0 and not parts:
         raise AvatarToolError(f"the colour loss needs parts named {COLOUR_PARTS}; this generator has {gcfg.parts}")
     init_d = None
-    d_path = Path(real_generator).with_name("discriminator.safetensors")
-    if d_path.exists():
-        d, _ = load_discriminator(d_path)  # a branch it lacks stays freshly initialised
+    if discriminator is not None:
+        d, _ = load_discriminator(discriminator)  # a branch it lacks stays freshly initialised
         init_d = {k: v for k, v in d.state_dict().items() if tcfg.seg_discriminator or not k.startswith("seg.")}
     dev = select_device(device)
     g_ref = g_real.to(dev).eval().requires_grad_(False)
     extra = colour_loss_fn(g_ref, parts, colour_weight) if colour_weight > 0 else None
     run_meta = {"role": "avatar", "engine": engine, "real_generator": str(Path(real_generator).resolve()),
-                "colour_weight": colour_weight, "freeze_local": freeze_local}
+                "colour_weight": colour_weight, "freeze_local": freeze_local,
+                "discriminator_init": str(Path(discriminator).resolve()) if discriminator is not None else None}
     return run_gan(renders, out, gcfg, tcfg, init_generator=g_real.state_dict(), init_discriminator=init_d,
                    extra_g_loss=extra, freeze_local=freeze_local, run_meta=run_meta, device=device,
                    progress=progress, stop_after=stop_after)

@@ -325,7 +325,11 @@ def write_report(run_dir: Path, cfg_json: dict[str, Any], records: dict[str, dic
     rg, ag = out("real_generator"), out("avatar_generator")
     doc.para(f"G_real: {g_real_origin(rg)}; G_avatar: {ag.get('iters')} finetuning steps, "
              f"colour-loss weight {ag.get('colour_weight')}"
-             + (f", trained in {ag['precision']}." if ag.get("precision") else "."))
+             + (f", trained in {ag['precision']}" if ag.get("precision") else "")
+             + ("." if "discriminator_init" not in ag else
+                ", its discriminator started from G_real's." if ag["discriminator_init"] else
+                ", its discriminator trained from scratch (G_real came without one: a kept snapshot, or a file with "
+                "no discriminator.safetensors beside it)."))
     pick_table(doc, rg.get("pick"))
     doc.figure(run_dir / "avatar_generator" / "dual_domain_grid.png",
                "the same latents through G_real and G_avatar (rows: real image, its segmentation, avatar image, its segmentation)")

@@ -28,14 +28,18 @@ def _grid(real: str, out) -> None:
 def run(ctx: StageContext) -> dict[str, Any]:
     c = ctx.cfg.avatar
     real = ctx.output("real_generator")["generator"]
+    # named by the stage, not looked up beside the weights: a G_real restored from the cache brings its
+    # discriminator too, so a build finetunes the same with or without a cache
+    disc = ctx.output("real_generator").get("discriminator")
     renders = ctx.output("render")["folder"]
     tcfg = train_preset(c.train_preset, iters=c.iters, batch_size=c.batch_size, precision=c.precision)
     if c.colour_weight <= 0:
         ctx.warn("colour loss off (avatar.colour_weight=0): hair and skin colours may drift between the domains")
-    finetune(ctx.cfg.engine, real, ctx.dir, tcfg, colour_weight=c.colour_weight, freeze_local=c.freeze_local,
+    finetune(ctx.cfg.engine, real, ctx.dir, tcfg, discriminator=disc, colour_weight=c.colour_weight,
+             freeze_local=c.freeze_local,
              renders=renders, device=ctx.cfg.device, progress=gan_progress(ctx))
     distributed.on_main(_grid, real, ctx.dir)
     return {"generator": str((ctx.dir / "generator.safetensors").resolve()), "real_generator": real,
-            "iters": tcfg.iters, "colour_weight": c.colour_weight,
+            "iters": tcfg.iters, "colour_weight": c.colour_weight, "discriminator_init": disc,
             "precision": resolve_precision(tcfg.precision, select_device(ctx.cfg.device)),
             "files": ["generator.safetensors", "stats.jsonl", "dual_domain_grid.png"]}

@@ -17,6 +17,7 @@ from ...evaluation.face_likeness import face_model_paths
 from ...evaluation.snapshot_pick import pick_by_faces
 from ...generators import cache
 from ...generators.config import GeneratorConfig, generator_preset
+from ...generators.finetune import discriminator_beside
 from ...generators.io import load_generator
 from ...generators.train_real import GANTrainConfig, kept_snapshots, train_preset, train_real
 from ...precision import resolve_precision
@@ -35,8 +36,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if c.generator:
         path = Path(c.generator).resolve()
         g, meta = load_generator(path)  # fails here, with the loader's message, on a bad file
+        d = discriminator_beside(path)
         return {"generator": str(path), "source": "file", "sha256": file_digest(path), "size": g.cfg.size,
-                "files": [str(path)]}
+                "discriminator": str(d) if d else None, "files": [str(path)]}
     if c.images:
         from ...generators.celebamask import prepare_photo_folder
         photos = distributed.on_main(prepare_photo_folder, Path(c.images), ctx.dir / "photos", size=c.proxy_size,
@@ -63,7 +65,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
     gan = ctx.dir / "gan"
     pick = distributed.on_main(_pick_snapshot, ctx, gan, tcfg.iters)
     gen = Path(pick.get("weights") or gan / "generator.safetensors")
-    return {"generator": str(gen.resolve()), "source": source, "photos": str(photos.resolve()), "iters": tcfg.iters,
+    # G_avatar's discriminator starts from the one trained with these weights; a kept snapshot has none of its own
+    d = discriminator_beside(gen)
+    return {"generator": str(gen.resolve()), "discriminator": str(d.resolve()) if d else None,
+            "source": source, "photos": str(photos.resolve()), "iters": tcfg.iters,
             "size": gcfg.size, "precision": precision, "cache": reuse, "pick": pick, "samples": str((gan / "samples").resolve()),
             "files": [str(gen.relative_to(ctx.dir)), "gan/stats.jsonl"]}
 
