@@ -1,6 +1,7 @@
 """SemanticStyleGAN: W+ layout, compositing, determinism, losses/regularisers, checkpoints, training resume."""
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import replace
@@ -391,6 +392,12 @@ def test_cli_gan_train_and_grid(tmp_path):
     r = CliRunner().invoke(app, ["gan-grid", "--real", str(g), "--avatar", str(g), "--out", str(tmp_path / "g.png"), "-n", "2"])
     assert r.exit_code == 0, r.output
     assert Image.open(tmp_path / "g.png").size[0] > 64
+    # finetune starts G_avatar's discriminator from the one gan-train wrote beside G_real, and says so
+    r = CliRunner().invoke(app, ["finetune", "--engine", "alter", "--real-generator", str(g), "--renders", str(data),
+                                 "--out", str(tmp_path / "av"), "--iters", "1", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert "discriminator: starts from" in r.output
+    assert json.loads((tmp_path / "av" / "run.json").read_text())["discriminator_init"].endswith("discriminator.safetensors")
 
 
 @pytest.mark.parametrize("pad", [(1, 1), (2, 1), (1, 2), (0, 0)])
