@@ -4,7 +4,8 @@
     python -m benchmarks seeds RUN [RUN ...] --against RUN [RUN ...] [--name NAME]
 
 Each RUN is a finished ``avatartool build`` of the same engine and the same held-out set, differing in its seed
-(e.g. ``--set render.seed=1``: other renders, so other pairs, another estimator and another Baseline). The table
+(e.g. ``--set render.seed=1``: other renders, so other pairs, another estimator and another Baseline; threads,
+device and export settings may differ too, since no score depends on them). The table
 reads each build's own evaluation (method and Baseline, scored on the shared held-out set) and pair measures, one
 row per build, then the mean, the spread and the verdict by issue 22's rule: a lead counts when its mean is larger
 than the spread between machines (``--spread``, 0.03 in accuracy, measured on one seeded smoke build run on two
@@ -87,6 +88,8 @@ def summarise(results: Sequence[SeedResult], spread: float = MACHINE_SPREAD) -> 
 SEED_KEYS = ("render.seed",)
 #: settings that do not change what a build learns (where and how fast it runs)
 _IGNORED_KEYS = ("threads", "device", "render.workers")
+#: sections no scored stage reads: the evaluation scores the trained estimators, not the exported models
+_IGNORED_SECTIONS = ("export.",)
 
 
 def pair_by_seed(changed: Sequence[SeedResult], unchanged: Sequence[SeedResult]) -> list[tuple[SeedResult, SeedResult]]:
@@ -126,7 +129,8 @@ def config_differences(configs: Sequence[dict[str, Any]]) -> list[str]:
     from toolchain.pipeline.config import flatten_settings
     flats = [flatten_settings(c) for c in configs]
     keys = sorted(set().union(*flats))
-    return [k for k in keys if k not in SEED_KEYS + _IGNORED_KEYS and len({repr(f.get(k)) for f in flats}) > 1]
+    return [k for k in keys if k not in SEED_KEYS + _IGNORED_KEYS and not k.startswith(_IGNORED_SECTIONS)
+            and len({repr(f.get(k)) for f in flats}) > 1]
 
 
 def read_build(run_dir: Path) -> tuple[SeedResult, str, str, dict[str, Any]]:

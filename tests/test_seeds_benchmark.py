@@ -46,9 +46,11 @@ def test_render_distance_win_needs_every_one_of_three_seeds():
     assert summarise([_seed(i, 0.3, 0.3, 0.1, 0.2) for i in range(2)])["render_distance_rel"]["win"] is False
 
 
-def test_builds_may_differ_in_seed_and_threads_only():
-    base = {"engine": "alter", "threads": 2, "render": {"seed": 0, "n": 800}, "real": {"generator": "a.safetensors"}}
-    same = {"engine": "alter", "threads": 1, "render": {"seed": 1, "n": 800}, "real": {"generator": "a.safetensors"}}
+def test_builds_may_differ_in_seed_threads_and_export_only():
+    base = {"engine": "alter", "threads": 2, "render": {"seed": 0, "n": 800}, "real": {"generator": "a.safetensors"},
+            "export": {"formats": "onnx,tflite"}}
+    same = {"engine": "alter", "threads": 1, "render": {"seed": 1, "n": 800}, "real": {"generator": "a.safetensors"},
+            "export": {"formats": "onnx"}}
     other = {"engine": "alter", "threads": 2, "render": {"seed": 2, "n": 800}, "real": {"generator": None}}
     assert config_differences([base, same]) == []
     assert config_differences([base, same, other]) == ["real.generator"]
