@@ -130,7 +130,7 @@ def test_an_entry_without_its_discriminator_is_neither_stored_nor_used(tmp_path)
     (tmp_path / "gan" / "discriminator.safetensors").unlink()
     with pytest.raises(AvatarToolError, match="discriminator"):
         cache.store("k2", {"x": 1}, tmp_path / "gan", source="test", root=root)
-    assert not (root / "k2").exists()
+    assert not (root / "k2").exists() and not list(root.glob(".k2.*"))   # no half-made entry left behind
 
 
 def test_g_avatar_finetunes_the_same_whether_g_real_was_trained_or_restored(tmp_path, monkeypatch):

@@ -603,10 +603,10 @@ def finetune(
     configure_cpu_math(threads)
     tcfg = train_preset(train_config, iters=iters, precision=check_precision(precision, "--precision"))
     from .. import distributed
+    disc = discriminator_beside(real_generator)
+    console.print(f"discriminator: starts from {disc}" if disc else
+                  f"discriminator: trained from scratch (no discriminator.safetensors beside {real_generator})")
     with distributed.process_group(device), make_progress() as progress:
-        disc = discriminator_beside(real_generator)
-        console.print(f"discriminator: starts from {disc}" if disc else
-                      f"discriminator: trained from scratch (no discriminator.safetensors beside {real_generator})")
         summary = run_finetune(engine, real_generator, out, tcfg, discriminator=disc,
                                colour_weight=color_weight, freeze_local=freeze_local,
                                renders=renders, n_renders=n, render_size=render_size, device=device,

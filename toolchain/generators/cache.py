@@ -165,13 +165,13 @@ def store(key: str, basis: dict[str, Any], gan_dir: str | Path, source: str, roo
     root = root or cache_root()
     if root is None:
         return None
+    if not (gan_dir / DISCRIMINATOR).is_file():
+        raise AvatarToolError(f"{gan_dir} has no {DISCRIMINATOR}: a G_real is cached only with the discriminator "
+                              "it was trained with")
     final = root / key
     tmp = final.with_name(f".{key}.{os.getpid()}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    if not (gan_dir / DISCRIMINATOR).is_file():
-        raise AvatarToolError(f"{gan_dir} has no {DISCRIMINATOR}: a G_real is cached only with the discriminator "
-                              "it was trained with")
     for name in (WEIGHTS, "generator.json", DISCRIMINATOR, "discriminator.json", "stats.jsonl", "run.json"):
         if (gan_dir / name).is_file():
             shutil.copy2(gan_dir / name, tmp / name)
