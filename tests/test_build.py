@@ -140,6 +140,20 @@ def test_the_learning_rate_settings_reach_g_reals_training():
     assert (cpu.lr, cpu.lr_drop_at, cpu.lr_after, cpu.iters) == (0.004, 2000, 0.002, 5000)
 
 
+def test_the_augment_setting_reaches_g_reals_discriminator_and_refuses_typos():
+    from toolchain.pipeline.stages.real_generator import g_real_training
+
+    _, plain, _ = g_real_training(resolve_config("alter", "smoke"))
+    assert plain.augment == ""  # tiny_official's own: none
+    _, aug, _ = g_real_training(resolve_config("alter", "smoke", overrides=["real.augment=translation,cutout"]))
+    assert aug.augment == "translation,cutout"
+    _, off, _ = g_real_training(resolve_config("alter", "smoke", overrides=[
+        "real.train_preset=tiny", "real.augment=plain"]))
+    assert off.augment == ""  # overrides the tiny preset's translation,cutout
+    with pytest.raises(AvatarToolError, match="real.augment='translation,cutuot'.*cutout"):
+        resolve_config("alter", "smoke", overrides=["real.augment=translation,cutuot"])
+
+
 def test_the_papers_strengths_name_parts_of_the_official_generator():
     from toolchain.generators.config import generator_preset
     from toolchain.production.augment import PAPER_STRENGTHS

@@ -63,6 +63,9 @@ class RealStage:
     lr: Optional[float] = None
     lr_drop_at: Optional[int] = None
     lr_after: Optional[float] = None
+    # DiffAugment ops on every input of G_real's discriminator, real and generated (GANTrainConfig.augment), e.g.
+    # "translation,cutout"; "plain" for none ("none", as for every optional setting, means the training preset's)
+    augment: Optional[str] = None
     precision: str = "auto"                  # auto / bf16 / fp32 (toolchain/precision.py)
     keep_every: Optional[int] = None         # keep G_ema every N steps (default: the training preset's, 0 = none)
     # which weights become G_real: "last" = the final ones; "faces" = the kept snapshot whose samples the SDK's
@@ -256,11 +259,24 @@ def resolve_config(engine: str, preset: str = "smoke", yaml_file: str | Path | N
     return cfg
 
 
+def real_augment_policy(setting: Optional[str]) -> Optional[str]:
+    """``real.augment`` as a DiffAugment policy: ``None`` (the training preset's), ``""`` for "plain", else as given."""
+    if setting is None:
+        return None
+    return "" if str(setting).strip().lower() == "plain" else str(setting)
+
+
 def check_config(cfg: BuildConfig) -> None:
     """Settings whose form can be checked before any stage runs (a typo should not cost a G_real training)."""
     check_precision(cfg.real.precision, key="real.precision")
     check_precision(cfg.avatar.precision, key="avatar.precision")
     check_precision(cfg.pairs.precision, key="pairs.precision")
+    if cfg.real.augment is not None:
+        from ..generators.diffaugment import parse_policy
+        try:
+            parse_policy(real_augment_policy(cfg.real.augment))
+        except ValueError as exc:
+            raise AvatarToolError(f"real.augment={cfg.real.augment!r}: {exc}, comma-separated, or 'plain' for none") from None
     if cfg.real.pick not in REAL_PICKS:
         raise AvatarToolError(f"real.pick={cfg.real.pick!r} is not a choice: use one of {', '.join(REAL_PICKS)}")
     strengths = parse_strengths(cfg.pairs.augment, key="pairs.augment")

@@ -23,7 +23,7 @@ from ...generators.train_real import GANTrainConfig, kept_snapshots, train_prese
 from ...precision import resolve_precision
 from ...proxy.eval_set import write_proxy_set
 from ...torch_utils import select_device
-from ..config import BuildConfig
+from ..config import BuildConfig, real_augment_policy
 from ..fingerprint import code_version, file_digest
 from ..runner import StageContext
 from .progress import gan_progress
@@ -77,7 +77,8 @@ def g_real_training(cfg: BuildConfig) -> tuple[GeneratorConfig, GANTrainConfig, 
     """The generator and training configurations a build trains G_real with, and the arithmetic that runs."""
     c = cfg.real
     tcfg = train_preset(c.train_preset, iters=c.iters, batch_size=c.batch_size, precision=c.precision,
-                        keep_every=c.keep_every, lr=c.lr, lr_drop_at=c.lr_drop_at, lr_after=c.lr_after)
+                        keep_every=c.keep_every, lr=c.lr, lr_drop_at=c.lr_drop_at, lr_after=c.lr_after,
+                        augment=real_augment_policy(c.augment))
     return generator_preset(c.generator_config), tcfg, resolve_precision(tcfg.precision, select_device(cfg.device))
 
 
