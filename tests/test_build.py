@@ -154,6 +154,23 @@ def test_the_augment_setting_reaches_g_reals_discriminator_and_refuses_typos():
         resolve_config("alter", "smoke", overrides=["real.augment=translation,cutuot"])
 
 
+def test_the_recolour_setting_reaches_the_pairs_stage_and_refuses_unknown_parts():
+    from types import SimpleNamespace
+    from toolchain.pipeline.stages.pairs import pairs_config
+
+    def stage_cfg(*overrides: str):
+        cfg = resolve_config("alter", "smoke", overrides=list(overrides))
+        ctx = SimpleNamespace(cfg=cfg, output=lambda stage: {"folder": "renders"})
+        return pairs_config(ctx)
+    assert stage_cfg().recolour == ()
+    assert stage_cfg("pairs.recolour=hair,skin").recolour == ("hair", "skin")
+    assert stage_cfg("pairs.recolour=hair", "pairs.recolour=none").recolour == ()
+    with pytest.raises(AvatarToolError, match="pairs.recolour part 'hiar' is neither a generator part"):
+        resolve_config("alter", "smoke", overrides=["pairs.recolour=hair,hiar"])
+    with pytest.raises(AvatarToolError, match="names a part twice"):
+        resolve_config("alter", "smoke", overrides=["pairs.recolour=hair,hair"])
+
+
 def test_the_papers_strengths_name_parts_of_the_official_generator():
     from toolchain.generators.config import generator_preset
     from toolchain.production.augment import PAPER_STRENGTHS

@@ -294,6 +294,71 @@ def test_pairs_invert_against_the_render_masks(gen_pair, renders, tmp_path, monk
         produce_pairs(replace(guided, renders=str(bare)), tmp_path / "bare-pairs", real, avatar)
 
 
+def test_colour_transfer_moves_a_part_to_its_target_and_leaves_the_rest():
+    """Hard part maps: the part's mean lands on the target (to rounding), its texture stays, other pixels keep every
+    bit; a NaN target or a part with no pixels leaves the image as it is; soft maps move pixels by their weight."""
+    from toolchain.production.recolour import transfer_colours
+    rng = np.random.default_rng(0)
+    images = rng.integers(60, 140, (2, 16, 16, 3)).astype(np.uint8)
+    probs = np.zeros((2, 3, 16, 16), np.float32)
+    probs[:, 1, 4:10, 3:12] = 1.0      # part 1: a block
+    probs[:, 0] = 1 - probs[:, 1]
+    targets = np.array([[[180.0, 70.0, 120.0]], [[np.nan, np.nan, np.nan]]])
+    out = transfer_colours(images, probs, [1], targets)
+    block = (slice(4, 10), slice(3, 12))
+    assert np.abs(out[0][block].reshape(-1, 3).mean(0) - targets[0, 0]).max() < 0.5
+    texture = lambda im: im[block].astype(int) - im[block].reshape(-1, 3).mean(0)  # noqa: E731
+    assert np.abs(texture(out[0]) - texture(images[0])).max() <= 1
+    outside = probs[0, 1] == 0
+    assert np.array_equal(out[0][outside], images[0][outside])
+    assert np.array_equal(out[1], images[1])
+    assert np.array_equal(transfer_colours(images, probs, [2], np.full((2, 1, 3), 200.0)), images)  # no pixels
+    soft = probs.copy()
+    soft[:, 1] *= 0.5
+    half = transfer_colours(images, soft, [1], targets).astype(float)
+    moved, full = (half - images)[0][block], (out.astype(float) - images)[0][block]
+    assert np.abs(moved - 0.5 * full).max() <= 1.0
+
+
+def test_pairs_take_the_part_colours_of_their_renders(gen_pair, renders, tmp_path, monkeypatch):
+    """With pairs.recolour the same inversions give faces whose hair has moved to the render's hair colour (every
+    copy of a source); the setting is in the fingerprint only when on; renders without masks are refused."""
+    import shutil
+    from toolchain.production.recolour import RenderColours
+    from toolchain.render.folder import MANIFEST, RenderFolder
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
+    d, g_real, _ = gen_pair
+    real, avatar = resolve_generators(d)
+    plain_cfg, hair_cfg = _cfg(renders, n=3), _cfg(renders, n=3, recolour=("hair",))
+    assert "recolour" not in plain_cfg.fingerprint() and hair_cfg.fingerprint()["recolour"] == ["hair"]
+    with pytest.warns(UserWarning):
+        produce_pairs(plain_cfg, tmp_path / "plain", real, avatar)
+        produce_pairs(hair_cfg, tmp_path / "hair", real, avatar)
+    plain, hair = PairedDataset.open(tmp_path / "plain"), PairedDataset.open(tmp_path / "hair")
+    assert np.array_equal(plain.latents, hair.latents) and hair.meta["fingerprint"]["recolour"] == ["hair"]
+    k = g_real.cfg.parts.index("hair")
+    colours = RenderColours(RenderFolder.open(renders), g_real.cfg, [k])
+    with torch.no_grad():
+        probs = g_real.synthesize(torch.from_numpy(hair.latents), "const").part_probs()[:, k].numpy()[..., None]
+    mean = lambda im, j: (im[j].astype(float) * probs[j]).sum((0, 1)) / probs[j].sum()  # noqa: E731
+    tested = 0
+    for j, p in enumerate(hair.provenance):
+        target = colours(p["source"])[0]
+        if np.isnan(target).any() or probs[j].sum() < 4:
+            continue
+        before, after = (np.abs(mean(ds.images, j) - target).mean() for ds in (plain, hair))
+        assert after < 0.8 * before or before < 2, (j, before, after)
+        tested += before >= 2
+    assert tested >= 6
+    bare = tmp_path / "bare"
+    shutil.copytree(renders, bare)
+    shutil.rmtree(bare / "masks")
+    manifest = json.loads((bare / MANIFEST).read_text())
+    (bare / MANIFEST).write_text(json.dumps({**manifest, "masks": False}))
+    with pytest.raises(AvatarToolError, match="pairs.recolour=none"):  # before any inversion
+        produce_pairs(replace(hair_cfg, renders=str(bare)), tmp_path / "bare-pairs", real, avatar)
+
+
 KILL_SCRIPT = textwrap.dedent("""
     import sys, torch
     torch.set_num_threads(1)

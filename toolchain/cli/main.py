@@ -668,6 +668,9 @@ def pairs(
     mask_weight: float = typer.Option(0.0, "--mask-weight", help="Weight of the inversion's part-map term (ours, not the "
                                       "paper's): cross-entropy of G_avatar's part probabilities against each render's "
                                       "mask; 0 = image losses only. Needs renders with masks."),
+    recolour: str = typer.Option("none", "--recolour", help="Parts whose mean colour every realistic face takes from "
+                                 "its render, e.g. hair,skin (ours, not the paper's: G_real draws only the colours its "
+                                 "photos have); 'none': off. Needs renders with masks."),
     workers: Workers = DEFAULT_WORKERS,
     batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     engine_timeout: EngineTimeout = DEFAULT_ENGINE_TIMEOUT_S,
@@ -677,6 +680,7 @@ def pairs(
     from ..production.init_latent import InitConfig
     from ..production.inversion import EARLY_STOP_TOL, InversionConfig, inversion_precision
     from ..production.pairs import PairsConfig, produce_pairs, resolve_generators
+    from ..production.strengths import parse_recolour
     from ..production.strengths import parse_strengths
     from ..precision import check_precision
     strengths = parse_strengths(augment, key="--augment")
@@ -691,7 +695,7 @@ def pairs(
                                                 early_stop_tol=EARLY_STOP_TOL if early_stop else 0.0,
                                                 precision=inversion_precision(check_precision(precision, "--precision")),
                                                 lambda_s=mask_weight),
-                      render_options=engine_options(workers, batch_size, engine_timeout))
+                      recolour=parse_recolour(recolour, key="--recolour"), render_options=engine_options(workers, batch_size, engine_timeout))
     from .. import distributed
     with distributed.process_group(), make_progress() as progress:
         task = progress.add_task("pairs", total=n)

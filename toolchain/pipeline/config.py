@@ -27,7 +27,8 @@ from typing import Any, Optional
 
 from ..errors import AvatarToolError
 from ..precision import check_precision
-from ..production.strengths import PAPER_STRENGTHS_TEXT, parse_strengths, resolve_part_names
+from ..production.strengths import (PAPER_STRENGTHS_TEXT, parse_recolour, parse_strengths, resolve_part_names,
+                                     resolve_recolour_parts)
 from ..render.job import DEFAULT_BATCH_SIZE, DEFAULT_ENGINE_TIMEOUT_S, DEFAULT_WORKERS
 
 
@@ -110,6 +111,9 @@ class PairsStage:
     # the part-map term of the inversion (ours): cross-entropy of G_avatar's part probabilities against the render's
     # mask, weighted so; 0 = the paper's image-only inversion. Needs an engine that draws masks
     mask_weight: float = 0.0
+    # parts whose mean colour every realistic face takes from its render, e.g. "hair,skin" (ours, not the paper's;
+    # toolchain/production/recolour.py); None: off. Needs an engine that draws masks
+    recolour: Optional[str] = None
 
 
 @dataclass
@@ -284,12 +288,15 @@ def check_config(cfg: BuildConfig) -> None:
         raise AvatarToolError(f"pairs.augment names no part to perturb, so the pairs.k={cfg.pairs.k} augmented copies "
                               "would repeat their source; set pairs.k=0 or name parts, e.g. "
                               f"--set pairs.augment={PAPER_STRENGTHS_TEXT}")
+    recolour = parse_recolour(cfg.pairs.recolour)
     if cfg.real.generator is None:  # a given generator file is checked when the pairs stage loads it
         from ..generators.config import generator_preset
+        gen_cfg = generator_preset(cfg.real.generator_config)
         try:
-            resolve_part_names(generator_preset(cfg.real.generator_config), strengths)
+            resolve_part_names(gen_cfg, strengths)
         except AvatarToolError as exc:
             raise AvatarToolError(f"pairs.augment: {exc}") from None
+        resolve_recolour_parts(gen_cfg, recolour)
 
 
 def parse_settings(items: list[str], form: str = "SECTION.FIELD=VALUE", example: str = "pairs.k=3") -> dict[str, Any]:

@@ -41,6 +41,8 @@ from .augment import AugmentConfig, augment, resolve_parts
 from .init_latent import InitConfig, build_init
 from .inversion import InversionConfig, InvertedSample, invert_stream
 from .perceptual import make_perceptual
+from .recolour import RenderColours, transfer_colours
+from .strengths import resolve_recolour_parts
 
 ProgressFn = Callable[[int, int, dict], None]   # (sources inverted, total, {kept, dropped, sealed})
 # The quality filter's floor on the final inversion loss, per perceptual term: LPIPS and the weight-free
@@ -79,6 +81,8 @@ class PairsConfig:
     inversion: InversionConfig = field(default_factory=InversionConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     grid_sources: int = 8
+    # parts whose mean colour each realistic face takes from its render (recolour.py; ours, not the paper's)
+    recolour: tuple[str, ...] = ()
     render_options: Any = None      # render.job.EngineOptions when renders are made here (default: in-process)
 
     def __post_init__(self) -> None:
@@ -99,9 +103,11 @@ class PairsConfig:
 
     def fingerprint(self) -> dict[str, Any]:
         """What must not change between a run and its resumption."""
+        # the transfer enters only when on, so datasets made before it existed keep their fingerprint
         return {"engine": self.engine, "render_size": self.render_size, "render_seed": self.render_seed,
                 "chunk": self.chunk, "max_loss": self.max_loss, "latent_anchor": self.latent_anchor, "init": vars(self.init),
-                "inversion": self.inversion.to_json(), "augment": self.augment.to_json()}
+                "inversion": self.inversion.to_json(), "augment": self.augment.to_json(),
+                **({"recolour": list(self.recolour)} if self.recolour else {})}
 
 
 def resolve_generators(run: str | Path | None = None, real: str | Path | None = None,
@@ -165,6 +171,14 @@ def inversion_items(cfg: PairsConfig, folder: RenderFolder, vectors: list[dict],
                init.for_vectors([vectors[i]])[0], anchor, parts)
 
 
+def render_colours(cfg: PairsConfig, folder: RenderFolder, g_real) -> RenderColours | None:
+    """The colour transfer's source colours, or None when it is off; checks the part names and that the renders have
+    masks before any inversion runs."""
+    if not cfg.recolour:
+        return None
+    return RenderColours(folder, g_real.cfg, resolve_recolour_parts(g_real.cfg, cfg.recolour))
+
+
 def source_generator(seed: int, source: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + source)
 
@@ -182,9 +196,11 @@ def _ensure_renders(cfg: PairsConfig, out: Path) -> RenderFolder:
 
 
 def chunk_samples(cfg: PairsConfig, g_real, src: list[int], results: list[InvertedSample], vectors: list[dict],
-                  max_loss: float | None, auto_floor: float | None = None) -> tuple[list[tuple], list[dict]]:
+                  max_loss: float | None, auto_floor: float | None = None,
+                  colours: RenderColours | None = None) -> tuple[list[tuple], list[dict]]:
     """Filter, synthesise and augment one chunk of finished sources: ([(image, vector, provenance, latent)],
-    dropped sources). With ``auto_floor`` the threshold is this chunk's :func:`chunk_threshold`."""
+    dropped sources). With ``auto_floor`` the threshold is this chunk's :func:`chunk_threshold`; with ``colours``
+    every face of a source takes those parts' colours from its render (:mod:`.recolour`)."""
     if auto_floor is not None:
         max_loss = chunk_threshold([r.loss for r in results], auto_floor)
     dropped, samples = [], []
@@ -195,7 +211,11 @@ def chunk_samples(cfg: PairsConfig, g_real, src: list[int], results: list[Invert
                 continue
             codes = torch.cat((res.wplus[None], augment(g_real, res.wplus, cfg.augment.strengths, cfg.augment.k,
                                                         source_generator(cfg.augment.seed, i))))
-            images = signed_to_uint8(g_real.synthesize(codes, "const").image)
+            synth = g_real.synthesize(codes, "const")
+            images = signed_to_uint8(synth.image)
+            if colours is not None:
+                targets = np.repeat(colours(i)[None], len(codes), axis=0)
+                images = transfer_colours(images, synth.part_probs().float().cpu().numpy(), colours.parts, targets)
             stats = {"loss": round(res.loss, 5), "perceptual": round(res.perceptual, 5), "mse": round(res.mse, 5),
                      "steps": res.steps}
             for j in range(len(codes)):
@@ -205,11 +225,12 @@ def chunk_samples(cfg: PairsConfig, g_real, src: list[int], results: list[Invert
 
 
 def _seal_chunk(cfg: PairsConfig, writer: PairedDatasetWriter, g_real, src: list[int], results: list[InvertedSample],
-                vectors: list[dict], max_loss: float | None, auto_floor: float | None = None) -> dict[str, Any]:
+                vectors: list[dict], max_loss: float | None, auto_floor: float | None = None,
+                colours: RenderColours | None = None) -> dict[str, Any]:
     """:func:`chunk_samples`, written as one shard together with the progress record (one atomic index
     write). Returns the new progress record."""
     wmeta = writer.index["meta"]
-    samples, dropped = chunk_samples(cfg, g_real, src, results, vectors, max_loss, auto_floor)
+    samples, dropped = chunk_samples(cfg, g_real, src, results, vectors, max_loss, auto_floor, colours)
     for image, vector, provenance, latent in samples:
         writer.add(image, vector, provenance=provenance, latent=latent)
     added = len(samples)
@@ -240,6 +261,7 @@ def produce_pairs(cfg: PairsConfig, out_dir: str | Path, real_generator: str | P
     if (g_real.cfg.parts, g_real.cfg.n_latent, g_real.cfg.style_dim) != (g_av.cfg.parts, g_av.cfg.n_latent, g_av.cfg.style_dim):
         raise AvatarToolError("G_real and G_avatar have different W+ layouts; they must share one config")
     resolve_parts(g_real, cfg.augment.strengths)  # fail before any work on a bad part name
+    colours = render_colours(cfg, folder, g_real)
     perceptual, lpips_info = make_perceptual(cfg.lpips_weights)
     auto_floor = default_max_loss(lpips_info["used"]) if cfg.max_loss == "auto" else None
     max_loss = None if auto_floor is not None else cfg.max_loss
@@ -264,7 +286,7 @@ def produce_pairs(cfg: PairsConfig, out_dir: str | Path, real_generator: str | P
     if dist.enabled:
         from .pairs_ranks import produce_on_ranks
         produce_on_ranks(cfg, out, writer, g_real, g_av, perceptual, init, folder, vectors, max_loss, auto_floor,
-                         progress, stop_after_chunks)
+                         progress, stop_after_chunks, colours)
         return distributed.broadcast_object(
             _summary(cfg, out, writer, g_av, rdir, lpips_info, init, auto_floor, max_loss, t0) if dist.is_main else None)
     from .pairs_ranks import merge_parts
@@ -288,7 +310,7 @@ def produce_pairs(cfg: PairsConfig, out_dir: str | Path, real_generator: str | P
             while c0 < cfg.n and all(j in finished for j in range(c0, min(cfg.n, c0 + cfg.chunk))):
                 src = list(range(c0, min(cfg.n, c0 + cfg.chunk)))
                 prog = _seal_chunk(cfg, writer, g_real, src, [finished.pop(j) for j in src],
-                                   [vectors[j] for j in src], max_loss, auto_floor)
+                                   [vectors[j] for j in src], max_loss, auto_floor, colours)
                 c0, chunks = src[-1] + 1, chunks + 1
             if stop_after_chunks is not None and chunks >= stop_after_chunks:
                 break

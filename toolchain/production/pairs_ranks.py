@@ -88,7 +88,8 @@ def _write_part(out: Path, chunk: int, schema, samples: list[tuple], dropped: li
 
 def produce_on_ranks(cfg, out: Path, writer: PairedDatasetWriter, g_real, g_av, perceptual, init, folder,
                      vectors: list[dict], max_loss: float | None, auto_floor: float | None,
-                     progress: Callable[[int, int, dict], None] | None, stop_after_chunks: int | None) -> None:
+                     progress: Callable[[int, int, dict], None] | None, stop_after_chunks: int | None,
+                     colours=None) -> None:
     from .pairs import chunk_samples, inversion_items
     dist = distributed.info()
     if dist.is_main:
@@ -115,7 +116,7 @@ def produce_on_ranks(cfg, out: Path, writer: PairedDatasetWriter, g_real, g_av, 
                 c = pending.pop(0)
                 src = chunk_sources(cfg, c)
                 samples, dropped = chunk_samples(cfg, g_real, src, [finished.pop(j) for j in src],
-                                                 [vectors[j] for j in src], max_loss, auto_floor)
+                                                 [vectors[j] for j in src], max_loss, auto_floor, colours)
                 _write_part(out, c, folder.schema, samples, dropped)
                 sealed, kept, n_dropped = sealed + 1, kept + len(src) - len(dropped), n_dropped + len(dropped)
             if stop_after_chunks is not None and sealed >= stop_after_chunks:

@@ -1,8 +1,8 @@
-"""The semantic augmentation's strengths as a build writes them (``PART=λ,...``), kept free of torch so that a
-configuration can be checked before anything heavy is imported."""
+"""The pairs stage's part settings as a build writes them (the semantic augmentation's ``PART=λ,...``, the colour
+transfer's ``PART,...``), kept free of torch so that a configuration can be checked before anything heavy is imported."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from ..errors import AvatarToolError
 
@@ -46,8 +46,10 @@ def parse_strengths(text: str, key: str = "augmentation strengths") -> dict[str,
 LABEL_ALIASES = {"glasses": "eyeglass", "clothes": "cloth", "skin": "face", "eyes": "eye", "brows": "brow"}
 
 
-def resolve_part_names(cfg: "GeneratorConfig", strengths: dict[str, float]) -> dict[str, float]:
-    """Names (generator parts or mask labels) -> {generator part: λ}, for a generator of config ``cfg``."""
+def resolve_part_names(cfg: "GeneratorConfig", strengths: dict[str, float],
+                       what: str = "augmentation part") -> dict[str, float]:
+    """Names (generator parts or mask labels) -> {generator part: λ}, for a generator of config ``cfg``; ``what``
+    names the setting in the error for an unknown name."""
     labels = cfg.mask_labels or cfg.parts
     lut = cfg.label_to_part()
     out: dict[str, float] = {}
@@ -61,9 +63,27 @@ def resolve_part_names(cfg: "GeneratorConfig", strengths: dict[str, float]) -> d
         elif name in labels:
             part = cfg.parts[lut[labels.index(name)]]
         else:
-            raise AvatarToolError(f"augmentation part '{name}' is neither a generator part ({', '.join(cfg.parts)}) "
+            raise AvatarToolError(f"{what} '{name}' is neither a generator part ({', '.join(cfg.parts)}) "
                                   f"nor a mask label ({', '.join(labels)})")
         if part in out and out[part] != lam:
             raise AvatarToolError(f"augmentation strengths name the generator part '{part}' twice with different values")
         out[part] = lam
     return out
+
+
+def parse_recolour(text: str | None, key: str = "pairs.recolour") -> tuple[str, ...]:
+    """``"hair,skin"`` -> ``("hair", "skin")``; ``None``, ``""`` or ``"none"`` -> ``()`` (no transfer)."""
+    if text is None or str(text).strip().lower() in ("", "none"):
+        return ()
+    names = tuple(n.strip() for n in str(text).split(","))
+    if any(not n for n in names):
+        raise AvatarToolError(f"{key}={text!r}: an empty part name; write part names separated by commas, e.g. hair,skin")
+    if len(set(names)) != len(names):
+        raise AvatarToolError(f"{key}={text!r} names a part twice")
+    return names
+
+
+def resolve_recolour_parts(gen_cfg, names: Sequence[str], key: str = "pairs.recolour") -> list[int]:
+    """Part names (generator parts or mask labels) -> generator part indices, in the order given."""
+    parts = resolve_part_names(gen_cfg, {n: 1.0 for n in names}, what=f"{key} part")
+    return [gen_cfg.parts.index(p) for p in parts]

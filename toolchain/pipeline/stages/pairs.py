@@ -8,6 +8,7 @@ from ...production.augment import AugmentConfig
 from ...production.init_latent import InitConfig
 from ...production.inversion import EARLY_STOP_TOL, InversionConfig, inversion_precision
 from ...production.pairs import PairsConfig, produce_pairs
+from ...production.strengths import parse_recolour
 from ...production.strengths import parse_strengths
 from ..runner import StageContext
 
@@ -21,7 +22,8 @@ def pairs_config(ctx: StageContext) -> PairsConfig:
                        inversion=InversionConfig(steps=c.steps, batch_size=c.batch,
                                                  early_stop_tol=EARLY_STOP_TOL if c.early_stop else 0.0,
                                                  precision=inversion_precision(c.precision), lambda_s=c.mask_weight),
-                       augment=AugmentConfig(k=c.k, strengths=parse_strengths(c.augment, key="pairs.augment")))
+                       augment=AugmentConfig(k=c.k, strengths=parse_strengths(c.augment, key="pairs.augment")),
+                       recolour=parse_recolour(c.recolour))
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
@@ -39,5 +41,5 @@ def run(ctx: StageContext) -> dict[str, Any]:
     return {"dataset": str(ctx.dir.resolve()), "samples": summary["samples"], "kept_sources": summary["kept_sources"],
             "dropped_sources": summary["dropped_sources"], "max_loss": summary["max_loss"], "lpips": summary["lpips"],
             "init": summary["init"].get("mode") if isinstance(summary["init"], dict) else None,
-            "precision": cfg.inversion.precision, "mask_weight": cfg.inversion.lambda_s,
+            "precision": cfg.inversion.precision, "mask_weight": cfg.inversion.lambda_s, "recolour": list(cfg.recolour),
             "grid": summary.get("grid"), "files": ["index.json", "pairs_grid.png"]}
