@@ -343,7 +343,9 @@ def write_report(run_dir: Path, cfg_json: dict[str, Any], records: dict[str, dic
                  f"{'LPIPS' if p.get('lpips', {}).get('used') else p.get('lpips', {}).get('fallback')}"
                  + (f"; G_avatar's pass inverted in {p['precision']}" if p.get("precision") else "")
                  + (f"; part-map term (render masks) weighted {_fmt(p['mask_weight'])}." if p.get("mask_weight")
-                    else "; image losses only (no part-map term)." if "mask_weight" in p else "."))
+                    else "; image losses only (no part-map term)." if "mask_weight" in p else ".")
+                 + (f" Each realistic face takes the mean colour of its render's {' and '.join(p['recolour'])} "
+                    "(pairs.recolour; ours, not the paper's)." if p.get("recolour") else ""))
     doc.figure(run_dir / "pairs" / "pairs_grid.png", "render | reconstruction in G_avatar | realistic face G_real(w*) | augmented")
     pair_measures_section(doc, out("pair_measures"), rg)
 
