@@ -680,8 +680,7 @@ def pairs(
     from ..production.init_latent import InitConfig
     from ..production.inversion import EARLY_STOP_TOL, InversionConfig, inversion_precision
     from ..production.pairs import PairsConfig, produce_pairs, resolve_generators
-    from ..production.strengths import parse_recolour
-    from ..production.strengths import parse_strengths
+    from ..production.strengths import parse_recolour, parse_strengths
     from ..precision import check_precision
     strengths = parse_strengths(augment, key="--augment")
     from ..torch_utils import configure_cpu_math
@@ -695,7 +694,8 @@ def pairs(
                                                 early_stop_tol=EARLY_STOP_TOL if early_stop else 0.0,
                                                 precision=inversion_precision(check_precision(precision, "--precision")),
                                                 lambda_s=mask_weight),
-                      recolour=parse_recolour(recolour, key="--recolour"), render_options=engine_options(workers, batch_size, engine_timeout))
+                      recolour=parse_recolour(recolour, key="--recolour"),
+                      render_options=engine_options(workers, batch_size, engine_timeout))
     from .. import distributed
     with distributed.process_group(), make_progress() as progress:
         task = progress.add_task("pairs", total=n)

@@ -18,12 +18,15 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import distributed
 from ..atomic_io import atomic_write_bytes, atomic_write_json
 from ..data.paired_dataset import PairedDatasetWriter, encode_shard
 from .inversion import InvertedSample, invert_stream
+
+if TYPE_CHECKING:
+    from .recolour import RenderColours
 
 PARTS = "parts"
 
@@ -89,7 +92,7 @@ def _write_part(out: Path, chunk: int, schema, samples: list[tuple], dropped: li
 def produce_on_ranks(cfg, out: Path, writer: PairedDatasetWriter, g_real, g_av, perceptual, init, folder,
                      vectors: list[dict], max_loss: float | None, auto_floor: float | None,
                      progress: Callable[[int, int, dict], None] | None, stop_after_chunks: int | None,
-                     colours=None) -> None:
+                     colours: RenderColours | None = None) -> None:
     from .pairs import chunk_samples, inversion_items
     dist = distributed.info()
     if dist.is_main:

@@ -8,8 +8,7 @@ from ...production.augment import AugmentConfig
 from ...production.init_latent import InitConfig
 from ...production.inversion import EARLY_STOP_TOL, InversionConfig, inversion_precision
 from ...production.pairs import PairsConfig, produce_pairs
-from ...production.strengths import parse_recolour
-from ...production.strengths import parse_strengths
+from ...production.strengths import parse_recolour, parse_strengths
 from ..runner import StageContext
 
 
