@@ -10,11 +10,9 @@ shading and texture stay and pixels outside the part do not move.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
 
 from ..errors import AvatarToolError
 from ..render.folder import RenderFolder
@@ -40,8 +38,8 @@ class RenderColours:
         mask = self.folder.mask_path(i)
         if mask is None:
             raise AvatarToolError(f"render {i} of {self.folder.root} has lost its mask: render the folder again")
-        image = load_target(Path(self.folder.image_path(i)), self.size).astype(np.float64)
-        pm = part_map(Path(mask), self.size, self.lut)
+        image = load_target(self.folder.image_path(i), self.size).astype(np.float64)
+        pm = part_map(mask, self.size, self.lut)
         out = np.full((len(self.parts), 3), np.nan)
         for row, k in enumerate(self.parts):
             hit = pm == k
