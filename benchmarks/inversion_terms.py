@@ -85,7 +85,7 @@ def prepare(build, n: int) -> Screen:
     from toolchain.generators.io import load_generator
     from toolchain.pipeline.stages.pairs import pairs_config
     from toolchain.production.init_latent import build_init
-    from toolchain.production.pairs import part_map
+    from toolchain.production.render_pixels import part_map
     from toolchain.production.perceptual import make_perceptual
     from toolchain.render.folder import RenderFolder
     cfg = pairs_config(SimpleNamespace(cfg=build.cfg, output=build.output))

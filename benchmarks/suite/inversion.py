@@ -10,7 +10,7 @@ import torch
 
 from toolchain.generators.io import load_generator
 from toolchain.production.inversion import InversionConfig, invert, inversion_precision
-from toolchain.production.pairs import load_target
+from toolchain.production.render_pixels import load_target
 from toolchain.production.perceptual import make_perceptual
 from toolchain.render.folder import RenderFolder
 from toolchain.torch_utils import uint8_to_signed

@@ -28,7 +28,6 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
-from PIL import Image
 
 from .. import distributed
 from ..data.paired_dataset import PairedDatasetWriter
@@ -42,6 +41,7 @@ from .init_latent import InitConfig, build_init
 from .inversion import InversionConfig, InvertedSample, invert_stream
 from .perceptual import make_perceptual
 from .recolour import RenderColours, transfer_colours
+from .render_pixels import load_target, part_map
 from .strengths import resolve_recolour_parts
 
 ProgressFn = Callable[[int, int, dict], None]   # (sources inverted, total, {kept, dropped, sealed})
@@ -134,21 +134,6 @@ def resolve_generators(run: str | Path | None = None, real: str | Path | None = 
         if not p.is_file():
             raise AvatarToolError(f"{role}: {p} does not exist")
     return r, a
-
-
-def load_target(path: Path, size: int) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.array(im.convert("RGB").resize((size, size), Image.BOX))  # a writable copy for torch
-
-
-def part_map(path: Path, size: int, lut: np.ndarray) -> np.ndarray:
-    """A render's mask label map at ``size`` px as generator part indices (``lut``: label -> part, from
-    ``GeneratorConfig.label_to_part``), the way the generators' training reads masks."""
-    with Image.open(path) as im:
-        labels = np.asarray(im)
-    if labels.max() >= len(lut):
-        raise AvatarToolError(f"{path} has label {labels.max()}; the generator knows {len(lut)} mask labels")
-    return lut[np.asarray(Image.fromarray(labels.astype(np.uint8)).resize((size, size), Image.NEAREST))]
 
 
 def inversion_items(cfg: PairsConfig, folder: RenderFolder, vectors: list[dict], sources: Iterable[int], init,

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import AvatarToolError
 from ..render.folder import RenderFolder
+from .render_pixels import load_target, part_map
 
 # a part with fewer pixels than this (in the render, or of probability in the face) is left as it is: its mean
 # colour would be a few anti-aliased edge pixels
@@ -34,7 +35,6 @@ class RenderColours:
         self.lut = np.array(gen_cfg.label_to_part(), np.int64)
 
     def __call__(self, i: int) -> np.ndarray:
-        from .pairs import load_target, part_map
         mask = self.folder.mask_path(i)
         if mask is None:
             raise AvatarToolError(f"render {i} of {self.folder.root} has lost its mask: render the folder again")
