@@ -294,6 +294,22 @@ def test_pairs_invert_against_the_render_masks(gen_pair, renders, tmp_path, monk
         produce_pairs(replace(guided, renders=str(bare)), tmp_path / "bare-pairs", real, avatar)
 
 
+def test_a_render_mask_reads_as_generator_parts_at_the_generators_size(tmp_path):
+    from PIL import Image
+    from toolchain.production.render_pixels import part_map
+    labels = np.zeros((8, 8), np.uint8)
+    labels[:, 1:4:2] = 2                    # left half: stripes of labels 0 and 2, which averaging would turn into 1
+    labels[:, 4:] = 2                       # right half: label 2
+    Image.fromarray(labels).save(tmp_path / "mask.png")
+    lut = np.array([5, 6, 7])               # label -> generator part
+    parts = part_map(tmp_path / "mask.png", 4, lut)
+    assert parts.shape == (4, 4)
+    assert set(np.unique(parts[:, 2:])) == {7} and set(np.unique(parts[:, :2])) <= {5, 7}
+    assert 6 not in parts                   # nearest-neighbour: no label a render never drew
+    with pytest.raises(AvatarToolError, match="label 2; the generator knows 2 mask labels"):
+        part_map(tmp_path / "mask.png", 4, lut[:2])
+
+
 def test_colour_transfer_moves_a_part_to_its_target_and_leaves_the_rest():
     """Hard part maps: the part's mean lands on the target (to rounding), its texture stays, other pixels keep every
     bit; a NaN target or a part with no pixels leaves the image as it is; soft maps move pixels by their weight."""
