@@ -162,7 +162,7 @@ def test_the_recolour_setting_reaches_the_pairs_stage_and_refuses_unknown_parts(
         cfg = resolve_config("alter", "smoke", overrides=list(overrides))
         ctx = SimpleNamespace(cfg=cfg, output=lambda stage: {"folder": "renders"})
         return pairs_config(ctx)
-    assert stage_cfg().recolour == ()
+    assert stage_cfg().recolour == ("hair",)  # the smoke preset's
     assert stage_cfg("pairs.recolour=hair,skin").recolour == ("hair", "skin")
     assert stage_cfg("pairs.recolour=hair", "pairs.recolour=none").recolour == ()
     with pytest.raises(AvatarToolError, match="pairs.recolour part 'hiar' is neither a generator part"):
@@ -448,6 +448,8 @@ def test_external_engine_without_masks_builds_a_bundle(tmp_path, monkeypatch):
     render = read_record(run / "render")
     assert render["outputs"]["masks"] is False
     assert any("draws no part masks" in w for w in render["warnings"])
+    pairs = read_record(run / "pairs")   # the smoke preset's colour transfer needs masks: off, and said so
+    assert pairs["outputs"]["recolour"] == [] and any("no colour transfer" in w for w in pairs["warnings"])
     heldout = read_record(run / "heldout")
     assert heldout["outputs"]["kind"] == "held-out renders"
     bundle = Path(read_record(run / "export")["outputs"]["bundle"])

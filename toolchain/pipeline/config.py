@@ -203,6 +203,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         # float32 inversion: bf16 saves 14 s of ~70 here, and over three render seeds of alter it left the method
         # 0.017 lower in accuracy (0.306 vs 0.323; worse in 2 of 3) at the same pair losses (README, "bf16 inversion")
         "pairs.precision": "fp32",
+        # the colour transfer on hair only: over three render seeds alter's accuracy +0.025 (ahead of the Baseline in
+        # 3 of 3, was 2) and render distance lower in 3 of 3; morph +0.005, render distance 3 % higher. With skin too,
+        # G_real's 32 px skin blob painted over beards and eyes: render distance worse in 6 of 6 (README, "The cpu
+        # preset on morph as it stands, and the transfer at smoke")
+        "pairs.recolour": "hair",
         "train.preset": "small", "train.epochs": 5, "train.input_size": 64,
         "export.formats": "onnx,tflite:fp32,tflite:int8,torch", "export.calibration_images": 300,
         "eval.n": 200, "eval.size": 64,

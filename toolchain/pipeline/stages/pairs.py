@@ -12,6 +12,13 @@ from ...production.strengths import parse_recolour, parse_strengths
 from ..runner import StageContext
 
 
+def _recolour(ctx: StageContext) -> tuple[str, ...]:
+    # the transfer reads each render's parts through its mask: an engine that draws none builds without it (the
+    # stage warns), as G_avatar then trains with an image-only discriminator
+    parts = parse_recolour(ctx.cfg.pairs.recolour)
+    return () if ctx.output("render").get("masks") is False else parts
+
+
 def pairs_config(ctx: StageContext) -> PairsConfig:
     c, r = ctx.cfg.pairs, ctx.cfg.render
     return PairsConfig(engine=ctx.cfg.engine, n=c.n or r.n, renders=ctx.output("render")["folder"], render_size=r.size,
@@ -22,11 +29,14 @@ def pairs_config(ctx: StageContext) -> PairsConfig:
                                                  early_stop_tol=EARLY_STOP_TOL if c.early_stop else 0.0,
                                                  precision=inversion_precision(c.precision), lambda_s=c.mask_weight),
                        augment=AugmentConfig(k=c.k, strengths=parse_strengths(c.augment, key="pairs.augment")),
-                       recolour=parse_recolour(c.recolour))
+                       recolour=_recolour(ctx))
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
     cfg = pairs_config(ctx)
+    if parse_recolour(ctx.cfg.pairs.recolour) and not cfg.recolour:
+        ctx.warn(f"pairs.recolour={ctx.cfg.pairs.recolour}: the renders have no part masks to read colours from, so "
+                 "the realistic faces keep G_real's colours (no colour transfer)")
     real = ctx.output("real_generator")["generator"]
     avatar = ctx.output("avatar_generator")["generator"]
 
