@@ -41,6 +41,7 @@ from toolchain.errors import AvatarToolError
 from toolchain.estimator.metrics import mean_normalised_mae
 
 ROWS = ("baseline", "da", "sa", "no_colour", "oracle")
+PAIR_ROWS = ("da", "sa", "no_colour")
 LABELS = {"baseline": "Baseline (renders)", "da": "+ DA (pairs, no augmentation)", "sa": "+ SA (full method)",
           "no_colour": "full method, no colour loss", "oracle": "oracle (labelled photos)"}
 
@@ -189,7 +190,7 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
                                   budget_matched, retrain)
     rows: dict[str, dict[str, Any]] = {}
     for name in (r for r in ROWS if r in datasets):
-        data, n = datasets[name]
+        data, n = row_training_sets(name, datasets, cfg.train.with_renders)
         tc = matched_budget(base_tc, n, budget)
         if name in reuse:
             model = reuse[name]["model"]
@@ -200,15 +201,26 @@ def run_ablation(engine: str, preset: str, run_dir: Path, settings: list[str], l
                 shutil.rmtree(abl / name / "train")
             log(f"train {LABELS[name]}: {n} samples x {tc.epochs} epochs (lr step every {tc.lr_step_epochs})")
             t0 = time.perf_counter()
-            train([data], abl / name / "train", tc, backbone_weights=cfg.train.backbone_weights, device=cfg.device)
+            train(data, abl / name / "train", tc, backbone_weights=cfg.train.backbone_weights, device=cfg.device)
             log(f"  trained in {time.perf_counter() - t0:.0f} s")
             model = str(abl / name / "train" / "estimator.pt")
         report = evaluate(model, heldout, abl / name / "eval", lpips_weights=cfg.eval.lpips_weights, engine=cfg.engine)
-        rows[name] = {"label": LABELS[name], "dataset": str(data), "n_train_samples": n, "epochs": tc.epochs,
+        rows[name] = {"label": LABELS[name], "dataset": ", ".join(map(str, data)), "n_train_samples": n, "epochs": tc.epochs,
                       "samples_seen": n * tc.epochs, "model": str(model), "metrics": report["metrics"]}
     return {"cfg": cfg, "rows": rows, "budget": budget, "heldout": out("heldout"), "pairs": out("pairs"),
             "skipped": {"no_colour": "--skip-no-colour"} if skip_no_colour else {}, "as_is": as_is,
             "train_settings": list(settings) if retrain else []}
+
+
+def row_training_sets(name: str, datasets: dict[str, tuple[Path | str, int]],
+                      with_renders: bool) -> tuple[list[Path | str], int]:
+    """(the datasets row ``name`` trains on, their size): its own, and with ``train.with_renders`` the rows of pairs
+    take the renders (the Baseline row's set) too, as the build's estimator did."""
+    data, n = datasets[name]
+    if with_renders and name in PAIR_ROWS:
+        renders, n_renders = datasets["baseline"]
+        return [data, renders], n + n_renders
+    return [data], n
 
 
 def rows_taken_from_build(cfg, records: dict[str, dict], oracle_budget_matched: bool,
@@ -320,6 +332,9 @@ def write_tables(result: dict[str, Any], out_dir: Path, command: str) -> list[Pa
     if result.get("train_settings"):
         as_is += (f" Every row, the full method's and the Baseline's included, was trained again here with "
                   f"{', '.join(f'`{x}`' for x in result['train_settings'])}; the build's own estimators were not used.")
+    if cfg.train.with_renders:
+        as_is += (" With `train.with_renders`, the rows of pairs (+ DA, + SA, no colour loss) trained on the pairs and "
+                  "the renders together, at the same budget of samples seen (ours, not the paper's).")
     notes = (f"{verdict}{as_is}\n\nEvery row: engine `{cfg.engine}`, preset `{cfg.preset}`, the same {cfg.render.n} render vectors, "
              f"held-out set `{result['heldout'].get('kind')}` ({result['heldout'].get('n')} images: {result['heldout'].get('note')}), "
              f"and a budget of {result['budget']} training samples seen (epochs matched, the learning-rate steps "

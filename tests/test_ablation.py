@@ -23,6 +23,16 @@ def test_matched_budget_stretches_epochs_and_lr_schedule():
     assert matched_budget(base, 10_000, 960 * 3).epochs == 1
 
 
+def test_with_renders_adds_the_renders_to_the_rows_of_pairs_only():
+    from benchmarks.ablation import ROWS, row_training_sets
+    sets = {name: (f"/{name}", 10 * (i + 1)) for i, name in enumerate(ROWS)}
+    assert all(row_training_sets(n, sets, False) == ([f"/{n}"], sets[n][1]) for n in ROWS)
+    got = {n: row_training_sets(n, sets, True) for n in ROWS}
+    assert got["sa"] == (["/sa", "/baseline"], 30 + 10) and got["da"] == (["/da", "/baseline"], 20 + 10)
+    assert got["no_colour"] == (["/no_colour", "/baseline"], 40 + 10)
+    assert got["baseline"] == (["/baseline"], 10) and got["oracle"] == (["/oracle"], 50)
+
+
 def test_summary_goal_met_and_missed():
     rows = {"baseline": _row(0.40, 0.20), "da": _row(0.50, 0.15), "sa": _row(0.60, 0.10),
             "no_colour": _row(0.55, 0.12), "oracle": _row(0.70, 0.05)}

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests._cli import REPO, run_cli
+from toolchain.data.paired_dataset import PairedDataset
 from toolchain.errors import AvatarToolError
 from toolchain.pipeline.build import STAGE_NAMES, build
 from toolchain.pipeline.config import PRESETS, resolve_config
@@ -382,6 +383,28 @@ def test_changed_setting_reruns_only_that_stage_and_what_reads_it(built, tmp_pat
                                                              "report"}
     assert json.loads((copy / "train" / "run.json").read_text())["epochs_done"] == 2
     assert (copy / ".stale" / "train").is_dir()   # the old outputs were moved aside, not deleted
+
+
+def test_with_renders_trains_on_pairs_and_renders_at_the_pairs_budget(built, tmp_path):
+    """train.with_renders: the estimator sees the pairs and the renders, for the samples the pairs alone would have
+    given it; the Baseline matches what it saw; the report says so."""
+    run, _, _ = built
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    status = {r.name: r.status for r in build(tiny_config(**BUILT, **{"train.epochs": 3, "baseline.epochs": None,
+                                                                    "train.with_renders": True}), copy)}
+    assert status["train"] == status["baseline"] == "ran" and status["pairs"] == "skipped"
+    trained = read_record(copy / "train")["outputs"]
+    n_pairs = len(PairedDataset.open(read_record(copy / "pairs")["outputs"]["dataset"]))
+    n_renders = TINY["render.n"]
+    assert trained["with_renders"]["n"] == n_renders and trained["n_samples"] == n_pairs + n_renders
+    assert trained["epochs"] == max(1, round(n_pairs * 3 / (n_pairs + n_renders))) != 3
+    sources = json.loads((copy / "train" / "run.json").read_text())["sources"]
+    assert [s["meta"]["kind"] for s in sources][1] == "engine-renders"
+    base = read_record(copy / "baseline")["outputs"]
+    assert base["n_samples"] == n_renders
+    assert base["epochs"] == round(trained["n_samples"] * trained["epochs"] / n_renders)
+    assert "train.with_renders" in (copy / "report.md").read_text()
 
 
 def test_force_reruns_the_stage_and_everything_after(built, tmp_path):

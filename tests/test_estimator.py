@@ -179,6 +179,22 @@ def test_training_learns_something(tmp_path):
     assert m["accuracy"]["skin_tone"] > 0.3, m
 
 
+def test_datasets_of_two_sizes_meet_at_the_larger_one(tmp_path):
+    """32 px pairs beside 64 px renders (train.with_renders at smoke): the larger keep every pixel, the smaller are
+    upsampled, and the labels stay with their images."""
+    from toolchain.estimator.train import _load_datasets
+    _, small = _tiny_dataset(tmp_path / "small", n=6, size=32, seed=1)
+    _, large = _tiny_dataset(tmp_path / "large", n=5, size=48, seed=2)
+    schema, images, cont, disc, sources = _load_datasets([tmp_path / "small", tmp_path / "large"])
+    assert images.shape == (11, 48, 48, 3) and images.dtype == np.uint8 and len(cont) == len(disc) == 11
+    assert np.array_equal(images[6:], large)
+    up = torch.nn.functional.interpolate(torch.from_numpy(np.asarray(small)).permute(0, 3, 1, 2).float(), size=(48, 48),
+                                         mode="bilinear", antialias=True, align_corners=False)
+    assert np.abs(images[:6].astype(int) - up.permute(0, 2, 3, 1).round().numpy().astype(int)).max() <= 1
+    assert np.array_equal(disc[6:], PairedDataset.open(tmp_path / "large").discrete)
+    assert [s["count"] for s in sources] == [6, 5]
+
+
 def test_load_estimator_errors(tmp_path):
     with pytest.raises(AvatarToolError, match="no such file"):
         load_estimator(tmp_path / "missing.pt")

@@ -118,8 +118,23 @@ def _load_datasets(dirs: Sequence[str | Path]) -> tuple[AvatarSchema, np.ndarray
                                   f"'{schema.engine}' with another schema: train on one engine at a time")
     sources = [{"path": str(ds.root.resolve()), "count": len(ds), "meta": ds.meta, "origin": dataset_origin(ds.root)}
                for ds in sets]
-    return (schema, np.concatenate([d.images for d in sets]), np.concatenate([d.continuous for d in sets]),
-            np.concatenate([d.discrete for d in sets]), sources)
+    # datasets of other sizes (32 px pairs beside 64 px renders) meet at the largest: every image is resized to the
+    # input size per batch anyway, so upsampling here loses nothing the training would have kept
+    size = max(max(d.images.shape[1:3]) for d in sets)
+    return (schema, np.concatenate([_at_size(d.images, size) for d in sets]),
+            np.concatenate([d.continuous for d in sets]), np.concatenate([d.discrete for d in sets]), sources)
+
+
+def _at_size(images: np.ndarray, size: int, chunk: int = 512) -> np.ndarray:
+    """uint8 ``[N,H,W,3]`` at ``size`` x ``size`` (bilinear, antialiased); returned as is when already that size."""
+    if images.shape[1:3] == (size, size):
+        return images
+    out = np.empty((len(images), size, size, 3), np.uint8)
+    for i in range(0, len(images), chunk):
+        x = torch.from_numpy(np.ascontiguousarray(images[i:i + chunk])).permute(0, 3, 1, 2).float()
+        y = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out[i:i + chunk] = y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return out
 
 
 def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

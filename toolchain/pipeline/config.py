@@ -127,6 +127,9 @@ class TrainStage:
     # validation split, data order and augmentation; default: the preset's (0). One seed's accuracy swings by
     # 0.02-0.05 per parameter, so a lead is judged over several (`python -m benchmarks ablation --as-is --set train.seed=S`)
     seed: Optional[int] = None
+    # the method's estimator (and the ablation's pair rows) also train on the build's renders with their vectors, at
+    # the samples-seen budget of the pairs alone (ours, not the paper's: the paper trains on the pairs only)
+    with_renders: bool = False
     backbone_weights: Optional[str] = None
 
 

@@ -350,6 +350,11 @@ def write_report(run_dir: Path, cfg_json: dict[str, Any], records: dict[str, dic
     pair_measures_section(doc, out("pair_measures"), rg)
 
     doc.heading("Training")
+    wr = (out("train") or {}).get("with_renders")
+    if wr:
+        doc.para(f"The estimator trained on the pairs and the build's {wr['n']} renders together (train.with_renders; "
+                 "ours, not the paper's, whose estimator sees the pairs only), at the samples-seen budget of the pairs "
+                 "alone.")
     curves = training_curves(run_dir, run_dir / "training_curves.png")
     doc.figure(curves, "estimator loss and validation accuracy against training samples seen (one point per epoch); GAN losses per step")
 

@@ -20,8 +20,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if ctx.cfg.baseline.epochs:
         tc = train_config(ctx, ctx.cfg.baseline.epochs)
     else:
-        method = train_config(ctx)
-        tc = matched_budget(method, n, ctx.output("train")["n_samples"] * method.epochs)
+        method = ctx.output("train")   # its own epochs: with train.with_renders they are not the config's
+        tc = matched_budget(train_config(ctx), n, method["n_samples"] * method["epochs"])
     summary = train([ctx.dir / "dataset"], ctx.dir / "train", tc,
                     backbone_weights=ctx.cfg.train.backbone_weights, device=ctx.cfg.device,
                     progress=train_progress(ctx, "baseline"))
