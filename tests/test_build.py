@@ -465,7 +465,8 @@ def test_external_engine_without_masks_builds_a_bundle(tmp_path, monkeypatch):
     monkeypatch.setenv("SWIFTAVATAR_CACHE", str(tmp_path / "cache"))
     spec = f"cmd:{sys.executable} examples/external_engine/badge_engine.py --no-masks"
     proc = run_cli("build", "--engine", spec, "--run", str(tmp_path / "run"), "--no-calibrate",
-                   *sum((["--set", s] for s in tiny_settings(**{"baseline.enabled": False})), []), timeout=600)
+                   *sum((["--set", s] for s in tiny_settings(**{"baseline.enabled": False, "pairs.mask_weight": 0.3})), []),
+                   timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "run"
     render = read_record(run / "render")
@@ -473,6 +474,8 @@ def test_external_engine_without_masks_builds_a_bundle(tmp_path, monkeypatch):
     assert any("draws no part masks" in w for w in render["warnings"])
     pairs = read_record(run / "pairs")   # the smoke preset's colour transfer needs masks: off, and said so
     assert pairs["outputs"]["recolour"] == [] and any("no colour transfer" in w for w in pairs["warnings"])
+    # so does the cpu preset's part-map term
+    assert pairs["outputs"]["mask_weight"] == 0 and any("no part-map term" in w for w in pairs["warnings"])
     heldout = read_record(run / "heldout")
     assert heldout["outputs"]["kind"] == "held-out renders"
     bundle = Path(read_record(run / "export")["outputs"]["bundle"])

@@ -19,6 +19,12 @@ def _recolour(ctx: StageContext) -> tuple[str, ...]:
     return () if ctx.output("render").get("masks") is False else parts
 
 
+def _mask_weight(ctx: StageContext) -> float:
+    # the part-map term compares G_avatar's parts with each render's mask: without masks (an external engine that
+    # draws none, under the cpu preset's 0.3) the inversion is the paper's image-only one, and the stage warns
+    return 0.0 if ctx.output("render").get("masks") is False else ctx.cfg.pairs.mask_weight
+
+
 def pairs_config(ctx: StageContext) -> PairsConfig:
     c, r = ctx.cfg.pairs, ctx.cfg.render
     return PairsConfig(engine=ctx.cfg.engine, n=c.n or r.n, renders=ctx.output("render")["folder"], render_size=r.size,
@@ -27,7 +33,7 @@ def pairs_config(ctx: StageContext) -> PairsConfig:
                        latent_anchor=c.latent_anchor, lpips_weights=c.lpips_weights, init=InitConfig(mode=c.init, n_mean=c.init_samples, calib_steps=c.init_calib_steps),
                        inversion=InversionConfig(steps=c.steps, batch_size=c.batch,
                                                  early_stop_tol=EARLY_STOP_TOL if c.early_stop else 0.0,
-                                                 precision=inversion_precision(c.precision), lambda_s=c.mask_weight),
+                                                 precision=inversion_precision(c.precision), lambda_s=_mask_weight(ctx)),
                        augment=AugmentConfig(k=c.k, strengths=parse_strengths(c.augment, key="pairs.augment")),
                        recolour=_recolour(ctx))
 
@@ -37,6 +43,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if parse_recolour(ctx.cfg.pairs.recolour) and not cfg.recolour:
         ctx.warn(f"pairs.recolour={ctx.cfg.pairs.recolour}: the renders have no part masks to read colours from, so "
                  "the realistic faces keep G_real's colours (no colour transfer)")
+    if ctx.cfg.pairs.mask_weight and not cfg.inversion.lambda_s:
+        ctx.warn(f"pairs.mask_weight={ctx.cfg.pairs.mask_weight}: the renders have no part masks, so the inversion "
+                 "matches images only (no part-map term)")
     real = ctx.output("real_generator")["generator"]
     avatar = ctx.output("avatar_generator")["generator"]
 
