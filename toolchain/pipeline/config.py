@@ -4,7 +4,8 @@ from a YAML file or ``--set section.field=value`` on the command line.
 Presets:
 * ``smoke`` — the README's main command: every stage end to end on a 2-core CPU inside the 15-minute
   budget on a CPU with native bf16 (32 px tiny generators, G_real 1000 steps on 800 photos drawn at 128 px, 64 px
-  renders, 800 renders, short schedules, the estimator on the pairs and the renders). It proves the pipeline and shows the method's direction, not its ceiling.
+  renders, 800 renders, short schedules, the estimator on the pairs and the renders). It proves the pipeline and
+  shows the method's direction, not its ceiling.
 * ``cpu`` — the largest build one 2-core machine makes in about 2 hours (more renders and steps; G_real, the
   64 px ``face64`` generator for 5000 steps with a learning-rate drop, takes the largest share and is cached for
   every later build).
@@ -212,8 +213,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # preset on morph as it stands, and the transfer at smoke")
         "pairs.recolour": "hair",
         # the estimator on the pairs and the renders together, at the pairs' budget (ours): on the Zen 3 machine of
-        # 2026-12-07, morph +0.040 accuracy over three render seeds (3 of 3; ahead of the Baseline in 3 of 3, was 1), alter
-        # +0.057 on seed 0 (README, "The pairs and the renders together")
+        # 2026-12-07, over three render seeds, accuracy +0.044 on alter and +0.040 on morph (3 of 3 each), ahead of the
+        # Baseline in 3 of 3 on both (without: 2 of 3 and 1 of 3) (README, "The pairs and the renders together")
         "train.with_renders": True,
         "train.preset": "small", "train.epochs": 5, "train.input_size": 64,
         "export.formats": "onnx,tflite:fp32,tflite:int8,torch", "export.calibration_images": 300,
