@@ -3,6 +3,7 @@ number of samples seen (unless ``baseline.epochs`` says otherwise), so the repor
 bridging buys."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ... import distributed
@@ -15,14 +16,16 @@ from .train import finish, train_config
 
 def run(ctx: StageContext) -> dict[str, Any]:
     render = ctx.output("render")
-    n = distributed.on_main(renders_to_dataset, render["folder"], ctx.dir / "dataset", render["n"],
-                            progress=lambda d, t: ctx.progress(d, t, "renders -> dataset"))
+    shared = ctx.output("train").get("with_renders")   # the estimator's stage already wrote these renders as a dataset
+    dataset = Path(shared["dataset"]) if shared else ctx.dir / "dataset"
+    n = shared["n"] if shared else distributed.on_main(renders_to_dataset, render["folder"], dataset, render["n"],
+                                                       progress=lambda d, t: ctx.progress(d, t, "renders -> dataset"))
     if ctx.cfg.baseline.epochs:
         tc = train_config(ctx, ctx.cfg.baseline.epochs)
     else:
         method = ctx.output("train")   # its own epochs: with train.with_renders they are not the config's
         tc = matched_budget(train_config(ctx), n, method["n_samples"] * method["epochs"])
-    summary = train([ctx.dir / "dataset"], ctx.dir / "train", tc,
+    summary = train([dataset], ctx.dir / "train", tc,
                     backbone_weights=ctx.cfg.train.backbone_weights, device=ctx.cfg.device,
                     progress=train_progress(ctx, "baseline"))
     return {**finish(ctx, summary, ctx.dir / "train"), "files": ["train/estimator.pt", "train/stats.jsonl"]}

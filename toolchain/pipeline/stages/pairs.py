@@ -12,17 +12,18 @@ from ...production.strengths import parse_recolour, parse_strengths
 from ..runner import StageContext
 
 
+def _renders_have_masks(ctx: StageContext) -> bool:
+    # the colour transfer and the part-map term read each render's mask: an engine that draws none builds without
+    # both (the stage warns), as G_avatar then trains with an image-only discriminator
+    return ctx.output("render").get("masks") is not False
+
+
 def _recolour(ctx: StageContext) -> tuple[str, ...]:
-    # the transfer reads each render's parts through its mask: an engine that draws none builds without it (the
-    # stage warns), as G_avatar then trains with an image-only discriminator
-    parts = parse_recolour(ctx.cfg.pairs.recolour)
-    return () if ctx.output("render").get("masks") is False else parts
+    return parse_recolour(ctx.cfg.pairs.recolour) if _renders_have_masks(ctx) else ()
 
 
 def _mask_weight(ctx: StageContext) -> float:
-    # the part-map term compares G_avatar's parts with each render's mask: without masks (an external engine that
-    # draws none, under the cpu preset's 0.3) the inversion is the paper's image-only one, and the stage warns
-    return 0.0 if ctx.output("render").get("masks") is False else ctx.cfg.pairs.mask_weight
+    return ctx.cfg.pairs.mask_weight if _renders_have_masks(ctx) else 0.0
 
 
 def pairs_config(ctx: StageContext) -> PairsConfig:
