@@ -43,6 +43,21 @@ from .images import labelled_vectors, load_images, normalise, pick_subset
 from .metadata import build_metadata
 
 MIN_CALIBRATION = 300
+#: ``int8_float_layers`` values that name a way of choosing (anything else is a list of layer names)
+INT8_FLOAT_LAYER_MODES = ("auto", "outputs", "none")
+
+
+def parse_int8_float_layers(value: str) -> str | list[str]:
+    """``--int8-float-layers`` / ``export.int8_float_layers`` as given: a mode name, else a comma list of layer
+    output tensor names."""
+    text = str(value).strip()
+    if text in INT8_FLOAT_LAYER_MODES:
+        return text
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    if not names:
+        raise AvatarToolError(f"int8_float_layers {value!r}: give one of {', '.join(INT8_FLOAT_LAYER_MODES)} or a "
+                              "comma list of layer output tensor names")
+    return names
 
 
 @dataclass
@@ -65,8 +80,9 @@ class ExportOptions:
     no_parity: bool = False                  # export without an evaluation set: every model "unvalidated"
     # Full-integer int8: which layers stay in float. "auto": none if plain int8 reaches the int8 threshold plus
     # ``int8_selection_margin`` on selection images (calibration-source images not used to calibrate), else the
-    # smallest measured set (converters.int8_quant.choose_float_layers); "none": plain int8; or a list of the
-    # layers' output tensor names.
+    # smallest measured set (converters.int8_quant.choose_float_layers); "outputs": the same check, then only the
+    # heads' logit layers are tried in float, no layer scan (the scan's own choice on the three alter builds measured,
+    # at ~4 min of the smoke export); "none": plain int8; or a list of the layers' output tensor names.
     int8_float_layers: str | list[str] = "auto"
     int8_selection_count: int = 400
     int8_selection_margin: float = 0.01
@@ -112,9 +128,9 @@ def export_model(model_path: str | Path, out_dir: str | Path, opts: ExportOption
         if opts.int8_calibration is None:
             raise AvatarToolError("TFLite int8 needs calibration images: pass --int8-calibration DATASET (a paired "
                                   f"dataset or evaluation set with >= {opts.min_calibration} images), or drop tflite:int8")
-        if not (opts.int8_float_layers in ("auto", "none") or isinstance(opts.int8_float_layers, (list, tuple))):
-            raise AvatarToolError(f"int8_float_layers {opts.int8_float_layers!r}: give 'auto', 'none' or a list of "
-                                  "layer output tensor names")
+        if not (opts.int8_float_layers in INT8_FLOAT_LAYER_MODES or isinstance(opts.int8_float_layers, (list, tuple))):
+            raise AvatarToolError(f"int8_float_layers {opts.int8_float_layers!r}: give one of "
+                                  f"{', '.join(INT8_FLOAT_LAYER_MODES)} or a list of layer output tensor names")
         all_u8, all_desc = load_images(opts.int8_calibration, size)
         calib_u8, sel_u8, calib_desc, sel_disjoint = split_calibration(all_u8, all_desc, opts.calibration_count,
                                                          opts.int8_selection_count)
@@ -382,7 +398,7 @@ def _int8_float_layers(model, meta: dict[str, Any], int8_path: Path, saved_model
                 "agreement": s.agreement, "score": s.to_json(), "why": "layers given by the caller"}
     plain = score(int8_path.read_bytes())
     if plain.agreement >= target:
-        return {"mode": "auto", "float_layers": [], "selection": selection, "agreement": plain.agreement,
+        return {"mode": opts.int8_float_layers, "float_layers": [], "selection": selection, "agreement": plain.agreement,
                 "score": plain.to_json(),
                 "why": f"plain int8's worst head ({plain.worst_head}) reaches {plain.agreement:.4f} >= {target:.4f} "
                        "on the selection images"}
@@ -391,14 +407,19 @@ def _int8_float_layers(model, meta: dict[str, Any], int8_path: Path, saved_model
     q = Int8Quantizer(saved_model, calib, model.config.mean, model.config.std)
     candidates = compute_layers(q.layer_errors())
     outputs = [n for n in output_tensor_names(int8_path.read_bytes()) if n in candidates]
-    res = choose_float_layers(q.quantize, score, target, opts.int8_max_float_layers, say, candidates=candidates,
-                              first_try=outputs)
+    mode = opts.int8_float_layers
+    if mode == "outputs":   # an empty ranking: the logit set is the only one tried
+        res = choose_float_layers(q.quantize, score, target, len(outputs), say, ranking=[], first_try=outputs)
+        res["why"] += " (int8_float_layers=outputs: only the heads' logit layers tried, no layer scan)"
+    else:
+        res = choose_float_layers(q.quantize, score, target, opts.int8_max_float_layers, say, candidates=candidates,
+                                  first_try=outputs)
     data = res.pop("model")
     if res["float_layers"]:
         _write_atomic(int8_path, data)
     res["ranked_layers"] = len(res["ranking"])
     res["ranking"] = res["ranking"][:opts.int8_max_float_layers]  # the rest never stay float
-    return {"mode": "auto", "selection": selection, "onnx2tf_agreement": plain.agreement, **res}
+    return {"mode": mode, "selection": selection, "onnx2tf_agreement": plain.agreement, **res}
 
 
 def _default_engine_record(engine: str) -> dict[str, Any] | None:

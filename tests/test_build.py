@@ -364,6 +364,25 @@ def _floats(value):
             yield from _floats(v)
 
 
+def test_the_int8_float_layer_setting_reaches_the_export_and_refuses_typos(built):
+    """export.int8_float_layers: the smoke preset tries only the logit layers in float, the cpu preset keeps the
+    measured scan; a list of layer names passes through; a near-miss of a mode name is refused before any stage."""
+    from types import SimpleNamespace
+
+    from toolchain.pipeline.stages.export import export_options
+    run, _, _ = built
+
+    def float_layers(preset: str, *overrides: str):
+        ctx = SimpleNamespace(cfg=resolve_config("alter", preset, overrides=list(overrides)),
+                              output=lambda stage: read_record(run / stage)["outputs"])
+        return export_options(ctx).int8_float_layers
+    assert float_layers("smoke") == "outputs" and float_layers("cpu") == "auto"
+    assert float_layers("smoke", "export.int8_float_layers=none") == "none"
+    assert float_layers("smoke", "export.int8_float_layers=conv_a,logits_b") == ["conv_a", "logits_b"]
+    with pytest.raises(AvatarToolError, match="did you mean 'outputs'"):
+        resolve_config("alter", "smoke", overrides=["export.int8_float_layers=output"])
+
+
 def test_rerun_skips_every_stage(built):
     run, _, _ = built
     ui = Recorder()
@@ -372,36 +391,28 @@ def test_rerun_skips_every_stage(built):
 
 
 def test_changed_setting_reruns_only_that_stage_and_what_reads_it(built, tmp_path):
+    """A changed train setting reruns the estimator and what reads it, nothing before. The smoke preset's
+    train.with_renders (on in ``built``) is checked on the same rerun: the estimator sees the pairs and the renders,
+    for the samples the pairs alone would have given it; the Baseline matches what it saw; the report says so."""
     run, _, _ = built
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
-    results = {r.name: r.status for r in build(tiny_config(**BUILT, **{"train.epochs": 2}), copy)}
+    assert PRESETS["smoke"]["train.with_renders"] is True
+    results = {r.name: r.status for r in build(tiny_config(**BUILT, **{"train.epochs": 3, "baseline.epochs": None}),
+                                               copy)}
     # the Baseline reads the train section too (same estimator recipe); the renders and generators do not
     assert {k for k, v in results.items() if v == "skipped"} == {"render", "real_generator", "avatar_generator", "pairs",
                                                                   "heldout"}
     assert {k for k, v in results.items() if v == "ran"} == {"train", "pair_measures", "export", "baseline", "evaluate",
                                                              "report"}
-    # the smoke preset trains on the pairs and the renders at the pairs' budget: 2 epochs over the pairs alone
-    n_pairs = len(PairedDataset.open(copy / "pairs"))
-    assert json.loads((copy / "train" / "run.json").read_text())["epochs_done"] == \
-        max(1, round(n_pairs * 2 / (n_pairs + TINY["render.n"])))
     assert (copy / ".stale" / "train").is_dir()   # the old outputs were moved aside, not deleted
-
-
-def test_with_renders_trains_on_pairs_and_renders_at_the_pairs_budget(built, tmp_path):
-    """train.with_renders: the estimator sees the pairs and the renders, for the samples the pairs alone would have
-    given it; the Baseline matches what it saw; the report says so."""
-    run, _, _ = built
-    copy = tmp_path / "run"
-    shutil.copytree(run, copy)
-    status = {r.name: r.status for r in build(tiny_config(**BUILT, **{"train.epochs": 3, "baseline.epochs": None,
-                                                                    "train.with_renders": True}), copy)}
-    assert status["train"] == status["baseline"] == "ran" and status["pairs"] == "skipped"
     trained = read_record(copy / "train")["outputs"]
     n_pairs = len(PairedDataset.open(read_record(copy / "pairs")["outputs"]["dataset"]))
     n_renders = TINY["render.n"]
     assert trained["with_renders"]["n"] == n_renders and trained["n_samples"] == n_pairs + n_renders
+    # 3 epochs over the pairs alone, as epochs over pairs + renders
     assert trained["epochs"] == max(1, round(n_pairs * 3 / (n_pairs + n_renders))) != 3
+    assert json.loads((copy / "train" / "run.json").read_text())["epochs_done"] == trained["epochs"]
     sources = json.loads((copy / "train" / "run.json").read_text())["sources"]
     assert [s["meta"]["kind"] for s in sources][1] == "engine-renders"
     base = read_record(copy / "baseline")["outputs"]

@@ -104,3 +104,26 @@ def test_output_layers_that_miss_the_target_still_win_when_no_scanned_set_does_b
     assert not rec["reached"] and rec["float_layers"] == ["logits"] and json.loads(rec["model"]) == ["logits"]
     assert "output (logit) layer" in rec["why"] and "0.9850" in rec["why"]
     assert [s.get("k") for s in rec["steps"][1:]] == [1, 2]   # the scan still ran and lost
+
+
+def test_an_empty_ranking_tries_the_output_layers_only():
+    """``int8_float_layers="outputs"`` (the smoke preset) passes an empty ranking: plain int8, then the logit set, and
+    no scan whether or not the set reaches the target; a set that loses to plain int8 is not kept."""
+    calls = []
+    rec = choose_float_layers(fake_quantize, fake_score(calls), target=0.990, max_layers=2, ranking=[],
+                              first_try=["b", "c"])
+    assert calls == [[], ["b", "c"]] and not rec["reached"]
+    assert rec["float_layers"] == ["b", "c"] and json.loads(rec["model"]) == ["b", "c"]
+    calls.clear()
+    rec = choose_float_layers(fake_quantize, fake_score(calls), target=0.990, max_layers=1, ranking=[],
+                              first_try=["d"])
+    assert calls == [[], ["d"]] and rec["float_layers"] == [] and json.loads(rec["model"]) == []
+
+
+def test_the_float_layer_setting_parses_modes_and_lists():
+    from converters.export import parse_int8_float_layers
+    from toolchain.errors import AvatarToolError
+    assert [parse_int8_float_layers(v) for v in ("auto", " outputs", "none")] == ["auto", "outputs", "none"]
+    assert parse_int8_float_layers("conv_a, logits_b,") == ["conv_a", "logits_b"]
+    with pytest.raises(AvatarToolError, match="give one of auto, outputs, none"):
+        parse_int8_float_layers(" , ")

@@ -346,12 +346,13 @@ def export(
                                           help="Full-integer int8: 'auto' keeps float the fewest layers, chosen by "
                                                "measurement on calibration-source images not used to calibrate, that "
                                                "reach the int8 threshold + 0.01 there (none if plain int8 does); "
-                                               "'none'; or a comma list of layer output tensor names."),
+                                               "'outputs' tries only the heads' logit layers in float (no layer "
+                                               "scan); 'none'; or a comma list of layer output tensor names."),
 ) -> None:
     """Export an estimator to ONNX / TFLite / CoreML, print the parity table, write the model bundle.
 
     Models below their parity threshold are left out of the bundle unless --keep-failed (exit 2 either way)."""
-    from converters.export import ExportOptions, export_model
+    from converters.export import ExportOptions, export_model, parse_int8_float_layers
     from converters.formats import parse_targets
     targets = parse_targets(formats, precisions.split(",") if precisions else None)
     thresholds = {"fp32": min_agreement_fp, "fp16": min_agreement_fp, "dynamic_int8": min_agreement_int8,
@@ -366,8 +367,7 @@ def export(
                          bundle=bundle, face_detector=face_detector, fetch_face_detector=fetch_detector,
                          keep_failed=keep_failed, no_parity=no_parity,
                          engine_spec=None if engine is None else engine_record(engine),
-                         int8_float_layers=(int8_float_layers if int8_float_layers in ("auto", "none")
-                                            else [v.strip() for v in int8_float_layers.split(",") if v.strip()]))
+                         int8_float_layers=parse_int8_float_layers(int8_float_layers))
     with err_console.status("exporting") as status:
         report = export_model(model, out, opts, progress=lambda msg: status.update(f"exporting: {msg}"))
     table = Table("format", "precision", "size MB", "status", "worst head", "pooled", "worst cont. mean / max abs",

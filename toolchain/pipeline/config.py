@@ -19,6 +19,7 @@ training and what follows it, not the renders.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import types
 import typing
@@ -141,6 +142,8 @@ DEFAULT_EXPORT_FORMATS = "onnx,tflite,coreml,torch"
 class ExportStage:
     formats: str = DEFAULT_EXPORT_FORMATS
     calibration_images: int = 300
+    #: full-integer int8's float layers: auto (measured scan), outputs (the logit layers only), none, or a comma list
+    int8_float_layers: str = "auto"
     face_detector: Optional[str] = None
     fetch_detector: bool = True
     #: timed runs per model for latency.json and the report; 0 skips the timing (the suite's tiny builds: it
@@ -218,6 +221,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.with_renders": True,
         "train.preset": "small", "train.epochs": 5, "train.input_size": 64,
         "export.formats": "onnx,tflite:fp32,tflite:int8,torch", "export.calibration_images": 300,
+        # the int8 float-layer scan took 4 of the export's 5 min on the Zen 3 machine (2026-12-07) and on every alter
+        # build measured chose the logit layers that "outputs" tries first (README, "The smoke export")
+        "export.int8_float_layers": "outputs",
         "eval.n": 200, "eval.size": 64,
     },
     "cpu": {
@@ -306,6 +312,12 @@ def check_config(cfg: BuildConfig) -> None:
                               "would repeat their source; set pairs.k=0 or name parts, e.g. "
                               f"--set pairs.augment={PAPER_STRENGTHS_TEXT}")
     recolour = parse_recolour(cfg.pairs.recolour)
+    from converters.export import INT8_FLOAT_LAYER_MODES, parse_int8_float_layers
+    float_layers = parse_int8_float_layers(cfg.export.int8_float_layers)
+    near = difflib.get_close_matches(str(cfg.export.int8_float_layers).strip(), INT8_FLOAT_LAYER_MODES, n=1, cutoff=0.7)
+    if isinstance(float_layers, list) and near:   # a layer named like a mode is far likelier a typo of the mode
+        raise AvatarToolError(f"export.int8_float_layers={cfg.export.int8_float_layers!r}: did you mean '{near[0]}'? "
+                              f"(one of {', '.join(INT8_FLOAT_LAYER_MODES)}, or a comma list of layer names)")
     if cfg.real.generator is None:  # a given generator file is checked when the pairs stage loads it
         from ..generators.config import generator_preset
         gen_cfg = generator_preset(cfg.real.generator_config)

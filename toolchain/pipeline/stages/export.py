@@ -12,22 +12,27 @@ from ...errors import AvatarToolError
 from ..runner import StageContext
 
 
-def run(ctx: StageContext) -> dict[str, Any]:
-    from converters.export import ExportOptions
+def export_options(ctx: StageContext) -> Any:
+    """The converters' :class:`~converters.export.ExportOptions` for this build's export section."""
+    from converters.export import ExportOptions, parse_int8_float_layers
     from converters.formats import parse_targets
-    from sdk_python.native_logs import redirect_native_output
     from ...engines.bundle_engine import engine_record
     from ...render.folder import RenderFolder
     c = ctx.cfg.export
-    model_path = ctx.output("train")["model"]
-    targets = parse_targets(c.formats)
     # the bundle records how the render stage started the engine, so `predict --render` can start it again
     renders = RenderFolder.open(ctx.output("render")["folder"])
-    opts = ExportOptions(targets=targets, int8_calibration=ctx.output("pairs")["dataset"],
+    return ExportOptions(targets=parse_targets(c.formats), int8_calibration=ctx.output("pairs")["dataset"],
                          calibration_count=c.calibration_images, min_calibration=min(c.calibration_images, 300),
                          eval_set=ctx.output("heldout")["set"], face_detector=c.face_detector,
                          fetch_face_detector=c.fetch_detector,
+                         int8_float_layers=parse_int8_float_layers(c.int8_float_layers),
                          engine_spec=engine_record(renders.engine, renders.engine_cwd, renders.engine_name))
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    from sdk_python.native_logs import redirect_native_output
+    model_path = ctx.output("train")["model"]
+    opts = export_options(ctx)
     steps = {"n": 0}
 
     def say(msg: str) -> None:
