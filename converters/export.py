@@ -82,7 +82,7 @@ class ExportOptions:
     # ``int8_selection_margin`` on selection images (calibration-source images not used to calibrate), else the
     # smallest measured set (converters.int8_quant.choose_float_layers); "outputs": the same check, then only the
     # heads' logit layers are tried in float, no layer scan (the scan's own choice on the three alter builds measured,
-    # at ~4 min of the smoke export); "none": plain int8; or a list of the layers' output tensor names.
+    # at ~3 min of the smoke export); "none": plain int8; or a list of the layers' output tensor names.
     int8_float_layers: str | list[str] = "auto"
     int8_selection_count: int = 400
     int8_selection_margin: float = 0.01

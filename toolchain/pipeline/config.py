@@ -221,7 +221,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.with_renders": True,
         "train.preset": "small", "train.epochs": 5, "train.input_size": 64,
         "export.formats": "onnx,tflite:fp32,tflite:int8,torch", "export.calibration_images": 300,
-        # the int8 float-layer scan took 4 of the export's 5 min on the Zen 3 machine (2026-12-07) and on every alter
+        # the int8 float-layer scan took 3 of the export's 5.5 min on the Zen 3 machine (2026-12-07) and on every alter
         # build measured chose the logit layers that "outputs" tries first (README, "The smoke export")
         "export.int8_float_layers": "outputs",
         "eval.n": 200, "eval.size": 64,
