@@ -47,16 +47,22 @@ MIN_CALIBRATION = 300
 INT8_FLOAT_LAYER_MODES = ("auto", "outputs", "none")
 
 
-def parse_int8_float_layers(value: str) -> str | list[str]:
+def parse_int8_float_layers(value: str, key: str = "int8_float_layers") -> str | list[str]:
     """``--int8-float-layers`` / ``export.int8_float_layers`` as given: a mode name, else a comma list of layer
-    output tensor names."""
+    output tensor names. A near-miss of a mode name (``output``) is refused: as a layer name it would only fail
+    after the conversion."""
+    import difflib
     text = str(value).strip()
     if text in INT8_FLOAT_LAYER_MODES:
         return text
     names = [v.strip() for v in text.split(",") if v.strip()]
     if not names:
-        raise AvatarToolError(f"int8_float_layers {value!r}: give one of {', '.join(INT8_FLOAT_LAYER_MODES)} or a "
+        raise AvatarToolError(f"{key} {value!r}: give one of {', '.join(INT8_FLOAT_LAYER_MODES)} or a "
                               "comma list of layer output tensor names")
+    near = difflib.get_close_matches(text, INT8_FLOAT_LAYER_MODES, n=1, cutoff=0.7)
+    if near:
+        raise AvatarToolError(f"{key}={value!r}: did you mean '{near[0]}'? (one of {', '.join(INT8_FLOAT_LAYER_MODES)}, "
+                              "or a comma list of layer names)")
     return names
 
 

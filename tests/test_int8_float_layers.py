@@ -127,3 +127,5 @@ def test_the_float_layer_setting_parses_modes_and_lists():
     assert parse_int8_float_layers("conv_a, logits_b,") == ["conv_a", "logits_b"]
     with pytest.raises(AvatarToolError, match="give one of auto, outputs, none"):
         parse_int8_float_layers(" , ")
+    with pytest.raises(AvatarToolError, match="did you mean 'outputs'"):   # the CLI's `--int8-float-layers output` too
+        parse_int8_float_layers("output")

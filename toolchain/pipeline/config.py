@@ -19,7 +19,6 @@ training and what follows it, not the renders.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import types
 import typing
@@ -312,12 +311,8 @@ def check_config(cfg: BuildConfig) -> None:
                               "would repeat their source; set pairs.k=0 or name parts, e.g. "
                               f"--set pairs.augment={PAPER_STRENGTHS_TEXT}")
     recolour = parse_recolour(cfg.pairs.recolour)
-    from converters.export import INT8_FLOAT_LAYER_MODES, parse_int8_float_layers
-    float_layers = parse_int8_float_layers(cfg.export.int8_float_layers)
-    near = difflib.get_close_matches(str(cfg.export.int8_float_layers).strip(), INT8_FLOAT_LAYER_MODES, n=1, cutoff=0.7)
-    if isinstance(float_layers, list) and near:   # a layer named like a mode is far likelier a typo of the mode
-        raise AvatarToolError(f"export.int8_float_layers={cfg.export.int8_float_layers!r}: did you mean '{near[0]}'? "
-                              f"(one of {', '.join(INT8_FLOAT_LAYER_MODES)}, or a comma list of layer names)")
+    from converters.export import parse_int8_float_layers
+    parse_int8_float_layers(cfg.export.int8_float_layers, key="export.int8_float_layers")
     if cfg.real.generator is None:  # a given generator file is checked when the pairs stage loads it
         from ..generators.config import generator_preset
         gen_cfg = generator_preset(cfg.real.generator_config)
