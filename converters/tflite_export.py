@@ -9,6 +9,8 @@ What onnx2tf does to the model, and how this module handles it:
   order (``PartitionedCall:4``, ``:1``…) but carry a ``serving_default`` signature whose ``output_k``
   is ONNX output ``k``. :func:`tflite_output_map` turns either form into *ONNX output name → where to
   read it*; nothing here reads outputs by position;
+* onnx2tf converts a copy of the ONNX file, simplified once, and makes only the TFLite files asked for
+  (:mod:`converters._onnx2tf_main`);
 * int8 calibration uses our images, passed with ``-cind input calib.npy MEAN STD`` as NHWC floats in
   [0, 1]: onnx2tf applies ``(x - MEAN) / STD`` itself, so calibration sees exactly what inference sees.
   The ONNX model has a dynamic batch, so onnx2tf never wants its downloadable sample images, and the
@@ -70,7 +72,11 @@ def run_onnx2tf(onnx_path: str | Path, out_dir: str | Path, precisions: Sequence
         work = Path(work)
         if quant_type not in ("per-channel", "per-tensor"):
             raise AvatarToolError(f"quant_type {quant_type!r}: choose per-channel or per-tensor")
-        args = ["-i", str(onnx_path), "-o", str(work / "tf"), "-qt", quant_type]
+        # onnx2tf's input is a copy: its simplification writes to the file it is given, and the exported ONNX
+        # (the parity-checked file that goes into the bundle) must stay as it was checked
+        model_copy = work / onnx_path.name
+        shutil.copyfile(onnx_path, model_copy)
+        args = ["-i", str(model_copy), "-o", str(work / "tf"), "-qt", quant_type]
         if saved_model_to is not None:
             args += ["-osd"]
         if "int8" in precisions:
@@ -85,12 +91,13 @@ def run_onnx2tf(onnx_path: str | Path, out_dir: str | Path, precisions: Sequence
         elif "dynamic_int8" in precisions:
             args += ["-odrqt"]
         env = dict(os.environ)
-        # onnxsim is run as a command: without the venv's bin/ on PATH onnx2tf silently skips it.
+        # onnx2tf runs its helper tools as commands (onnxsim, when not told -nuo): the venv's bin/ on PATH first
         env["PATH"] = _venv_bin() + os.pathsep + env.get("PATH", "")
         env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent) + os.pathsep + env.get("PYTHONPATH", "")
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         env["NO_COLOR"] = "1"
-        proc = subprocess.run([sys.executable, "-m", "converters._onnx2tf_main", *args], cwd=work, env=env,
+        proc = subprocess.run([sys.executable, "-m", "converters._onnx2tf_main", "--keep", ",".join(precisions), "--",
+                               *args], cwd=work, env=env,
                               capture_output=True, text=True, timeout=timeout)
         log = proc.stdout + "\n" + proc.stderr
         if log_path:

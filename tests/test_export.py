@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -157,6 +158,51 @@ def test_tflite_fp32_shuffled_outputs_map_by_name(tflite_export):
 
 
 @pytest.mark.slow
+def test_onnx2tf_converts_a_simplified_copy_and_makes_only_the_files_asked_for(tflite_export):
+    """onnx2tf converts a copy (simplified once here, its own three onnxsim runs off) and skips the TFLite files
+    nobody asked for; the exported ONNX stays the file the parity check read (onnxsim would have added its
+    shape annotations to it in place)."""
+    import onnx
+    folder, _ = tflite_export
+    log = (folder / "onnx2tf.log").read_text()
+    assert "simplified the model once with onnxsim" in log
+    skipped = set(re.findall(r"skipped onnx2tf's (\w+) conversion", log))
+    assert skipped == {"full_int8", "int16_activations", "full_int16_activations"}   # fp32, fp16, dynamic, int8 asked
+    assert not onnx.load(str(folder / "estimator.onnx"), load_external_data=False).graph.value_info
+
+
+def test_onnx2tf_conversions_are_told_apart_by_their_settings():
+    """The settings onnx2tf gives each of its seven converters name the file it makes (``conversion_kind``)."""
+    import tensorflow as tf
+    from converters._onnx2tf_main import KNOWN_KINDS, conversion_kind, parse
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])
+    def double(x):
+        return 2.0 * x
+    c = tf.lite.TFLiteConverter.from_concrete_functions([double.get_concrete_function()])
+    kinds = [conversion_kind(c)]
+    c.optimizations = [tf.lite.Optimize.DEFAULT]
+    c.target_spec.supported_types = [tf.float16]
+    kinds.append(conversion_kind(c))
+    c.target_spec.supported_types = []
+    kinds.append(conversion_kind(c))
+    c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.SELECT_TF_OPS]
+    c.representative_dataset = lambda: iter(())
+    kinds.append(conversion_kind(c))
+    c.inference_input_type = c.inference_output_type = tf.int8
+    kinds.append(conversion_kind(c))
+    c.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    c.inference_input_type = c.inference_output_type = tf.float32
+    kinds.append(conversion_kind(c))
+    c.inference_input_type = c.inference_output_type = tf.int16
+    kinds.append(conversion_kind(c))
+    assert tuple(kinds) == KNOWN_KINDS
+    assert parse(["--keep", "fp32,int8", "--", "-i", "m.onnx"]) == ({"fp32", "int8"}, ["-i", "m.onnx"])
+    assert parse(["-i", "m.onnx"]) == (None, ["-i", "m.onnx"])
+    with pytest.raises(SystemExit, match="int9: unknown"):
+        parse(["--keep", "fp32,int9", "--", "-i", "m.onnx"])
+
+
 def test_int8_calibration_offline_and_signature_mapping(tflite_export):
     """Full-integer int8 with our calibration images, the network blocked, outputs mapped through the signature."""
     from converters.tflite_export import TFLiteRunner, make_interpreter, nchw_to_nhwc
