@@ -425,12 +425,30 @@ def test_force_reruns_the_stage_and_everything_after(built, tmp_path):
     run, _, _ = built
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
-    results = build(tiny_config(**BUILT), copy, force=["export"])
+    results = build(tiny_config(**BUILT), copy, force=["baseline"])
     status = {r.name: r.status for r in results}
-    after = STAGE_NAMES[STAGE_NAMES.index("export"):]
+    after = STAGE_NAMES[STAGE_NAMES.index("baseline"):]
     assert all(status[n] == "ran" for n in after) and all(status[n] == "skipped" for n in STAGE_NAMES if n not in after)
     with pytest.raises(AvatarToolError, match="--force nosuch: no such stage"):
         build(tiny_config(), copy, force=["nosuch"])
+
+
+def test_until_stops_after_the_stage_and_the_build_without_it_goes_on(built, tmp_path):
+    run, _, _ = built
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    # forced from evaluate, stopped before it: the forced stages it did not reach are moved aside, so the build
+    # without --until reruns them instead of taking their old outputs as up to date
+    results = build(tiny_config(**BUILT), copy, force=["evaluate"], stop_after="baseline")
+    assert [r.name for r in results] == list(STAGE_NAMES[:STAGE_NAMES.index("baseline") + 1])
+    assert all(r.status == "skipped" for r in results)
+    assert not (copy / "evaluate").exists() and (copy / ".stale" / "evaluate").is_dir()
+    results = build(tiny_config(**BUILT), copy)
+    assert {r.name for r in results if r.status == "ran"} == {"evaluate", "report"}
+    with pytest.raises(AvatarToolError, match="--until nosuch: no such stage"):
+        build(tiny_config(), copy, stop_after="nosuch")
+    proc = run_cli("build", "--engine", "alter", "--run", str(copy), "--until", "pair", "--no-calibrate")
+    assert proc.returncode == 1 and "--until pair: no such stage" in proc.stderr
 
 
 def test_a_second_build_into_the_same_folder_is_refused(tmp_path):
@@ -511,7 +529,7 @@ def test_kill9_during_pairs_then_the_same_command_resumes_there(built, tmp_path)
     settings = sum((["--set", s] for s in tiny_settings(**{"pairs.steps": 40, "pairs.chunk": 8,
                                                             "baseline.enabled": False})), [])
     args = [sys.executable, "-m", "toolchain.cli.main", "build", "--engine", "alter", "--run", str(copy),
-            "--no-calibrate", *settings]
+            "--no-calibrate", "--until", "pairs", *settings]
     env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
     proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     index = copy / "pairs" / "index.json"
@@ -535,6 +553,7 @@ def test_kill9_during_pairs_then_the_same_command_resumes_there(built, tmp_path)
     done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert re.search(r"render\s+skipped", done.stderr) and re.search(r"pairs\s+resumed", done.stderr)
+    assert "stopped after pairs (--until)" in done.stdout and not (copy / "train").exists()
     rec = read_record(copy / "pairs")
     assert rec["status"] == "complete" and rec["resumed"] is True
     from toolchain.data.paired_dataset import PairedDataset

@@ -22,3 +22,14 @@ def test_a_given_generator_file_sets_the_estimated_generator(tmp_path):
     default = resolve_config("alter", "smoke")
     assert build_generator_config(default) == generator_preset(default.real.generator_config)
     assert build_generator_config(default).size == 32
+
+
+def test_the_estimate_of_a_build_with_until_names_only_the_stages_it_runs(tmp_path):
+    from tests.test_build import tiny_config
+    from toolchain.pipeline.build import STAGE_NAMES
+    from toolchain.pipeline.calibrate import opening_estimate
+    est, line = opening_estimate(tiny_config(), tmp_path / "run", until="pairs")
+    assert list(est) == list(STAGE_NAMES[:STAGE_NAMES.index("pairs") + 1])
+    assert "pairs ~" in line and "train" not in line
+    est, _ = opening_estimate(tiny_config(), tmp_path / "run")
+    assert "train" in est and "evaluate" in est

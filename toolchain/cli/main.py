@@ -725,6 +725,8 @@ def build(
                                                "avatar, pairs, train, export, eval, baseline)."),
     settings: Optional[list[str]] = typer.Option(None, "--set", help="Override one setting, e.g. --set pairs.k=3 (repeatable)."),
     force: Optional[list[str]] = typer.Option(None, "--force", help="Rerun this stage and every stage after it (repeatable)."),
+    until: Optional[str] = typer.Option(None, "--until", help="Stop after this stage (e.g. --until pairs, to look at the "
+                                        "pairs before the estimator trains); the command without it goes on from there."),
     real_generator: Optional[Path] = typer.Option(None, "--real-generator",
                                                   help="G_real: our generator.safetensors or the released SemanticStyleGAN .pt."),
     real_images: Optional[Path] = typer.Option(None, "--real-images",
@@ -759,17 +761,20 @@ def build(
                 "pairs.early_stop": early_stop, "device": device, "threads": threads, "render.workers": workers,
                 "render.batch_size": batch_size, "render.engine_timeout": engine_timeout}
     cfg = resolve_config(engine, preset, config_file, settings or [], **explicit)
+    from ..pipeline.build import STAGE_NAMES
+    if until is not None and until not in STAGE_NAMES:
+        raise AvatarToolError(f"--until {until}: no such stage (stages: {', '.join(STAGE_NAMES)})")
     run_dir = run_dir or _default_run_dir(engine, preset)
     dist = distributed.detect()
     estimates = None
     if calibrate and not dist.enabled:   # the estimates time one process; under torchrun they would mislead
         from ..pipeline.calibrate import opening_estimate
-        estimates, line = opening_estimate(cfg, run_dir, force or [])
+        estimates, line = opening_estimate(cfg, run_dir, force or [], until)
         err_console.print(line, highlight=False, soft_wrap=True)
     try:
         with distributed.process_group(cfg.device, timeout_s=distributed.BUILD_TIMEOUT_S), \
                 (RichBuildUI(err_console) if dist.is_main else contextlib.nullcontext(QuietUI())) as ui:
-            results = run_build(cfg, run_dir, ui=ui, force=force or [], estimates=estimates)
+            results = run_build(cfg, run_dir, ui=ui, force=force or [], estimates=estimates, stop_after=until)
     except (AvatarToolError, SchemaError, VectorError, AvatarSDKError) as exc:
         raise AvatarToolError(f"{exc} — finished work is kept; resume with: {_resume_command()}") from exc
     if not dist.is_main:
@@ -778,6 +783,10 @@ def build(
     total = sum(r.seconds for r in ran)
     out = {r.name: r.record.get("outputs", {}) for r in results}
     console.print(f"[green]done[/]: {len(ran)} stage(s) ran in {total:.0f} s, {len(results) - len(ran)} up to date")
+    if until is not None and "report" not in out:
+        console.print(f"stopped after {until} (--until): its outputs are in {run_dir / until}; the same command "
+                      "without --until goes on from there")
+        return
     console.print(f"bundle: {out.get('export', {}).get('bundle')}")
     console.print(f"report: {out.get('report', {}).get('report_html')}")
 

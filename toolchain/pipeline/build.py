@@ -68,9 +68,10 @@ STAGE_NAMES = tuple(s.name for s in STAGES)
 
 
 def build(cfg: BuildConfig, run_dir: str | Path, ui: BuildUI | None = None, force: Iterable[str] = (),
-          stop_before: str | None = None, estimates: dict[str, float] | None = None) -> list[StageResult]:
-    """Run the whole build into ``run_dir`` (resuming, skipping what is done). Writes ``config.json`` and
-    ``command.txt`` there; returns one result per stage."""
+          stop_before: str | None = None, estimates: dict[str, float] | None = None,
+          stop_after: str | None = None) -> list[StageResult]:
+    """Run the whole build into ``run_dir`` (resuming, skipping what is done), or its stages up to ``stop_after``.
+    Writes ``config.json`` and ``command.txt`` there; returns one result per stage."""
     run_dir = Path(run_dir)
     main = distributed.info().is_main
     with RunLock(run_dir) if main else contextlib.nullcontext():   # the ranks of one torchrun build share it
@@ -80,7 +81,8 @@ def build(cfg: BuildConfig, run_dir: str | Path, ui: BuildUI | None = None, forc
             atomic_write_text(run_dir / "config.json", config_json(cfg) + "\n")
             atomic_write_text(run_dir / "command.txt", " ".join(_quote(a) for a in sys.argv) + "\n")
         distributed.barrier()
-        return run_stages(STAGES, cfg, run_dir, ui=ui, force=force, stop_before=stop_before, estimates=estimates)
+        return run_stages(STAGES, cfg, run_dir, ui=ui, force=force, stop_before=stop_before, estimates=estimates,
+                          stop_after=stop_after)
 
 
 def _quote(arg: str) -> str:

@@ -215,17 +215,21 @@ def calibrate_build(cfg: BuildConfig, cached: Path | None = None, done: Collecti
     return est
 
 
-def opening_estimate(cfg: BuildConfig, run_dir: str | Path, force: Sequence[str] = ()) -> tuple[dict[str, float], str]:
+def opening_estimate(cfg: BuildConfig, run_dir: str | Path, force: Sequence[str] = (),
+                     until: str | None = None) -> tuple[dict[str, float], str]:
     """What ``avatartool build`` prints before it starts: seconds per stage and the line that says them, for a
-    build into ``run_dir`` (stages it would skip as done count as 0; a likely G_real cache hit as a restore)."""
+    build into ``run_dir`` (stages it would skip as done count as 0; a likely G_real cache hit as a restore;
+    stages after ``until`` are neither timed nor named)."""
     from .build import STAGES
     from .runner import finished_stages
+    names = [s.name for s in STAGES]
+    later = set(names[names.index(until) + 1:]) if until in names else set()
     try:
         done = finished_stages(STAGES, cfg, run_dir, force)
     except Exception:  # noqa: BLE001 - an estimate must never stop a build
         done = set()
     cached = None if "real_generator" in done else cached_g_real(cfg, force)
-    est = calibrate_build(cfg, cached, done)
+    est = {k: v for k, v in calibrate_build(cfg, cached, done | later).items() if k not in later}
     return est, describe(cfg, est, cached, done)
 
 

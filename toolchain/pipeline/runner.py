@@ -185,6 +185,10 @@ def finished_stages(stages: Sequence[Stage], cfg: BuildConfig, run_dir: str | Pa
     as ``run_stages`` finds them, without running anything: the opening estimate leaves them out."""
     run_dir = Path(run_dir).resolve()
     active = [s for s in stages if s.enabled(cfg)]
+    order = [s.name for s in stages]
+    if stop_after is not None and stop_after not in order:
+        raise AvatarToolError(f"--until {stop_after}: no such stage (stages: {', '.join(names)})")
+    last = order.index(stop_after) if stop_after is not None else len(order)
     forced_from = _forced_from(active, force)
     fps: dict[str, str] = {}
     done: set[str] = set()
@@ -260,9 +264,10 @@ def stage_fingerprint(stage: Stage, cfg: BuildConfig, upstream_fps: dict[str, st
 
 def run_stages(stages: Sequence[Stage], cfg: BuildConfig, run_dir: str | Path, ui: BuildUI | None = None,
                force: Iterable[str] = (), stop_before: str | None = None,
-               estimates: dict[str, float] | None = None) -> list[StageResult]:
+               estimates: dict[str, float] | None = None, stop_after: str | None = None) -> list[StageResult]:
     """Run (or skip, or resume) ``stages`` into ``run_dir``. ``force`` names stages to rerun with all later
-    ones. ``stop_before`` ends the build before that stage (tests). Returns one result per stage run."""
+    ones. ``stop_before`` ends the build before that stage (tests); ``stop_after`` after it (``--until``).
+    Returns one result per stage run."""
     # absolute, so every path a stage returns is inside the run and stored as $RUN/... (a relative one
     # would be checked against the stage folder and never found: the stage would rerun every time)
     run_dir = Path(run_dir).resolve()
@@ -273,6 +278,10 @@ def run_stages(stages: Sequence[Stage], cfg: BuildConfig, run_dir: str | Path, u
     unknown = force - {s.name for s in stages}
     if unknown:
         raise AvatarToolError(f"--force {', '.join(sorted(unknown))}: no such stage (stages: {', '.join(names)})")
+    order = [s.name for s in stages]
+    if stop_after is not None and stop_after not in order:
+        raise AvatarToolError(f"--until {stop_after}: no such stage (stages: {', '.join(names)})")
+    last = order.index(stop_after) if stop_after is not None else len(order)
     forced_from = _forced_from(active, force)
     outputs: dict[str, dict[str, Any]] = {}
     fps: dict[str, str] = {}
@@ -281,6 +290,12 @@ def run_stages(stages: Sequence[Stage], cfg: BuildConfig, run_dir: str | Path, u
     for i, stage in enumerate(active):
         if stop_before == stage.name:
             break
+        if order.index(stage.name) > last:
+            if main and i >= forced_from:   # forced but not reached: a later build without --until must rerun it
+                stale = _move_aside(run_dir, run_dir / stage.name)
+                if stale:
+                    ui.warn(f"{stage.name}: earlier outputs moved to {stale} (forced; not run, --until {stop_after})")
+            continue
         stage_dir = run_dir / stage.name
 
         def prepare() -> tuple[str, str, dict[str, Any], dict[str, Any] | None, bool]:
