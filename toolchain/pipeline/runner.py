@@ -185,10 +185,6 @@ def finished_stages(stages: Sequence[Stage], cfg: BuildConfig, run_dir: str | Pa
     as ``run_stages`` finds them, without running anything: the opening estimate leaves them out."""
     run_dir = Path(run_dir).resolve()
     active = [s for s in stages if s.enabled(cfg)]
-    order = [s.name for s in stages]
-    if stop_after is not None and stop_after not in order:
-        raise AvatarToolError(f"--until {stop_after}: no such stage (stages: {', '.join(names)})")
-    last = order.index(stop_after) if stop_after is not None else len(order)
     forced_from = _forced_from(active, force)
     fps: dict[str, str] = {}
     done: set[str] = set()
