@@ -761,9 +761,9 @@ def build(
                 "pairs.early_stop": early_stop, "device": device, "threads": threads, "render.workers": workers,
                 "render.batch_size": batch_size, "render.engine_timeout": engine_timeout}
     cfg = resolve_config(engine, preset, config_file, settings or [], **explicit)
-    from ..pipeline.build import STAGE_NAMES
-    if until is not None and until not in STAGE_NAMES:
-        raise AvatarToolError(f"--until {until}: no such stage (stages: {', '.join(STAGE_NAMES)})")
+    from ..pipeline.build import STAGES
+    from ..pipeline.runner import stages_after
+    stages_after(STAGES, until)   # an unknown --until stage is refused before the estimate or any stage runs
     run_dir = run_dir or _default_run_dir(engine, preset)
     dist = distributed.detect()
     estimates = None

@@ -221,9 +221,8 @@ def opening_estimate(cfg: BuildConfig, run_dir: str | Path, force: Sequence[str]
     build into ``run_dir`` (stages it would skip as done count as 0; a likely G_real cache hit as a restore;
     stages after ``until`` are neither timed nor named)."""
     from .build import STAGES
-    from .runner import finished_stages
-    names = [s.name for s in STAGES]
-    later = set(names[names.index(until) + 1:]) if until in names else set()
+    from .runner import finished_stages, stages_after
+    later = stages_after(STAGES, until)
     try:
         done = finished_stages(STAGES, cfg, run_dir, force)
     except Exception:  # noqa: BLE001 - an estimate must never stop a build

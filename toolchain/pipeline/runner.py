@@ -258,6 +258,17 @@ def stage_fingerprint(stage: Stage, cfg: BuildConfig, upstream_fps: dict[str, st
     return fingerprint_of(basis), basis
 
 
+def stages_after(stages: Sequence[Stage], name: str | None) -> set[str]:
+    """The names of the stages after ``name`` (what ``--until name`` leaves out); none for None. An unknown name is
+    refused."""
+    if name is None:
+        return set()
+    order = [s.name for s in stages]
+    if name not in order:
+        raise AvatarToolError(f"--until {name}: no such stage (stages: {', '.join(order)})")
+    return set(order[order.index(name) + 1:])
+
+
 def run_stages(stages: Sequence[Stage], cfg: BuildConfig, run_dir: str | Path, ui: BuildUI | None = None,
                force: Iterable[str] = (), stop_before: str | None = None,
                estimates: dict[str, float] | None = None, stop_after: str | None = None) -> list[StageResult]:
@@ -274,10 +285,7 @@ def run_stages(stages: Sequence[Stage], cfg: BuildConfig, run_dir: str | Path, u
     unknown = force - {s.name for s in stages}
     if unknown:
         raise AvatarToolError(f"--force {', '.join(sorted(unknown))}: no such stage (stages: {', '.join(names)})")
-    order = [s.name for s in stages]
-    if stop_after is not None and stop_after not in order:
-        raise AvatarToolError(f"--until {stop_after}: no such stage (stages: {', '.join(names)})")
-    last = order.index(stop_after) if stop_after is not None else len(order)
+    later = stages_after(stages, stop_after)
     forced_from = _forced_from(active, force)
     outputs: dict[str, dict[str, Any]] = {}
     fps: dict[str, str] = {}
@@ -286,7 +294,7 @@ def run_stages(stages: Sequence[Stage], cfg: BuildConfig, run_dir: str | Path, u
     for i, stage in enumerate(active):
         if stop_before == stage.name:
             break
-        if order.index(stage.name) > last:
+        if stage.name in later:
             if main and i >= forced_from:   # forced but not reached: a later build without --until must rerun it
                 stale = _move_aside(run_dir, run_dir / stage.name)
                 if stale:
