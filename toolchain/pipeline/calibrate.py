@@ -121,6 +121,7 @@ def _train_seconds(cfg: BuildConfig, samples: int, epochs: int | None) -> float:
     import torch
     from ..engines.alter import ALTER_SCHEMA
     from ..estimator.model import AvatarEstimator, EstimatorConfig
+    from ..estimator.small_map_conv import small_map_weight_grads
     from ..estimator.train import preset
     tc = preset(cfg.train.preset, epochs=epochs or cfg.train.epochs, batch_size=cfg.train.batch_size,
                 input_size=cfg.train.input_size)
@@ -134,7 +135,8 @@ def _train_seconds(cfg: BuildConfig, samples: int, epochs: int | None) -> float:
         opt.zero_grad()
         loss.backward()
         opt.step()
-    per_step = _timed(step, 2)
+    with small_map_weight_grads(model):   # as training does
+        per_step = _timed(step, 2)
     return per_step * math.ceil(samples * 0.9 / tc.batch_size) * tc.epochs * 1.15  # + validation passes
 
 
