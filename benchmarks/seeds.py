@@ -18,6 +18,7 @@ method (its accuracy minus the unchanged method's, same seed) by the same rule.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import statistics
 import sys
@@ -247,6 +248,21 @@ def _read_group(runs: Sequence[Path]) -> tuple[list[SeedResult], str, str, dict[
     return results, read[0][1], read[0][2], read[0][3]
 
 
+def code_differences(runs: Sequence[Path], against: Sequence[Path]) -> list[str]:
+    """The code whose fingerprint differs between two groups of builds (each side read from its first build's
+    stage records), with the stages that ran it: a code change made with the same settings."""
+    def code(run: Path) -> dict[str, tuple[str, list[str]]]:
+        found: dict[str, tuple[str, list[str]]] = {}
+        for record in sorted(Path(run).glob("*/stage.json")):
+            basis = json.loads(record.read_text()).get("basis") or {}
+            for path, digest in (basis.get("code") or {}).items():
+                found.setdefault(path, (digest, []))[1].append(basis.get("stage", record.parent.name))
+        return found
+    new, old = code(runs[0]), code(against[0])
+    return [f"code of {path} ({', '.join(new[path][1])}): {old[path][0]} → {new[path][0]}"
+            for path in sorted(set(new) & set(old)) if new[path][0] != old[path][0]]
+
+
 def main(argv: list[str] | None = None) -> None:
     from benchmarks._report import RESULTS
     from toolchain.errors import AvatarToolError
@@ -272,8 +288,10 @@ def main(argv: list[str] | None = None) -> None:
                 _fail("the builds after --against must be of the same engine and held-out set as the RUNs")
             flat, flat_u = flatten_settings(cfg), flatten_settings(cfg_u)
             change = [f"{k}: {flat_u.get(k)!r} → {flat.get(k)!r}" for k in config_differences([cfg, cfg_u])]
+            change = change or code_differences(a.runs, a.against)
             if not change:
-                _fail("the RUNs and the builds after --against have the same settings: there is no change to judge")
+                _fail("the RUNs and the builds after --against have the same settings and code: there is no change "
+                      "to judge")
             summary = compare(results, unchanged, a.spread)
             files = write_comparison(results, unchanged, change, engine, set_id, summary,
                                      a.name or f"seeds_change_{engine}", a.out, command)

@@ -1,6 +1,9 @@
 """The seeds benchmark's rule: a lead counts when its mean passes the machines' spread or it holds in every seed."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from benchmarks.seeds import SeedResult, config_differences, summarise, verdict
@@ -77,3 +80,19 @@ def test_a_change_needs_the_same_seeds_on_both_sides():
     from benchmarks.seeds import compare
     with pytest.raises(ValueError, match="the same seeds once each"):
         compare([_seed(0, 0.3, 0.3), _seed(1, 0.3, 0.3)], [_seed(0, 0.3, 0.3), _seed(2, 0.3, 0.3)])
+
+
+def test_a_code_change_with_the_same_settings_is_named_by_the_code_it_touched(tmp_path):
+    from benchmarks.seeds import code_differences
+
+    def build(name: str, estimator: str) -> Path:
+        run = tmp_path / name
+        for stage, code in (("pairs", {"toolchain/production": "p1"}),
+                            ("train", {"toolchain/estimator": estimator, "toolchain/data": "d1"}),
+                            ("baseline", {"toolchain/estimator": estimator})):
+            (run / stage).mkdir(parents=True)
+            (run / stage / "stage.json").write_text(json.dumps({"basis": {"stage": stage, "code": code}}))
+        return run
+    old, new, same = build("old", "e1"), build("new", "e2"), build("same", "e1")
+    assert code_differences([new], [old]) == ["code of toolchain/estimator (baseline, train): e1 → e2"]
+    assert code_differences([same], [old]) == []
