@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks._report import write_report
+from converters.latency import time_calls
 from toolchain.engines.alter import ALTER_SCHEMA
 from toolchain.estimator.model import AvatarEstimator, EstimatorConfig
 from toolchain.estimator.small_map_conv import MAX_OUTPUT_PIXELS, _UnfoldWeightGradConv2d, small_map_weight_grads
@@ -30,14 +31,7 @@ LAYERS = ((64, 128, 2, 8), (128, 128, 1, 8), (128, 256, 2, 16), (256, 256, 1, 16
 
 
 def median_ms(fn, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return statistics.median(time_calls(fn, warmup, repeats))
 
 
 def weight_grad_rows(inputs: tuple[int, ...], batch: int, repeats: int) -> list[dict]:
