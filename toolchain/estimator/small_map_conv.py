@@ -2,7 +2,7 @@
 
 At a 64 px input (the smoke preset's and the tests' estimator) ResNet-18's last stage works on 2x2 maps,
 and oneDNN's weight gradient for the 2x2 one is many times slower than the arithmetic needs: for the
-512->512 3x3 convolution on a 2x2 map, batch 32, 2 threads, it took 65-73 ms where unfolding the input
+512->512 3x3 convolution on a 2x2 map, batch 32, 2 threads, it took 58-73 ms where unfolding the input
 and one matrix product took 10-15 ms (`benchmarks/results/small_map_conv.md`). The three such convolutions
 then cost a quarter of a training step. On larger maps oneDNN is the faster one, so only outputs of at most
 ``MAX_OUTPUT_PIXELS`` pixels take this path.
@@ -76,8 +76,9 @@ def _routed_forward(conv: nn.Conv2d):
 def small_map_weight_grads(model: nn.Module, enabled: bool = True) -> Iterator[int]:
     """Inside the block, every eligible ``nn.Conv2d`` of ``model`` whose output map has at most
     ``MAX_OUTPUT_PIXELS`` pixels computes its weight gradient by unfold + matmul (CPU, float32, with
-    gradients on; anything else goes the usual way). Yields how many convolutions were routed; restores
-    the modules on exit, exceptions included."""
+    gradients on; anything else goes the usual way). Yields how many convolutions are eligible (the map
+    size is checked per call); restores the modules on exit, exceptions included. Not reentrant: do not nest it
+    on one model."""
     routed = [m for m in model.modules() if isinstance(m, nn.Conv2d) and _eligible(m)] if enabled else []
     for conv in routed:
         conv.forward = _routed_forward(conv)
