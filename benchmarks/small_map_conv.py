@@ -77,13 +77,13 @@ def step_rows(cases: tuple[tuple[int, int], ...], repeats: int) -> list[dict]:
                 step(), step()
         for _ in range(repeats):
             for on in (False, True):
-                with small_map_weight_grads(model, enabled=on) as routed:
+                with small_map_weight_grads(model, enabled=on):
                     t0 = time.perf_counter()
                     step()
                     times[on].append((time.perf_counter() - t0) * 1e3)
-        with small_map_weight_grads(model) as routed:
+        with small_map_weight_grads(model) as eligible:
             pass
-        rows.append({"input_px": size, "batch": batch, "eligible_convs": routed,
+        rows.append({"input_px": size, "batch": batch, "eligible_convs": eligible,
                      "onednn_ms": statistics.median(times[False]), "with_path_ms": statistics.median(times[True])})
     return rows
 
