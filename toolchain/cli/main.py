@@ -719,7 +719,7 @@ def _default_run_dir(engine: str, preset: str) -> Path:
 @app.command()
 def build(
     engine: str = typer.Option(..., "--engine", "-e", help="Engine name, 'module:Class' or 'cmd:<command>'."),
-    preset: str = typer.Option("smoke", "--preset", "-p", help="smoke (~15 min, 2 CPU cores), cpu (~2 h) or paper (GPU)."),
+    preset: str = typer.Option("smoke", "--preset", "-p", help="smoke (~15 min on 2 cores with native bf16, ~25 min without), cpu (~2 h with bf16) or paper (GPU)."),
     run_dir: Optional[Path] = typer.Option(None, "--run", "-o", help="Run directory (default: runs/build-<engine>-<preset>)."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="YAML file of settings (sections: render, real, "
                                                "avatar, pairs, train, export, eval, baseline)."),
