@@ -39,3 +39,18 @@ def test_the_estimate_of_a_build_with_until_names_only_the_stages_it_runs(tmp_pa
     upto = list(STAGE_NAMES[:STAGE_NAMES.index("pairs") + 1])
     assert list(est) == upto and timed == upto
     assert "pairs ~60 s" in line and "train" not in line and "total ~4 min" in line
+
+
+def test_an_unreadable_run_folder_is_said_in_the_estimate_not_swallowed(tmp_path, monkeypatch):
+    from tests.test_build import tiny_config
+    from toolchain.pipeline import calibrate, runner
+    from toolchain.pipeline.build import STAGE_NAMES
+
+    def broken(*args, **kwargs):
+        raise ValueError("stage.json of 'pairs' is not JSON")
+    monkeypatch.setattr(runner, "finished_stages", broken)
+    monkeypatch.setattr(calibrate, "calibrate_build", lambda cfg, cached=None, done=(): {n: 60.0 for n in STAGE_NAMES})
+    monkeypatch.setattr(calibrate, "cached_g_real", lambda cfg, force=(): None)
+    est, line = calibrate.opening_estimate(tiny_config(), tmp_path / "run")
+    assert list(est) == list(STAGE_NAMES) and " done" not in line
+    assert "could not be read" in line and "ValueError: stage.json of 'pairs' is not JSON" in line

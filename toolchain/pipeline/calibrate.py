@@ -225,13 +225,16 @@ def opening_estimate(cfg: BuildConfig, run_dir: str | Path, force: Sequence[str]
     from .build import STAGES
     from .runner import finished_stages, stages_after
     later = stages_after(STAGES, until)
+    unread = ""
     try:
         done = finished_stages(STAGES, cfg, run_dir, force)
-    except Exception:  # noqa: BLE001 - an estimate must never stop a build
+    except Exception as exc:  # noqa: BLE001 - an estimate must never stop a build
         done = set()
+        unread = (f" (the run folder's finished stages could not be read — {type(exc).__name__}: {exc} — so every "
+                  "stage is timed)")
     cached = None if "real_generator" in done else cached_g_real(cfg, force)
     est = {k: v for k, v in calibrate_build(cfg, cached, done | later).items() if k not in later}
-    return est, describe(cfg, est, cached, done)
+    return est, describe(cfg, est, cached, done) + unread
 
 
 def describe(cfg: BuildConfig, est: dict[str, float], cached: Path | None = None, done: Collection[str] = ()) -> str:
