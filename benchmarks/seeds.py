@@ -18,7 +18,6 @@ method (its accuracy minus the unchanged method's, same seed) by the same rule.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import statistics
 import sys
@@ -251,12 +250,14 @@ def _read_group(runs: Sequence[Path]) -> tuple[list[SeedResult], str, str, dict[
 def code_differences(runs: Sequence[Path], against: Sequence[Path]) -> list[str]:
     """The code whose fingerprint differs between two groups of builds (each side read from its first build's
     stage records), with the stages that ran it: a code change made with the same settings."""
+    from toolchain.pipeline.runner import STAGE_RECORD, read_record
+
     def code(run: Path) -> dict[str, tuple[str, list[str]]]:
         found: dict[str, tuple[str, list[str]]] = {}
-        for record in sorted(Path(run).glob("*/stage.json")):
-            basis = json.loads(record.read_text()).get("basis") or {}
+        for stage_dir in sorted(record.parent for record in Path(run).glob(f"*/{STAGE_RECORD}")):
+            basis = (read_record(stage_dir) or {}).get("basis") or {}
             for path, digest in (basis.get("code") or {}).items():
-                found.setdefault(path, (digest, []))[1].append(basis.get("stage", record.parent.name))
+                found.setdefault(path, (digest, []))[1].append(basis.get("stage", stage_dir.name))
         return found
     new, old = code(runs[0]), code(against[0])
     return [f"code of {path} ({', '.join(new[path][1])}): {old[path][0]} → {new[path][0]}"
