@@ -36,6 +36,12 @@ def _saved_model(path: Path) -> Path:
     return path
 
 
+def _quantizer(saved_model: Path, per_channel: bool):
+    from converters.int8_quant import Int8Quantizer
+    calib = np.random.default_rng(1).uniform(0, 1, (12, 16, 16, 3)).astype(np.float32)
+    return Int8Quantizer(saved_model, calib, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), per_channel=per_channel)
+
+
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory) -> Path:
     import_or_skip_unless_ci("torchvision")   # torchvision's import segfaults after TensorFlow's here: load it first
@@ -45,9 +51,8 @@ def saved_model(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("per_channel", [True, False])
 def test_quantize_gives_the_debuggers_own_bytes_for_every_float_set(saved_model, per_channel):
     tf = import_or_skip_unless_ci("tensorflow")
-    from converters.int8_quant import Int8Quantizer, compute_layers
-    calib = np.random.default_rng(1).uniform(0, 1, (12, 16, 16, 3)).astype(np.float32)
-    q = Int8Quantizer(saved_model, calib, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), per_channel=per_channel)
+    from converters.int8_quant import compute_layers
+    q = _quantizer(saved_model, per_channel)
     layers = compute_layers(q.layer_errors())
     assert len(layers) >= 2, layers
     models = {}
@@ -58,15 +63,11 @@ def test_quantize_gives_the_debuggers_own_bytes_for_every_float_set(saved_model,
         assert models[len(denied)] == expected, f"float layers {denied}"
     assert len(set(models.values())) == 3   # each float set is a different model
     # layer errors after quantize() calls are the same as before them (the debug model was not replaced)
-    q2 = Int8Quantizer(saved_model, calib, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), per_channel=per_channel)
+    q2 = _quantizer(saved_model, per_channel)
     first = [(e.tensor, round(e.rmse_over_scale, 6)) for e in q2.layer_errors()]
     q2.quantize(layers[:1])
     assert [(e.tensor, round(e.rmse_over_scale, 6)) for e in q2.layer_errors()] == first
 
 
 def test_per_channel_and_per_tensor_scales_give_different_models(saved_model):
-    from converters.int8_quant import Int8Quantizer
-    calib = np.random.default_rng(1).uniform(0, 1, (12, 16, 16, 3)).astype(np.float32)
-    kw = dict(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
-    assert (Int8Quantizer(saved_model, calib, per_channel=True, **kw).quantize()
-            != Int8Quantizer(saved_model, calib, per_channel=False, **kw).quantize())
+    assert _quantizer(saved_model, per_channel=True).quantize() != _quantizer(saved_model, per_channel=False).quantize()
